@@ -1,0 +1,98 @@
+/*
+ * cnn_bp.h -- the one header of cnn_bp's C99 kernels.
+ *
+ * Layering: these kernels are element-wise loops over contiguous, row-major
+ * blocks. They allocate nothing, call no Python and draw no random numbers;
+ * the Cython engine (cnn_bp/_engine.pyx) owns the buffers and calls BLAS for
+ * the matrix products, and the Python estimators validate everything before
+ * a kernel sees it.
+ *
+ * Every kernel exists for float (_f32) and double (_f64), generated from one
+ * body by a macro. Arguments: sizes first, then `const` inputs, then outputs
+ * (`*_out`, or `*_inout` when updated in place). A block of shape (m, n) is
+ * m rows of n contiguous values.
+ */
+#ifndef CNN_BP_H
+#define CNN_BP_H
+
+#include <stddef.h>
+
+/* Activations. Order matches cnn_bp/_activations.py:ACTIVATIONS (a test checks). */
+typedef enum {
+    CNNBP_IDENTITY = 0, /* f(z) = z                     f'= 1           */
+    CNNBP_LOGISTIC = 1, /* f(z) = 1 / (1 + exp(-z))     f'= a (1 - a)   */
+    CNNBP_TANH = 2,     /* f(z) = tanh(z)               f'= 1 - a^2     */
+    CNNBP_RELU = 3,     /* f(z) = max(z, 0)             f'= [a > 0]     */
+    CNNBP_SOFTMAX = 4,  /* row-wise exp(z_k) / sum_j exp(z_j); output only */
+    CNNBP_EXP = 5,      /* f(z) = exp(z); output only (Poisson)          */
+    CNNBP_N_ACTIVATIONS = 6
+} cnnbp_activation;
+
+/* Losses, each with the output activation that makes it a canonical link,
+ * for which the output delta dC/dZ^L is simply (A^L - Y):
+ *   squared error   + identity   C = 1/2 (a - y)^2, averaged over outputs
+ *   log-loss        + softmax    C = -sum_k y_k log a_k
+ *   binary log-loss + logistic   C = -sum_k [y_k log a_k + (1 - y_k) log(1 - a_k)]
+ *   Poisson         + exp        C = sum_k [y_k log(y_k / a_k) - y_k + a_k]
+ * Order matches cnn_bp/_activations.py:LOSSES. */
+typedef enum {
+    CNNBP_SQUARED_ERROR = 0,
+    CNNBP_LOG_LOSS = 1,
+    CNNBP_BINARY_LOG_LOSS = 2,
+    CNNBP_POISSON = 3,
+    CNNBP_N_LOSSES = 4
+} cnnbp_loss;
+
+/* Canonical output activation of each loss (indexed by cnnbp_loss). */
+int cnnbp_loss_activation(int loss);
+
+#define CNNBP_DECLARE(T, S)                                                    \
+    /* activations.c */                                                        \
+    /* z_inout[i, j] := f(z_inout[i, j] + b[j]); softmax is row-wise. */       \
+    void cnnbp_bias_activation_##S(ptrdiff_t m, ptrdiff_t n, int activation,   \
+                                   const T *restrict b, T *restrict z_inout);  \
+    /* delta_inout[i] := delta_inout[i] * f'(z), f' read off a[i] = f(z). */   \
+    void cnnbp_delta_derivative_##S(ptrdiff_t size, int activation,            \
+                                    const T *restrict a,                       \
+                                    T *restrict delta_inout);                  \
+    /* losses.c */                                                             \
+    /* a := g(z + b) with g the loss's canonical activation (in z_inout);     \
+     * delta_out := (a - y) * sw (sw NULL means weights 1);                    \
+     * returns sum_i sw_i C_i, the weighted data loss of the m rows.          \
+     * Probabilities are clipped to [eps, 1 - eps] inside the log, as in      \
+     * scikit-learn, with eps the machine epsilon of T. */                     \
+    double cnnbp_output_loss_##S(ptrdiff_t m, ptrdiff_t n, int loss,           \
+                                 const T *restrict b, const T *restrict y,     \
+                                 const T *restrict sw, T *restrict z_inout,    \
+                                 T *restrict delta_out);                       \
+    /* optimizers.c */                                                         \
+    /* SGD with momentum mu (Polyak, or Nesterov's in Sutskever et al. 2013's \
+     * form): u = mu v - lr g; v := u; p += nesterov ? mu v - lr g : u. */     \
+    void cnnbp_sgd_update_##S(ptrdiff_t size, double lr, double momentum,      \
+                              int nesterov, const T *restrict grad,            \
+                              T *restrict velocity_inout,                      \
+                              T *restrict param_inout);                        \
+    /* Adam (Kingma & Ba 2014, Alg. 1, bias correction folded into lr_t):     \
+     * m := b1 m + (1-b1) g; v := b2 v + (1-b2) g^2;                           \
+     * p += -lr_t m / (sqrt(v) + eps). */                                      \
+    void cnnbp_adam_update_##S(ptrdiff_t size, double lr_t, double beta_1,     \
+                               double beta_2, double epsilon,                  \
+                               const T *restrict grad, T *restrict m_inout,    \
+                               T *restrict v_inout, T *restrict param_inout);  \
+    /* blocks.c */                                                             \
+    /* dst_out[i, :] := src[rows[i], :] for i < m (src has n columns). */      \
+    void cnnbp_gather_rows_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict src, \
+                               const ptrdiff_t *restrict rows,                 \
+                               T *restrict dst_out);                           \
+    /* sum_inout[j] += sum_i x[i, j]: row by row, as numpy's sum(axis=0). */   \
+    void cnnbp_column_sums_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict x,  \
+                               T *restrict sum_inout);                         \
+    /* g_inout := (g_inout + alpha w) / s: the L2 term and the 1/sum(sw)      \
+     * normalisation of a weight gradient (alpha = 0 for biases). */           \
+    void cnnbp_finish_gradient_##S(ptrdiff_t size, double alpha, double s,     \
+                                   const T *restrict w, T *restrict g_inout);
+
+CNNBP_DECLARE(float, f32)
+CNNBP_DECLARE(double, f64)
+
+#endif /* CNN_BP_H */

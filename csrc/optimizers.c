@@ -1,0 +1,47 @@
+/*
+ * optimizers.c -- parameter updates over the flat parameter buffer.
+ *
+ * One pass over all weights and biases at once; the operation order follows
+ * scikit-learn's sklearn/neural_network/_stochastic_optimizers.py so that
+ * float64 results agree with it to round-off.
+ */
+#ifndef T
+#define CNNBP_BODY "optimizers.c"
+#include "typed.h"
+#else
+
+void FN(sgd_update)(ptrdiff_t size, double lr, double momentum, int nesterov,
+                    const T *restrict g, T *restrict v, T *restrict p)
+{
+    const T mu = (T)momentum, eta = (T)lr;
+    if (nesterov) {
+        for (ptrdiff_t i = 0; i < size; i++) {
+            const T u = mu * v[i] - eta * g[i];
+            v[i] = u;
+            p[i] += mu * u - eta * g[i];
+        }
+    } else {
+        for (ptrdiff_t i = 0; i < size; i++) {
+            const T u = mu * v[i] - eta * g[i];
+            v[i] = u;
+            p[i] += u;
+        }
+    }
+}
+
+void FN(adam_update)(ptrdiff_t size, double lr_t, double beta_1, double beta_2,
+                     double epsilon, const T *restrict g, T *restrict m,
+                     T *restrict v, T *restrict p)
+{
+    const T b1 = (T)beta_1, c1 = (T)(1 - beta_1);
+    const T b2 = (T)beta_2, c2 = (T)(1 - beta_2);
+    const T eps = (T)epsilon;
+    for (ptrdiff_t i = 0; i < size; i++) {
+        m[i] = b1 * m[i] + c1 * g[i];
+        v[i] = b2 * v[i] + c2 * (g[i] * g[i]);
+        /* The step is formed in double, as numpy does with a float64 lr_t. */
+        p[i] += (T)((-lr_t * (double)m[i]) / (double)(SQRT(v[i]) + eps));
+    }
+}
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * typed.h -- instantiate a kernel file for float and double.
+ *
+ * A kernel file includes this header with CNNBP_BODY naming itself; this
+ * header then includes that file twice more, once with T = float and once
+ * with T = double, so each kernel is written once and compiled twice.
+ * Inside a body: T is the element type, FN(name) the suffixed function name
+ * (cnnbp_name_f32 / cnnbp_name_f64), and EXP, LOG, TANH, SQRT, T_EPS the
+ * matching math functions and machine epsilon.
+ */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+#include "cnn_bp.h"
+
+#define CNNBP_CAT_(a, b) a##_##b
+#define CNNBP_CAT(a, b) CNNBP_CAT_(a, b)
+#define FN(name) CNNBP_CAT(cnnbp_##name, S)
+
+#define T float
+#define S f32
+#define EXP expf
+#define LOG logf
+#define TANH tanhf
+#define SQRT sqrtf
+#define T_EPS FLT_EPSILON
+#include CNNBP_BODY
+#undef T
+#undef S
+#undef EXP
+#undef LOG
+#undef TANH
+#undef SQRT
+#undef T_EPS
+
+#define T double
+#define S f64
+#define EXP exp
+#define LOG log
+#define TANH tanh
+#define SQRT sqrt
+#define T_EPS DBL_EPSILON
+#include CNNBP_BODY

@@ -1,0 +1,28 @@
+"""Build the compiled core: one extension, the Cython engine plus the C99 kernels.
+
+Flags are portable by default (-O3, no -march); set CNN_BP_NATIVE=1 to add
+-march=native for a local build tuned to this CPU (never for a wheel).
+"""
+import os
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+KERNELS = ["csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c", "csrc/blocks.c"]
+
+compile_args = ["-O3"]
+if os.environ.get("CNN_BP_NATIVE") == "1":
+    compile_args.append("-march=native")
+
+extensions = [
+    Extension(
+        "cnn_bp._engine",
+        sources=["src/cnn_bp/_engine.pyx", *KERNELS],
+        include_dirs=[numpy.get_include(), "csrc"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+    )
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}))

@@ -1,0 +1,10 @@
+"""cnn_bp: a multi-layer perceptron trained by backpropagation, with a
+compiled core and scikit-learn's API.
+
+>>> from cnn_bp import MLPClassifier, MLPRegressor
+"""
+
+from ._mlp import MLPClassifier, MLPRegressor
+
+__version__ = "0.1.0"
+__all__ = ["MLPClassifier", "MLPRegressor", "__version__"]

@@ -1,0 +1,23 @@
+"""Every private scikit-learn import of cnn_bp, in one place.
+
+These names are not part of scikit-learn's public API; if a release moves
+one, this is the only file to change.
+"""
+
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+from sklearn.utils.multiclass import _check_partial_fit_first_call
+from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.validation import _check_sample_weight
+
+__all__ = [
+    "Interval",
+    "Options",
+    "StrOptions",
+    "_check_optimize_result",
+    "_check_partial_fit_first_call",
+    "_check_sample_weight",
+    "_fit_context",
+    "_get_additional_lbfgs_options_dict",
+]

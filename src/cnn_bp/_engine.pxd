@@ -1,0 +1,59 @@
+# cython: language_level=3
+from libc.stddef cimport ptrdiff_t
+
+
+cdef struct Net:
+    # Read-only description of a network plus pointers to its parameters.
+    ptrdiff_t n_layers           # L: number of weight layers
+    const ptrdiff_t *units       # L + 1 widths: n_0 (features) .. n_L (outputs)
+    const ptrdiff_t *w_off       # L offsets of W^1..W^L (fan_in x fan_out) in params
+    const ptrdiff_t *b_off       # L offsets of b^1..b^L in params
+    const ptrdiff_t *blk_off     # L + 1: A^l / delta^l block starts, in rows of width 1
+    ptrdiff_t n_coefs            # number of weights (the L2-penalised part)
+    ptrdiff_t n_params           # weights + biases
+    int hidden_activation        # cnnbp_activation code of the hidden layers
+    int loss                     # cnnbp_loss code (fixes the output activation)
+    double alpha                 # L2 penalty
+    void *params                 # n_params values: W^1..W^L then b^1..b^L
+    void *grads                  # n_params values, same layout
+
+
+cdef struct Optim:
+    # Optimizer settings and state; the flat state buffers mirror params.
+    int kind                     # SOLVER_SGD or SOLVER_ADAM
+    double learning_rate         # sgd: current rate; adam: learning_rate_init
+    double momentum
+    int nesterov
+    double beta_1
+    double beta_2
+    double epsilon
+    long long t                  # adam: update steps taken so far
+    void *s1                     # sgd: velocity; adam: first moment m
+    void *s2                     # adam: second moment v
+
+
+cdef struct Work:
+    # Preallocated blocks for `cap` rows; nothing is allocated inside an epoch.
+    ptrdiff_t cap                # rows each block holds
+    void *a                      # A^1..A^L, block l at cap * blk_off[l]
+    void *delta                  # delta^1..delta^L, same places
+    void *x                      # gathered batch rows of X (cap, n_0)
+    void *y                      # gathered batch rows of Y (cap, n_L)
+    void *sw                     # gathered batch sample weights (cap,)
+
+
+cdef class Engine:
+    cdef Net net
+    cdef Optim opt
+    cdef Work work
+    cdef object _layout          # intp array backing net.units/w_off/b_off/blk_off
+    cdef object _work            # arrays backing the Work blocks, or None
+    cdef readonly object dtype
+    cdef readonly tuple layer_units
+    cdef readonly object params
+    cdef readonly object grads
+    cdef readonly object optimizer_state
+    cdef readonly str solver
+    cdef readonly tuple coefs
+    cdef readonly tuple intercepts
+    cdef _reserve(self, ptrdiff_t cap)

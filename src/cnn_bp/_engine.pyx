@@ -1,0 +1,670 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The typed core of cnn_bp: `Engine` owns every buffer of one network and
+runs the forward pass, the backward pass and the optimizer update without the
+GIL, a whole epoch of mini-batches per call.
+
+Layering, calls going one way:
+    C kernels (csrc/: element-wise loops; no Python, no allocation, no RNG)
+    -> this engine (owns the buffers, calls BLAS, runs nogil)
+    -> the estimators (cnn_bp/_mlp.py: validation, RNG, warnings, bookkeeping)
+
+Mathematics, layers l = 1..L, a mini-batch of m rows stored row-major:
+    forward    Z^l = A^{l-1} W^l + b^l,   A^l = f(Z^l),   A^0 = X
+    output     delta^L = A^L - Y           (canonical activation/loss pairs)
+    backward   delta^l = (delta^{l+1} (W^{l+1})^T) * f'(A^l)
+    gradients  dC/dW^l = ((A^{l-1})^T delta^l + alpha W^l) / s
+               dC/db^l = sum_rows(delta^l) / s,    s = sum of sample weights
+f' is read off the stored A^l, so Z^l is never kept: each block holds Z^l
+only until the activation overwrites it in place.
+
+Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
+`intercepts` are numpy views into it. The gradient and optimizer-state
+buffers have the same layout. Every array handed in is checked (dtype,
+shape, contiguity, index range) before a pointer is taken.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.math cimport pow, sqrt
+from libc.stddef cimport ptrdiff_t
+from libc.string cimport memcpy, memset
+from cython cimport floating
+
+from ._kernels cimport (
+    CNNBP_N_ACTIVATIONS, CNNBP_N_LOSSES, CNNBP_SOFTMAX, CNNBP_IDENTITY,
+    CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_EXP,
+    CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS, CNNBP_POISSON,
+    adam_update, bias_activation, cnnbp_loss_activation, column_sums,
+    delta_derivative, finish_gradient, gather_rows, gemm, output_loss,
+    sgd_update, sum_of_squares,
+)
+
+cnp.import_array()
+
+cdef enum:
+    SOLVER_SGD = 0
+    SOLVER_ADAM = 1
+
+cdef char NO_TRANS = b'N'
+cdef char TRANS = b'T'
+
+# BLAS takes 32-bit integer sizes.
+cdef ptrdiff_t BLAS_INT_MAX = 2147483647
+
+SOLVERS = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
+
+# Rows per block when predicting: large enough for efficient GEMM, small
+# enough that the work memory stays bounded whatever the number of rows.
+PREDICT_CHUNK = 4096
+
+
+def activation_codes():
+    """The activation enum of csrc/cnn_bp.h, name -> code (for tests)."""
+    return {"identity": CNNBP_IDENTITY, "logistic": CNNBP_LOGISTIC,
+            "tanh": CNNBP_TANH, "relu": CNNBP_RELU,
+            "softmax": CNNBP_SOFTMAX, "exp": CNNBP_EXP}
+
+
+def loss_codes():
+    """The loss enum of csrc/cnn_bp.h, name -> code (for tests)."""
+    return {"squared_error": CNNBP_SQUARED_ERROR, "log_loss": CNNBP_LOG_LOSS,
+            "binary_log_loss": CNNBP_BINARY_LOG_LOSS, "poisson": CNNBP_POISSON}
+
+
+# ---------------------------------------------------------------------------
+# nogil core: one forward pass, one backward pass, the update, the epoch.
+# ---------------------------------------------------------------------------
+
+cdef void _forward(const Net *net, const floating *x, ptrdiff_t m,
+                   floating *a, ptrdiff_t cap) noexcept nogil:
+    """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into the blocks
+    of `a`; block L receives A^{L-1} W^L, whose bias and output activation
+    the caller applies (with the loss when training)."""
+    cdef const floating *p = <const floating *> net.params
+    cdef const floating *a_prev = x
+    cdef floating *z
+    cdef floating one = 1, zero = 0
+    cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
+    for l in range(1, L + 1):
+        n_in = net.units[l - 1]
+        n_out = net.units[l]
+        z = a + cap * net.blk_off[l]
+        # Z^l = A^{l-1} W^l                         (m, n_out)
+        gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in,
+             p + net.w_off[l - 1], n_out, zero, z, n_out)
+        if l < L:
+            # A^l = f(Z^l + b^l), in place
+            bias_activation(m, n_out, net.hidden_activation,
+                            p + net.b_off[l - 1], z)
+        a_prev = z
+
+
+cdef double _loss_gradient(const Net *net, const floating *x,
+                           const floating *y, const floating *sw, ptrdiff_t m,
+                           floating *a, floating *delta, ptrdiff_t cap,
+                           bint accumulate) noexcept nogil:
+    """Forward and backward pass over m rows. Adds the sums over rows of
+    (A^{l-1})^T delta^l and delta^l into net.grads (zeroed first unless
+    `accumulate`) and returns the weighted data loss sum_i sw_i C_i."""
+    cdef const floating *p = <const floating *> net.params
+    cdef floating *g = <floating *> net.grads
+    cdef const floating *a_prev
+    cdef floating *d
+    cdef floating *d_prev
+    cdef floating one = 1, zero = 0
+    cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
+    cdef double data_loss
+
+    _forward(net, x, m, a, cap)
+    # A^L = g(Z^L + b^L), loss, and delta^L = (A^L - Y) * sw in one pass
+    data_loss = output_loss(m, net.units[L], net.loss, p + net.b_off[L - 1],
+                            y, sw, a + cap * net.blk_off[L],
+                            delta + cap * net.blk_off[L])
+    if not accumulate:
+        memset(g, 0, net.n_params * sizeof(floating))
+    for l in range(L, 0, -1):
+        n_in = net.units[l - 1]
+        n_out = net.units[l]
+        a_prev = x if l == 1 else a + cap * net.blk_off[l - 1]
+        d = delta + cap * net.blk_off[l]
+        # dW^l += (A^{l-1})^T delta^l                (n_in, n_out)
+        gemm(TRANS, NO_TRANS, n_in, n_out, m, one, a_prev, n_in, d, n_out,
+             one, g + net.w_off[l - 1], n_out)
+        # db^l += sum over rows of delta^l
+        column_sums(m, n_out, d, g + net.b_off[l - 1])
+        if l > 1:
+            d_prev = delta + cap * net.blk_off[l - 1]
+            # delta^{l-1} = (delta^l (W^l)^T) * f'(A^{l-1})
+            gemm(NO_TRANS, TRANS, m, n_in, n_out, one, d, n_out,
+                 p + net.w_off[l - 1], n_out, zero, d_prev, n_in)
+            delta_derivative(m * n_in, net.hidden_activation, a_prev, d_prev)
+    return data_loss
+
+
+cdef double _finish(const Net *net, const floating *p, floating *g,
+                    double data_loss, double s) noexcept nogil:
+    """Adds the L2 term to the summed gradient, divides by s, and returns
+    the loss data_loss / s + alpha/2 ||W||^2 / s (scikit-learn's objective)."""
+    cdef double sq = 0
+    cdef ptrdiff_t l
+    for l in range(net.n_layers):
+        sq += sum_of_squares(<int> (net.units[l] * net.units[l + 1]),
+                             p + net.w_off[l])
+    finish_gradient(net.n_coefs, net.alpha, s, p, g)
+    finish_gradient(net.n_params - net.n_coefs, 0.0, s, <floating *> NULL,
+                    g + net.n_coefs)
+    return data_loss / s + (0.5 * net.alpha) * sq / s
+
+
+cdef void _update(const Net *net, Optim *opt, floating *p,
+                  const floating *g) noexcept nogil:
+    """One optimizer step over the whole flat parameter buffer."""
+    cdef double lr_t
+    if opt.kind == SOLVER_SGD:
+        sgd_update(net.n_params, opt.learning_rate, opt.momentum,
+                   opt.nesterov, g, <floating *> opt.s1, p)
+    else:
+        opt.t += 1
+        # Bias correction folded into the step size (Kingma & Ba, Sec. 2).
+        lr_t = (opt.learning_rate * sqrt(1 - pow(opt.beta_2, <double> opt.t))
+                / (1 - pow(opt.beta_1, <double> opt.t)))
+        adam_update(net.n_params, lr_t, opt.beta_1, opt.beta_2, opt.epsilon,
+                    g, <floating *> opt.s1, <floating *> opt.s2, p)
+
+
+cdef double _weight_sum(const floating *sw, ptrdiff_t m) noexcept nogil:
+    cdef floating s = 0
+    cdef ptrdiff_t i
+    for i in range(m):
+        s += sw[i]
+    return s
+
+
+cdef double _epoch(const Net *net, Optim *opt, const Work *w,
+                   const floating *X, const floating *Y, const floating *SW,
+                   const ptrdiff_t *order, ptrdiff_t n,
+                   ptrdiff_t batch) noexcept nogil:
+    """One pass over n rows in mini-batches of `batch`, rows taken in `order`
+    (NULL: in place, in storage order); returns sum_batches loss_b * m_b."""
+    cdef floating *p = <floating *> net.params
+    cdef floating *g = <floating *> net.grads
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
+    cdef ptrdiff_t start = 0, m
+    cdef const floating *xb
+    cdef const floating *yb
+    cdef const floating *swb
+    cdef double total = 0, data_loss, s
+    while start < n:
+        m = min(batch, n - start)
+        swb = NULL
+        if order != NULL:
+            gather_rows(m, n_in, X, order + start, <floating *> w.x)
+            gather_rows(m, n_out, Y, order + start, <floating *> w.y)
+            xb = <floating *> w.x
+            yb = <floating *> w.y
+            if SW != NULL:
+                gather_rows(m, 1, SW, order + start, <floating *> w.sw)
+                swb = <floating *> w.sw
+        else:
+            xb = X + start * n_in
+            yb = Y + start * n_out
+            if SW != NULL:
+                swb = SW + start
+        s = m if swb == NULL else _weight_sum(swb, m)
+        data_loss = _loss_gradient(net, xb, yb, swb, m, <floating *> w.a,
+                                   <floating *> w.delta, w.cap, False)
+        total += _finish(net, p, g, data_loss, s) * m
+        _update(net, opt, p, g)
+        start += m
+    return total
+
+
+cdef double _full_loss_gradient(const Net *net, const Work *w,
+                                const floating *X, const floating *Y,
+                                const floating *SW, ptrdiff_t n) noexcept nogil:
+    """Loss and gradient over all n rows, in blocks of w.cap rows whose
+    gradient sums accumulate (the full-batch objective of L-BFGS)."""
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
+    cdef ptrdiff_t start = 0, m
+    cdef double data_loss = 0
+    cdef const floating *swb = NULL
+    while start < n:
+        m = min(w.cap, n - start)
+        if SW != NULL:
+            swb = SW + start
+        data_loss += _loss_gradient(
+            net, X + start * n_in, Y + start * n_out, swb, m,
+            <floating *> w.a, <floating *> w.delta, w.cap, start > 0)
+        start += m
+    return _finish(net, <floating *> net.params, <floating *> net.grads,
+                   data_loss, n if SW == NULL else _weight_sum(SW, n))
+
+
+cdef void _predict(const Net *net, const floating *X, ptrdiff_t n,
+                   floating *out, floating *a, ptrdiff_t cap) noexcept nogil:
+    """Output activations of n rows into `out` (n, n_L), cap rows at a time."""
+    cdef const floating *p = <const floating *> net.params
+    cdef ptrdiff_t L = net.n_layers
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[L]
+    cdef ptrdiff_t start = 0, m
+    cdef floating *z = a + cap * net.blk_off[L]
+    while start < n:
+        m = min(cap, n - start)
+        _forward(net, X + start * n_in, m, a, cap)
+        bias_activation(m, n_out, cnnbp_loss_activation(net.loss),
+                        p + net.b_off[L - 1], z)
+        memcpy(out + start * n_out, z, m * n_out * sizeof(floating))
+        start += m
+
+
+# ---------------------------------------------------------------------------
+# Python-facing checks: nothing reaches the nogil core unverified.
+# ---------------------------------------------------------------------------
+
+cdef void *_data(object array):
+    return cnp.PyArray_DATA(<cnp.ndarray> array)
+
+
+def _check_block(name, array, dtype, n_rows, n_cols):
+    """Raise unless `array` is a C-contiguous ndarray of `dtype` and shape
+    (n_rows, n_cols) (n_cols < 0: 1-D of n_rows; n_rows < 0: any rows)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(array).__name__}")
+    if array.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, "
+                        f"got {array.dtype.name}")
+    if not array.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    shape = (n_rows,) if n_cols < 0 else (n_rows, n_cols)
+    if array.ndim != len(shape) or (
+            n_rows >= 0 and array.shape[0] != n_rows) or (
+            n_cols >= 0 and array.shape[1] != n_cols):
+        want = tuple("n" if s < 0 else s for s in shape)
+        raise ValueError(f"{name} must have shape {want}, got {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} has no rows")
+    if array.shape[0] > BLAS_INT_MAX:
+        raise ValueError(f"{name} has too many rows for 32-bit BLAS")
+
+
+cdef class Engine:
+    """All buffers of one multi-layer perceptron and the compiled passes over them.
+
+    Parameters
+    ----------
+    layer_units : sequence of int
+        Widths ``(n_features, n_hidden_1, ..., n_outputs)``, each >= 1.
+    hidden_activation : int
+        Code of the hidden activation (``cnn_bp._activations.ACTIVATIONS``).
+    loss : int
+        Code of the loss (``cnn_bp._activations.LOSSES``); it fixes the output
+        activation (identity, softmax, logistic or exp).
+    dtype : {numpy.float32, numpy.float64}
+        Element type of every buffer.
+
+    Attributes
+    ----------
+    params : ndarray of shape (n_params,)
+        Flat parameters ``[W^1, ..., W^L, b^1, ..., b^L]``, each W^l
+        row-major of shape (fan_in, fan_out).
+    grads : ndarray of shape (n_params,)
+        Gradient of the last pass, same layout.
+    coefs, intercepts : tuple of ndarray
+        Views of W^l (fan_in, fan_out) and b^l (fan_out,) into `params`.
+    optimizer_state : ndarray of shape (2, n_params) or None
+        sgd: row 0 the velocity; adam: rows m and v.
+
+    Raises
+    ------
+    ValueError
+        Unknown codes, widths < 1, or a network too large to allocate.
+    TypeError
+        A dtype other than float32 or float64.
+    """
+
+    def __cinit__(self, layer_units, int hidden_activation, int loss, dtype):
+        cdef ptrdiff_t L
+        cdef ptrdiff_t *lay
+        units = tuple(int(u) for u in layer_units)
+        if len(units) < 2 or min(units) < 1:
+            raise ValueError(f"layer_units must be >= 2 positive widths, got {units}")
+        if max(units) > BLAS_INT_MAX:
+            raise ValueError(f"layer widths must be < 2**31, got {max(units)}")
+        if not 0 <= hidden_activation < CNNBP_SOFTMAX:
+            raise ValueError(f"unknown hidden activation code {hidden_activation}")
+        if not 0 <= loss < CNNBP_N_LOSSES:
+            raise ValueError(f"unknown loss code {loss}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        L = len(units) - 1
+        sizes = [units[l] * units[l + 1] for l in range(L)]
+        if max(sizes) > BLAS_INT_MAX:
+            raise ValueError("a weight matrix has 2**31 or more entries")
+        n_coefs = sum(sizes)
+        n_params = n_coefs + sum(units[1:])
+
+        # layout: units | w_off | b_off | blk_off, one intp array
+        w_off, b_off, blk_off = [], [], [0]
+        w_at, b_at, blk_at = 0, n_coefs, 0
+        for l in range(L):
+            w_off.append(w_at)
+            b_off.append(b_at)
+            blk_off.append(blk_at)
+            w_at += sizes[l]
+            b_at += units[l + 1]
+            blk_at += units[l + 1]
+        self._layout = np.array(units + tuple(w_off) + tuple(b_off) + tuple(blk_off),
+                                dtype=np.intp)
+        lay = <ptrdiff_t *> _data(self._layout)
+
+        self.dtype = dtype
+        self.layer_units = units
+        self.params = np.zeros(n_params, dtype=dtype)
+        self.grads = np.zeros(n_params, dtype=dtype)
+        self.coefs = tuple(
+            self.params[w_off[l]:w_off[l] + sizes[l]].reshape(units[l], units[l + 1])
+            for l in range(L))
+        self.intercepts = tuple(
+            self.params[b_off[l]:b_off[l] + units[l + 1]] for l in range(L))
+        self.net.n_layers = L
+        self.net.units = lay
+        self.net.w_off = lay + (L + 1)
+        self.net.b_off = lay + (2 * L + 1)
+        self.net.blk_off = lay + (3 * L + 1)
+        self.net.n_coefs = n_coefs
+        self.net.n_params = n_params
+        self.net.hidden_activation = hidden_activation
+        self.net.loss = loss
+        self.net.alpha = 0
+        self.net.params = _data(self.params)
+        self.net.grads = _data(self.grads)
+        self.solver = None
+        self.optimizer_state = None
+        self._work = None
+        memset(&self.opt, 0, sizeof(Optim))
+        memset(&self.work, 0, sizeof(Work))
+
+    @property
+    def hidden_activation(self):
+        return self.net.hidden_activation
+
+    @property
+    def loss(self):
+        return self.net.loss
+
+    @property
+    def learning_rate(self):
+        """Current learning rate (sgd) or learning_rate_init (adam)."""
+        return self.opt.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, double value):
+        self.opt.learning_rate = value
+
+    @property
+    def t(self):
+        """Adam update steps taken so far."""
+        return self.opt.t
+
+    def set_optimizer(self, str solver, double learning_rate, *,
+                      double momentum=0.9, bint nesterov=True,
+                      double beta_1=0.9, double beta_2=0.999,
+                      double epsilon=1e-8, state=None, long long t=0):
+        """Start a fresh optimizer (zero state) or restore a saved one.
+
+        Parameters
+        ----------
+        solver : {"sgd", "adam"}
+        learning_rate : float
+            sgd: the current rate; adam: ``learning_rate_init``.
+        momentum, nesterov : sgd settings.
+        beta_1, beta_2, epsilon : adam settings.
+        state : ndarray of shape (2, n_params), optional
+            Saved optimizer state to restore (copied).
+        t : int
+            Adam steps already taken (with `state`).
+        """
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}")
+        cdef ptrdiff_t n = self.net.n_params
+        new_state = np.zeros((2, n), dtype=self.dtype)
+        if state is not None:
+            _check_block("optimizer state", state, self.dtype, 2, n)
+            new_state[...] = state
+        self.optimizer_state = new_state
+        self.solver = solver
+        self.opt.kind = SOLVERS[solver]
+        self.opt.learning_rate = learning_rate
+        self.opt.momentum = momentum
+        self.opt.nesterov = nesterov
+        self.opt.beta_1 = beta_1
+        self.opt.beta_2 = beta_2
+        self.opt.epsilon = epsilon
+        self.opt.t = t
+        self.opt.s1 = _data(new_state)
+        self.opt.s2 = _data(new_state[1])
+
+    def optimizer_settings(self):
+        """Keyword arguments that `set_optimizer` restores this state from."""
+        if self.solver is None:
+            return None
+        return dict(solver=self.solver, learning_rate=self.opt.learning_rate,
+                    momentum=self.opt.momentum, nesterov=bool(self.opt.nesterov),
+                    beta_1=self.opt.beta_1, beta_2=self.opt.beta_2,
+                    epsilon=self.opt.epsilon, state=self.optimizer_state,
+                    t=self.opt.t)
+
+    cdef _reserve(self, ptrdiff_t cap):
+        """Work blocks for `cap` rows; kept while large enough."""
+        if self.work.cap >= cap:
+            return
+        units = self.layer_units
+        width = sum(units[1:])
+        a = np.empty(cap * width, dtype=self.dtype)
+        delta = np.empty(cap * width, dtype=self.dtype)
+        x = np.empty(cap * units[0], dtype=self.dtype)
+        y = np.empty(cap * units[len(units) - 1], dtype=self.dtype)
+        sw = np.empty(cap, dtype=self.dtype)
+        self._work = (a, delta, x, y, sw)
+        self.work.cap = cap
+        self.work.a = _data(a)
+        self.work.delta = _data(delta)
+        self.work.x = _data(x)
+        self.work.y = _data(y)
+        self.work.sw = _data(sw)
+
+    def _check_data(self, X, Y, sample_weight):
+        _check_block("X", X, self.dtype, -1, self.layer_units[0])
+        n = X.shape[0]
+        _check_block("Y", Y, self.dtype, n, self.layer_units[len(self.layer_units) - 1])
+        if sample_weight is not None:
+            _check_block("sample_weight", sample_weight, self.dtype, n, -1)
+        return n
+
+    def run_epoch(self, X, Y, sample_weight, order, Py_ssize_t batch_size,
+                  double alpha):
+        """One epoch of mini-batch training, in one nogil call.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features), C-contiguous, engine dtype
+        Y : ndarray of shape (n_samples, n_outputs), C-contiguous, engine dtype
+            Targets: one-hot or indicator columns for classification.
+        sample_weight : ndarray of shape (n_samples,) or None
+        order : ndarray of shape (n_samples,), dtype intp, or None
+            Row order (a permutation from the estimator's random state);
+            None takes rows as stored, without copying them.
+        batch_size : int
+            Rows per mini-batch (the last batch may be smaller), >= 1.
+        alpha : float
+            L2 penalty.
+
+        Returns
+        -------
+        total : float
+            Sum over batches of (batch loss x batch rows); divided by
+            n_samples it is scikit-learn's ``loss_`` for the epoch.
+        """
+        if self.solver is None:
+            raise RuntimeError("set_optimizer must be called before run_epoch")
+        n = self._check_data(X, Y, sample_weight)
+        if order is not None:
+            _check_block("order", order, np.intp, n, -1)
+            if order.min() < 0 or order.max() >= n:
+                raise ValueError("order holds an index outside [0, n_samples)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = min(batch_size, n)
+        self._reserve(batch_size)
+        self.net.alpha = alpha
+        cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)
+        cdef void *x = _data(X)
+        cdef void *y = _data(Y)
+        cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
+        cdef ptrdiff_t nn = n
+        cdef double total
+        if self.dtype == np.float64:
+            with nogil:
+                total = _epoch(&self.net, &self.opt, &self.work, <double *> x,
+                               <double *> y, <double *> sw, rows, nn, batch_size)
+        else:
+            with nogil:
+                total = _epoch(&self.net, &self.opt, &self.work, <float *> x,
+                               <float *> y, <float *> sw, rows, nn, batch_size)
+        return total
+
+    def loss_gradient(self, X, Y, sample_weight, double alpha, params=None):
+        """Full-batch loss; the gradient is left in `grads`.
+
+        Parameters
+        ----------
+        X, Y, sample_weight : as in `run_epoch`.
+        alpha : float
+            L2 penalty.
+        params : ndarray of shape (n_params,), optional
+            Copied into `params` first (L-BFGS passes its iterate here).
+
+        Returns
+        -------
+        loss : float
+            ``sum_i sw_i C_i / s + alpha / 2 * ||W||^2 / s``.
+        """
+        n = self._check_data(X, Y, sample_weight)
+        if params is not None:
+            self.params[...] = np.asarray(params).reshape(self.params.shape)
+        self._reserve(min(n, PREDICT_CHUNK))
+        self.net.alpha = alpha
+        cdef void *x = _data(X)
+        cdef void *y = _data(Y)
+        cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
+        cdef ptrdiff_t nn = n
+        cdef double loss
+        if self.dtype == np.float64:
+            with nogil:
+                loss = _full_loss_gradient(&self.net, &self.work, <double *> x,
+                                           <double *> y, <double *> sw, nn)
+        else:
+            with nogil:
+                loss = _full_loss_gradient(&self.net, &self.work, <float *> x,
+                                           <float *> y, <float *> sw, nn)
+        return loss
+
+    def predict(self, X):
+        """Output activations for X.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features), C-contiguous, engine dtype
+
+        Returns
+        -------
+        out : ndarray of shape (n_samples, n_outputs), engine dtype
+            Softmax probabilities, logistic probabilities, identity or exp
+            outputs, by the loss.
+
+        Notes
+        -----
+        Uses its own work memory, so concurrent calls are safe.
+        """
+        _check_block("X", X, self.dtype, -1, self.layer_units[0])
+        cdef ptrdiff_t n = X.shape[0]
+        cdef ptrdiff_t cap = min(n, PREDICT_CHUNK)
+        out = np.empty((n, self.layer_units[len(self.layer_units) - 1]), dtype=self.dtype)
+        work = np.empty(cap * sum(self.layer_units[1:]), dtype=self.dtype)
+        cdef void *x = _data(X)
+        cdef void *o = _data(out)
+        cdef void *a = _data(work)
+        if self.dtype == np.float64:
+            with nogil:
+                _predict(&self.net, <double *> x, n, <double *> o, <double *> a, cap)
+        else:
+            with nogil:
+                _predict(&self.net, <float *> x, n, <float *> o, <float *> a, cap)
+        return out
+
+    def __reduce__(self):
+        return (_restore, (self.layer_units, self.net.hidden_activation,
+                           self.net.loss, self.dtype.str, self.params,
+                           self.optimizer_settings()))
+
+
+def _restore(layer_units, hidden_activation, loss, dtype, params, optimizer):
+    engine = Engine(layer_units, hidden_activation, loss, dtype)
+    engine.params[...] = params
+    if optimizer is not None:
+        engine.set_optimizer(**optimizer)
+    return engine
+
+
+# ---------------------------------------------------------------------------
+# Thin wrappers so tests reach the C kernels directly (float64, in place).
+# ---------------------------------------------------------------------------
+
+def py_bias_activation(double[:, ::1] z, const double[::1] b, int activation):
+    """z := f(z + b) in place (tests only)."""
+    if b.shape[0] != z.shape[1] or not 0 <= activation < CNNBP_N_ACTIVATIONS:
+        raise ValueError("bad shapes or activation code")
+    bias_activation(z.shape[0], z.shape[1], activation, &b[0], &z[0, 0])
+
+
+def py_delta_derivative(const double[::1] a, double[::1] delta, int activation):
+    """delta := delta * f'(a) in place (tests only)."""
+    if a.shape[0] != delta.shape[0] or not 0 <= activation < CNNBP_SOFTMAX:
+        raise ValueError("bad shapes or activation code")
+    delta_derivative(a.shape[0], activation, &a[0], &delta[0])
+
+
+def py_output_loss(double[:, ::1] z, const double[::1] b, const double[:, ::1] y,
+                   sw, double[:, ::1] delta, int loss):
+    """z := g(z + b), delta := (z - y) * sw; returns the weighted loss sum."""
+    cdef const double[::1] w
+    cdef const double *w_ptr = NULL
+    if (b.shape[0] != z.shape[1] or y.shape[0] != z.shape[0]
+            or y.shape[1] != z.shape[1] or delta.shape[0] != z.shape[0]
+            or delta.shape[1] != z.shape[1] or not 0 <= loss < CNNBP_N_LOSSES):
+        raise ValueError("bad shapes or loss code")
+    if sw is not None:
+        w = sw
+        if w.shape[0] != z.shape[0]:
+            raise ValueError("bad sample_weight shape")
+        w_ptr = &w[0]
+    return output_loss(z.shape[0], z.shape[1], loss, &b[0], &y[0, 0], w_ptr,
+                       &z[0, 0], &delta[0, 0])
+
+
+def py_sgd_update(double[::1] p, const double[::1] g, double[::1] v,
+                  double lr, double momentum, bint nesterov):
+    """One SGD step in place (tests only)."""
+    if g.shape[0] != p.shape[0] or v.shape[0] != p.shape[0]:
+        raise ValueError("bad shapes")
+    sgd_update(p.shape[0], lr, momentum, nesterov, &g[0], &v[0], &p[0])
+
+
+def py_adam_update(double[::1] p, const double[::1] g, double[::1] m,
+                   double[::1] v, double lr_t, double beta_1, double beta_2,
+                   double epsilon):
+    """One Adam step in place with the bias-corrected rate lr_t (tests only)."""
+    if g.shape[0] != p.shape[0] or m.shape[0] != p.shape[0] or v.shape[0] != p.shape[0]:
+        raise ValueError("bad shapes")
+    adam_update(p.shape[0], lr_t, beta_1, beta_2, epsilon, &g[0], &m[0], &v[0], &p[0])

@@ -1,0 +1,159 @@
+# cython: language_level=3
+"""Declarations of the C99 kernels (csrc/cnn_bp.h) and BLAS, with fused-type
+wrappers so that one Cython body serves float32 and float64.
+
+Every ``cdef extern`` of the project lives here, once.
+"""
+from libc.stddef cimport ptrdiff_t
+from cython cimport floating
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sdot, ddot
+
+cdef extern from "cnn_bp.h" nogil:
+    enum:
+        CNNBP_IDENTITY
+        CNNBP_LOGISTIC
+        CNNBP_TANH
+        CNNBP_RELU
+        CNNBP_SOFTMAX
+        CNNBP_EXP
+        CNNBP_N_ACTIVATIONS
+        CNNBP_SQUARED_ERROR
+        CNNBP_LOG_LOSS
+        CNNBP_BINARY_LOG_LOSS
+        CNNBP_POISSON
+        CNNBP_N_LOSSES
+
+    int cnnbp_loss_activation(int loss)
+
+    void cnnbp_bias_activation_f32(ptrdiff_t m, ptrdiff_t n, int activation,
+                                   const float *b, float *z)
+    void cnnbp_bias_activation_f64(ptrdiff_t m, ptrdiff_t n, int activation,
+                                   const double *b, double *z)
+    void cnnbp_delta_derivative_f32(ptrdiff_t size, int activation,
+                                    const float *a, float *delta)
+    void cnnbp_delta_derivative_f64(ptrdiff_t size, int activation,
+                                    const double *a, double *delta)
+    double cnnbp_output_loss_f32(ptrdiff_t m, ptrdiff_t n, int loss,
+                                 const float *b, const float *y,
+                                 const float *sw, float *z, float *delta)
+    double cnnbp_output_loss_f64(ptrdiff_t m, ptrdiff_t n, int loss,
+                                 const double *b, const double *y,
+                                 const double *sw, double *z, double *delta)
+    void cnnbp_sgd_update_f32(ptrdiff_t size, double lr, double momentum,
+                              int nesterov, const float *g, float *v, float *p)
+    void cnnbp_sgd_update_f64(ptrdiff_t size, double lr, double momentum,
+                              int nesterov, const double *g, double *v,
+                              double *p)
+    void cnnbp_adam_update_f32(ptrdiff_t size, double lr_t, double beta_1,
+                               double beta_2, double epsilon, const float *g,
+                               float *m, float *v, float *p)
+    void cnnbp_adam_update_f64(ptrdiff_t size, double lr_t, double beta_1,
+                               double beta_2, double epsilon, const double *g,
+                               double *m, double *v, double *p)
+    void cnnbp_gather_rows_f32(ptrdiff_t m, ptrdiff_t n, const float *src,
+                               const ptrdiff_t *rows, float *dst)
+    void cnnbp_gather_rows_f64(ptrdiff_t m, ptrdiff_t n, const double *src,
+                               const ptrdiff_t *rows, double *dst)
+    void cnnbp_column_sums_f32(ptrdiff_t m, ptrdiff_t n, const float *x,
+                               float *sums)
+    void cnnbp_column_sums_f64(ptrdiff_t m, ptrdiff_t n, const double *x,
+                               double *sums)
+    void cnnbp_finish_gradient_f32(ptrdiff_t size, double alpha, double s,
+                                   const float *w, float *g)
+    void cnnbp_finish_gradient_f64(ptrdiff_t size, double alpha, double s,
+                                   const double *w, double *g)
+
+
+cdef inline void bias_activation(ptrdiff_t m, ptrdiff_t n, int activation,
+                                 const floating *b, floating *z) noexcept nogil:
+    if floating is float:
+        cnnbp_bias_activation_f32(m, n, activation, b, z)
+    else:
+        cnnbp_bias_activation_f64(m, n, activation, b, z)
+
+
+cdef inline void delta_derivative(ptrdiff_t size, int activation,
+                                  const floating *a, floating *delta) noexcept nogil:
+    if floating is float:
+        cnnbp_delta_derivative_f32(size, activation, a, delta)
+    else:
+        cnnbp_delta_derivative_f64(size, activation, a, delta)
+
+
+cdef inline double output_loss(ptrdiff_t m, ptrdiff_t n, int loss,
+                               const floating *b, const floating *y,
+                               const floating *sw, floating *z,
+                               floating *delta) noexcept nogil:
+    if floating is float:
+        return cnnbp_output_loss_f32(m, n, loss, b, y, sw, z, delta)
+    else:
+        return cnnbp_output_loss_f64(m, n, loss, b, y, sw, z, delta)
+
+
+cdef inline void sgd_update(ptrdiff_t size, double lr, double momentum,
+                            int nesterov, const floating *g, floating *v,
+                            floating *p) noexcept nogil:
+    if floating is float:
+        cnnbp_sgd_update_f32(size, lr, momentum, nesterov, g, v, p)
+    else:
+        cnnbp_sgd_update_f64(size, lr, momentum, nesterov, g, v, p)
+
+
+cdef inline void adam_update(ptrdiff_t size, double lr_t, double beta_1,
+                             double beta_2, double epsilon, const floating *g,
+                             floating *m, floating *v, floating *p) noexcept nogil:
+    if floating is float:
+        cnnbp_adam_update_f32(size, lr_t, beta_1, beta_2, epsilon, g, m, v, p)
+    else:
+        cnnbp_adam_update_f64(size, lr_t, beta_1, beta_2, epsilon, g, m, v, p)
+
+
+cdef inline void gather_rows(ptrdiff_t m, ptrdiff_t n, const floating *src,
+                             const ptrdiff_t *rows, floating *dst) noexcept nogil:
+    if floating is float:
+        cnnbp_gather_rows_f32(m, n, src, rows, dst)
+    else:
+        cnnbp_gather_rows_f64(m, n, src, rows, dst)
+
+
+cdef inline void column_sums(ptrdiff_t m, ptrdiff_t n, const floating *x,
+                             floating *sums) noexcept nogil:
+    if floating is float:
+        cnnbp_column_sums_f32(m, n, x, sums)
+    else:
+        cnnbp_column_sums_f64(m, n, x, sums)
+
+
+cdef inline void finish_gradient(ptrdiff_t size, double alpha, double s,
+                                 const floating *w, floating *g) noexcept nogil:
+    if floating is float:
+        cnnbp_finish_gradient_f32(size, alpha, s, w, g)
+    else:
+        cnnbp_finish_gradient_f64(size, alpha, s, w, g)
+
+
+cdef inline void gemm(char trans_a, char trans_b, int m, int n, int k,
+                      floating alpha, const floating *a, int lda,
+                      const floating *b, int ldb, floating beta,
+                      floating *c, int ldc) noexcept nogil:
+    """Row-major C := alpha op(A) op(B) + beta C, op(A) (m, k), op(B) (k, n).
+
+    BLAS is column-major, where a row-major matrix reads as its transpose, so
+    C^T = op(B)^T op(A)^T is computed by swapping the operands (as
+    sklearn/utils/_cython_blas.pyx does).
+    """
+    if floating is float:
+        sgemm(&trans_b, &trans_a, &n, &m, &k, &alpha, <float *> b, &ldb,
+              <float *> a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&trans_b, &trans_a, &n, &m, &k, &alpha, <double *> b, &ldb,
+              <double *> a, &lda, &beta, c, &ldc)
+
+
+cdef inline double sum_of_squares(int n, const floating *x) noexcept nogil:
+    """x . x through BLAS (accumulated in the dtype of x, as numpy's dot)."""
+    cdef int one = 1
+    if floating is float:
+        return sdot(&n, <float *> x, &one, <float *> x, &one)
+    else:
+        return ddot(&n, <double *> x, &one, <double *> x, &one)

@@ -1,0 +1,873 @@
+"""MLPClassifier and MLPRegressor: scikit-learn's estimators over the compiled engine.
+
+This module is the Python layer of cnn_bp: it validates input, draws every
+random number (from ``check_random_state(random_state)``, in scikit-learn's
+order), keeps the fitted attributes and runs the epoch loop (early stopping,
+``n_iter_no_change``, learning-rate schedules, verbose output). The
+arithmetic, a whole epoch per call, happens in ``cnn_bp._engine.Engine``.
+"""
+
+import warnings
+from abc import ABC, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.optimize
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._activations import HIDDEN_ACTIVATIONS, activation_code, loss_code
+from ._compat import (
+    Interval,
+    Options,
+    StrOptions,
+    _check_optimize_result,
+    _check_partial_fit_first_call,
+    _check_sample_weight,
+    _fit_context,
+    _get_additional_lbfgs_options_dict,
+)
+from ._engine import Engine
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+
+class BaseMultilayerPerceptron(BaseEstimator, ABC):
+    """Shared fitting and prediction logic; use MLPClassifier or MLPRegressor."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS))],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            Options(Real, {np.inf}),
+        ],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    @abstractmethod
+    def __init__(
+        self, hidden_layer_sizes, activation, solver, alpha, batch_size,
+        learning_rate, learning_rate_init, power_t, max_iter, loss, shuffle,
+        random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
+        early_stopping, validation_fraction, beta_1, beta_2, epsilon,
+        n_iter_no_change, max_fun,
+    ):  # fmt: skip
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    # -- the engine and the fitted attributes that view it -------------------
+
+    def _loss_name(self):
+        """The engine's loss: log-loss pairs with softmax, binary log-loss with
+        logistic outputs (binary and multilabel), else the regressor's loss."""
+        if self.out_activation_ == "logistic":
+            return "binary_log_loss"
+        return self.loss
+
+    def _attach(self, engine):
+        """Make `engine` the model's; coefs_ and intercepts_ become its views."""
+        self._engine = engine
+        self.coefs_ = list(engine.coefs)
+        self.intercepts_ = list(engine.intercepts)
+
+    def _sync_engine(self):
+        """Rebuild the engine if the user assigned coefs_ / intercepts_ arrays
+        of their own, so that every pass uses exactly what the attributes show."""
+        engine = self._engine
+        if len(self.coefs_) == len(engine.coefs) and all(
+            mine is theirs
+            for mine, theirs in zip(
+                self.coefs_ + self.intercepts_, engine.coefs + engine.intercepts
+            )
+        ):
+            return
+        coefs = [np.asarray(c) for c in self.coefs_]
+        intercepts = [np.asarray(b) for b in self.intercepts_]
+        units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
+        dtype = coefs[0].dtype if coefs[0].dtype == np.float32 else np.float64
+        new = Engine(units, engine.hidden_activation, engine.loss, dtype)
+        for dst, src in zip(new.coefs + new.intercepts, coefs + intercepts):
+            if dst.shape != src.shape:
+                raise ValueError(
+                    f"coefs_/intercepts_ hold an array of shape {src.shape} where "
+                    f"shape {dst.shape} is needed"
+                )
+            dst[...] = src
+        settings = engine.optimizer_settings()
+        if settings is not None and new.params.shape == engine.params.shape:
+            new.set_optimizer(**settings)
+        self._attach(new)
+
+    def __getstate__(self):
+        if hasattr(self, "_engine"):
+            self._sync_engine()
+        state = dict(super().__getstate__())  # may be the live __dict__
+        # coefs_ / intercepts_ are views of the engine's buffer: rebuilt on load.
+        state.pop("coefs_", None)
+        state.pop("intercepts_", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_engine" in state:
+            self._attach(self._engine)
+
+    def _init_coef(self, fan_in, fan_out, dtype):
+        # Glorot & Bengio (2010) uniform bounds; factor 2 for logistic units.
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        init_bound = np.sqrt(factor / (fan_in + fan_out))
+        coef = self._random_state.uniform(-init_bound, init_bound, (fan_in, fan_out))
+        intercept = self._random_state.uniform(-init_bound, init_bound, fan_out)
+        return coef.astype(dtype, copy=False), intercept.astype(dtype, copy=False)
+
+    def _initialize(self, y, layer_units, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+
+        engine = Engine(
+            layer_units,
+            activation_code(self.activation),
+            loss_code(self._loss_name()),
+            dtype,
+        )
+        # Draw in scikit-learn's order: W^1, b^1, W^2, b^2, ...
+        for coef, intercept in zip(engine.coefs, engine.intercepts):
+            coef[...], intercept[...] = self._init_coef(*coef.shape, dtype)
+        self._attach(engine)
+        self._best_params = engine.params.copy()
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    # -- fitting ---------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden_layer_sizes = self.hidden_layer_sizes
+        if not hasattr(hidden_layer_sizes, "__iter__"):
+            hidden_layer_sizes = [hidden_layer_sizes]
+        hidden_layer_sizes = list(hidden_layer_sizes)
+        if np.any(np.array(hidden_layer_sizes) <= 0):
+            raise ValueError(
+                "hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes
+            )
+        first_pass = not hasattr(self, "coefs_") or (
+            not self.warm_start and not incremental
+        )
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        layer_units = [X.shape[1], *hidden_layer_sizes, y.shape[1]]
+        self._random_state = check_random_state(self.random_state)
+
+        if first_pass:
+            self._initialize(y, layer_units, X.dtype)
+        else:
+            self._sync_engine()
+            if list(self._engine.layer_units) != layer_units:
+                raise ValueError(
+                    f"The fitted network has layer sizes {self._engine.layer_units}"
+                    f" but the data and hidden_layer_sizes give {tuple(layer_units)};"
+                    " warm_start and partial_fit need the same architecture."
+                )
+        self.n_outputs_ = y.shape[1]
+
+        X = np.ascontiguousarray(X, dtype=self._engine.dtype)
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X, y, sample_weight, incremental)
+        else:
+            self._fit_lbfgs(X, y, sample_weight)
+
+        if not np.isfinite(self._engine.params).all():
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        return self
+
+    def _targets(self, y):
+        """y as the engine's (n_samples, n_outputs) C-contiguous float block."""
+        return np.ascontiguousarray(y, dtype=self._engine.dtype)
+
+    def _fit_lbfgs(self, X, y, sample_weight):
+        engine = self._engine
+        Y = self._targets(y)
+
+        def loss_and_gradient(params):
+            loss = engine.loss_gradient(X, Y, sample_weight, self.alpha, params)
+            return loss, engine.grads.astype(np.float64)
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        result = scipy.optimize.minimize(
+            loss_and_gradient,
+            engine.params.astype(np.float64),
+            method="L-BFGS-B",
+            jac=True,
+            options={
+                "maxfun": self.max_fun,
+                "maxiter": self.max_iter,
+                "gtol": self.tol,
+                **_get_additional_lbfgs_options_dict("iprint", iprint),
+            },
+        )
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = result.fun
+        engine.params[...] = result.x
+
+    def _start_optimizer(self):
+        if self.solver == "sgd":
+            self._engine.set_optimizer(
+                "sgd",
+                float(self.learning_rate_init),
+                momentum=self.momentum,
+                nesterov=self.nesterovs_momentum,
+            )
+        else:
+            self._engine.set_optimizer(
+                "adam",
+                self.learning_rate_init,
+                beta_1=self.beta_1,
+                beta_2=self.beta_2,
+                epsilon=self.epsilon,
+            )
+
+    def _fit_stochastic(self, X, y, sample_weight, incremental):
+        engine = self._engine
+        if not incremental or engine.solver is None:
+            self._start_optimizer()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        if early_stopping:
+            # Split as scikit-learn does: stratified for single-output
+            # classification, drawing from the same random state.
+            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
+            parts = train_test_split(
+                *arrays,
+                random_state=self._random_state,
+                test_size=self.validation_fraction,
+                stratify=stratify,
+            )
+            X_train, X_val, y_train, y_val = parts[:4]
+            sw_train, sw_val = parts[4:] if sample_weight is not None else (None, None)
+            if X_val.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+        else:
+            X_train, y_train, sw_train = X, y, sample_weight
+            X_val = y_val = sw_val = None
+        Y_train = self._targets(y_train)
+
+        n_samples = X_train.shape[0]
+        sample_idx = np.arange(n_samples, dtype=np.intp)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than "
+                    "sample size. It is going to be clipped"
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                order = None
+                if self.shuffle:
+                    # Shuffle indices, not rows; the engine gathers each batch.
+                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    order = sample_idx
+                total = engine.run_epoch(
+                    X_train, Y_train, sw_train, order, batch_size, self.alpha
+                )
+                self.n_iter_ += 1
+                self.loss_ = total / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    engine.learning_rate = (
+                        float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                    )
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = (
+                            "Validation score did not improve more than "
+                            "tol=%f for %d consecutive epochs."
+                            % (self.tol, self.n_iter_no_change)
+                        )
+                    else:
+                        msg = (
+                            "Training loss did not improve more than tol=%f"
+                            " for %d consecutive epochs."
+                            % (self.tol, self.n_iter_no_change)
+                        )
+                    if self._trigger_stopping(msg):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) "
+                        "reached and the optimization hasn't converged yet."
+                        % self.max_iter,
+                        ConvergenceWarning,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+
+        if early_stopping:
+            engine.params[...] = self._best_params
+
+    def _trigger_stopping(self, msg):
+        """Stop, or for sgd's 'adaptive' schedule divide the rate by 5 first."""
+        engine = self._engine
+        if not (engine.solver == "sgd" and self.learning_rate == "adaptive"):
+            if self.verbose:
+                print(msg + " Stopping.")
+            return True
+        if engine.learning_rate <= 1e-6:
+            if self.verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        engine.learning_rate /= 5.0
+        if self.verbose:
+            print(msg + " Setting learning rate to %f" % engine.learning_rate)
+        return False
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val):
+        if early_stopping:
+            val_score = self._score(X_val, y_val, sample_weight=sw_val)
+            self.validation_scores_.append(val_score)
+            if self.verbose:
+                print("Validation score: %f" % self.validation_scores_[-1])
+            if val_score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if val_score > self.best_validation_score_:
+                self.best_validation_score_ = val_score
+                self._best_params = self._engine.params.copy()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data, float32 or float64 (other numeric types become
+            float64; the model keeps the dtype it was fitted with).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (classification) or real targets (regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples in the loss and its gradient.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            Invalid parameters, NaN/inf or badly shaped input, or a solver
+            that produced non-finite weights.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                "partial_fit is only available for stochastic"
+                " optimizers. %s is not stochastic." % self.solver
+            )
+        return True
+
+    # -- prediction -------------------------------------------------------------
+
+    def _forward_pass_fast(self, X, check_input=True):
+        """Output activations (n_samples, n_outputs) for X, in the model's dtype."""
+        if check_input:
+            X = validate_data(self, X, reset=False)
+        self._sync_engine()
+        X = np.ascontiguousarray(X, dtype=self._engine.dtype)
+        return self._engine.predict(X)
+
+    def _score_with_function(self, X, y, sample_weight, score_function):
+        """Score without input validation (validation would drop feature names)."""
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+
+_PARAMETERS_DOC = """
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The ith element is the number of neurons in the ith hidden layer.
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
+        Hidden-layer activation f: identity f(z) = z; logistic
+        f(z) = 1 / (1 + exp(-z)); tanh; relu f(z) = max(0, z).
+    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+        'lbfgs': scipy's L-BFGS-B on the full-batch loss; 'sgd': mini-batch
+        gradient descent with (Nesterov) momentum; 'adam': Kingma & Ba (2014).
+    alpha : float, default=0.0001
+        Strength of the L2 penalty alpha / 2 * ||W||^2, divided by the sum of
+        sample weights of the batch.
+    batch_size : int, default='auto'
+        Mini-batch size of the stochastic solvers; 'auto' is
+        min(200, n_samples). Larger than n_samples: clipped, with a warning.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        Schedule for 'sgd': constant; learning_rate_init / (t + 1) ** power_t
+        with t the samples seen; or divided by 5 whenever the loss stalls.
+    learning_rate_init : float, default=0.001
+        Initial step size of 'sgd' and 'adam'.
+    power_t : float, default=0.5
+        Exponent of the 'invscaling' schedule.
+    max_iter : int, default=200
+        Maximum epochs (stochastic solvers) or iterations ('lbfgs').
+    shuffle : bool, default=True
+        Whether to shuffle the samples every epoch (stochastic solvers).
+    random_state : int, RandomState instance, default=None
+        Seeds weight initialisation, shuffling and the early-stopping split,
+        drawn in scikit-learn's order: the same seed gives the same model.
+    tol : float, default=1e-4
+        Improvement below which an epoch counts as no progress.
+    verbose : bool, default=False
+        Print the loss after every epoch.
+    warm_start : bool, default=False
+        Start from the previous fit's weights instead of new ones.
+    momentum : float, default=0.9
+        Momentum of 'sgd', in [0, 1].
+    nesterovs_momentum : bool, default=True
+        Use Nesterov's momentum (for 'sgd' with momentum > 0).
+    early_stopping : bool, default=False
+        Hold out validation_fraction of the data and stop when its score does
+        not improve by tol for n_iter_no_change epochs.
+    validation_fraction : float, default=0.1
+        Proportion of the data held out for early stopping.
+    beta_1 : float, default=0.9
+        Adam's decay rate of the first-moment estimate, in [0, 1).
+    beta_2 : float, default=0.999
+        Adam's decay rate of the second-moment estimate, in [0, 1).
+    epsilon : float, default=1e-8
+        Adam's numerical-stability constant.
+    n_iter_no_change : int, default=10
+        Epochs without improvement tolerated before stopping.
+    max_fun : int, default=15000
+        Maximum loss evaluations of 'lbfgs'."""
+
+_ATTRIBUTES_DOC = """
+    loss_ : float
+        The loss at the end of fitting (penalty included).
+    best_loss_ : float or None
+        Lowest training loss seen (None with early stopping).
+    loss_curve_ : list of shape (n_iter_,)
+        Loss after each epoch (stochastic solvers).
+    validation_scores_ : list of shape (n_iter_,) or None
+        Validation score after each epoch with early stopping.
+    best_validation_score_ : float or None
+        Best validation score with early stopping.
+    t_ : int
+        Number of training samples seen by the solver.
+    coefs_ : list of shape (n_layers - 1,)
+        W^l, ndarray (fan_in, fan_out) each: views into the engine's flat
+        parameter buffer.
+    intercepts_ : list of shape (n_layers - 1,)
+        b^l, ndarray (fan_out,) each: views into the same buffer.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when X had string column names.
+    n_iter_ : int
+        Epochs (or L-BFGS iterations) run by the last fit.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of outputs.
+    out_activation_ : str
+        Output activation: 'softmax', 'logistic', 'identity' or 'exp'."""
+
+_NOTES_DOC = """
+    Notes
+    -----
+    The mathematics (Rumelhart, Hinton & Williams, 1986), for layers
+    l = 1..L and a batch of B rows::
+
+        Z^l = A^{l-1} W^l + b^l,  A^l = f(Z^l),  A^0 = X
+        delta^L = A^L - Y
+        delta^l = (delta^{l+1} (W^{l+1})^T) * f'(Z^l)
+        dC/dW^l = ((A^{l-1})^T delta^l + alpha W^l) / B,  dC/db^l = sum(delta^l) / B
+
+    Forward, backward and update of a whole epoch run in one compiled call
+    that releases the GIL."""
+
+
+class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
+    def __init__(
+        self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+        alpha=0.0001, batch_size="auto", learning_rate="constant",
+        learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+        random_state=None, tol=1e-4, verbose=False, warm_start=False,
+        momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+        validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+        n_iter_no_change=10, max_fun=15000,
+    ):  # fmt: skip
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation,
+            solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, loss="log_loss", shuffle=shuffle,
+            random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+        )  # fmt: skip
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously "
+                        f"got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`. "
+                    f"`self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        # bool, not float: keeps float32 data from being upcast
+        y = self._label_binarizer.transform(y).astype(bool)
+        return X, y
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Predicted labels (an indicator matrix for multilabel targets).
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, accuracy_score)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with one epoch over the given data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,)
+            The target labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+        classes : array of shape (n_classes,), default=None
+            All classes that y may hold over the calls; required on the first.
+
+        Returns
+        -------
+        self : object
+            The trained model.
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict_proba(self, X):
+        """Probability estimates.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y_prob : ndarray of shape (n_samples, n_classes)
+            Probability of each class, in the order of ``classes_``.
+        """
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def predict_log_proba(self, X):
+        """Logarithm of the probability estimates, ``log(predict_proba(X))``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+        """
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+MLPClassifier.__doc__ = f"""Multi-layer perceptron classifier trained by backpropagation.
+
+    A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`:
+    the same parameters, attributes and results for the same random_state,
+    computed by a compiled engine. Minimises the log-loss (softmax output for
+    multiclass, logistic outputs for binary and multilabel targets).
+
+    Parameters
+    ----------{_PARAMETERS_DOC}
+
+    Attributes
+    ----------
+    classes_ : ndarray or list of ndarray of shape (n_classes,)
+        Class labels.{_ATTRIBUTES_DOC}
+{_NOTES_DOC}
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from cnn_bp import MLPClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = MLPClassifier(random_state=0, max_iter=300).fit(X / 16, y)
+    >>> clf.predict(X[:3] / 16)
+    array([0, 1, 2])
+    """
+
+
+class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(
+        self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu",
+        *, solver="adam", alpha=0.0001, batch_size="auto",
+        learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+        max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+        warm_start=False, momentum=0.9, nesterovs_momentum=True,
+        early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+        epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+    ):  # fmt: skip
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation,
+            solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, loss=loss, shuffle=shuffle,
+            random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+        )  # fmt: skip
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, multi_output=True, y_numeric=True,
+            dtype=(np.float64, np.float32), reset=reset,
+        )  # fmt: skip
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predicted values.
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, r2_score)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the model with one epoch over the given data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : object
+            The trained model.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+MLPRegressor.__doc__ = f"""Multi-layer perceptron regressor trained by backpropagation.
+
+    A drop-in replacement for :class:`sklearn.neural_network.MLPRegressor`:
+    the same parameters, attributes and results for the same random_state,
+    computed by a compiled engine.
+
+    Parameters
+    ----------
+    loss : {{'squared_error', 'poisson'}}, default='squared_error'
+        Half squared error with an identity output, or half Poisson deviance
+        with an exp output (requires y >= 0).{_PARAMETERS_DOC}
+
+    Attributes
+    ----------{_ATTRIBUTES_DOC}
+{_NOTES_DOC}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnn_bp import MLPRegressor
+    >>> X = np.linspace(-1, 1, 200).reshape(-1, 1)
+    >>> reg = MLPRegressor((32,), activation="tanh", solver="lbfgs",
+    ...                    random_state=0).fit(X, np.sin(3 * X).ravel())
+    >>> round(reg.score(X, np.sin(3 * X).ravel()), 2)
+    1.0
+    """

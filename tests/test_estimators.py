@@ -1,0 +1,167 @@
+"""Tier 3: behaviour through the public attributes: views into the flat
+buffer, pickling, user-assigned weights, errors, warnings, a hand-worked step."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+from sklearn import neural_network as sk
+from sklearn.exceptions import ConvergenceWarning
+
+from cnn_bp import MLPClassifier, MLPRegressor
+
+
+@pytest.fixture
+def fitted(digits):
+    X, y = digits
+    return MLPClassifier(hidden_layer_sizes=(20, 10), max_iter=5, random_state=0).fit(X, y)
+
+
+def test_coefs_and_intercepts_are_views_of_one_flat_buffer(fitted):
+    flat = fitted._engine.params
+    arrays = fitted.coefs_ + fitted.intercepts_
+    assert [a.shape for a in fitted.coefs_] == [(64, 20), (20, 10), (10, 10)]
+    assert all(np.shares_memory(a, flat) for a in arrays)
+    assert sum(a.size for a in arrays) == flat.size
+    # writing through a view changes what the model computes
+    before = fitted.predict_proba(np.ones((1, 64)))
+    fitted.intercepts_[-1][0] += 5.0
+    assert fitted.predict_proba(np.ones((1, 64)))[0, 0] > before[0, 0]
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, copy.deepcopy])
+def test_pickle_round_trip_keeps_views_and_predictions(fitted, digits, dumps):
+    X, _ = digits
+    restored = pickle.loads(dumps(fitted)) if dumps is pickle.dumps else dumps(fitted)
+    np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
+    assert all(np.shares_memory(c, restored._engine.params) for c in restored.coefs_)
+    assert not np.shares_memory(restored._engine.params, fitted._engine.params)
+
+
+def test_pickled_mid_partial_fit_resumes_identically(digits):
+    X, y = digits
+    a = MLPClassifier(hidden_layer_sizes=(15,), random_state=0)
+    a.partial_fit(X[:500], y[:500], classes=np.unique(y))
+    b = pickle.loads(pickle.dumps(a))
+    for model in (a, b):
+        model.partial_fit(X[500:1000], y[500:1000])
+    for ca, cb in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(ca, cb)
+
+
+def test_user_assigned_coefs_are_used_like_sklearn(fitted, digits):
+    X, y = digits
+    theirs = sk.MLPClassifier(hidden_layer_sizes=(20, 10), max_iter=5, random_state=0).fit(X, y)
+    rng = np.random.RandomState(1)
+    new_coefs = [rng.normal(scale=0.3, size=c.shape) for c in fitted.coefs_]
+    new_intercepts = [rng.normal(size=b.shape) for b in fitted.intercepts_]
+    for model in (fitted, theirs):
+        model.coefs_ = [c.copy() for c in new_coefs]
+        model.intercepts_ = [b.copy() for b in new_intercepts]
+    np.testing.assert_allclose(fitted.predict_proba(X), theirs.predict_proba(X), rtol=1e-12)
+    # the engine adopted them: coefs_ are views again, with the assigned values
+    assert all(np.shares_memory(c, fitted._engine.params) for c in fitted.coefs_)
+    np.testing.assert_array_equal(fitted.coefs_[0], new_coefs[0])
+
+
+def test_hand_worked_sgd_step():
+    """One sample, one hidden identity unit, squared error, lr 0.1, no momentum.
+
+    x = 1, W1 = 0.5, b1 = 0, W2 = 2, b2 = 0, y = 3:
+      forward   z1 = a1 = 0.5,  a2 = 2 * 0.5 = 1
+      output    delta2 = a2 - y = -2
+      backward  delta1 = delta2 * W2 * f'(z1) = -4
+      gradients dW2 = a1 * delta2 = -1, db2 = -2, dW1 = x * delta1 = -4, db1 = -4
+      update    W2 = 2.1, b2 = 0.2, W1 = 0.9, b1 = 0.4;  loss = (1 - 3)^2 / 2 = 2
+    """
+    model = MLPRegressor(hidden_layer_sizes=(1,), activation="identity", solver="sgd",
+                         learning_rate_init=0.1, momentum=0.0, alpha=0.0, random_state=0)  # fmt: skip
+    X, y = np.array([[1.0]]), np.array([3.0])
+    model.partial_fit(X, y)  # builds the network
+    model.coefs_[0][...] = 0.5
+    model.coefs_[1][...] = 2.0
+    model.intercepts_[0][...] = 0.0
+    model.intercepts_[1][...] = 0.0
+    model._start_optimizer()  # fresh momentum buffers for the hand-set weights
+    model.partial_fit(X, y)
+    assert model.loss_ == pytest.approx(2.0)
+    assert model.coefs_[1][0, 0] == pytest.approx(2.1)
+    assert model.intercepts_[1][0] == pytest.approx(0.2)
+    assert model.coefs_[0][0, 0] == pytest.approx(0.9)
+    assert model.intercepts_[0][0] == pytest.approx(0.4)
+
+
+def test_predict_proba_rows_sum_to_one_and_log_proba(fitted, digits):
+    X, _ = digits
+    proba = fitted.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(fitted.predict_log_proba(X), np.log(proba))
+    assert fitted.predict(X).shape == (len(X),)
+
+
+def test_large_input_is_predicted_in_blocks(fitted, digits):
+    X, _ = digits
+    big = np.tile(X, (6, 1))  # 10782 rows: several 4096-row blocks
+    np.testing.assert_allclose(fitted.predict_proba(big)[-len(X):], fitted.predict_proba(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("params,error", [
+    (dict(hidden_layer_sizes=(0,)), ValueError),
+    (dict(hidden_layer_sizes=(10, -1)), ValueError),
+    (dict(activation="softmax"), ValueError),
+    (dict(solver="newton"), ValueError),
+    (dict(alpha=-1.0), ValueError),
+    (dict(learning_rate_init=0.0), ValueError),
+    (dict(batch_size=0), ValueError),
+    (dict(momentum=1.5), ValueError),
+])  # fmt: skip
+def test_invalid_parameters_raise_like_sklearn(digits, params, error):
+    X, y = digits
+    with pytest.raises(error):
+        MLPClassifier(**params).fit(X[:50], y[:50])
+    with pytest.raises(error):
+        sk.MLPClassifier(**params).fit(X[:50], y[:50])
+
+
+def test_bad_input_leaves_a_fitted_model_unchanged(fitted, digits):
+    X, y = digits
+    before = fitted._engine.params.copy()
+    bad_X = X[:20].copy()
+    bad_X[3, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.fit(bad_X, y[:20])
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict(X[:, :10])
+    with pytest.raises(ValueError, match="not in `self.classes_`"):
+        fitted.partial_fit(X[:5], np.array([0, 1, 2, 3, 99]))
+    np.testing.assert_array_equal(fitted._engine.params, before)
+
+
+def test_convergence_warning_and_verbose(digits, capsys):
+    X, y = digits
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, verbose=True).fit(X, y)
+    assert "Iteration 2, loss = " in capsys.readouterr().out
+
+
+def test_partial_fit_is_not_offered_for_lbfgs():
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+    assert hasattr(MLPRegressor(solver="sgd"), "partial_fit")
+
+
+def test_warm_start_with_changed_architecture_is_a_clear_error(fitted, digits):
+    X, y = digits
+    fitted.set_params(warm_start=True, hidden_layer_sizes=(7,))
+    with pytest.raises(ValueError, match="same architecture"):
+        fitted.fit(X, y)
+
+
+def test_regressor_multi_output_shapes():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(80, 3))
+    Y = np.column_stack([X.sum(axis=1), X[:, 0] * 2])
+    model = MLPRegressor(hidden_layer_sizes=(10,), max_iter=50, random_state=0).fit(X, Y)
+    assert model.predict(X).shape == (80, 2)
+    assert model.n_outputs_ == 2 and model.out_activation_ == "identity"
+    assert model.predict(X[:, :]).dtype == np.float64

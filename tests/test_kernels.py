@@ -1,0 +1,123 @@
+"""Tier 1: the C kernels against numpy formulas (cnn_bp/_activations.py)."""
+
+import numpy as np
+import pytest
+from scipy.special import xlogy
+
+from cnn_bp import _activations as act
+from cnn_bp import _engine
+
+
+def test_python_tables_mirror_the_c_enums():
+    codes = _engine.activation_codes()
+    assert {name: act.ACTIVATIONS.index(name) for name in act.ACTIVATIONS} == codes
+    assert {name: act.LOSSES.index(name) for name in act.LOSSES} == _engine.loss_codes()
+
+
+def test_unknown_names_are_errors_not_fallbacks():
+    with pytest.raises(ValueError, match="unknown activation"):
+        act.activation_code("swish-ish")
+    with pytest.raises(ValueError, match="unknown loss"):
+        act.loss_code("hinge")
+    with pytest.raises(ValueError, match="activation"):
+        _engine.py_bias_activation(np.zeros((1, 2)), np.zeros(2), 99)
+
+
+@pytest.mark.parametrize("name", act.ACTIVATIONS)
+def test_bias_activation_matches_numpy(name):
+    rng = np.random.RandomState(0)
+    z = rng.normal(scale=3, size=(7, 5))
+    b = rng.normal(size=5)
+    expected = act.forward(name, z + b)
+    _engine.py_bias_activation(z, b, act.activation_code(name))
+    np.testing.assert_allclose(z, expected, rtol=1e-14, atol=1e-15)
+
+
+def test_relu_propagates_nan_and_softmax_survives_large_inputs():
+    z = np.array([[np.nan, -1.0, 2.0]])
+    _engine.py_bias_activation(z, np.zeros(3), act.activation_code("relu"))
+    assert np.isnan(z[0, 0]) and z[0, 1] == 0 and z[0, 2] == 2
+    z = np.array([[1000.0, 1001.0, -1000.0]])
+    _engine.py_bias_activation(z, np.zeros(3), act.activation_code("softmax"))
+    np.testing.assert_allclose(z.sum(), 1.0)
+    assert np.all(np.isfinite(z))
+
+
+@pytest.mark.parametrize("name", act.HIDDEN_ACTIVATIONS)
+def test_delta_derivative_matches_numpy(name):
+    rng = np.random.RandomState(1)
+    a = act.forward(name, rng.normal(size=40))
+    if name == "relu":
+        a[:5] = 0.0  # inactive units must get exactly zero
+    delta = rng.normal(size=40)
+    expected = delta * act.derivative(name, a)
+    _engine.py_delta_derivative(a, delta, act.activation_code(name))
+    np.testing.assert_allclose(delta, expected, rtol=1e-15)
+    if name == "relu":
+        assert np.all(delta[:5] == 0)
+
+
+def _numpy_loss(loss, a, y):
+    """Per-row losses as scikit-learn's sklearn/neural_network/_base.py."""
+    eps = np.finfo(a.dtype).eps
+    p = np.clip(a, eps, 1 - eps)
+    if loss == "squared_error":
+        return 0.5 * ((a - y) ** 2).mean(axis=1)
+    if loss == "log_loss":
+        return -xlogy(y, p).sum(axis=1)
+    if loss == "binary_log_loss":
+        return -(xlogy(y, p) + xlogy(1 - y, 1 - p)).sum(axis=1)
+    return (xlogy(y, y / a) - y + a).sum(axis=1)
+
+
+@pytest.mark.parametrize("loss", act.LOSSES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_output_loss_and_delta_match_numpy(loss, weighted):
+    rng = np.random.RandomState(2)
+    m, n = 9, 4
+    z = rng.normal(size=(m, n))
+    b = rng.normal(size=n)
+    if loss == "log_loss":
+        y = np.eye(n)[rng.randint(n, size=m)]
+    elif loss == "binary_log_loss":
+        y = (rng.uniform(size=(m, n)) > 0.5).astype(float)
+    elif loss == "poisson":
+        y = rng.poisson(2.0, size=(m, n)).astype(float)
+    else:
+        y = rng.normal(size=(m, n))
+    sw = rng.uniform(0.5, 2, size=m) if weighted else None
+    w = np.ones(m) if sw is None else sw
+    a_expected = act.forward(act.OUTPUT_ACTIVATION[loss], z + b)
+    delta = np.empty_like(z)
+    total = _engine.py_output_loss(z, b, y, sw, delta, act.loss_code(loss))
+    np.testing.assert_allclose(z, a_expected, rtol=1e-14)
+    np.testing.assert_allclose(delta, (a_expected - y) * w[:, None], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(total, (w * _numpy_loss(loss, a_expected, y)).sum(), rtol=1e-13)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_update_follows_the_published_equations(nesterov):
+    rng = np.random.RandomState(3)
+    p, g, v = rng.normal(size=(3, 50))
+    lr, mu = 0.1, 0.9
+    # Sutskever et al. (2013): v <- mu v - lr g; Nesterov looks ahead once more
+    v_new = mu * v - lr * g
+    p_new = p + (mu * v_new - lr * g if nesterov else v_new)
+    _engine.py_sgd_update(p, g, v, lr, mu, nesterov)
+    np.testing.assert_allclose(v, v_new, rtol=1e-15)
+    np.testing.assert_allclose(p, p_new, rtol=1e-15)
+
+
+def test_adam_update_follows_the_published_equations():
+    rng = np.random.RandomState(4)
+    p, g, m = rng.normal(size=(3, 50))
+    v = rng.uniform(size=50)
+    b1, b2, eps, lr_t = 0.9, 0.999, 1e-8, 0.003
+    # Kingma & Ba (2014), Algorithm 1 with the bias correction in lr_t
+    m_new = b1 * m + (1 - b1) * g
+    v_new = b2 * v + (1 - b2) * g**2
+    p_new = p - lr_t * m_new / (np.sqrt(v_new) + eps)
+    _engine.py_adam_update(p, g, m, v, lr_t, b1, b2, eps)
+    np.testing.assert_allclose(m, m_new, rtol=1e-15)
+    np.testing.assert_allclose(v, v_new, rtol=1e-15)
+    np.testing.assert_allclose(p, p_new, rtol=1e-14)

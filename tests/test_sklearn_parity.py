@@ -1,0 +1,121 @@
+"""Tier 4: the same data, parameters and random_state give scikit-learn's model.
+
+float64 results agree with sklearn.neural_network to round-off (rtol 1e-6)
+after several epochs; float32 results agree to float32 accuracy.
+"""
+
+import numpy as np
+import pytest
+from sklearn import neural_network as sk
+from sklearn.datasets import make_regression
+
+import cnn_bp
+
+
+def _pair(cls_name, **params):
+    return getattr(cnn_bp, cls_name)(**params), getattr(sk, cls_name)(**params)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_digits_float64_same_model(digits, solver, assert_same_model):
+    X, y = digits
+    ours, theirs = _pair("MLPClassifier", solver=solver, max_iter=8, random_state=0)
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    assert_same_model(ours, theirs)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
+@pytest.mark.parametrize("solver,schedule", [
+    ("adam", "constant"), ("sgd", "constant"), ("sgd", "invscaling"),
+    ("sgd", "adaptive"), ("lbfgs", "constant"),
+])  # fmt: skip
+def test_activation_and_schedule(digits, activation, solver, schedule, assert_same_model):
+    X, y = digits
+    X, y = X[:600], y[:600]
+    params = dict(hidden_layer_sizes=(20, 15), activation=activation, solver=solver,
+                  learning_rate=schedule, learning_rate_init=0.05 if solver == "sgd" else 1e-3,
+                  max_iter=6, random_state=1, n_iter_no_change=2, tol=0.5 if schedule == "adaptive" else 1e-4)  # fmt: skip
+    ours, theirs = _pair("MLPClassifier", **params)
+    assert_same_model(ours.fit(X, y), theirs.fit(X, y))
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_early_stopping_sample_weight_shuffle(digits, early_stopping, weighted, shuffle, assert_same_model):
+    X, y = digits
+    sw = np.random.RandomState(0).uniform(0.2, 2.0, size=len(y)) if weighted else None
+    params = dict(hidden_layer_sizes=(30,), early_stopping=early_stopping, shuffle=shuffle,
+                  max_iter=15, n_iter_no_change=3, random_state=2)  # fmt: skip
+    ours, theirs = _pair("MLPClassifier", **params)
+    ours.fit(X, y, sample_weight=sw)
+    theirs.fit(X, y, sample_weight=sw)
+    assert_same_model(ours, theirs)
+    if early_stopping:
+        np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+        assert ours.best_validation_score_ == theirs.best_validation_score_
+
+
+def test_binary_and_multilabel(digits, assert_same_model):
+    X, y = digits
+    ours, theirs = _pair("MLPClassifier", hidden_layer_sizes=(16,), max_iter=10, random_state=0)
+    y_bin = np.where(y % 2 == 0, "even", "odd")
+    assert_same_model(ours.fit(X, y_bin), theirs.fit(X, y_bin))
+    assert ours.out_activation_ == "logistic" and list(ours.classes_) == ["even", "odd"]
+    Y_multi = np.column_stack([y % 2 == 0, y > 4, y == 3]).astype(int)
+    assert_same_model(ours.fit(X, Y_multi), theirs.fit(X, Y_multi))
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+@pytest.mark.parametrize("n_targets", [1, 3])
+def test_regression(solver, n_targets, assert_same_model):
+    X, y = make_regression(n_samples=300, n_features=8, n_targets=n_targets, noise=0.1,
+                           random_state=0)  # fmt: skip
+    y = y / y.std()
+    params = dict(hidden_layer_sizes=(12, 7), activation="tanh", solver=solver, max_iter=10,
+                  random_state=3, learning_rate_init=1e-3 if solver != "sgd" else 1e-2)  # fmt: skip
+    ours, theirs = _pair("MLPRegressor", **params)
+    assert_same_model(ours.fit(X, y), theirs.fit(X, y))
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6, atol=1e-9)
+
+
+def test_poisson_regression(assert_same_model):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 5))
+    y = rng.poisson(np.exp(0.3 * X[:, 0]))
+    ours, theirs = _pair("MLPRegressor", loss="poisson", hidden_layer_sizes=(8,),
+                         max_iter=10, random_state=0)  # fmt: skip
+    assert_same_model(ours.fit(X, y), theirs.fit(X, y))
+    assert ours.out_activation_ == "exp"
+
+
+def test_partial_fit_and_warm_start_sequences(digits, assert_same_model):
+    X, y = digits
+    ours, theirs = _pair("MLPClassifier", hidden_layer_sizes=(25,), random_state=0)
+    classes = np.unique(y)
+    for start in range(0, 900, 300):
+        ours.partial_fit(X[start : start + 300], y[start : start + 300], classes=classes)
+        theirs.partial_fit(X[start : start + 300], y[start : start + 300], classes=classes)
+    assert_same_model(ours, theirs)
+    ours, theirs = _pair("MLPClassifier", hidden_layer_sizes=(25,), max_iter=3,
+                         warm_start=True, random_state=0)  # fmt: skip
+    for _ in range(3):
+        ours.fit(X, y)
+        theirs.fit(X, y)
+    assert_same_model(ours, theirs)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_float32_is_kept_and_close(digits, solver, assert_same_model):
+    X, y = digits
+    X32 = X.astype(np.float32)
+    ours, theirs = _pair("MLPClassifier", solver=solver, max_iter=5, random_state=0)
+    ours.fit(X32, y)
+    theirs.fit(X32, y)
+    assert all(c.dtype == np.float32 for c in ours.coefs_ + ours.intercepts_)
+    assert ours.predict_proba(X32).dtype == np.float32
+    assert_same_model(ours, theirs, rtol=2e-3)
