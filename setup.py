@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 
 KERNELS = ["csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c", "csrc/blocks.c"]
 
-compile_args = ["-O3"]
+compile_args = ["-O3", "-fno-math-errno"]
 if os.environ.get("CNN_BP_NATIVE") == "1":
     compile_args.append("-march=native")
 

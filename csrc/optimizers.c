@@ -35,12 +35,11 @@ void FN(adam_update)(ptrdiff_t size, double lr_t, double beta_1, double beta_2,
 {
     const T b1 = (T)beta_1, c1 = (T)(1 - beta_1);
     const T b2 = (T)beta_2, c2 = (T)(1 - beta_2);
-    const T eps = (T)epsilon;
+    const T eps = (T)epsilon, step = (T)-lr_t;
     for (ptrdiff_t i = 0; i < size; i++) {
         m[i] = b1 * m[i] + c1 * g[i];
         v[i] = b2 * v[i] + c2 * (g[i] * g[i]);
-        /* The step is formed in double, as numpy does with a float64 lr_t. */
-        p[i] += (T)((-lr_t * (double)m[i]) / (double)(SQRT(v[i]) + eps));
+        p[i] += (step * m[i]) / (SQRT(v[i]) + eps);
     }
 }
 
