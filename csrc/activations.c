@@ -64,6 +64,7 @@ void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
     }
 }
 
+CNNBP_VECTOR_LOOP
 void FN(delta_derivative)(ptrdiff_t size, int activation,
                           const T *restrict a, T *restrict delta)
 {

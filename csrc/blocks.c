@@ -13,6 +13,7 @@ void FN(gather_rows)(ptrdiff_t m, ptrdiff_t n, const T *restrict src,
         memcpy(dst + i * n, src + rows[i] * n, (size_t)n * sizeof(T));
 }
 
+CNNBP_VECTOR_LOOP
 void FN(column_sums)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
                      T *restrict sum)
 {
@@ -21,6 +22,7 @@ void FN(column_sums)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
             sum[j] += x[i * n + j];
 }
 
+CNNBP_VECTOR_LOOP
 void FN(finish_gradient)(ptrdiff_t size, double alpha, double s,
                          const T *restrict w, T *restrict g)
 {

@@ -10,6 +10,7 @@
 #include "typed.h"
 #else
 
+CNNBP_VECTOR_LOOP
 void FN(sgd_update)(ptrdiff_t size, double lr, double momentum, int nesterov,
                     const T *restrict g, T *restrict v, T *restrict p)
 {
@@ -29,6 +30,7 @@ void FN(sgd_update)(ptrdiff_t size, double lr, double momentum, int nesterov,
     }
 }
 
+CNNBP_VECTOR_LOOP
 void FN(adam_update)(ptrdiff_t size, double lr_t, double beta_1, double beta_2,
                      double epsilon, const T *restrict g, T *restrict m,
                      T *restrict v, T *restrict p)
