@@ -75,6 +75,9 @@ double FN(output_loss)(ptrdiff_t m, ptrdiff_t n, int loss,
                        T *restrict delta_out)
 {
     FN(bias_activation)(m, n, cnnbp_loss_activation(loss), b, z);
+    if (loss != CNNBP_SQUARED_ERROR) /* tiny probabilities: see FLUSH */
+        for (ptrdiff_t i = 0; i < m * n; i++)
+            z[i] = FLUSH(z[i]);
     double total = 0;
     for (ptrdiff_t i = 0; i < m; i++) {
         const T *restrict a = z + i * n;

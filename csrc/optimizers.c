@@ -3,7 +3,8 @@
  *
  * One pass over all weights and biases at once; the operation order follows
  * scikit-learn's sklearn/neural_network/_stochastic_optimizers.py so that
- * float64 results agree with it to round-off.
+ * float64 results agree with it to round-off. Moments and velocities that
+ * decay towards zero are flushed once subnormal (FLUSH in typed.h).
  */
 #ifndef T
 #define CNNBP_BODY "optimizers.c"
@@ -17,13 +18,13 @@ void FN(sgd_update)(ptrdiff_t size, double lr, double momentum, int nesterov,
     const T mu = (T)momentum, eta = (T)lr;
     if (nesterov) {
         for (ptrdiff_t i = 0; i < size; i++) {
-            const T u = mu * v[i] - eta * g[i];
+            const T u = FLUSH(mu * v[i] - eta * g[i]);
             v[i] = u;
             p[i] += mu * u - eta * g[i];
         }
     } else {
         for (ptrdiff_t i = 0; i < size; i++) {
-            const T u = mu * v[i] - eta * g[i];
+            const T u = FLUSH(mu * v[i] - eta * g[i]);
             v[i] = u;
             p[i] += u;
         }
@@ -39,8 +40,8 @@ void FN(adam_update)(ptrdiff_t size, double lr_t, double beta_1, double beta_2,
     const T b2 = (T)beta_2, c2 = (T)(1 - beta_2);
     const T eps = (T)epsilon, step = (T)-lr_t;
     for (ptrdiff_t i = 0; i < size; i++) {
-        m[i] = b1 * m[i] + c1 * g[i];
-        v[i] = b2 * v[i] + c2 * (g[i] * g[i]);
+        m[i] = FLUSH(b1 * m[i] + c1 * g[i]);
+        v[i] = FLUSH(b2 * v[i] + c2 * (g[i] * g[i]));
         p[i] += (step * m[i]) / (SQRT(v[i]) + eps);
     }
 }

@@ -121,3 +121,18 @@ def test_adam_update_follows_the_published_equations():
     np.testing.assert_allclose(m, m_new, rtol=1e-15)
     np.testing.assert_allclose(v, v_new, rtol=1e-15)
     np.testing.assert_allclose(p, p_new, rtol=1e-14)
+
+
+def test_training_output_flushes_negligible_probabilities_prediction_keeps_them():
+    """Probabilities below smallest-normal / eps are zeroed in the training
+    pass (subnormal arithmetic is ~100x slower), never in predictions."""
+    z = np.array([[0.0, -700.0, 1.0]])  # exp(-701) ~ 1e-305: tiny but normal
+    b = np.zeros(3)
+    y = np.array([[0.0, 0.0, 1.0]])
+    kept = z.copy()
+    _engine.py_bias_activation(kept, b, act.activation_code("softmax"))
+    assert 0 < kept[0, 1] < 1e-300
+    delta = np.empty_like(z)
+    _engine.py_output_loss(z, b, y, None, delta, act.loss_code("log_loss"))
+    assert z[0, 1] == 0 and delta[0, 1] == 0
+    np.testing.assert_allclose(z[0, [0, 2]], kept[0, [0, 2]], rtol=1e-15)
