@@ -9,7 +9,13 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c", "csrc/blocks.c"]
+KERNELS = [
+    "csrc/activations.c",
+    "csrc/losses.c",
+    "csrc/optimizers.c",
+    "csrc/blocks.c",
+    "csrc/sparse.c",
+]
 
 compile_args = ["-O3", "-fno-math-errno"]
 if os.environ.get("CNN_BP_NATIVE") == "1":

@@ -90,7 +90,22 @@ int cnnbp_loss_activation(int loss);
     /* g_inout := (g_inout + alpha w) / s: the L2 term and the 1/sum(sw)      \
      * normalisation of a weight gradient (alpha = 0 for biases). */           \
     void cnnbp_finish_gradient_##S(ptrdiff_t size, double alpha, double s,     \
-                                   const T *restrict w, T *restrict g_inout);
+                                   const T *restrict w, T *restrict g_inout); \
+    /* sparse.c: X a CSR matrix (data, indices, indptr); batch row i is     \
+     * rows[i], or first_row + i when rows is NULL. */                         \
+    /* out[i, :] := sum_k data[k] w[indices[k], :] over row i: Z = X_B W. */   \
+    void cnnbp_csr_matmul_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict data, \
+                              const ptrdiff_t *restrict indices,               \
+                              const ptrdiff_t *restrict indptr,                \
+                              const ptrdiff_t *restrict rows,                  \
+                              ptrdiff_t first_row, const T *restrict w,        \
+                              T *restrict out);                                \
+    /* g_inout[indices[k], :] += data[k] delta[i, :]: dW += X_B^T delta. */     \
+    void cnnbp_csr_transpose_matmul_add_##S(                                   \
+        ptrdiff_t m, ptrdiff_t n, const T *restrict data,                      \
+        const ptrdiff_t *restrict indices, const ptrdiff_t *restrict indptr,   \
+        const ptrdiff_t *restrict rows, ptrdiff_t first_row,                   \
+        const T *restrict delta, T *restrict g_inout);
 
 CNNBP_DECLARE(float, f32)
 CNNBP_DECLARE(double, f64)

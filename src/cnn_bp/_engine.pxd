@@ -32,6 +32,16 @@ cdef struct Optim:
     void *s2                     # adam: second moment v
 
 
+cdef struct Rows:
+    # The input rows of one block: dense, or rows of a CSR matrix.
+    const void *x                # (m, n_0) row-major block, or NULL when sparse
+    const void *data             # CSR values / column indices / row pointers
+    const ptrdiff_t *indices
+    const ptrdiff_t *indptr
+    const ptrdiff_t *rows        # CSR row of block row i, or NULL: first_row + i
+    ptrdiff_t first_row
+
+
 cdef struct Work:
     # Preallocated blocks for `cap` rows; nothing is allocated inside an epoch.
     ptrdiff_t cap                # rows each block holds
@@ -56,4 +66,6 @@ cdef class Engine:
     cdef readonly str solver
     cdef readonly tuple coefs
     cdef readonly tuple intercepts
-    cdef _reserve(self, ptrdiff_t cap)
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x)
+    cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
+                               list keep) except -1

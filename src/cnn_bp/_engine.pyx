@@ -23,6 +23,7 @@ buffers have the same layout. Every array handed in is checked (dtype,
 shape, contiguity, index range) before a pointer is taken.
 """
 import numpy as np
+import scipy.sparse as sp
 
 cimport numpy as cnp
 from libc.math cimport pow, sqrt
@@ -35,8 +36,8 @@ from ._kernels cimport (
     CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_EXP,
     CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS, CNNBP_POISSON,
     adam_update, bias_activation, cnnbp_loss_activation, column_sums,
-    delta_derivative, finish_gradient, gather_rows, gemm, output_loss,
-    sgd_update, sum_of_squares,
+    csr_matmul, csr_transpose_matmul_add, delta_derivative, finish_gradient,
+    gather_rows, gemm, output_loss, sgd_update, sum_of_squares,
 )
 
 cnp.import_array()
@@ -75,33 +76,48 @@ def loss_codes():
 # nogil core: one forward pass, one backward pass, the update, the epoch.
 # ---------------------------------------------------------------------------
 
-cdef void _forward(const Net *net, const floating *x, ptrdiff_t m,
-                   floating *a, ptrdiff_t cap) noexcept nogil:
+cdef void _first_layer(const Rows *x, ptrdiff_t m, ptrdiff_t n_in,
+                       ptrdiff_t n_out, const floating *w,
+                       floating *z) noexcept nogil:
+    """Z^1 = X_B W^1 for dense or CSR input rows."""
+    cdef floating one = 1, zero = 0
+    if x.x != NULL:
+        gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, <const floating *> x.x,
+             n_in, w, n_out, zero, z, n_out)
+    else:
+        csr_matmul(m, n_out, <const floating *> x.data, x.indices, x.indptr,
+                   x.rows, x.first_row, w, z)
+
+
+cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, floating *a,
+                   ptrdiff_t cap) noexcept nogil:
     """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into the blocks
     of `a`; block L receives A^{L-1} W^L, whose bias and output activation
     the caller applies (with the loss when training)."""
     cdef const floating *p = <const floating *> net.params
-    cdef const floating *a_prev = x
-    cdef floating *z
+    cdef floating *z = a + cap * net.blk_off[1]
+    cdef const floating *a_prev
     cdef floating one = 1, zero = 0
     cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
+    # Z^1 = X W^1, then for l > 1: Z^l = A^{l-1} W^l    (m, n_l)
+    _first_layer(x, m, net.units[0], net.units[1], p + net.w_off[0], z)
     for l in range(1, L + 1):
         n_in = net.units[l - 1]
         n_out = net.units[l]
         z = a + cap * net.blk_off[l]
-        # Z^l = A^{l-1} W^l                         (m, n_out)
-        gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in,
-             p + net.w_off[l - 1], n_out, zero, z, n_out)
+        if l > 1:
+            a_prev = a + cap * net.blk_off[l - 1]
+            gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in,
+                 p + net.w_off[l - 1], n_out, zero, z, n_out)
         if l < L:
             # A^l = f(Z^l + b^l), in place
             bias_activation(m, n_out, net.hidden_activation,
                             p + net.b_off[l - 1], z)
-        a_prev = z
 
 
-cdef double _loss_gradient(const Net *net, const floating *x,
-                           const floating *y, const floating *sw, ptrdiff_t m,
-                           floating *a, floating *delta, ptrdiff_t cap,
+cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
+                           const floating *sw, ptrdiff_t m, floating *a,
+                           floating *delta, ptrdiff_t cap,
                            bint accumulate) noexcept nogil:
     """Forward and backward pass over m rows. Adds the sums over rows of
     (A^{l-1})^T delta^l and delta^l into net.grads (zeroed first unless
@@ -125,11 +141,19 @@ cdef double _loss_gradient(const Net *net, const floating *x,
     for l in range(L, 0, -1):
         n_in = net.units[l - 1]
         n_out = net.units[l]
-        a_prev = x if l == 1 else a + cap * net.blk_off[l - 1]
         d = delta + cap * net.blk_off[l]
         # dW^l += (A^{l-1})^T delta^l                (n_in, n_out)
-        gemm(TRANS, NO_TRANS, n_in, n_out, m, one, a_prev, n_in, d, n_out,
-             one, g + net.w_off[l - 1], n_out)
+        if l > 1:
+            a_prev = a + cap * net.blk_off[l - 1]
+            gemm(TRANS, NO_TRANS, n_in, n_out, m, one, a_prev, n_in, d, n_out,
+                 one, g + net.w_off[l - 1], n_out)
+        elif x.x != NULL:
+            gemm(TRANS, NO_TRANS, n_in, n_out, m, one, <const floating *> x.x,
+                 n_in, d, n_out, one, g, n_out)
+        else:
+            csr_transpose_matmul_add(m, n_out, <const floating *> x.data,
+                                     x.indices, x.indptr, x.rows, x.first_row,
+                                     d, g)
         # db^l += sum over rows of delta^l
         column_sums(m, n_out, d, g + net.b_off[l - 1])
         if l > 1:
@@ -180,17 +204,19 @@ cdef double _weight_sum(const floating *sw, ptrdiff_t m) noexcept nogil:
     return s
 
 
-cdef double _epoch(const Net *net, Optim *opt, const Work *w,
-                   const floating *X, const floating *Y, const floating *SW,
+cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
+                   const floating *Y, const floating *SW,
                    const ptrdiff_t *order, ptrdiff_t n,
                    ptrdiff_t batch) noexcept nogil:
     """One pass over n rows in mini-batches of `batch`, rows taken in `order`
-    (NULL: in place, in storage order); returns sum_batches loss_b * m_b."""
+    (NULL: in storage order); returns sum_batches loss_b * m_b. Dense rows
+    are gathered into the batch block (or read in place without `order`);
+    CSR rows are read where they are."""
     cdef floating *p = <floating *> net.params
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
     cdef ptrdiff_t start = 0, m
-    cdef const floating *xb
+    cdef Rows xb = X[0]
     cdef const floating *yb
     cdef const floating *swb
     cdef double total = 0, data_loss, s
@@ -198,20 +224,27 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w,
         m = min(batch, n - start)
         swb = NULL
         if order != NULL:
-            gather_rows(m, n_in, X, order + start, <floating *> w.x)
+            if X.x != NULL:
+                gather_rows(m, n_in, <const floating *> X.x, order + start,
+                            <floating *> w.x)
+                xb.x = w.x
+            else:
+                xb.rows = order + start
             gather_rows(m, n_out, Y, order + start, <floating *> w.y)
-            xb = <floating *> w.x
             yb = <floating *> w.y
             if SW != NULL:
                 gather_rows(m, 1, SW, order + start, <floating *> w.sw)
                 swb = <floating *> w.sw
         else:
-            xb = X + start * n_in
+            if X.x != NULL:
+                xb.x = <const floating *> X.x + start * n_in
+            else:
+                xb.first_row = start
             yb = Y + start * n_out
             if SW != NULL:
                 swb = SW + start
         s = m if swb == NULL else _weight_sum(swb, m)
-        data_loss = _loss_gradient(net, xb, yb, swb, m, <floating *> w.a,
+        data_loss = _loss_gradient(net, &xb, yb, swb, m, <floating *> w.a,
                                    <floating *> w.delta, w.cap, False)
         total += _finish(net, p, g, data_loss, s) * m
         _update(net, opt, p, g)
@@ -219,38 +252,53 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w,
     return total
 
 
-cdef double _full_loss_gradient(const Net *net, const Work *w,
-                                const floating *X, const floating *Y,
-                                const floating *SW, ptrdiff_t n) noexcept nogil:
+cdef Rows _block_rows(const Rows *X, ptrdiff_t start, ptrdiff_t n_in,
+                      floating *dummy) noexcept nogil:
+    """Rows start, start + 1, ... of X as a block (no copy)."""
+    cdef Rows xb = X[0]
+    if X.x != NULL:
+        xb.x = <const floating *> X.x + start * n_in
+    else:
+        xb.first_row = start
+    return xb
+
+
+cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
+                                const floating *Y, const floating *SW,
+                                ptrdiff_t n) noexcept nogil:
     """Loss and gradient over all n rows, in blocks of w.cap rows whose
     gradient sums accumulate (the full-batch objective of L-BFGS)."""
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
     cdef ptrdiff_t start = 0, m
     cdef double data_loss = 0
     cdef const floating *swb = NULL
+    cdef Rows xb
     while start < n:
         m = min(w.cap, n - start)
         if SW != NULL:
             swb = SW + start
+        xb = _block_rows(X, start, n_in, <floating *> NULL)
         data_loss += _loss_gradient(
-            net, X + start * n_in, Y + start * n_out, swb, m,
+            net, &xb, Y + start * n_out, swb, m,
             <floating *> w.a, <floating *> w.delta, w.cap, start > 0)
         start += m
     return _finish(net, <floating *> net.params, <floating *> net.grads,
                    data_loss, n if SW == NULL else _weight_sum(SW, n))
 
 
-cdef void _predict(const Net *net, const floating *X, ptrdiff_t n,
-                   floating *out, floating *a, ptrdiff_t cap) noexcept nogil:
+cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
+                   floating *a, ptrdiff_t cap) noexcept nogil:
     """Output activations of n rows into `out` (n, n_L), cap rows at a time."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[L]
     cdef ptrdiff_t start = 0, m
     cdef floating *z = a + cap * net.blk_off[L]
+    cdef Rows xb
     while start < n:
         m = min(cap, n - start)
-        _forward(net, X + start * n_in, m, a, cap)
+        xb = _block_rows(X, start, n_in, out)
+        _forward(net, &xb, m, a, cap)
         bias_activation(m, n_out, cnnbp_loss_activation(net.loss),
                         p + net.b_off[L - 1], z)
         memcpy(out + start * n_out, z, m * n_out * sizeof(floating))
@@ -285,6 +333,42 @@ def _check_block(name, array, dtype, n_rows, n_cols):
         raise ValueError(f"{name} has no rows")
     if array.shape[0] > BLAS_INT_MAX:
         raise ValueError(f"{name} has too many rows for 32-bit BLAS")
+
+
+cdef int _set_rows(Rows *rows, X, dtype, ptrdiff_t n_features,
+                   list keep) except -1:
+    """Point `rows` at X: a dense (n, n_features) C-contiguous ndarray or a
+    scipy CSR matrix of `dtype` whose structure is checked here (index arrays
+    become intp; values are never copied). Returns the number of rows."""
+    memset(rows, 0, sizeof(Rows))
+    if not sp.issparse(X):
+        _check_block("X", X, dtype, -1, n_features)
+        keep.append(X)
+        rows.x = _data(X)
+        return X.shape[0]
+    if X.format != "csr":
+        raise TypeError(f"sparse X must be CSR, got {X.format.upper()}")
+    n, m = X.shape
+    if m != n_features or n == 0:
+        raise ValueError(f"X must have shape (n, {n_features}) with n > 0, got {X.shape}")
+    data = X.data
+    indices = np.ascontiguousarray(X.indices, dtype=np.intp)
+    indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
+    _check_block("X.data", data, dtype, -1, -1) if data.size else None
+    if (indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[n] > indices.shape[0]
+            or indptr[n] > data.shape[0] or np.any(np.diff(indptr) < 0)):
+        raise ValueError("X is a corrupt CSR matrix: bad indptr")
+    nnz = indptr[n]
+    if nnz and (indices[:nnz].min() < 0 or indices[:nnz].max() >= n_features):
+        raise ValueError("X is a corrupt CSR matrix: column index out of range")
+    if not data.size:  # all zeros: give the kernels a valid pointer
+        data = np.zeros(1, dtype=dtype)
+        indices = np.zeros(1, dtype=np.intp)
+    keep.extend((data, indices, indptr))
+    rows.data = _data(data)
+    rows.indices = <ptrdiff_t *> _data(indices)
+    rows.indptr = <ptrdiff_t *> _data(indptr)
+    return n
 
 
 cdef class Engine:
@@ -455,28 +539,31 @@ cdef class Engine:
                     epsilon=self.opt.epsilon, state=self.optimizer_state,
                     t=self.opt.t)
 
-    cdef _reserve(self, ptrdiff_t cap):
-        """Work blocks for `cap` rows; kept while large enough."""
-        if self.work.cap >= cap:
-            return
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x):
+        """Work blocks for `cap` rows, kept while large enough; the block that
+        gathers rows of X only for shuffled dense X (CSR rows are read in place)."""
         units = self.layer_units
-        width = sum(units[1:])
-        a = np.empty(cap * width, dtype=self.dtype)
-        delta = np.empty(cap * width, dtype=self.dtype)
-        x = np.empty(cap * units[0], dtype=self.dtype)
-        y = np.empty(cap * units[len(units) - 1], dtype=self.dtype)
-        sw = np.empty(cap, dtype=self.dtype)
-        self._work = (a, delta, x, y, sw)
-        self.work.cap = cap
-        self.work.a = _data(a)
-        self.work.delta = _data(delta)
-        self.work.x = _data(x)
-        self.work.y = _data(y)
-        self.work.sw = _data(sw)
+        if self.work.cap < cap:
+            width = sum(units[1:])
+            a = np.empty(cap * width, dtype=self.dtype)
+            delta = np.empty(cap * width, dtype=self.dtype)
+            y = np.empty(cap * units[len(units) - 1], dtype=self.dtype)
+            sw = np.empty(cap, dtype=self.dtype)
+            self._work = [a, delta, y, sw, None]
+            memset(&self.work, 0, sizeof(Work))
+            self.work.cap = cap
+            self.work.a = _data(a)
+            self.work.delta = _data(delta)
+            self.work.y = _data(y)
+            self.work.sw = _data(sw)
+        if gather_x and self.work.x == NULL:
+            x = np.empty(self.work.cap * units[0], dtype=self.dtype)
+            self._work[4] = x
+            self.work.x = _data(x)
 
-    def _check_data(self, X, Y, sample_weight):
-        _check_block("X", X, self.dtype, -1, self.layer_units[0])
-        n = X.shape[0]
+    cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
+                               list keep) except -1:
+        n = _set_rows(rows, X, self.dtype, self.layer_units[0], keep)
         _check_block("Y", Y, self.dtype, n, self.layer_units[len(self.layer_units) - 1])
         if sample_weight is not None:
             _check_block("sample_weight", sample_weight, self.dtype, n, -1)
@@ -488,7 +575,8 @@ cdef class Engine:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, n_features), C-contiguous, engine dtype
+        X : ndarray or CSR matrix of shape (n_samples, n_features), engine dtype
+            Dense X must be C-contiguous; CSR X is read in place (never densified).
         Y : ndarray of shape (n_samples, n_outputs), C-contiguous, engine dtype
             Targets: one-hot or indicator columns for classification.
         sample_weight : ndarray of shape (n_samples,) or None
@@ -508,7 +596,9 @@ cdef class Engine:
         """
         if self.solver is None:
             raise RuntimeError("set_optimizer must be called before run_epoch")
-        n = self._check_data(X, Y, sample_weight)
+        cdef Rows x
+        cdef list keep = []
+        cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
         if order is not None:
             _check_block("order", order, np.intp, n, -1)
             if order.min() < 0 or order.max() >= n:
@@ -516,22 +606,20 @@ cdef class Engine:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         batch_size = min(batch_size, n)
-        self._reserve(batch_size)
+        self._reserve(batch_size, order is not None and x.x != NULL)
         self.net.alpha = alpha
         cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)
-        cdef void *x = _data(X)
         cdef void *y = _data(Y)
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
-        cdef ptrdiff_t nn = n
         cdef double total
         if self.dtype == np.float64:
             with nogil:
-                total = _epoch(&self.net, &self.opt, &self.work, <double *> x,
-                               <double *> y, <double *> sw, rows, nn, batch_size)
+                total = _epoch(&self.net, &self.opt, &self.work, &x,
+                               <double *> y, <double *> sw, rows, n, batch_size)
         else:
             with nogil:
-                total = _epoch(&self.net, &self.opt, &self.work, <float *> x,
-                               <float *> y, <float *> sw, rows, nn, batch_size)
+                total = _epoch(&self.net, &self.opt, &self.work, &x,
+                               <float *> y, <float *> sw, rows, n, batch_size)
         return total
 
     def loss_gradient(self, X, Y, sample_weight, double alpha, params=None):
@@ -550,24 +638,24 @@ cdef class Engine:
         loss : float
             ``sum_i sw_i C_i / s + alpha / 2 * ||W||^2 / s``.
         """
-        n = self._check_data(X, Y, sample_weight)
+        cdef Rows x
+        cdef list keep = []
+        cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
         if params is not None:
             self.params[...] = np.asarray(params).reshape(self.params.shape)
-        self._reserve(min(n, PREDICT_CHUNK))
+        self._reserve(min(n, PREDICT_CHUNK), False)
         self.net.alpha = alpha
-        cdef void *x = _data(X)
         cdef void *y = _data(Y)
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
-        cdef ptrdiff_t nn = n
         cdef double loss
         if self.dtype == np.float64:
             with nogil:
-                loss = _full_loss_gradient(&self.net, &self.work, <double *> x,
-                                           <double *> y, <double *> sw, nn)
+                loss = _full_loss_gradient(&self.net, &self.work, &x,
+                                           <double *> y, <double *> sw, n)
         else:
             with nogil:
-                loss = _full_loss_gradient(&self.net, &self.work, <float *> x,
-                                           <float *> y, <float *> sw, nn)
+                loss = _full_loss_gradient(&self.net, &self.work, &x,
+                                           <float *> y, <float *> sw, n)
         return loss
 
     def predict(self, X):
@@ -575,7 +663,8 @@ cdef class Engine:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, n_features), C-contiguous, engine dtype
+        X : ndarray or CSR matrix of shape (n_samples, n_features), engine dtype
+            Dense X must be C-contiguous; CSR X is read in place (never densified).
 
         Returns
         -------
@@ -587,20 +676,20 @@ cdef class Engine:
         -----
         Uses its own work memory, so concurrent calls are safe.
         """
-        _check_block("X", X, self.dtype, -1, self.layer_units[0])
-        cdef ptrdiff_t n = X.shape[0]
+        cdef Rows x
+        cdef list keep = []
+        cdef ptrdiff_t n = _set_rows(&x, X, self.dtype, self.layer_units[0], keep)
         cdef ptrdiff_t cap = min(n, PREDICT_CHUNK)
         out = np.empty((n, self.layer_units[len(self.layer_units) - 1]), dtype=self.dtype)
         work = np.empty(cap * sum(self.layer_units[1:]), dtype=self.dtype)
-        cdef void *x = _data(X)
         cdef void *o = _data(out)
         cdef void *a = _data(work)
         if self.dtype == np.float64:
             with nogil:
-                _predict(&self.net, <double *> x, n, <double *> o, <double *> a, cap)
+                _predict(&self.net, &x, n, <double *> o, <double *> a, cap)
         else:
             with nogil:
-                _predict(&self.net, <float *> x, n, <float *> o, <float *> a, cap)
+                _predict(&self.net, &x, n, <float *> o, <float *> a, cap)
         return out
 
     def __reduce__(self):

@@ -62,6 +62,22 @@ cdef extern from "cnn_bp.h" nogil:
                                    const float *w, float *g)
     void cnnbp_finish_gradient_f64(ptrdiff_t size, double alpha, double s,
                                    const double *w, double *g)
+    void cnnbp_csr_matmul_f32(ptrdiff_t m, ptrdiff_t n, const float *data,
+                              const ptrdiff_t *indices, const ptrdiff_t *indptr,
+                              const ptrdiff_t *rows, ptrdiff_t first_row,
+                              const float *w, float *out)
+    void cnnbp_csr_matmul_f64(ptrdiff_t m, ptrdiff_t n, const double *data,
+                              const ptrdiff_t *indices, const ptrdiff_t *indptr,
+                              const ptrdiff_t *rows, ptrdiff_t first_row,
+                              const double *w, double *out)
+    void cnnbp_csr_transpose_matmul_add_f32(
+        ptrdiff_t m, ptrdiff_t n, const float *data, const ptrdiff_t *indices,
+        const ptrdiff_t *indptr, const ptrdiff_t *rows, ptrdiff_t first_row,
+        const float *delta, float *g)
+    void cnnbp_csr_transpose_matmul_add_f64(
+        ptrdiff_t m, ptrdiff_t n, const double *data, const ptrdiff_t *indices,
+        const ptrdiff_t *indptr, const ptrdiff_t *rows, ptrdiff_t first_row,
+        const double *delta, double *g)
 
 
 cdef inline void bias_activation(ptrdiff_t m, ptrdiff_t n, int activation,
@@ -130,6 +146,28 @@ cdef inline void finish_gradient(ptrdiff_t size, double alpha, double s,
         cnnbp_finish_gradient_f32(size, alpha, s, w, g)
     else:
         cnnbp_finish_gradient_f64(size, alpha, s, w, g)
+
+
+cdef inline void csr_matmul(ptrdiff_t m, ptrdiff_t n, const floating *data,
+                            const ptrdiff_t *indices, const ptrdiff_t *indptr,
+                            const ptrdiff_t *rows, ptrdiff_t first_row,
+                            const floating *w, floating *out) noexcept nogil:
+    if floating is float:
+        cnnbp_csr_matmul_f32(m, n, data, indices, indptr, rows, first_row, w, out)
+    else:
+        cnnbp_csr_matmul_f64(m, n, data, indices, indptr, rows, first_row, w, out)
+
+
+cdef inline void csr_transpose_matmul_add(
+        ptrdiff_t m, ptrdiff_t n, const floating *data, const ptrdiff_t *indices,
+        const ptrdiff_t *indptr, const ptrdiff_t *rows, ptrdiff_t first_row,
+        const floating *delta, floating *g) noexcept nogil:
+    if floating is float:
+        cnnbp_csr_transpose_matmul_add_f32(m, n, data, indices, indptr, rows,
+                                           first_row, delta, g)
+    else:
+        cnnbp_csr_transpose_matmul_add_f64(m, n, data, indices, indptr, rows,
+                                           first_row, delta, g)
 
 
 cdef inline void gemm(char trans_a, char trans_b, int m, int n, int k,
