@@ -4,6 +4,8 @@ float64 results agree with sklearn.neural_network to round-off (rtol 1e-6)
 after several epochs; float32 results agree to float32 accuracy.
 """
 
+import inspect
+
 import numpy as np
 import pytest
 from sklearn import neural_network as sk
@@ -27,19 +29,66 @@ def test_digits_float64_same_model(digits, solver, assert_same_model):
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6, atol=1e-9)
 
 
+SOLVER_SCHEDULES = [("adam", "constant"), ("sgd", "constant"), ("sgd", "invscaling"),
+                    ("sgd", "adaptive"), ("lbfgs", "constant")]  # fmt: skip
+
+
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
-@pytest.mark.parametrize("solver,schedule", [
-    ("adam", "constant"), ("sgd", "constant"), ("sgd", "invscaling"),
-    ("sgd", "adaptive"), ("lbfgs", "constant"),
-])  # fmt: skip
-def test_activation_and_schedule(digits, activation, solver, schedule, assert_same_model):
+@pytest.mark.parametrize("solver,schedule", SOLVER_SCHEDULES)
+@pytest.mark.parametrize("early_stopping", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_solver_schedule_activation_early_stopping_weights(
+    digits, activation, solver, schedule, early_stopping, weighted, assert_same_model
+):
+    """The full grid: same coefficients (rtol 1e-6) and the same predictions."""
     X, y = digits
     X, y = X[:600], y[:600]
+    sw = np.random.RandomState(1).uniform(0.2, 2.0, size=len(y)) if weighted else None
     params = dict(hidden_layer_sizes=(20, 15), activation=activation, solver=solver,
                   learning_rate=schedule, learning_rate_init=0.05 if solver == "sgd" else 1e-3,
-                  max_iter=6, random_state=1, n_iter_no_change=2, tol=0.5 if schedule == "adaptive" else 1e-4)  # fmt: skip
+                  max_iter=6, random_state=1, n_iter_no_change=2, early_stopping=early_stopping,
+                  tol=0.5 if schedule == "adaptive" else 1e-4)  # fmt: skip
     ours, theirs = _pair("MLPClassifier", **params)
-    assert_same_model(ours.fit(X, y), theirs.fit(X, y))
+    ours.fit(X, y, sample_weight=sw)
+    theirs.fit(X, y, sample_weight=sw)
+    assert_same_model(ours, theirs)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    if early_stopping and solver != "lbfgs":
+        np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+
+
+@pytest.mark.parametrize("name", ["MLPClassifier", "MLPRegressor"])
+def test_same_signatures_and_defaults(name):
+    """Positional order included: MLPRegressor's first parameter is `loss`."""
+    ours = inspect.signature(getattr(cnn_bp, name))
+    theirs = inspect.signature(getattr(sk, name))
+    assert list(ours.parameters.items()) == list(theirs.parameters.items())
+    for method in ("fit", "partial_fit", "predict", "score"):
+        assert inspect.signature(getattr(getattr(cnn_bp, name), method)) == inspect.signature(
+            getattr(getattr(sk, name), method)
+        )
+
+
+def test_divergence_raises_like_sklearn(digits):
+    X, y = digits
+    params = dict(activation="identity", solver="sgd", learning_rate_init=10.0, momentum=0.0,
+                  max_iter=3, random_state=0)  # fmt: skip
+    for model in _pair("MLPRegressor", **params):
+        with pytest.raises(ValueError, match="non-finite parameter weights"):
+            model.fit(X, y * 1e3)
+
+
+def test_user_assigned_coefs_then_partial_fit(digits, assert_same_model):
+    X, y = digits
+    ours, theirs = _pair("MLPClassifier", hidden_layer_sizes=(12,), random_state=0)
+    rng = np.random.RandomState(3)
+    for model in (ours, theirs):
+        model.partial_fit(X[:200], y[:200], classes=np.unique(y))
+    coefs = [rng.normal(scale=0.2, size=c.shape) for c in ours.coefs_]
+    for model in (ours, theirs):
+        model.coefs_ = [c.copy() for c in coefs]
+        model.partial_fit(X[200:600], y[200:600])
+    assert_same_model(ours, theirs)
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])

@@ -598,7 +598,14 @@ _NOTES_DOC = """
         dC/dW^l = ((A^{l-1})^T delta^l + alpha W^l) / B,  dC/db^l = sum(delta^l) / B
 
     Forward, backward and update of a whole epoch run in one compiled call
-    that releases the GIL."""
+    that releases the GIL. Sparse X (CSR, CSC) is never densified.
+
+    Deliberate differences from scikit-learn: the model computes in the dtype
+    it was fitted with, so a float32 model returns float32 even for float64
+    X (scikit-learn upcasts), and ``solver='lbfgs'`` keeps float32 weights
+    float32 (scikit-learn's become float64). During training, probabilities
+    and optimizer moments below smallest-normal / epsilon (about 1e-31 in
+    float32) are set to zero, as subnormal arithmetic is ~100x slower."""
 
 
 class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
