@@ -51,6 +51,12 @@ void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
                 row[j] = x < 0 ? 0 : x;
             }
             break;
+        case CNNBP_ELU:
+            for (ptrdiff_t j = 0; j < n; j++) {
+                T x = row[j] + b[j];
+                row[j] = x > 0 ? x : EXPM1(x);
+            }
+            break;
         case CNNBP_SOFTMAX:
             for (ptrdiff_t j = 0; j < n; j++)
                 row[j] += b[j];
@@ -82,6 +88,10 @@ void FN(delta_derivative)(ptrdiff_t size, int activation,
     case CNNBP_RELU: /* f' = 1 where a > 0, else 0 */
         for (ptrdiff_t i = 0; i < size; i++)
             delta[i] = a[i] > 0 ? delta[i] : 0;
+        break;
+    case CNNBP_ELU: /* f' = 1 where a > 0, else exp(z) = a + 1 */
+        for (ptrdiff_t i = 0; i < size; i++)
+            delta[i] = a[i] > 0 ? delta[i] : delta[i] * (a[i] + 1);
         break;
     }
 }

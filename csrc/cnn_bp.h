@@ -17,15 +17,18 @@
 
 #include <stddef.h>
 
-/* Activations. Order matches cnn_bp/_activations.py:ACTIVATIONS (a test checks). */
+/* Activations: hidden ones first, then output-only ones (CNNBP_SOFTMAX on).
+ * Order matches cnn_bp/_activations.py:ACTIVATIONS (a test checks). */
 typedef enum {
     CNNBP_IDENTITY = 0, /* f(z) = z                     f'= 1           */
     CNNBP_LOGISTIC = 1, /* f(z) = 1 / (1 + exp(-z))     f'= a (1 - a)   */
     CNNBP_TANH = 2,     /* f(z) = tanh(z)               f'= 1 - a^2     */
     CNNBP_RELU = 3,     /* f(z) = max(z, 0)             f'= [a > 0]     */
-    CNNBP_SOFTMAX = 4,  /* row-wise exp(z_k) / sum_j exp(z_j); output only */
-    CNNBP_EXP = 5,      /* f(z) = exp(z); output only (Poisson)          */
-    CNNBP_N_ACTIVATIONS = 6
+    CNNBP_ELU = 4,      /* f(z) = z if z > 0 else exp(z) - 1 (Clevert et al.
+                           2016, alpha = 1)       f'= 1 if a > 0 else a + 1 */
+    CNNBP_SOFTMAX = 5,  /* row-wise exp(z_k) / sum_j exp(z_j); output only */
+    CNNBP_EXP = 6,      /* f(z) = exp(z); output only (Poisson)          */
+    CNNBP_N_ACTIVATIONS = 7
 } cnnbp_activation;
 
 /* Losses, each with the output activation that makes it a canonical link,

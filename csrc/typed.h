@@ -5,7 +5,7 @@
  * header then includes that file twice more, once with T = float and once
  * with T = double, so each kernel is written once and compiled twice.
  * Inside a body: T is the element type, FN(name) the suffixed function name
- * (cnnbp_name_f32 / cnnbp_name_f64), and EXP, LOG, TANH, SQRT, T_EPS the
+ * (cnnbp_name_f32 / cnnbp_name_f64), and EXP, EXPM1, LOG, TANH, SQRT, T_EPS the
  * matching math functions and machine epsilon, and T_TINY = smallest
  * normal / epsilon, below which kernels flush values to zero (see FLUSH).
  */
@@ -37,6 +37,7 @@
 #define T float
 #define S f32
 #define EXP expf
+#define EXPM1 expm1f
 #define LOG logf
 #define TANH tanhf
 #define SQRT sqrtf
@@ -46,6 +47,7 @@
 #undef T
 #undef S
 #undef EXP
+#undef EXPM1
 #undef LOG
 #undef TANH
 #undef SQRT
@@ -55,6 +57,7 @@
 #define T double
 #define S f64
 #define EXP exp
+#define EXPM1 expm1
 #define LOG log
 #define TANH tanh
 #define SQRT sqrt

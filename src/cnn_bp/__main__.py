@@ -43,7 +43,7 @@ def _parse_args(argv):
         help="hidden layer sizes, e.g. --hidden 512 256 (default: 100)",
     )  # fmt: skip
     parser.add_argument(
-        "--activation", choices=["identity", "logistic", "tanh", "relu"],
+        "--activation", choices=["identity", "logistic", "tanh", "relu", "elu"],
         default="relu", help="hidden activation (default: relu)",
     )  # fmt: skip
     parser.add_argument(
@@ -126,7 +126,9 @@ def main(argv=None):
     )
     data = (X_train, y_train, X_test, y_test)
     rows = [("cnn_bp", *_fit_and_score("cnn_bp", MLPClassifier(**params), *data, progress))]
-    if not args.no_sklearn:
+    if args.activation == "elu":
+        print("scikit-learn has no elu activation: training cnn_bp only", flush=True)
+    elif not args.no_sklearn:
         sk = SklearnMLPClassifier(**params)
         rows.append(("scikit-learn", *_fit_and_score("scikit-learn", sk, *data, progress)))
 

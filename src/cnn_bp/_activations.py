@@ -11,10 +11,10 @@ import numpy as np
 
 #: Activation names; index = ``cnnbp_activation`` code. The last two are
 #: output activations only.
-ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "softmax", "exp")
+ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "elu", "softmax", "exp")
 
 #: Activations accepted for hidden layers (the ``activation`` parameter).
-HIDDEN_ACTIVATIONS = ACTIVATIONS[:4]
+HIDDEN_ACTIVATIONS = ACTIVATIONS[:5]
 
 #: Loss names; index = ``cnnbp_loss`` code.
 LOSSES = ("squared_error", "log_loss", "binary_log_loss", "poisson")
@@ -63,6 +63,8 @@ def forward(name, z):
         return np.tanh(z)
     if name == "relu":
         return np.maximum(z, 0)
+    if name == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
     if name == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -75,7 +77,7 @@ def derivative(name, a):
     """f'(z) written in terms of the activation a = f(z).
 
     Exact for the hidden activations: logistic a(1 - a), tanh 1 - a^2,
-    relu [a > 0] (taking f'(0) = 0), identity 1.
+    relu [a > 0] (taking f'(0) = 0), elu 1 for a > 0 else a + 1, identity 1.
     """
     if name == "identity":
         return np.ones_like(a)
@@ -85,4 +87,6 @@ def derivative(name, a):
         return 1 - a**2
     if name == "relu":
         return (a > 0).astype(a.dtype)
+    if name == "elu":
+        return np.where(a > 0, 1, a + 1).astype(a.dtype)
     raise ValueError(f"no derivative from the output for activation {name!r}")

@@ -50,6 +50,7 @@ cdef struct Work:
     void *x                      # gathered batch rows of X (cap, n_0)
     void *y                      # gathered batch rows of Y (cap, n_L)
     void *sw                     # gathered batch sample weights (cap,)
+    void *z                      # Z^1..Z^L kept for inspection, or NULL
 
 
 cdef class Engine:

@@ -33,7 +33,7 @@ from cython cimport floating
 
 from ._kernels cimport (
     CNNBP_N_ACTIVATIONS, CNNBP_N_LOSSES, CNNBP_SOFTMAX, CNNBP_IDENTITY,
-    CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_EXP,
+    CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_EXP,
     CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS, CNNBP_POISSON,
     adam_update, bias_activation, cnnbp_loss_activation, column_sums,
     csr_matmul, csr_transpose_matmul_add, delta_derivative, finish_gradient,
@@ -62,7 +62,7 @@ PREDICT_CHUNK = 4096
 def activation_codes():
     """The activation enum of csrc/cnn_bp.h, name -> code (for tests)."""
     return {"identity": CNNBP_IDENTITY, "logistic": CNNBP_LOGISTIC,
-            "tanh": CNNBP_TANH, "relu": CNNBP_RELU,
+            "tanh": CNNBP_TANH, "relu": CNNBP_RELU, "elu": CNNBP_ELU,
             "softmax": CNNBP_SOFTMAX, "exp": CNNBP_EXP}
 
 
@@ -89,12 +89,23 @@ cdef void _first_layer(const Rows *x, ptrdiff_t m, ptrdiff_t n_in,
                    x.rows, x.first_row, w, z)
 
 
-cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, floating *a,
-                   ptrdiff_t cap) noexcept nogil:
+cdef void _keep_z(const floating *z, const floating *b, ptrdiff_t m,
+                  ptrdiff_t n, floating *out) noexcept nogil:
+    """out = z + b: a copy of Z^l for inspection (backprop_trace only)."""
+    cdef ptrdiff_t i, j
+    for i in range(m):
+        for j in range(n):
+            out[i * n + j] = z[i * n + j] + b[j]
+
+
+cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
+                   floating *a) noexcept nogil:
     """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into the blocks
-    of `a`; block L receives A^{L-1} W^L, whose bias and output activation
-    the caller applies (with the loss when training)."""
+    of `a` (w.a, or a prediction's own blocks); block L receives A^{L-1} W^L,
+    whose bias and output activation the caller applies (with the loss when
+    training). With w.z set, Z^l is also copied there before f overwrites it."""
     cdef const floating *p = <const floating *> net.params
+    cdef ptrdiff_t cap = w.cap
     cdef floating *z = a + cap * net.blk_off[1]
     cdef const floating *a_prev
     cdef floating one = 1, zero = 0
@@ -109,6 +120,9 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, floating *a,
             a_prev = a + cap * net.blk_off[l - 1]
             gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in,
                  p + net.w_off[l - 1], n_out, zero, z, n_out)
+        if w.z != NULL:
+            _keep_z(z, p + net.b_off[l - 1], m, n_out,
+                    <floating *> w.z + cap * net.blk_off[l])
         if l < L:
             # A^l = f(Z^l + b^l), in place
             bias_activation(m, n_out, net.hidden_activation,
@@ -116,8 +130,7 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, floating *a,
 
 
 cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
-                           const floating *sw, ptrdiff_t m, floating *a,
-                           floating *delta, ptrdiff_t cap,
+                           const floating *sw, ptrdiff_t m, const Work *w,
                            bint accumulate) noexcept nogil:
     """Forward and backward pass over m rows. Adds the sums over rows of
     (A^{l-1})^T delta^l and delta^l into net.grads (zeroed first unless
@@ -128,10 +141,13 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     cdef floating *d
     cdef floating *d_prev
     cdef floating one = 1, zero = 0
+    cdef floating *a = <floating *> w.a
+    cdef floating *delta = <floating *> w.delta
+    cdef ptrdiff_t cap = w.cap
     cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
     cdef double data_loss
 
-    _forward(net, x, m, a, cap)
+    _forward(net, x, m, w, a)
     # A^L = g(Z^L + b^L), loss, and delta^L = (A^L - Y) * sw in one pass
     data_loss = output_loss(m, net.units[L], net.loss, p + net.b_off[L - 1],
                             y, sw, a + cap * net.blk_off[L],
@@ -244,8 +260,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
             if SW != NULL:
                 swb = SW + start
         s = m if swb == NULL else _weight_sum(swb, m)
-        data_loss = _loss_gradient(net, &xb, yb, swb, m, <floating *> w.a,
-                                   <floating *> w.delta, w.cap, False)
+        data_loss = _loss_gradient(net, &xb, yb, swb, m, w, False)
         total += _finish(net, p, g, data_loss, s) * m
         _update(net, opt, p, g)
         start += m
@@ -278,27 +293,39 @@ cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
         if SW != NULL:
             swb = SW + start
         xb = _block_rows(X, start, n_in, <floating *> NULL)
-        data_loss += _loss_gradient(
-            net, &xb, Y + start * n_out, swb, m,
-            <floating *> w.a, <floating *> w.delta, w.cap, start > 0)
+        data_loss += _loss_gradient(net, &xb, Y + start * n_out, swb, m, w,
+                                    start > 0)
         start += m
+    return _finish(net, <floating *> net.params, <floating *> net.grads,
+                   data_loss, n if SW == NULL else _weight_sum(SW, n))
+
+
+cdef double _trace(const Net *net, const Rows *X, const floating *Y,
+                   const floating *SW, ptrdiff_t n, const Work *w) noexcept nogil:
+    """One forward and backward pass over all n rows in one block (w.cap = n),
+    leaving Z, A and delta of every layer in w and the gradient in net.grads."""
+    cdef double data_loss = _loss_gradient(net, X, Y, SW, n, w, False)
     return _finish(net, <floating *> net.params, <floating *> net.grads,
                    data_loss, n if SW == NULL else _weight_sum(SW, n))
 
 
 cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
                    floating *a, ptrdiff_t cap) noexcept nogil:
-    """Output activations of n rows into `out` (n, n_L), cap rows at a time."""
+    """Output activations of n rows into `out` (n, n_L), cap rows at a time,
+    in the caller's blocks `a` (so concurrent predictions never share memory)."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[L]
     cdef ptrdiff_t start = 0, m
     cdef floating *z = a + cap * net.blk_off[L]
     cdef Rows xb
+    cdef Work w
+    memset(&w, 0, sizeof(Work))
+    w.cap = cap
     while start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
-        _forward(net, &xb, m, a, cap)
+        _forward(net, &xb, m, &w, a)
         bias_activation(m, n_out, cnnbp_loss_activation(net.loss),
                         p + net.b_off[L - 1], z)
         memcpy(out + start * n_out, z, m * n_out * sizeof(floating))
@@ -657,6 +684,51 @@ cdef class Engine:
                 loss = _full_loss_gradient(&self.net, &self.work, &x,
                                            <float *> y, <float *> sw, n)
         return loss
+
+    def trace(self, X, Y, sample_weight, double alpha):
+        """One forward and backward pass over all rows, keeping every block.
+
+        Parameters
+        ----------
+        X, Y, sample_weight : as in `run_epoch` (all rows form one batch).
+        alpha : float
+            L2 penalty.
+
+        Returns
+        -------
+        loss : float
+            As `loss_gradient`; the gradient is left in `grads`.
+        z, a, delta : list of ndarray of shape (n_samples, n_l), l = 1..L
+            Z^l = A^{l-1} W^l + b^l, A^l = f(Z^l) and delta^l = dC_i/dZ^l
+            (rows times their sample weight), exactly as the engine computed
+            them. Memory: 3 x n_samples x sum(n_l) values, so keep X small.
+        """
+        cdef Rows x
+        cdef list keep = []
+        cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
+        units = self.layer_units
+        width = sum(units[1:])
+        a, delta, z = (np.empty(n * width, dtype=self.dtype) for _ in range(3))
+        cdef Work w
+        memset(&w, 0, sizeof(Work))
+        w.cap = n
+        w.a = _data(a)
+        w.delta = _data(delta)
+        w.z = _data(z)
+        self.net.alpha = alpha
+        cdef void *y = _data(Y)
+        cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
+        cdef double loss
+        if self.dtype == np.float64:
+            with nogil:
+                loss = _trace(&self.net, &x, <double *> y, <double *> sw, n, &w)
+        else:
+            with nogil:
+                loss = _trace(&self.net, &x, <float *> y, <float *> sw, n, &w)
+        starts = np.cumsum((0,) + units[1:]) * n
+        views = [[block[starts[l]:starts[l + 1]].reshape(n, units[l + 1])
+                  for l in range(len(units) - 1)] for block in (z, a, delta)]
+        return (loss, *views)
 
     def predict(self, X):
         """Output activations for X.

@@ -14,6 +14,7 @@ cdef extern from "cnn_bp.h" nogil:
         CNNBP_LOGISTIC
         CNNBP_TANH
         CNNBP_RELU
+        CNNBP_ELU
         CNNBP_SOFTMAX
         CNNBP_EXP
         CNNBP_N_ACTIVATIONS

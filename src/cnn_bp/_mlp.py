@@ -22,7 +22,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d, shuffle
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from ._activations import HIDDEN_ACTIVATIONS, activation_code, loss_code
 from ._compat import (
@@ -487,6 +487,28 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         self._sync_engine()
         return self._engine.predict(self._engine_input(X))
 
+    def _engine_data(self, X, y, sample_weight=None):
+        """(X, Y, sample_weight) of new data as the engine reads them, for a
+        fitted model (backprop_trace, check_gradients); nothing is refitted."""
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        check_consistent_length(X, y)
+        if is_classifier(self):
+            y = np.asarray(y)
+            if not self._label_binarizer.y_type_.startswith("multilabel"):
+                unseen = np.setdiff1d(unique_labels(y), self.classes_)
+                if len(unseen):
+                    raise ValueError(f"y has labels not in classes_: {unseen}")
+            y = self._label_binarizer.transform(y)
+        y = np.asarray(y, dtype=self._engine.dtype)
+        y = y.reshape(-1, 1) if y.ndim == 1 else y
+        if y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y.shape[1]} outputs, the model {self.n_outputs_}")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=self._engine.dtype)
+        self._sync_engine()
+        return self._engine_input(X), self._targets(y), sample_weight
+
     def _score_with_function(self, X, y, sample_weight, score_function):
         """Score without input validation (validation would drop feature names)."""
         y_pred = self._predict(X, check_input=False)
@@ -503,9 +525,11 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 _PARAMETERS_DOC = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element is the number of neurons in the ith hidden layer.
-    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
+    activation : {'identity', 'logistic', 'tanh', 'relu', 'elu'}, default='relu'
         Hidden-layer activation f: identity f(z) = z; logistic
-        f(z) = 1 / (1 + exp(-z)); tanh; relu f(z) = max(0, z).
+        f(z) = 1 / (1 + exp(-z)); tanh; relu f(z) = max(0, z); elu (a cnn_bp
+        extension; Clevert, Unterthiner & Hochreiter, 2016) f(z) = z for
+        z > 0, exp(z) - 1 otherwise.
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         'lbfgs': scipy's L-BFGS-B on the full-batch loss; 'sgd': mini-batch
         gradient descent with (Nesterov) momentum; 'adam': Kingma & Ba (2014).
