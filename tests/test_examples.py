@@ -1,0 +1,41 @@
+"""The backpropagation examples run (small sizes) and assert their numbers."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _run(name, *args):
+    result = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)],
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, MPLBACKEND="Agg"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_backprop_by_hand_agrees_with_the_hand_computation():
+    out = _run("backprop_by_hand.py")
+    assert "agrees with the hand computation on all 11 quantities" in out
+    assert "GradientCheckReport: passed" in out
+
+
+def test_xor_is_learned():
+    assert "P(y = 1) = 1.0000" in _run("xor.py")
+
+
+def test_relu_inactive_units_get_no_gradient():
+    assert "inactive units: zero delta" in _run("relu_dead_units.py")
+
+
+def test_activation_comparison_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "sin.png"
+    out = _run("activations_sin.py", "--output", png, "--max-iter", "200")
+    for activation in ("tanh", "relu", "elu"):
+        assert f"{activation}: training MSE" in out
+    assert png.stat().st_size > 10_000
