@@ -65,7 +65,8 @@ def test_pandas_dataframe_feature_names(digits):
     frame = pd.DataFrame(X, columns=columns)
     model = MLPClassifier(hidden_layer_sizes=(10,), max_iter=5, random_state=0).fit(frame, y)
     np.testing.assert_array_equal(model.feature_names_in_, columns)
-    np.testing.assert_array_equal(model.predict(frame), model.predict(frame.to_numpy()))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        np.testing.assert_array_equal(model.predict(frame), model.predict(frame.to_numpy()))
     with pytest.raises(ValueError, match="feature names"):
         model.predict(frame.rename(columns={"pixel_0": "other"}))
     reg = MLPRegressor(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
