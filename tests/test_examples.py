@@ -39,3 +39,8 @@ def test_activation_comparison_plots(tmp_path):
     for activation in ("tanh", "relu", "elu"):
         assert f"{activation}: training MSE" in out
     assert png.stat().st_size > 10_000
+
+
+def test_dask_search_example_on_a_local_cluster():
+    pytest.importorskip("distributed", reason="dask[distributed] not installed")
+    assert "the three searches found identical scores: True" in _run("dask_search.py")

@@ -122,3 +122,9 @@ def test_benchmark_smoke_run():
     assert result.returncode == 0, result.stderr
     table = [line for line in result.stdout.splitlines() if line.startswith("| digits")]
     assert len(table) == 2  # float32 and float64 rows
+
+
+def test_thread_benchmark_smoke_run():
+    result = _run_script(ROOT / "benchmarks" / "bench_threads.py", "--quick")
+    assert result.returncode == 0, result.stderr
+    assert "ratio" in result.stdout

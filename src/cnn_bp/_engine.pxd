@@ -67,6 +67,7 @@ cdef class Engine:
     cdef readonly str solver
     cdef readonly tuple coefs
     cdef readonly tuple intercepts
+    cdef readonly object last_nogil_interval
     cdef _reserve(self, ptrdiff_t cap, bint gather_x)
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1

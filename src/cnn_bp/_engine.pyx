@@ -29,6 +29,7 @@ cimport numpy as cnp
 from libc.math cimport pow, sqrt
 from libc.stddef cimport ptrdiff_t
 from libc.string cimport memcpy, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cython cimport floating
 
 from ._kernels cimport (
@@ -336,6 +337,13 @@ cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
 # Python-facing checks: nothing reaches the nogil core unverified.
 # ---------------------------------------------------------------------------
 
+cdef double _now() noexcept nogil:
+    """CLOCK_MONOTONIC in seconds (time.monotonic's clock), callable without the GIL."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + 1e-9 * ts.tv_nsec
+
+
 cdef void *_data(object array):
     return cnp.PyArray_DATA(<cnp.ndarray> array)
 
@@ -424,6 +432,10 @@ cdef class Engine:
         Views of W^l (fan_in, fan_out) and b^l (fan_out,) into `params`.
     optimizer_state : ndarray of shape (2, n_params) or None
         sgd: row 0 the velocity; adam: rows m and v.
+    last_nogil_interval : tuple of float or None
+        (start, end) on ``time.monotonic``'s clock of the last `run_epoch`'s
+        GIL-free section, read inside it: intervals of two threads can only
+        overlap if neither holds the GIL there.
 
     Raises
     ------
@@ -493,6 +505,7 @@ cdef class Engine:
         self.solver = None
         self.optimizer_state = None
         self._work = None
+        self.last_nogil_interval = None
         memset(&self.opt, 0, sizeof(Optim))
         memset(&self.work, 0, sizeof(Work))
 
@@ -638,15 +651,20 @@ cdef class Engine:
         cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)
         cdef void *y = _data(Y)
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
-        cdef double total
+        cdef double total, t0, t1
         if self.dtype == np.float64:
             with nogil:
+                t0 = _now()
                 total = _epoch(&self.net, &self.opt, &self.work, &x,
                                <double *> y, <double *> sw, rows, n, batch_size)
+                t1 = _now()
         else:
             with nogil:
+                t0 = _now()
                 total = _epoch(&self.net, &self.opt, &self.work, &x,
                                <float *> y, <float *> sw, rows, n, batch_size)
+                t1 = _now()
+        self.last_nogil_interval = (t0, t1)
         return total
 
     def loss_gradient(self, X, Y, sample_weight, double alpha, params=None):
