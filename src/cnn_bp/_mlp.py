@@ -39,6 +39,11 @@ from ._engine import Engine
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 
+_NON_FINITE = (
+    "Solver produced non-finite parameter weights. The input data may"
+    " contain large values and need to be preprocessed."
+)
+
 
 class BaseMultilayerPerceptron(BaseEstimator, ABC):
     """Shared fitting and prediction logic; use MLPClassifier or MLPRegressor."""
@@ -208,11 +213,42 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 
     # -- fitting ---------------------------------------------------------------
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(self, X, y, sample_weight=None, incremental=False, state=None):
+        """Validate, (re)initialise, train. Until training starts, any error
+        leaves the estimator exactly as it was (`state`: a snapshot of its
+        __dict__ taken by the caller, else here)."""
+        state = self.__dict__.copy() if state is None else state
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        try:
+            X, y, sample_weight = self._prepare(X, y, sample_weight, incremental)
+            if stochastic:
+                train, validation = self._validation_split(X, y, sample_weight)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+        if stochastic:
+            self._fit_stochastic(train, validation, incremental)
+        else:
+            start = self._engine.params.copy()
+            self._fit_lbfgs(X, y, sample_weight)
+            if not np.isfinite(self._engine.params).all():
+                self._engine.params[...] = start
+                raise ValueError(_NON_FINITE + " The model keeps its parameters from before fit.")
+        return self
+
+    def _prepare(self, X, y, sample_weight, incremental):
+        """Everything before training: checks, the network, engine-ready data."""
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
         hidden_layer_sizes = list(hidden_layer_sizes)
+        if not all(isinstance(h, Integral) for h in hidden_layer_sizes):
+            raise TypeError(
+                f"hidden_layer_sizes must contain integers, got {hidden_layer_sizes}."
+            )
         if np.any(np.array(hidden_layer_sizes) <= 0):
             raise ValueError(
                 "hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes
@@ -239,21 +275,10 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                     " warm_start and partial_fit need the same architecture."
                 )
         self.n_outputs_ = y.shape[1]
-
         X = self._engine_input(X)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, incremental)
-        else:
-            self._fit_lbfgs(X, y, sample_weight)
-
-        if not np.isfinite(self._engine.params).all():
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed."
-            )
-        return self
+        return X, y, sample_weight
 
     def _engine_input(self, X):
         """X as the engine reads it, in the model's dtype: C-contiguous dense,
@@ -308,36 +333,39 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 epsilon=self.epsilon,
             )
 
-    def _fit_stochastic(self, X, y, sample_weight, incremental):
+    def _validation_split(self, X, y, sample_weight):
+        """(train, validation) triples (X, y, sample_weight): with early
+        stopping, split as scikit-learn does (stratified for single-output
+        classification, from the same random state, right after the weights
+        were drawn); else everything trains and validation is (None,) * 3."""
+        if not self.early_stopping:
+            return (X, y, sample_weight), (None, None, None)
+        stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+        arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
+        parts = train_test_split(
+            *arrays,
+            random_state=self._random_state,
+            test_size=self.validation_fraction,
+            stratify=stratify,
+        )
+        X_train, X_val, y_train, y_val = parts[:4]
+        sw_train, sw_val = parts[4:] if sample_weight is not None else (None, None)
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset."
+            )
+        if is_classifier(self):
+            y_val = self._label_binarizer.inverse_transform(y_val)
+        return (X_train, y_train, sw_train), (X_val, y_val, sw_val)
+
+    def _fit_stochastic(self, train, validation, incremental):
         engine = self._engine
         if not incremental or engine.solver is None:
             self._start_optimizer()
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
-        if early_stopping:
-            # Split as scikit-learn does: stratified for single-output
-            # classification, drawing from the same random state.
-            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
-            arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
-            parts = train_test_split(
-                *arrays,
-                random_state=self._random_state,
-                test_size=self.validation_fraction,
-                stratify=stratify,
-            )
-            X_train, X_val, y_train, y_val = parts[:4]
-            sw_train, sw_val = parts[4:] if sample_weight is not None else (None, None)
-            if X_val.shape[0] < 2:
-                raise ValueError(
-                    "The validation set is too small. Increase 'validation_fraction' "
-                    "or the size of your dataset."
-                )
-            if is_classifier(self):
-                y_val = self._label_binarizer.inverse_transform(y_val)
-        else:
-            X_train, y_train, sw_train = X, y, sample_weight
-            X_val = y_val = sw_val = None
+        X_train, y_train, sw_train = train
+        X_val, y_val, sw_val = validation
         Y_train = self._targets(y_train)
 
         n_samples = X_train.shape[0]
@@ -352,6 +380,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
+        good = np.empty_like(engine.params)  # parameters after the last finite epoch
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -360,9 +389,13 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                     # Shuffle indices, not rows; the engine gathers each batch.
                     sample_idx = shuffle(sample_idx, random_state=self._random_state)
                     order = sample_idx
+                np.copyto(good, engine.params)
                 total = engine.run_epoch(
                     X_train, Y_train, sw_train, order, batch_size, self.alpha
                 )
+                if not (np.isfinite(total) and np.isfinite(engine.params).all()):
+                    self._stop_diverged(good, total)
+                    break
                 self.n_iter_ += 1
                 self.loss_ = total / n_samples
                 self.t_ += n_samples
@@ -405,6 +438,23 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 
         if early_stopping:
             engine.params[...] = self._best_params
+
+    def _stop_diverged(self, good, total):
+        """The last epoch gave a non-finite loss or weights: put back the
+        parameters from before it and restart the optimizer (its state holds
+        the overflow), then raise (weights; as scikit-learn) or warn (loss
+        only; scikit-learn would go on)."""
+        weights_finite = np.isfinite(self._engine.params).all()
+        self._engine.params[...] = good
+        self._start_optimizer()
+        kept = f"The model keeps its parameters from after epoch {self.n_iter_}."
+        if not weights_finite:
+            raise ValueError(f"{_NON_FINITE} {kept}")
+        warnings.warn(
+            f"The training loss became {total} in epoch {self.n_iter_ + 1}: training "
+            f"stopped; lower learning_rate_init or scale the data. {kept}",
+            RuntimeWarning,
+        )
 
     def _trigger_stopping(self, msg):
         """Stop, or for sgd's 'adaptive' schedule divide the rate by 5 first."""
@@ -729,13 +779,19 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         self : object
             The trained model.
         """
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        state = self.__dict__.copy()
+        try:
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True, state=state)
 
     def predict_proba(self, X):
         """Probability estimates.
