@@ -22,6 +22,8 @@ Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
 buffers have the same layout. Every array handed in is checked (dtype,
 shape, contiguity, index range) before a pointer is taken.
 """
+import os
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -337,6 +339,14 @@ cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
 # Python-facing checks: nothing reaches the nogil core unverified.
 # ---------------------------------------------------------------------------
 
+def _physical_memory():
+    """Bytes of RAM on this machine (inf where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
 cdef double _now() noexcept nogil:
     """CLOCK_MONOTONIC in seconds (time.monotonic's clock), callable without the GIL."""
     cdef timespec ts
@@ -440,7 +450,9 @@ cdef class Engine:
     Raises
     ------
     ValueError
-        Unknown codes, widths < 1, or a network too large to allocate.
+        Unknown codes, widths < 1, or a weight matrix too large for BLAS.
+    MemoryError
+        When parameters, gradient and optimizer state would not fit in RAM.
     TypeError
         A dtype other than float32 or float64.
     """
@@ -466,6 +478,13 @@ cdef class Engine:
             raise ValueError("a weight matrix has 2**31 or more entries")
         n_coefs = sum(sizes)
         n_params = n_coefs + sum(units[1:])
+        # parameters, gradient and two optimizer-state vectors
+        needed = 4 * n_params * dtype.itemsize
+        if needed > _physical_memory():
+            raise MemoryError(
+                f"a network of {n_params:,} parameters needs {needed / 2**30:.1f} GiB for "
+                f"its parameters, gradient and optimizer state; this machine has "
+                f"{_physical_memory() / 2**30:.1f} GiB")
 
         # layout: units | w_off | b_off | blk_off, one intp array
         w_off, b_off, blk_off = [], [], [0]

@@ -1,0 +1,200 @@
+"""Bad input gets a clear error and leaves a fitted model exactly as it was;
+faults during training leave a consistent model; concurrent predictions agree."""
+
+import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import cnn_bp
+from cnn_bp import MLPClassifier, MLPRegressor
+
+
+@pytest.fixture
+def fitted(digits):
+    X, y = digits
+    return MLPClassifier(hidden_layer_sizes=(12,), max_iter=3, random_state=0).fit(X[:300], y[:300])
+
+
+def _snapshot(model):
+    return pickle.dumps(model)
+
+
+def _with(X, i, j, value):
+    X = X.copy()
+    X[i, j] = value
+    return X
+
+
+# (description, call, exception type, message pattern) -- `call(model, X, y)`
+BAD_FIT = [
+    ("NaN in X", lambda m, X, y: m.fit(_with(X, 3, 4, np.nan), y), ValueError, "NaN"),
+    ("inf in X", lambda m, X, y: m.fit(_with(X, 0, 0, np.inf), y), ValueError, "infinity"),
+    ("empty X", lambda m, X, y: m.fit(X[:0], y[:0]), ValueError, "0 sample"),
+    ("1-D X", lambda m, X, y: m.fit(X[:, 0], y), ValueError, "Expected 2D array"),
+    ("3-D X", lambda m, X, y: m.fit(X.reshape(len(X), 8, 8), y), ValueError, "dim 3"),
+    ("string features", lambda m, X, y: m.fit(np.full(X.shape, "a"), y), ValueError,
+     "could not convert|Unable to convert|dtype='numeric'"),
+    ("object features", lambda m, X, y: m.fit(np.array([[object()] * 64] * 300), y),
+     TypeError, "float|number"),
+    ("complex X", lambda m, X, y: m.fit(X + 1j, y), ValueError, "Complex data"),
+    ("X and y lengths differ", lambda m, X, y: m.fit(X, y[:-1]), ValueError,
+     "inconsistent numbers of samples"),
+    ("NaN in y", lambda m, X, y: MLPRegressor(max_iter=2).fit(X, _with(y[:, None] * 1.0, 0, 0, np.nan)),
+     ValueError, "NaN"),
+    ("negative layer size", lambda m, X, y: m.set_params(hidden_layer_sizes=(5, -3)).fit(X, y),
+     ValueError, "must be > 0"),
+    ("non-integer layer size", lambda m, X, y: m.set_params(hidden_layer_sizes=(5.5,)).fit(X, y),
+     TypeError, "integers"),
+    ("huge layer size", lambda m, X, y: m.set_params(hidden_layer_sizes=(10**10,)).fit(X, y),
+     (ValueError, MemoryError), "2\\*\\*31|memory|Unable to allocate"),
+    ("huge network memory", lambda m, X, y: m.set_params(hidden_layer_sizes=(30000, 30000, 30000, 30000)).fit(X, y),
+     MemoryError, "needs 80.5 GiB"),
+    ("unseen label in partial_fit", lambda m, X, y: m.partial_fit(X[:5], np.array([0, 1, 2, 3, 99])),
+     ValueError, "not in `self.classes_`"),
+    ("wrong features in partial_fit", lambda m, X, y: m.partial_fit(X[:, :10], y), ValueError,
+     "features"),
+    ("early stopping in partial_fit", lambda m, X, y: m.set_params(early_stopping=True).partial_fit(X, y),
+     ValueError, "early_stopping"),
+    ("validation set too small", lambda m, X, y: m.set_params(early_stopping=True, validation_fraction=0.001).fit(X, y),
+     ValueError, "validation set is too small"),
+    ("bad sample_weight shape", lambda m, X, y: m.fit(X, y, sample_weight=np.ones(3)), ValueError,
+     "sample_weight"),
+    ("unknown activation", lambda m, X, y: m.set_params(activation="swish").fit(X, y), ValueError,
+     "activation"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_FIT, ids=[c[0] for c in BAD_FIT])
+def test_bad_fit_input_is_rejected_and_leaves_the_model_unchanged(fitted, digits, case):
+    _, call, error, pattern = case
+    X, y = digits
+    X, y = X[:300], y[:300]
+    before = _snapshot(fitted)
+    params = fitted.get_params()
+    with pytest.raises(error, match=pattern):
+        call(fitted, X, y)
+    fitted.set_params(**params)
+    assert _snapshot(fitted) == before
+
+
+BAD_PREDICT = [
+    ("wrong number of features", lambda m, X: m.predict(X[:, :10]), ValueError, "features"),
+    ("NaN", lambda m, X: m.predict_proba(_with(X, 0, 0, np.nan)), ValueError, "NaN"),
+    ("empty", lambda m, X: m.predict(X[:0]), ValueError, "0 sample"),
+    ("1-D", lambda m, X: m.predict(X[0]), ValueError, "Expected 2D array"),
+    ("complex", lambda m, X: m.predict(X + 1j), ValueError, "Complex data"),
+    ("sparse with wrong features", lambda m, X: m.predict(sp.csr_matrix(X[:, :5])), ValueError,
+     "features"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_PREDICT, ids=[c[0] for c in BAD_PREDICT])
+def test_bad_predict_input_is_rejected(fitted, digits, case):
+    _, call, error, pattern = case
+    before = _snapshot(fitted)
+    with pytest.raises(error, match=pattern):
+        call(fitted, digits[0])
+    assert _snapshot(fitted) == before
+
+
+def test_batch_size_larger_than_data_is_clipped_with_a_warning(digits):
+    X, y = digits
+    with pytest.warns(UserWarning, match="clipped"):
+        model = MLPClassifier((5,), batch_size=10_000, max_iter=2, random_state=0).fit(X, y)
+    assert model.n_iter_ == 2
+
+
+@pytest.mark.parametrize("kind", ["fortran", "strided", "readonly", "memmap", "int8", "uint8",
+                                  "float16"])  # fmt: skip
+def test_unusual_arrays_are_accepted_and_give_the_plain_result(digits, kind, tmp_path):
+    X, y = digits
+    X = X[:300]
+    y = y[:300]
+    if kind == "fortran":
+        Xk = np.asfortranarray(X)
+    elif kind == "strided":
+        Xk = np.repeat(X, 2, axis=1)[:, ::2]
+    elif kind == "readonly":
+        Xk = X.copy()
+        Xk.setflags(write=False)
+    elif kind == "memmap":
+        Xk = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=X.dtype, shape=X.shape)
+        Xk[...] = X
+        Xk.flush()
+        Xk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    else:
+        X = np.round(X * 16)
+        Xk = X.astype(kind)
+    plain = MLPClassifier((8,), max_iter=3, random_state=0).fit(X, y)
+    model = MLPClassifier((8,), max_iter=3, random_state=0).fit(Xk, y)
+    np.testing.assert_allclose(model.coefs_[0], plain.coefs_[0], rtol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(Xk), plain.predict_proba(X), rtol=1e-12)
+
+
+def test_nonfinite_weights_undo_the_epoch_and_raise(digits):
+    X, y = digits
+    model = MLPRegressor(hidden_layer_sizes=(8,), activation="identity", solver="sgd",
+                         learning_rate_init=10.0, momentum=0.0, max_iter=20, random_state=0)  # fmt: skip
+    with pytest.raises(ValueError, match="non-finite parameter weights.*keeps its parameters"):
+        model.fit(X, y * 1e3)
+    assert np.isfinite(model._engine.params).all()
+    assert model.n_iter_ == len(model.loss_curve_) and model.n_iter_ < 20
+    assert np.isfinite(model.predict(X)).all()
+
+
+def test_nonfinite_loss_with_finite_weights_stops_with_a_warning(digits):
+    X, y = digits
+    model = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=1e6,
+                         momentum=0.0, max_iter=20, random_state=0)  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="training loss became inf"):
+        model.fit(X * 1e3, y * 1e3)
+    assert np.isfinite(model.loss_curve_).all() and model.n_iter_ < 20
+    assert np.isfinite(model._engine.params).all()
+
+
+def test_keyboard_interrupt_between_epochs_leaves_a_consistent_model(digits, monkeypatch):
+    """Ctrl-C reaches Python between two epochs (an epoch is one call without
+    the GIL); simulate it arriving before epoch 4."""
+    import cnn_bp._mlp as mlp
+
+    X, y = digits
+    calls = []
+    real_shuffle = mlp.shuffle
+
+    def interrupting_shuffle(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_shuffle(*args, **kwargs)
+
+    monkeypatch.setattr(mlp, "shuffle", interrupting_shuffle)
+    model = MLPClassifier((10,), max_iter=50, random_state=0)
+    with pytest.warns(UserWarning, match="interrupted by user"):
+        model.fit(X, y)
+    assert model.n_iter_ == 3 == len(model.loss_curve_)
+    monkeypatch.undo()
+    three_epochs = MLPClassifier((10,), max_iter=3, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(model._engine.params, three_epochs._engine.params)
+
+
+def test_concurrent_predictions_match_sequential(digits):
+    X, y = digits
+    model = MLPClassifier((30,), max_iter=5, random_state=0).fit(X, y)
+    chunks = [X[i::8] for i in range(8)]
+    expected = [model.predict_proba(c) for c in chunks]
+    barrier = threading.Barrier(8)
+
+    def predict(c):
+        barrier.wait()
+        return [model.predict_proba(c) for _ in range(20)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(predict, chunks))
+    for got, want in zip(results, expected):
+        for g in got:
+            np.testing.assert_array_equal(g, want)
+    assert isinstance(cnn_bp.__version__, str)
