@@ -42,7 +42,10 @@ void FN(adam_update)(ptrdiff_t size, double lr_t, double beta_1, double beta_2,
     for (ptrdiff_t i = 0; i < size; i++) {
         m[i] = FLUSH(b1 * m[i] + c1 * g[i]);
         v[i] = FLUSH(b2 * v[i] + c2 * (g[i] * g[i]));
-        p[i] += (step * m[i]) / (SQRT(v[i]) + eps);
+        /* The quotient is formed in double from the rate rounded to T, as
+         * numpy evaluates scikit-learn's expression: float32 models then
+         * track scikit-learn's (5e-7 after 60 epochs, not 5e-3). */
+        p[i] += (T)(((double)step * m[i]) / (double)(SQRT(v[i]) + eps));
     }
 }
 
