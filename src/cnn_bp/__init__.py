@@ -6,14 +6,18 @@ compiled core and scikit-learn's API.
 
 from ._inspection import BackpropTrace, GradientCheckReport, backprop_trace, check_gradients
 from ._mlp import MLPClassifier, MLPRegressor
+from ._persistence import ModelFileError, load, save
+from ._version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "BackpropTrace",
     "GradientCheckReport",
     "MLPClassifier",
     "MLPRegressor",
+    "ModelFileError",
     "__version__",
     "backprop_trace",
     "check_gradients",
+    "load",
+    "save",
 ]

@@ -1,0 +1,243 @@
+"""Model files that hold only numbers and plain settings: safe to load.
+
+A pickle can run code when it is loaded, so a model received from someone
+else should not be unpickled. ``save`` writes a ``.npz`` archive instead:
+numeric and text arrays plus one JSON header (parameters, scalar fitted
+attributes, a SHA-256 of every array). ``load`` reads it with
+``allow_pickle=False``, checks every name, shape, dtype and digest, and
+rebuilds the estimator through its own validation; nothing in the file is
+ever executed.
+"""
+
+import hashlib
+import json
+import zipfile
+
+import numpy as np
+from sklearn.preprocessing import LabelBinarizer
+
+from ._version import __version__ as _cnn_bp_version
+from ._activations import activation_code, loss_code
+from ._engine import Engine
+from ._mlp import MLPClassifier, MLPRegressor
+
+FORMAT = "cnn_bp.model"
+FORMAT_VERSION = 1
+_CLASSES = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
+_SCALARS = ("n_iter_", "t_", "loss_", "best_loss_", "best_validation_score_",
+            "n_layers_", "n_outputs_", "out_activation_", "n_features_in_",
+            "_no_improvement_count")  # fmt: skip
+_LISTS = ("loss_curve_", "validation_scores_")
+_HEADER = "__header__"
+
+
+def _digest(array):
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _plain(value):
+    """A parameter value as JSON (tuples become lists)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _text_array(values, what):
+    """Labels or names as an array numpy stores without pickle: numbers or
+    unicode. Returns (array, whether it was an object array of str)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iufbU":
+        return values, False
+    if values.dtype == object and all(isinstance(v, str) for v in values.ravel()):
+        return values.astype(str), True
+    raise TypeError(f"{what} of dtype {values.dtype} cannot be saved without pickle")
+
+
+def save(model, path):
+    """Write a fitted MLPClassifier or MLPRegressor to `path` (a ``.npz`` file).
+
+    The file holds arrays and plain settings only; :func:`load` never
+    unpickles or executes anything from it.
+
+    Parameters
+    ----------
+    model : fitted MLPClassifier or MLPRegressor
+    path : str or path-like
+        Destination; numpy adds ``.npz`` if the name lacks it.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        If the model is not fitted.
+    TypeError
+        If the model is not a cnn_bp estimator, or its classes are objects
+        that are neither numbers nor strings.
+
+    Notes
+    -----
+    A ``random_state`` given as a RandomState instance is stored as None.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    name = type(model).__name__
+    if _CLASSES.get(name) is not type(model):
+        raise TypeError(f"save takes a cnn_bp MLPClassifier or MLPRegressor, got {name}")
+    check_is_fitted(model)
+    model._sync_engine()
+    engine = model._engine
+    raw_params = model.get_params()
+    params = {k: _plain(v) for k, v in raw_params.items()}
+    if not (params["random_state"] is None or isinstance(params["random_state"], int)):
+        params["random_state"] = None
+    arrays = {
+        "layer_units": np.asarray(engine.layer_units, dtype=np.int64),
+        "params": engine.params,
+    }
+    if getattr(model, "_best_params", None) is not None:
+        arrays["best_params"] = model._best_params
+    settings = engine.optimizer_settings()
+    if settings is not None:
+        arrays["optimizer_state"] = settings.pop("state")
+    fitted = {k: _plain(getattr(model, k)) for k in _SCALARS if hasattr(model, k)}
+    for k in _LISTS:
+        value = getattr(model, k, None)
+        fitted[k] = None if value is None else [float(v) for v in value]
+    text_as_object = {}
+    if hasattr(model, "feature_names_in_"):
+        arrays["feature_names_in"], _ = _text_array(model.feature_names_in_, "feature names")
+    if name == "MLPClassifier":
+        binarizer = model._label_binarizer
+        arrays["classes"], text_as_object["classes"] = _text_array(binarizer.classes_, "classes")
+        fitted["y_type_"] = binarizer.y_type_
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "cnn_bp_version": _cnn_bp_version,
+        "estimator": name,
+        "dtype": engine.dtype.name,
+        "params": params,
+        "tuple_params": [k for k, v in raw_params.items() if isinstance(v, tuple)],
+        "fitted": fitted,
+        "optimizer": settings,
+        "object_arrays": [k for k, v in text_as_object.items() if v],
+        "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape), "sha256": _digest(v)}
+                   for k, v in arrays.items()},  # fmt: skip
+    }
+    blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **{_HEADER: blob}, **arrays)
+
+
+class ModelFileError(ValueError):
+    """A model file that is not a valid cnn_bp model: corrupt, truncated,
+    tampered with, or of a newer format."""
+
+
+def load(path):
+    """Read a model written by :func:`save`; nothing in the file is executed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.npz`` file written by :func:`cnn_bp.save`.
+
+    Returns
+    -------
+    model : MLPClassifier or MLPRegressor
+        Fitted, predicting exactly as the saved model did; ``partial_fit``
+        resumes with the saved optimizer state.
+
+    Raises
+    ------
+    cnn_bp.ModelFileError (a ValueError)
+        If the file is not a cnn_bp model, is truncated or corrupt, fails its
+        checksums, holds inconsistent arrays, or comes from a newer format.
+    sklearn.utils._param_validation.InvalidParameterError (a ValueError)
+        If a stored parameter is invalid.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            files = {k: archive[k] for k in archive.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+        raise ModelFileError(f"{path}: not a readable .npz model file ({exc})") from exc
+    try:
+        header = json.loads(files.pop(_HEADER).tobytes().decode())
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: no valid cnn_bp header ({exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a cnn_bp model file")
+    if not isinstance(header.get("format_version"), int) or header["format_version"] > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: format version {header.get('format_version')!r} is newer than this "
+            f"cnn_bp ({_cnn_bp_version}) reads; upgrade cnn_bp"
+        )
+    try:
+        return _rebuild(header, files)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ModelFileError(f"{path}: inconsistent model file ({exc!r})") from exc
+
+
+def _rebuild(header, files):
+    described = header["arrays"]
+    if set(described) != set(files):
+        raise ModelFileError(f"arrays {sorted(files)} do not match the header {sorted(described)}")
+    for key, array in files.items():
+        spec = described[key]
+        if array.dtype.str != spec["dtype"] or list(array.shape) != spec["shape"]:
+            raise ModelFileError(f"array {key!r} has dtype/shape {array.dtype.str} "
+                                 f"{array.shape}, the header says {spec}")  # fmt: skip
+        if _digest(array) != spec["sha256"]:
+            raise ModelFileError(f"array {key!r} fails its SHA-256 check: the file was altered")
+    cls = _CLASSES[header["estimator"]]
+    params = dict(header["params"])
+    for key in header["tuple_params"]:
+        params[key] = tuple(params[key])
+    model = cls(**params)
+    model._validate_params()
+
+    fitted = header["fitted"]
+    units = [int(u) for u in files["layer_units"]]
+    out_activation = fitted["out_activation_"]
+    if cls is MLPClassifier:
+        loss = "binary_log_loss" if out_activation == "logistic" else "log_loss"
+    else:
+        loss = model.loss
+    dtype = np.dtype(header["dtype"])
+    engine = Engine(units, activation_code(model.activation), loss_code(loss), dtype)
+    for key in ("params", "best_params"):
+        if key in files and files[key].shape != engine.params.shape:
+            raise ModelFileError(f"{key!r} has {files[key].size} values, the network "
+                                 f"{units} has {engine.params.size}")  # fmt: skip
+    engine.params[...] = files["params"]
+    if header["optimizer"] is not None:
+        engine.set_optimizer(**header["optimizer"], state=files["optimizer_state"])
+    model._attach(engine)
+    for key in _SCALARS:
+        if key in fitted:
+            setattr(model, key, fitted[key])
+    for key in _LISTS:
+        setattr(model, key, fitted[key])
+    if model.n_layers_ != len(units) or model.n_features_in_ != units[0]:
+        raise ModelFileError("fitted attributes do not match the network's layers")
+    if "best_params" in files:
+        model._best_params = files["best_params"].copy()
+    if "feature_names_in" in files:
+        model.feature_names_in_ = files["feature_names_in"].astype(object)
+    if cls is MLPClassifier:
+        classes = files["classes"]
+        if "classes" in header["object_arrays"]:
+            classes = classes.astype(object)
+        binarizer = LabelBinarizer()
+        binarizer.classes_ = classes
+        binarizer.y_type_ = fitted["y_type_"]
+        binarizer.sparse_input_ = False
+        n_out = units[-1]
+        expected = len(classes) if binarizer.y_type_ in ("multiclass", "multilabel-indicator") else 1
+        if n_out != expected:
+            raise ModelFileError(f"{len(classes)} classes do not fit {n_out} outputs")
+        model._label_binarizer = binarizer
+        model.classes_ = classes
+    return model
