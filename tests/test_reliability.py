@@ -101,6 +101,16 @@ def test_bad_predict_input_is_rejected(fitted, digits, case):
     assert _snapshot(fitted) == before
 
 
+def test_overflowing_outputs_are_an_error_not_nan(digits):
+    X, y = digits
+    model = MLPRegressor(hidden_layer_sizes=(4,), activation="identity", max_iter=2,
+                         random_state=0).fit(X, y)  # fmt: skip
+    model.coefs_[0][...] = 1e307  # 64 features x 1e307 overflows float64
+    with pytest.raises(ValueError, match="overflows"):
+        model.predict(X)
+    assert np.isnan(model._score(X, y))  # internal scoring sees NaN, as scikit-learn's
+
+
 def test_batch_size_larger_than_data_is_clipped_with_a_warning(digits):
     X, y = digits
     with pytest.warns(UserWarning, match="clipped"):

@@ -151,7 +151,9 @@ class GradientCheckReport:
     ----------
     errors : dict of str to float
         Relative error per block, keys ``"W1", "b1", ..., "WL", "bL"``:
-        max|backprop - numeric| / max(max|numeric|, max|backprop|).
+        max|backprop - numeric| / max(max|numeric|, max|backprop|, floor),
+        floor = 10 eps_dtype max(|C|, 1) / (h tol): a difference of ten
+        round-offs of the difference quotient passes.
     tol : float
         The error up to which a block passes.
     eps : float
@@ -269,10 +271,15 @@ def check_gradients(estimator, X, y, eps=None, sample_weight=None, tol=None):
         down = _objective(engine, X, Y, sw, alpha, w)
         numeric[i] = (up - down) / (2 * eps)
 
+    # Errors are relative to the block's largest entry, but a difference of
+    # up to 10 round-offs of the quotient (eps_T |C| / h each) always passes:
+    # below that the numeric derivative has no digits left to compare.
+    cost = abs(_objective(engine, X, Y, sw, alpha, w0))
+    floor = 10 * np.finfo(engine.dtype).eps * max(cost, 1.0) / (eps * tol)
     errors = {}
     pairs = zip(_split(engine, analytic), _split(engine, numeric))
     for l, ((gW, gb), (nW, nb)) in enumerate(pairs, start=1):
         for name, g, n in ((f"W{l}", gW, nW), (f"b{l}", gb, nb)):
-            scale = max(np.abs(n).max(), np.abs(g).max())
-            errors[name] = float(np.abs(g - n).max() / scale) if scale > 0 else 0.0
+            scale = max(np.abs(n).max(), np.abs(g).max(), floor)
+            errors[name] = float(np.abs(g - n).max() / scale)
     return GradientCheckReport(errors, tol, eps)

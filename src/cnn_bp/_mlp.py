@@ -535,7 +535,16 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         self._sync_engine()
-        return self._engine.predict(self._engine_input(X))
+        out = self._engine.predict(self._engine_input(X))
+        if check_input and not np.isfinite(out).all():
+            # scikit-learn would return inf/NaN here; internal scoring (which
+            # passes check_input=False) still sees them and scores NaN.
+            raise ValueError(
+                "The network's output overflows (is not finite) for this input: its "
+                "weights or the input are too large. Scale X (e.g. with "
+                "StandardScaler) and refit."
+            )
+        return out
 
     def _engine_data(self, X, y, sample_weight=None):
         """(X, Y, sample_weight) of new data as the engine reads them, for a
