@@ -3,8 +3,9 @@
 #   bash tools/sanitize.sh asan       # build with AddressSanitizer + UBSan, run the test suite
 #   bash tools/sanitize.sh valgrind   # a small fit / predict / save / load under valgrind memcheck
 #                                     # (fails on any error whose stack passes through cnn_bp)
-# Each builds the extension in place (src/cnn_bp/) in its own virtual
-# environment and exits non-zero on any report.
+# Each builds the extension in a copy of the source tree (your checkout and
+# its builds are not touched), in its own virtual environment, and exits
+# non-zero on any report.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 mode="${1:-asan}"
@@ -13,9 +14,13 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet "setuptools>=77" Cython numpy scipy scikit-learn threadpoolctl \
     pytest hypothesis pandas
+copy="$(dirname "$venv")/tree"
+mkdir "$copy"
+cp -r "$root"/setup.py "$root"/pyproject.toml "$root"/MANIFEST.in "$root"/README.md \
+    "$root"/csrc "$root"/src "$root"/tests "$root"/tools "$copy"/
+rm -f "$copy"/src/cnn_bp/_engine*.so "$copy"/src/cnn_bp/_engine.c
+root="$copy"
 cd "$root"
-rm -rf build src/cnn_bp/_engine*.so src/cnn_bp/_engine.c
-trap 'rm -rf "$root/build" "$root"/src/cnn_bp/_engine*.so "$root/src/cnn_bp/_engine.c"' EXIT
 
 case "$mode" in
 asan)
