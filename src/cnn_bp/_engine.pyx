@@ -223,6 +223,18 @@ cdef double _weight_sum(const floating *sw, ptrdiff_t m) noexcept nogil:
     return s
 
 
+cdef Rows _block_rows(const Rows *X, ptrdiff_t start, ptrdiff_t n_in,
+                      floating *dummy) noexcept nogil:
+    """Rows start, start + 1, ... of X as a block (no copy). `dummy` only
+    selects the float or double instantiation."""
+    cdef Rows xb = X[0]
+    if X.x != NULL:
+        xb.x = <const floating *> X.x + start * n_in
+    else:
+        xb.first_row = start
+    return xb
+
+
 cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                    const floating *Y, const floating *SW,
                    const ptrdiff_t *order, ptrdiff_t n,
@@ -255,10 +267,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                 gather_rows(m, 1, SW, order + start, <floating *> w.sw)
                 swb = <floating *> w.sw
         else:
-            if X.x != NULL:
-                xb.x = <const floating *> X.x + start * n_in
-            else:
-                xb.first_row = start
+            xb = _block_rows(X, start, n_in, p)
             yb = Y + start * n_out
             if SW != NULL:
                 swb = SW + start
@@ -268,17 +277,6 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         _update(net, opt, p, g)
         start += m
     return total
-
-
-cdef Rows _block_rows(const Rows *X, ptrdiff_t start, ptrdiff_t n_in,
-                      floating *dummy) noexcept nogil:
-    """Rows start, start + 1, ... of X as a block (no copy)."""
-    cdef Rows xb = X[0]
-    if X.x != NULL:
-        xb.x = <const floating *> X.x + start * n_in
-    else:
-        xb.first_row = start
-    return xb
 
 
 cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
@@ -399,7 +397,8 @@ cdef int _set_rows(Rows *rows, X, dtype, ptrdiff_t n_features,
     data = X.data
     indices = np.ascontiguousarray(X.indices, dtype=np.intp)
     indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
-    _check_block("X.data", data, dtype, -1, -1) if data.size else None
+    if data.size:
+        _check_block("X.data", data, dtype, -1, -1)
     if (indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[n] > indices.shape[0]
             or indptr[n] > data.shape[0] or np.any(np.diff(indptr) < 0)):
         raise ValueError("X is a corrupt CSR matrix: bad indptr")
