@@ -25,6 +25,7 @@ static void FN(softmax_row)(ptrdiff_t n, T *restrict z)
         z[j] /= sum;
 }
 
+CNNBP_VECTOR_LOOP
 void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
                          const T *restrict b, T *restrict z)
 {
