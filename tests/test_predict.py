@@ -1,0 +1,114 @@
+"""The prediction fast path: a plain finite float ndarray skips validate_data,
+everything else takes scikit-learn's validation. Results and errors must be
+the same either way, and the same as scikit-learn's."""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.preprocessing import LabelBinarizer
+
+from cnn_bp import MLPClassifier, MLPRegressor
+
+
+def _models(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    Y = np.column_stack([y % 2, y > 4])
+    return [
+        ("multiclass", MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y)),
+        ("binary", MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y > 4)),
+        ("multilabel", MLPClassifier((16,), max_iter=5, random_state=0).fit(X, Y)),
+        ("regressor", MLPRegressor(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X, y * 0.1)),
+        ("float32", MLPClassifier((16,), max_iter=5, random_state=0).fit(
+            X.astype(np.float32), y)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_fast_and_validated_paths_agree(digits, index):
+    name, model = _models(digits)[index]
+    X = digits[0][300:400]
+    assert model._needs_no_validation(X)
+    assert not model._needs_no_validation(X.tolist())
+    fast, slow = model.predict(X), model.predict(X.tolist())
+    assert fast.dtype == slow.dtype
+    np.testing.assert_array_equal(fast, slow)
+    if hasattr(model, "predict_proba"):
+        np.testing.assert_array_equal(model.predict_proba(X), model.predict_proba(X.tolist()))
+    np.testing.assert_array_equal(model.predict(X[:1]), model.predict(X[:1].tolist()))
+
+
+@pytest.mark.parametrize("classes", [[0, 1], ["no", "yes"], [3, 7, 9], list("abcd")])
+def test_label_decoding_matches_label_binarizer(classes):
+    rng = np.random.RandomState(0)
+    model = MLPClassifier()
+    model._label_binarizer = LabelBinarizer().fit(classes)
+    model.classes_ = model._label_binarizer.classes_
+    model.n_outputs_ = 1 if len(classes) == 2 else len(classes)
+    out = rng.rand(50, model.n_outputs_)
+    out[:5] = 0.5  # ties, and exactly the binary threshold
+    out[5] = np.nan
+    expected = model._label_binarizer.inverse_transform(
+        out.ravel() if model.n_outputs_ == 1 else out)
+    np.testing.assert_array_equal(model._labels(out), expected)
+
+
+def _error(call):
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    return type(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("case", ["nan", "inf", "-inf", "width", "empty", "1-D", "complex"])
+def test_bad_input_gives_scikit_learns_error(digits, case):
+    X, y = digits[0][:300], digits[1][:300]
+    ours = MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y)
+    theirs = SkMLPClassifier((16,), max_iter=5, random_state=0).fit(X, y)
+    bad = X[:3].copy()
+    if case in ("nan", "inf", "-inf"):
+        bad[1, 5] = float(case)
+    elif case == "width":
+        bad = bad[:, :10]
+    elif case == "empty":
+        bad = bad[:0]
+    elif case == "1-D":
+        bad = bad[0]
+    else:
+        bad = bad.astype(complex)
+    assert not ours._needs_no_validation(bad)
+    for method in ("predict", "predict_proba"):
+        kind, message = _error(lambda: getattr(ours, method)(bad))
+        their_kind, their_message = _error(lambda: getattr(theirs, method)(bad))
+        assert kind is their_kind
+        assert message == their_message.replace("SkMLPClassifier", "MLPClassifier")
+
+
+def test_feature_names_are_still_checked(digits):
+    X, y = digits[0][:300], digits[1][:300]
+    frame = pd.DataFrame(X, columns=[f"pixel{i}" for i in range(64)])
+    model = MLPClassifier((16,), max_iter=5, random_state=0).fit(frame, y)
+    assert not model._needs_no_validation(X)
+    with pytest.warns(UserWarning, match=re.escape("X does not have valid feature names")):
+        model.predict(X)
+
+
+def test_finite_input_whose_sum_overflows_is_predicted(digits):
+    # The fast path's finiteness test is sum-based; an overflowing sum must
+    # only send X the validated way, never reject it.
+    X, y = digits[0][:300], digits[1][:300]
+    model = MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X, y * 0.1)
+    model.coefs_[0][:2] = 0  # the engine's own buffer: features 0-1 unused
+    big = X[:2].copy()
+    big[:, :2] = 1e308
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(big.sum())
+    small = big.copy()
+    small[:, :2] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no overflow warning of our own
+        assert not model._needs_no_validation(big)
+        np.testing.assert_array_equal(model.predict(big), model.predict(small))
