@@ -82,6 +82,19 @@ def test_gradient_float64(activation, loss, n_out, hidden, alpha):
     assert max(errors.values()) <= 1e-6, errors
 
 
+@pytest.mark.parametrize("loss,n_out", OUTPUTS)
+def test_gradient_of_a_single_sample(loss, n_out):
+    """One row: every product of the forward and backward pass is then a
+    matrix-vector product (gemv, not gemm; see _kernels.gemm)."""
+    rng = np.random.RandomState(n_out)
+    X, Y = _problem(loss, 1, n_out, rng, np.float64)
+    engine = _engine((5, 4), "tanh", loss, n_out, np.float64, rng)
+    engine.loss_gradient(X, Y, None, 0.3)
+    grad = engine.grads.copy()
+    fd = _finite_differences(engine, X, Y, None, 0.3, h=1e-6)
+    assert max(_layer_errors(engine, grad, fd).values()) <= 1e-6
+
+
 def _min_abs_hidden_z(engine, X):
     """Smallest |Z^l| over the hidden layers, by a numpy forward pass."""
     a, smallest = X.astype(np.float64), np.inf

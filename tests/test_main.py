@@ -118,10 +118,12 @@ def test_fashion_mnist_example_runs(fake_fashion):
 
 
 def test_benchmark_smoke_run():
-    result = _run_script(ROOT / "benchmarks" / "bench_epoch.py", "--quick")
+    result = _run_script(ROOT / "benchmarks" / "bench.py", "--quick")
     assert result.returncode == 0, result.stderr
-    table = [line for line in result.stdout.splitlines() if line.startswith("| digits")]
-    assert len(table) == 2  # float32 and float64 rows
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| digits")]
+    assert len(rows) == 4  # training and prediction tables, float32 and float64
+    for row in rows[:2]:  # cnn_bp and scikit-learn s/epoch, GEMM bound: positive
+        assert all(float(row[k]) > 0 for k in (4, 5, 7))
 
 
 def test_thread_benchmark_smoke_run():

@@ -112,3 +112,14 @@ def test_finite_input_whose_sum_overflows_is_predicted(digits):
         warnings.simplefilter("error")  # and no overflow warning of our own
         assert not model._needs_no_validation(big)
         np.testing.assert_array_equal(model.predict(big), model.predict(small))
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-13), (np.float32, 1e-5)])
+def test_one_row_is_predicted_as_in_a_batch(digits, dtype, rtol):
+    # A single row takes BLAS's matrix-vector product instead of gemm.
+    X, y = digits[0].astype(dtype), digits[1]
+    model = MLPClassifier((32, 16), max_iter=5, random_state=0).fit(X, y)
+    batch = model.predict_proba(X[:20])
+    rows = np.vstack([model.predict_proba(X[i : i + 1]) for i in range(20)])
+    assert rows.dtype == dtype
+    np.testing.assert_allclose(rows, batch, rtol=rtol, atol=rtol * 1e-3)
