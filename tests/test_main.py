@@ -123,7 +123,7 @@ def test_benchmark_smoke_run():
     rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| digits")]
     assert len(rows) == 4  # training and prediction tables, float32 and float64
     for row in rows[:2]:  # cnn_bp and scikit-learn s/epoch, GEMM bound: positive
-        assert all(float(row[k]) > 0 for k in (4, 5, 7))
+        assert all(float(row[k]) > 0 for k in (4, 5, 7, 14, 15))
 
 
 def test_thread_benchmark_smoke_run():

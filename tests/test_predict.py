@@ -123,3 +123,19 @@ def test_one_row_is_predicted_as_in_a_batch(digits, dtype, rtol):
     rows = np.vstack([model.predict_proba(X[i : i + 1]) for i in range(20)])
     assert rows.dtype == dtype
     np.testing.assert_allclose(rows, batch, rtol=rtol, atol=rtol * 1e-3)
+
+
+@pytest.mark.parametrize("labels", [
+    [0, 1, 1, 0], ["no", "yes", "yes", "no"], [3, 7, 9, 7, 3], list("badcab"),
+    [[0, 1], [1, 1], [1, 0]],  # multilabel
+])  # fmt: skip
+def test_label_encoding_matches_label_binarizer(labels):
+    X = np.arange(2.0 * len(labels)).reshape(len(labels), 2)
+    model = MLPClassifier((3,), max_iter=1).fit(X, labels)
+    expected = model._label_binarizer.transform(labels).astype(bool)
+    encoded = model._indicator(labels)
+    assert encoded.dtype == bool
+    np.testing.assert_array_equal(encoded, expected.reshape(len(labels), -1))
+    np.testing.assert_array_equal(model._labels(encoded.astype(float)),
+                                  model._label_binarizer.inverse_transform(
+                                      expected if expected.shape[1] > 1 else expected.ravel()))

@@ -583,7 +583,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 unseen = np.setdiff1d(unique_labels(y), self.classes_)
                 if len(unseen):
                     raise ValueError(f"y has labels not in classes_: {unseen}")
-            y = self._label_binarizer.transform(y)
+            y = self._indicator(y)
         y = np.asarray(y, dtype=self._engine.dtype)
         y = y.reshape(-1, 1) if y.ndim == 1 else y
         if y.shape[1] != self.n_outputs_:
@@ -763,9 +763,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        # bool, not float: keeps float32 data from being upcast
-        y = self._label_binarizer.transform(y).astype(bool)
-        return X, y
+        return X, self._indicator(y)
 
     def predict(self, X):
         """Predict class labels.
@@ -782,6 +780,20 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         """
         check_is_fitted(self)
         return self._predict(X)
+
+    def _indicator(self, y):
+        """Labels y (known to be in classes_) as the bool (n_samples,
+        n_outputs) indicator matrix LabelBinarizer.transform gives, built
+        without its int64 intermediate: that, 8x the bool result, was the
+        peak memory of fitting many rows. Bool, not float, so float32 data is
+        not upcast. The inverse of _labels."""
+        kind, classes = self._label_binarizer.y_type_, self.classes_
+        if kind == "binary" and len(classes) == 2:
+            return (column_or_1d(y) == classes[1]).reshape(-1, 1)
+        if kind == "multiclass":
+            codes = np.searchsorted(classes, column_or_1d(y))
+            return codes[:, np.newaxis] == np.arange(len(classes))
+        return self._label_binarizer.transform(y).astype(bool)
 
     def _predict(self, X, check_input=True):
         return self._labels(self._forward_pass_fast(X, check_input=check_input))
