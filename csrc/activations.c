@@ -3,12 +3,34 @@
  *
  * Each activation's forward value and its derivative sit side by side in
  * the two switches below. Derivatives are read off the stored activation
- * a = f(z), which is exact for these functions, so Z is never kept.
+ * a = f(z) where that is exact; gelu, gelu_tanh and silu are not monotonic,
+ * so theirs are read off the pre-activation z, which the engine then keeps.
  */
 #ifndef T
 #define CNNBP_BODY "activations.c"
 #include "typed.h"
+
+int cnnbp_derivative_needs_z(int activation)
+{
+    return activation == CNNBP_GELU || activation == CNNBP_GELU_TANH ||
+           activation == CNNBP_SILU;
+}
 #else
+
+/* SELU's constants (Klambauer et al. 2017, eq. 14), and GELU's. */
+#define SELU_LAMBDA ((T)1.0507009873554804934193349852946)
+#define SELU_ALPHA ((T)1.6732632423543772848170429916717)
+#define SQRT_HALF ((T)0.70710678118654752440084436210485)       /* 1/sqrt(2) */
+#define INV_SQRT_2PI ((T)0.39894228040143267793994605993438)    /* 1/sqrt(2 pi) */
+#define SQRT_2_OVER_PI ((T)0.79788456080286535587989211986876)  /* sqrt(2/pi) */
+#define GELU_C ((T)0.044715)
+
+static inline T FN(logistic)(T z) { return 1 / (1 + EXP(-z)); }
+
+/* log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|)). */
+static inline T FN(softplus)(T z) { return (z > 0 ? z : 0) + LOG1P(EXP(-FABS(z))); }
+
+static inline T FN(gelu_tanh_u)(T z) { return SQRT_2_OVER_PI * (z + GELU_C * z * z * z); }
 
 /* Softmax of one row in place: exp(z - max z) / sum, as scikit-learn does. */
 static void FN(softmax_row)(ptrdiff_t n, T *restrict z)
@@ -27,8 +49,9 @@ static void FN(softmax_row)(ptrdiff_t n, T *restrict z)
 
 CNNBP_VECTOR_LOOP
 void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
-                         const T *restrict b, T *restrict z)
+                         double slope, const T *restrict b, T *restrict z)
 {
+    const T s = (T)slope;
     /* One switch per call, then plain counted loops GCC can vectorise. */
     for (ptrdiff_t i = 0; i < m; i++) {
         T *restrict row = z + i * n;
@@ -39,7 +62,7 @@ void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
             break;
         case CNNBP_LOGISTIC:
             for (ptrdiff_t j = 0; j < n; j++)
-                row[j] = 1 / (1 + EXP(-(row[j] + b[j])));
+                row[j] = FN(logistic)(row[j] + b[j]);
             break;
         case CNNBP_TANH:
             for (ptrdiff_t j = 0; j < n; j++)
@@ -58,6 +81,40 @@ void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
                 row[j] = x > 0 ? x : EXPM1(x);
             }
             break;
+        case CNNBP_LEAKY_RELU:
+            for (ptrdiff_t j = 0; j < n; j++) {
+                T x = row[j] + b[j];
+                row[j] = x > 0 ? x : s * x;
+            }
+            break;
+        case CNNBP_SELU:
+            for (ptrdiff_t j = 0; j < n; j++) {
+                T x = row[j] + b[j];
+                row[j] = x > 0 ? SELU_LAMBDA * x : (SELU_LAMBDA * SELU_ALPHA) * EXPM1(x);
+            }
+            break;
+        case CNNBP_SOFTPLUS:
+            for (ptrdiff_t j = 0; j < n; j++)
+                row[j] = FN(softplus)(row[j] + b[j]);
+            break;
+        case CNNBP_GELU:
+            for (ptrdiff_t j = 0; j < n; j++) {
+                T x = row[j] + b[j];
+                row[j] = (T)0.5 * x * (1 + ERF(x * SQRT_HALF));
+            }
+            break;
+        case CNNBP_GELU_TANH:
+            for (ptrdiff_t j = 0; j < n; j++) {
+                T x = row[j] + b[j];
+                row[j] = (T)0.5 * x * (1 + TANH(FN(gelu_tanh_u)(x)));
+            }
+            break;
+        case CNNBP_SILU:
+            for (ptrdiff_t j = 0; j < n; j++) {
+                T x = row[j] + b[j];
+                row[j] = x * FN(logistic)(x);
+            }
+            break;
         case CNNBP_SOFTMAX:
             for (ptrdiff_t j = 0; j < n; j++)
                 row[j] += b[j];
@@ -72,9 +129,11 @@ void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
 }
 
 CNNBP_VECTOR_LOOP
-void FN(delta_derivative)(ptrdiff_t size, int activation,
-                          const T *restrict a, T *restrict delta)
+void FN(delta_derivative)(ptrdiff_t size, int activation, double slope,
+                          const T *restrict a, const T *restrict z,
+                          T *restrict delta)
 {
+    const T s = (T)slope;
     switch (activation) {
     case CNNBP_IDENTITY: /* f' = 1 */
         break;
@@ -94,7 +153,45 @@ void FN(delta_derivative)(ptrdiff_t size, int activation,
         for (ptrdiff_t i = 0; i < size; i++)
             delta[i] = a[i] > 0 ? delta[i] : delta[i] * (a[i] + 1);
         break;
+    case CNNBP_LEAKY_RELU: /* f' = 1 where a > 0 (z > 0 as s >= 0), else s */
+        for (ptrdiff_t i = 0; i < size; i++)
+            delta[i] = a[i] > 0 ? delta[i] : delta[i] * s;
+        break;
+    case CNNBP_SELU: /* lambda alpha exp(z) = a + lambda alpha where z <= 0 */
+        for (ptrdiff_t i = 0; i < size; i++)
+            delta[i] *= a[i] > 0 ? SELU_LAMBDA : a[i] + SELU_LAMBDA * SELU_ALPHA;
+        break;
+    case CNNBP_SOFTPLUS: /* sigma(z) = 1 - exp(-a), as -expm1(-a) for small a */
+        for (ptrdiff_t i = 0; i < size; i++)
+            delta[i] *= -EXPM1(-a[i]);
+        break;
+    case CNNBP_GELU: /* Phi(z) + z phi(z) */
+        for (ptrdiff_t i = 0; i < size; i++) {
+            const T x = z[i];
+            const T cdf = (T)0.5 * (1 + ERF(x * SQRT_HALF));
+            delta[i] *= cdf + x * INV_SQRT_2PI * EXP((T)-0.5 * x * x);
+        }
+        break;
+    case CNNBP_GELU_TANH: /* (1 + t)/2 + z (1 - t^2) u'(z) / 2, t = tanh(u) */
+        for (ptrdiff_t i = 0; i < size; i++) {
+            const T x = z[i], t = TANH(FN(gelu_tanh_u)(x));
+            const T du = SQRT_2_OVER_PI * (1 + 3 * GELU_C * x * x);
+            delta[i] *= (T)0.5 * (1 + t) + (T)0.5 * x * (1 - t * t) * du;
+        }
+        break;
+    case CNNBP_SILU: /* sigma (1 + z (1 - sigma)) */
+        for (ptrdiff_t i = 0; i < size; i++) {
+            const T sig = FN(logistic)(z[i]);
+            delta[i] *= sig * (1 + z[i] * (1 - sig));
+        }
+        break;
     }
 }
 
+#undef SELU_LAMBDA
+#undef SELU_ALPHA
+#undef SQRT_HALF
+#undef INV_SQRT_2PI
+#undef SQRT_2_OVER_PI
+#undef GELU_C
 #endif

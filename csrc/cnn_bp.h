@@ -18,18 +18,37 @@
 #include <stddef.h>
 
 /* Activations: hidden ones first, then output-only ones (CNNBP_SOFTMAX on).
- * Order matches cnn_bp/_activations.py:ACTIVATIONS (a test checks). */
+ * Order matches cnn_bp/_activations.py:ACTIVATIONS (a test checks).
+ * The derivative is read off the stored activation a = f(z) where that is
+ * exact (f monotonic), and off the kept pre-activation z otherwise (gelu,
+ * gelu_tanh, silu: see cnnbp_derivative_needs_z). */
 typedef enum {
-    CNNBP_IDENTITY = 0, /* f(z) = z                     f'= 1           */
-    CNNBP_LOGISTIC = 1, /* f(z) = 1 / (1 + exp(-z))     f'= a (1 - a)   */
-    CNNBP_TANH = 2,     /* f(z) = tanh(z)               f'= 1 - a^2     */
-    CNNBP_RELU = 3,     /* f(z) = max(z, 0)             f'= [a > 0]     */
-    CNNBP_ELU = 4,      /* f(z) = z if z > 0 else exp(z) - 1 (Clevert et al.
-                           2016, alpha = 1)       f'= 1 if a > 0 else a + 1 */
-    CNNBP_SOFTMAX = 5,  /* row-wise exp(z_k) / sum_j exp(z_j); output only */
-    CNNBP_EXP = 6,      /* f(z) = exp(z); output only (Poisson)          */
-    CNNBP_N_ACTIVATIONS = 7
+    CNNBP_IDENTITY = 0,   /* f(z) = z                     f'= 1           */
+    CNNBP_LOGISTIC = 1,   /* f(z) = 1 / (1 + exp(-z))     f'= a (1 - a)   */
+    CNNBP_TANH = 2,       /* f(z) = tanh(z)               f'= 1 - a^2     */
+    CNNBP_RELU = 3,       /* f(z) = max(z, 0)             f'= [a > 0]     */
+    CNNBP_ELU = 4,        /* f(z) = z if z > 0 else exp(z) - 1 (Clevert et al.
+                             2016, alpha = 1)     f'= 1 if a > 0 else a + 1 */
+    CNNBP_LEAKY_RELU = 5, /* f(z) = z if z > 0 else s z, slope s >= 0 (Maas et
+                             al. 2013)            f'= 1 if a > 0 else s     */
+    CNNBP_SELU = 6,       /* f(z) = lambda z if z > 0 else lambda alpha (exp(z)
+                             - 1) (Klambauer et al. 2017)
+                                          f'= lambda if a > 0 else a + lambda alpha */
+    CNNBP_SOFTPLUS = 7,   /* f(z) = log(1 + exp(z))       f'= 1 - exp(-a) */
+    CNNBP_GELU = 8,       /* f(z) = z Phi(z), Phi the normal CDF (Hendrycks &
+                             Gimpel 2016)         f'= Phi(z) + z phi(z)     */
+    CNNBP_GELU_TANH = 9,  /* their tanh approximation: f(z) = z (1 + tanh(u)) / 2,
+                             u = sqrt(2/pi) (z + 0.044715 z^3)              */
+    CNNBP_SILU = 10,      /* f(z) = z sigma(z) (Elfwing et al. 2018; "swish")
+                                                  f'= sigma (1 + z (1 - sigma)) */
+    CNNBP_SOFTMAX = 11,   /* row-wise exp(z_k) / sum_j exp(z_j); output only */
+    CNNBP_EXP = 12,       /* f(z) = exp(z); output only (Poisson)          */
+    CNNBP_N_ACTIVATIONS = 13
 } cnnbp_activation;
+
+/* Whether activation's derivative needs the pre-activation z (1) or is
+ * exact from a = f(z) alone (0). */
+int cnnbp_derivative_needs_z(int activation);
 
 /* Losses, each with the output activation that makes it a canonical link,
  * for which the output delta dC/dZ^L is simply (A^L - Y):
@@ -51,12 +70,16 @@ int cnnbp_loss_activation(int loss);
 
 #define CNNBP_DECLARE(T, S)                                                    \
     /* activations.c */                                                        \
-    /* z_inout[i, j] := f(z_inout[i, j] + b[j]); softmax is row-wise. */       \
+    /* z_inout[i, j] := f(z_inout[i, j] + b[j]); softmax is row-wise;      \
+     * slope: leaky_relu's s (unused by the others). */                        \
     void cnnbp_bias_activation_##S(ptrdiff_t m, ptrdiff_t n, int activation,   \
-                                   const T *restrict b, T *restrict z_inout);  \
-    /* delta_inout[i] := delta_inout[i] * f'(z), f' read off a[i] = f(z). */   \
+                                   double slope, const T *restrict b,          \
+                                   T *restrict z_inout);                       \
+    /* delta_inout[i] := delta_inout[i] * f'(z[i]), f' read off a[i] = f(z)  \
+     * or, where cnnbp_derivative_needs_z, off z (else z may be NULL). */     \
     void cnnbp_delta_derivative_##S(ptrdiff_t size, int activation,            \
-                                    const T *restrict a,                       \
+                                    double slope, const T *restrict a,         \
+                                    const T *restrict z,                       \
                                     T *restrict delta_inout);                  \
     /* losses.c */                                                             \
     /* a := g(z + b) with g the loss's canonical activation (in z_inout);     \

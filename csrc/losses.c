@@ -74,7 +74,7 @@ double FN(output_loss)(ptrdiff_t m, ptrdiff_t n, int loss,
                        const T *restrict sw, T *restrict z,
                        T *restrict delta_out)
 {
-    FN(bias_activation)(m, n, cnnbp_loss_activation(loss), b, z);
+    FN(bias_activation)(m, n, cnnbp_loss_activation(loss), 0.0, b, z);
     if (loss != CNNBP_SQUARED_ERROR) /* tiny probabilities: see FLUSH */
         for (ptrdiff_t i = 0; i < m * n; i++)
             z[i] = FLUSH(z[i]);

@@ -5,7 +5,7 @@
  * header then includes that file twice more, once with T = float and once
  * with T = double, so each kernel is written once and compiled twice.
  * Inside a body: T is the element type, FN(name) the suffixed function name
- * (cnnbp_name_f32 / cnnbp_name_f64), and EXP, EXPM1, LOG, TANH, SQRT, FABS, T_EPS the
+ * (cnnbp_name_f32 / cnnbp_name_f64), and EXP, EXPM1, LOG1P, ERF, LOG, TANH, SQRT, FABS, T_EPS the
  * matching math functions and machine epsilon, and T_TINY = smallest
  * normal / epsilon, below which kernels flush values to zero (see FLUSH).
  */
@@ -38,6 +38,8 @@
 #define S f32
 #define EXP expf
 #define EXPM1 expm1f
+#define LOG1P log1pf
+#define ERF erff
 #define LOG logf
 #define TANH tanhf
 #define SQRT sqrtf
@@ -49,6 +51,8 @@
 #undef S
 #undef EXP
 #undef EXPM1
+#undef LOG1P
+#undef ERF
 #undef LOG
 #undef TANH
 #undef SQRT
@@ -60,6 +64,8 @@
 #define S f64
 #define EXP exp
 #define EXPM1 expm1
+#define LOG1P log1p
+#define ERF erf
 #define LOG log
 #define TANH tanh
 #define SQRT sqrt

@@ -98,7 +98,7 @@ def test_gradient_of_a_single_sample(loss, n_out):
 def _min_abs_hidden_z(engine, X):
     """Smallest |Z^l| over the hidden layers, by a numpy forward pass."""
     a, smallest = X.astype(np.float64), np.inf
-    name = act.ACTIVATIONS[engine.hidden_activation]
+    name = act.ACTIVATIONS[engine.hidden_activation[0]]
     for W, b in zip(engine.coefs[:-1], engine.intercepts[:-1]):
         z = a @ W + b
         smallest = min(smallest, np.abs(z).min())

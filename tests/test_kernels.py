@@ -30,7 +30,7 @@ def test_bias_activation_matches_numpy(name):
     b = rng.normal(size=5)
     expected = act.forward(name, z + b)
     _engine.py_bias_activation(z, b, act.activation_code(name))
-    np.testing.assert_allclose(z, expected, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(z, expected, rtol=1e-13, atol=1e-15)
 
 
 def test_relu_propagates_nan_and_softmax_survives_large_inputs():
@@ -46,15 +46,44 @@ def test_relu_propagates_nan_and_softmax_survives_large_inputs():
 @pytest.mark.parametrize("name", act.HIDDEN_ACTIVATIONS)
 def test_delta_derivative_matches_numpy(name):
     rng = np.random.RandomState(1)
-    a = act.forward(name, rng.normal(size=40))
+    z = rng.normal(scale=2, size=40)
+    a = act.forward(name, z)
     if name == "relu":
         a[:5] = 0.0  # inactive units must get exactly zero
     delta = rng.normal(size=40)
-    expected = delta * act.derivative(name, a)
-    _engine.py_delta_derivative(a, delta, act.activation_code(name))
-    np.testing.assert_allclose(delta, expected, rtol=1e-15)
+    expected = delta * act.derivative(name, a, z)
+    _engine.py_delta_derivative(a, z, delta, act.activation_code(name))
+    np.testing.assert_allclose(delta, expected, rtol=1e-13, atol=1e-14)
     if name == "relu":
         assert np.all(delta[:5] == 0)
+
+
+@pytest.mark.parametrize("name", act.HIDDEN_ACTIVATIONS)
+def test_numpy_derivatives_are_those_of_the_numpy_activations(name):
+    """The oracle itself: derivative(name, f(z), z) against centred finite
+    differences of forward(name, z), away from relu-type kinks at 0."""
+    z = np.concatenate([np.linspace(-6, -0.01, 40), np.linspace(0.01, 6, 40)])
+    h = 1e-6
+    fd = (act.forward(name, z + h, 0.2) - act.forward(name, z - h, 0.2)) / (2 * h)
+    got = act.derivative(name, act.forward(name, z, 0.2), z, 0.2)
+    np.testing.assert_allclose(got, fd, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2, 1.5])
+def test_leaky_relu_slope_reaches_the_kernels(slope):
+    code = act.activation_code("leaky_relu")
+    z = np.array([[-2.0, -0.5, 0.0, 3.0]])
+    _engine.py_bias_activation(z, np.zeros(4), code, slope)
+    np.testing.assert_array_equal(z, [[-2 * slope, -0.5 * slope, 0.0, 3.0]])
+    delta = np.ones(4)
+    _engine.py_delta_derivative(z[0].copy(), z[0].copy(), delta, code, slope)
+    np.testing.assert_array_equal(delta, [slope, slope, slope, 1.0])
+
+
+def test_only_non_monotonic_activations_read_z():
+    needs = {n for n in act.HIDDEN_ACTIVATIONS
+             if _engine.derivative_needs_z(act.activation_code(n))}  # fmt: skip
+    assert needs == set(act.DERIVATIVE_FROM_Z) == {"gelu", "gelu_tanh", "silu"}
 
 
 def _numpy_loss(loss, a, y):

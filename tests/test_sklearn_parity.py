@@ -59,10 +59,14 @@ def test_solver_schedule_activation_early_stopping_weights(
 
 @pytest.mark.parametrize("name", ["MLPClassifier", "MLPRegressor"])
 def test_same_signatures_and_defaults(name):
-    """Positional order included: MLPRegressor's first parameter is `loss`."""
-    ours = inspect.signature(getattr(cnn_bp, name))
-    theirs = inspect.signature(getattr(sk, name))
-    assert list(ours.parameters.items()) == list(theirs.parameters.items())
+    """Positional order included: MLPRegressor's first parameter is `loss`.
+    cnn_bp's own parameters follow scikit-learn's, keyword-only."""
+    ours = list(inspect.signature(getattr(cnn_bp, name)).parameters.items())
+    theirs = list(inspect.signature(getattr(sk, name)).parameters.items())
+    assert ours[: len(theirs)] == theirs
+    extensions = ours[len(theirs) :]
+    assert [p for p, _ in extensions] == ["negative_slope"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for _, p in extensions)
     for method in ("fit", "partial_fit", "predict", "score"):
         assert inspect.signature(getattr(getattr(cnn_bp, name), method)) == inspect.signature(
             getattr(getattr(sk, name), method)

@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 
 from . import MLPClassifier, __version__
+from ._activations import HIDDEN_ACTIVATIONS, SKLEARN_ACTIVATIONS
 from .datasets import FASHION_MNIST_DIR, load_fashion_mnist
 
 
@@ -43,8 +44,9 @@ def _parse_args(argv):
         help="hidden layer sizes, e.g. --hidden 512 256 (default: 100)",
     )  # fmt: skip
     parser.add_argument(
-        "--activation", choices=["identity", "logistic", "tanh", "relu", "elu"],
-        default="relu", help="hidden activation (default: relu)",
+        "--activation", choices=HIDDEN_ACTIVATIONS, default="relu",
+        help="hidden activation (default: relu); scikit-learn has only identity, "
+        "logistic, tanh and relu",
     )  # fmt: skip
     parser.add_argument(
         "--solver", choices=["adam", "sgd", "lbfgs"], default="adam",
@@ -126,8 +128,9 @@ def main(argv=None):
     )
     data = (X_train, y_train, X_test, y_test)
     rows = [("cnn_bp", *_fit_and_score("cnn_bp", MLPClassifier(**params), *data, progress))]
-    if args.activation == "elu":
-        print("scikit-learn has no elu activation: training cnn_bp only", flush=True)
+    if args.activation not in SKLEARN_ACTIVATIONS:
+        print(f"scikit-learn has no {args.activation} activation: training cnn_bp only",
+              flush=True)  # fmt: skip
     elif not args.no_sklearn:
         sk = SklearnMLPClassifier(**params)
         rows.append(("scikit-learn", *_fit_and_score("scikit-learn", sk, *data, progress)))

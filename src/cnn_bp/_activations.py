@@ -11,10 +11,24 @@ import numpy as np
 
 #: Activation names; index = ``cnnbp_activation`` code. The last two are
 #: output activations only.
-ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "elu", "softmax", "exp")
+ACTIVATIONS = (
+    "identity", "logistic", "tanh", "relu", "elu", "leaky_relu", "selu",
+    "softplus", "gelu", "gelu_tanh", "silu", "softmax", "exp",
+)  # fmt: skip
 
 #: Activations accepted for hidden layers (the ``activation`` parameter).
-HIDDEN_ACTIVATIONS = ACTIVATIONS[:5]
+HIDDEN_ACTIVATIONS = ACTIVATIONS[:-2]
+
+#: The hidden activations scikit-learn's MLP has.
+SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+
+#: Hidden activations whose derivative is computed from z, not a = f(z)
+#: (they are not monotonic, so a does not determine z).
+DERIVATIVE_FROM_Z = ("gelu", "gelu_tanh", "silu")
+
+#: SELU's constants (Klambauer et al. 2017, eq. 14).
+SELU_LAMBDA = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
 
 #: Loss names; index = ``cnnbp_loss`` code.
 LOSSES = ("squared_error", "log_loss", "binary_log_loss", "poisson")
@@ -43,18 +57,22 @@ def loss_code(name):
     return LOSSES.index(name)
 
 
-def forward(name, z):
+def forward(name, z, negative_slope=0.01):
     """a = f(z) for activation `name`, row-wise for softmax.
 
     Parameters
     ----------
     name : str
     z : ndarray of shape (n_samples, n_units)
+    negative_slope : float
+        leaky_relu's slope for z < 0.
 
     Returns
     -------
     a : ndarray of the shape of `z`
     """
+    from scipy.special import erf, expit
+
     if name == "identity":
         return z.copy()
     if name == "logistic":
@@ -65,6 +83,18 @@ def forward(name, z):
         return np.maximum(z, 0)
     if name == "elu":
         return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+    if name == "leaky_relu":
+        return np.where(z > 0, z, negative_slope * z)
+    if name == "selu":
+        return SELU_LAMBDA * np.where(z > 0, z, SELU_ALPHA * np.expm1(np.minimum(z, 0)))
+    if name == "softplus":
+        return np.logaddexp(0, z)
+    if name == "gelu":
+        return 0.5 * z * (1 + erf(z / np.sqrt(2)))
+    if name == "gelu_tanh":
+        return 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3)))
+    if name == "silu":
+        return z * expit(z)
     if name == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -73,12 +103,19 @@ def forward(name, z):
     raise ValueError(f"unknown activation {name!r}")
 
 
-def derivative(name, a):
-    """f'(z) written in terms of the activation a = f(z).
+def derivative(name, a, z=None, negative_slope=0.01):
+    """f'(z), from the activation a = f(z) where that is exact, else from z.
 
-    Exact for the hidden activations: logistic a(1 - a), tanh 1 - a^2,
-    relu [a > 0] (taking f'(0) = 0), elu 1 for a > 0 else a + 1, identity 1.
+    From a: logistic a(1 - a), tanh 1 - a^2, relu [a > 0] (taking f'(0) = 0),
+    elu 1 for a > 0 else a + 1, leaky_relu 1 for a > 0 else the slope, selu
+    lambda for a > 0 else a + lambda alpha, softplus 1 - exp(-a), identity 1.
+    From z (DERIVATIVE_FROM_Z): gelu Phi(z) + z phi(z); gelu_tanh by the
+    product rule on its formula; silu sigma(z) (1 + z (1 - sigma(z))).
     """
+    from scipy.special import erf, expit
+
+    if name in DERIVATIVE_FROM_Z and z is None:
+        raise ValueError(f"the derivative of {name!r} needs z")
     if name == "identity":
         return np.ones_like(a)
     if name == "logistic":
@@ -89,4 +126,19 @@ def derivative(name, a):
         return (a > 0).astype(a.dtype)
     if name == "elu":
         return np.where(a > 0, 1, a + 1).astype(a.dtype)
-    raise ValueError(f"no derivative from the output for activation {name!r}")
+    if name == "leaky_relu":
+        return np.where(a > 0, 1, negative_slope).astype(a.dtype)
+    if name == "selu":
+        return np.where(a > 0, SELU_LAMBDA, a + SELU_LAMBDA * SELU_ALPHA).astype(a.dtype)
+    if name == "softplus":
+        return -np.expm1(-a)
+    if name == "gelu":
+        return 0.5 * (1 + erf(z / np.sqrt(2))) + z * np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
+    if name == "gelu_tanh":
+        c = np.sqrt(2 / np.pi)
+        t = np.tanh(c * (z + 0.044715 * z**3))
+        return 0.5 * (1 + t) + 0.5 * z * (1 - t**2) * c * (1 + 3 * 0.044715 * z**2)
+    if name == "silu":
+        s = expit(z)
+        return s * (1 + z * (1 - s))
+    raise ValueError(f"no derivative for activation {name!r}")

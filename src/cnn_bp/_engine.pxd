@@ -11,7 +11,8 @@ cdef struct Net:
     const ptrdiff_t *blk_off     # L + 1: A^l / delta^l block starts, in rows of width 1
     ptrdiff_t n_coefs            # number of weights (the L2-penalised part)
     ptrdiff_t n_params           # weights + biases
-    int hidden_activation        # cnnbp_activation code of the hidden layers
+    const int *activation        # L - 1 cnnbp_activation codes, hidden layer l at l - 1
+    double slope                 # leaky_relu's negative slope
     int loss                     # cnnbp_loss code (fixes the output activation)
     double alpha                 # L2 penalty
     void *params                 # n_params values: W^1..W^L then b^1..b^L
@@ -50,7 +51,8 @@ cdef struct Work:
     void *x                      # gathered batch rows of X (cap, n_0)
     void *y                      # gathered batch rows of Y (cap, n_L)
     void *sw                     # gathered batch sample weights (cap,)
-    void *z                      # Z^1..Z^L kept for inspection, or NULL
+    void *z                      # Z^1..Z^L kept (inspection; derivatives that need
+                                 # z, see cnnbp_derivative_needs_z), or NULL
 
 
 cdef class Engine:
@@ -58,6 +60,7 @@ cdef class Engine:
     cdef Optim opt
     cdef Work work
     cdef object _layout          # intp array backing net.units/w_off/b_off/blk_off
+    cdef object _activation      # intc array backing net.activation
     cdef object _work            # arrays backing the Work blocks, or None
     cdef readonly object dtype
     cdef readonly tuple layer_units

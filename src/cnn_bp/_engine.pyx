@@ -36,9 +36,11 @@ from cython cimport floating
 
 from ._kernels cimport (
     CNNBP_N_ACTIVATIONS, CNNBP_N_LOSSES, CNNBP_SOFTMAX, CNNBP_IDENTITY,
-    CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_EXP,
-    CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS, CNNBP_POISSON,
-    adam_update, bias_activation, cnnbp_loss_activation, column_sums,
+    CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_LEAKY_RELU,
+    CNNBP_SELU, CNNBP_SOFTPLUS, CNNBP_GELU, CNNBP_GELU_TANH, CNNBP_SILU,
+    CNNBP_EXP, CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS,
+    CNNBP_POISSON, adam_update, bias_activation, cnnbp_derivative_needs_z,
+    cnnbp_loss_activation, column_sums,
     csr_matmul, csr_transpose_matmul_add, delta_derivative, finish_gradient,
     gather_rows, gemm, output_loss, sgd_update, sum_of_squares,
 )
@@ -66,7 +68,15 @@ def activation_codes():
     """The activation enum of csrc/cnn_bp.h, name -> code (for tests)."""
     return {"identity": CNNBP_IDENTITY, "logistic": CNNBP_LOGISTIC,
             "tanh": CNNBP_TANH, "relu": CNNBP_RELU, "elu": CNNBP_ELU,
+            "leaky_relu": CNNBP_LEAKY_RELU, "selu": CNNBP_SELU,
+            "softplus": CNNBP_SOFTPLUS, "gelu": CNNBP_GELU,
+            "gelu_tanh": CNNBP_GELU_TANH, "silu": CNNBP_SILU,
             "softmax": CNNBP_SOFTMAX, "exp": CNNBP_EXP}
+
+
+def derivative_needs_z(int code):
+    """Whether the derivative of activation `code` is read off Z (for tests)."""
+    return bool(cnnbp_derivative_needs_z(code))
 
 
 def loss_codes():
@@ -128,7 +138,7 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                     <floating *> w.z + cap * net.blk_off[l])
         if l < L:
             # A^l = f(Z^l + b^l), in place
-            bias_activation(m, n_out, net.hidden_activation,
+            bias_activation(m, n_out, net.activation[l - 1], net.slope,
                             p + net.b_off[l - 1], z)
 
 
@@ -146,6 +156,7 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     cdef floating one = 1, zero = 0
     cdef floating *a = <floating *> w.a
     cdef floating *delta = <floating *> w.delta
+    cdef const floating *z_prev = NULL
     cdef ptrdiff_t cap = w.cap
     cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
     cdef double data_loss
@@ -177,10 +188,13 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
         column_sums(m, n_out, d, g + net.b_off[l - 1])
         if l > 1:
             d_prev = delta + cap * net.blk_off[l - 1]
-            # delta^{l-1} = (delta^l (W^l)^T) * f'(A^{l-1})
+            # delta^{l-1} = (delta^l (W^l)^T) * f'(Z^{l-1})
             gemm(NO_TRANS, TRANS, m, n_in, n_out, one, d, n_out,
                  p + net.w_off[l - 1], n_out, zero, d_prev, n_in)
-            delta_derivative(m * n_in, net.hidden_activation, a_prev, d_prev)
+            if w.z != NULL:
+                z_prev = <const floating *> w.z + cap * net.blk_off[l - 1]
+            delta_derivative(m * n_in, net.activation[l - 2], net.slope,
+                             a_prev, z_prev, d_prev)
     return data_loss
 
 
@@ -327,7 +341,7 @@ cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
         _forward(net, &xb, m, &w, a)
-        bias_activation(m, n_out, cnnbp_loss_activation(net.loss),
+        bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                         p + net.b_off[L - 1], z)
         memcpy(out + start * n_out, z, m * n_out * sizeof(floating))
         start += m
@@ -456,7 +470,8 @@ cdef class Engine:
         A dtype other than float32 or float64.
     """
 
-    def __cinit__(self, layer_units, int hidden_activation, int loss, dtype):
+    def __cinit__(self, layer_units, hidden_activation, int loss, dtype,
+                  double negative_slope=0.01):
         cdef ptrdiff_t L
         cdef ptrdiff_t *lay
         units = tuple(int(u) for u in layer_units)
@@ -464,8 +479,16 @@ cdef class Engine:
             raise ValueError(f"layer_units must be >= 2 positive widths, got {units}")
         if max(units) > BLAS_INT_MAX:
             raise ValueError(f"layer widths must be < 2**31, got {max(units)}")
-        if not 0 <= hidden_activation < CNNBP_SOFTMAX:
-            raise ValueError(f"unknown hidden activation code {hidden_activation}")
+        codes = ((int(hidden_activation),) * (len(units) - 2)
+                 if np.ndim(hidden_activation) == 0
+                 else tuple(int(c) for c in hidden_activation))
+        if len(codes) != len(units) - 2:
+            raise ValueError(f"{len(codes)} hidden activations for "
+                             f"{len(units) - 2} hidden layers")
+        if not all(0 <= c < CNNBP_SOFTMAX for c in codes):
+            raise ValueError(f"unknown hidden activation code in {codes}")
+        if not negative_slope >= 0:
+            raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
         if not 0 <= loss < CNNBP_N_LOSSES:
             raise ValueError(f"unknown loss code {loss}")
         dtype = np.dtype(dtype)
@@ -515,7 +538,9 @@ cdef class Engine:
         self.net.blk_off = lay + (3 * L + 1)
         self.net.n_coefs = n_coefs
         self.net.n_params = n_params
-        self.net.hidden_activation = hidden_activation
+        self._activation = np.array(codes + (0,), dtype=np.intc)  # never empty
+        self.net.activation = <const int *> _data(self._activation)
+        self.net.slope = negative_slope
         self.net.loss = loss
         self.net.alpha = 0
         self.net.params = _data(self.params)
@@ -529,7 +554,12 @@ cdef class Engine:
 
     @property
     def hidden_activation(self):
-        return self.net.hidden_activation
+        """Activation codes of the hidden layers, a tuple of length L - 1."""
+        return tuple(int(c) for c in self._activation[:-1])
+
+    @property
+    def negative_slope(self):
+        return self.net.slope
 
     @property
     def loss(self):
@@ -607,13 +637,16 @@ cdef class Engine:
             delta = np.empty(cap * width, dtype=self.dtype)
             y = np.empty(cap * units[len(units) - 1], dtype=self.dtype)
             sw = np.empty(cap, dtype=self.dtype)
-            self._work = [a, delta, y, sw, None]
+            self._work = [a, delta, y, sw, None, None]
             memset(&self.work, 0, sizeof(Work))
             self.work.cap = cap
             self.work.a = _data(a)
             self.work.delta = _data(delta)
             self.work.y = _data(y)
             self.work.sw = _data(sw)
+            if any(cnnbp_derivative_needs_z(c) for c in self.hidden_activation):
+                self._work[5] = np.empty(cap * width, dtype=self.dtype)
+                self.work.z = _data(self._work[5])
         if gather_x and self.work.x == NULL:
             x = np.empty(self.work.cap * units[0], dtype=self.dtype)
             self._work[4] = x
@@ -801,13 +834,14 @@ cdef class Engine:
         return out
 
     def __reduce__(self):
-        return (_restore, (self.layer_units, self.net.hidden_activation,
+        return (_restore, (self.layer_units, self.hidden_activation,
                            self.net.loss, self.dtype.str, self.params,
-                           self.optimizer_settings()))
+                           self.optimizer_settings(), self.net.slope))
 
 
-def _restore(layer_units, hidden_activation, loss, dtype, params, optimizer):
-    engine = Engine(layer_units, hidden_activation, loss, dtype)
+def _restore(layer_units, hidden_activation, loss, dtype, params, optimizer,
+             negative_slope):
+    engine = Engine(layer_units, hidden_activation, loss, dtype, negative_slope)
     engine.params[...] = params
     if optimizer is not None:
         engine.set_optimizer(**optimizer)
@@ -818,18 +852,21 @@ def _restore(layer_units, hidden_activation, loss, dtype, params, optimizer):
 # Thin wrappers so tests reach the C kernels directly (float64, in place).
 # ---------------------------------------------------------------------------
 
-def py_bias_activation(double[:, ::1] z, const double[::1] b, int activation):
+def py_bias_activation(double[:, ::1] z, const double[::1] b, int activation,
+                       double slope=0.01):
     """z := f(z + b) in place (tests only)."""
     if b.shape[0] != z.shape[1] or not 0 <= activation < CNNBP_N_ACTIVATIONS:
         raise ValueError("bad shapes or activation code")
-    bias_activation(z.shape[0], z.shape[1], activation, &b[0], &z[0, 0])
+    bias_activation(z.shape[0], z.shape[1], activation, slope, &b[0], &z[0, 0])
 
 
-def py_delta_derivative(const double[::1] a, double[::1] delta, int activation):
-    """delta := delta * f'(a) in place (tests only)."""
-    if a.shape[0] != delta.shape[0] or not 0 <= activation < CNNBP_SOFTMAX:
+def py_delta_derivative(const double[::1] a, const double[::1] z,
+                        double[::1] delta, int activation, double slope=0.01):
+    """delta := delta * f'(z) in place, from a = f(z) or z (tests only)."""
+    if (a.shape[0] != delta.shape[0] or z.shape[0] != delta.shape[0]
+            or not 0 <= activation < CNNBP_SOFTMAX):
         raise ValueError("bad shapes or activation code")
-    delta_derivative(a.shape[0], activation, &a[0], &delta[0])
+    delta_derivative(a.shape[0], activation, slope, &a[0], &z[0], &delta[0])
 
 
 def py_output_loss(double[:, ::1] z, const double[::1] b, const double[:, ::1] y,

@@ -15,6 +15,12 @@ cdef extern from "cnn_bp.h" nogil:
         CNNBP_TANH
         CNNBP_RELU
         CNNBP_ELU
+        CNNBP_LEAKY_RELU
+        CNNBP_SELU
+        CNNBP_SOFTPLUS
+        CNNBP_GELU
+        CNNBP_GELU_TANH
+        CNNBP_SILU
         CNNBP_SOFTMAX
         CNNBP_EXP
         CNNBP_N_ACTIVATIONS
@@ -26,14 +32,16 @@ cdef extern from "cnn_bp.h" nogil:
 
     int cnnbp_loss_activation(int loss)
 
+    int cnnbp_derivative_needs_z(int activation)
+
     void cnnbp_bias_activation_f32(ptrdiff_t m, ptrdiff_t n, int activation,
-                                   const float *b, float *z)
+                                   double slope, const float *b, float *z)
     void cnnbp_bias_activation_f64(ptrdiff_t m, ptrdiff_t n, int activation,
-                                   const double *b, double *z)
-    void cnnbp_delta_derivative_f32(ptrdiff_t size, int activation,
-                                    const float *a, float *delta)
-    void cnnbp_delta_derivative_f64(ptrdiff_t size, int activation,
-                                    const double *a, double *delta)
+                                   double slope, const double *b, double *z)
+    void cnnbp_delta_derivative_f32(ptrdiff_t size, int activation, double slope,
+                                    const float *a, const float *z, float *delta)
+    void cnnbp_delta_derivative_f64(ptrdiff_t size, int activation, double slope,
+                                    const double *a, const double *z, double *delta)
     double cnnbp_output_loss_f32(ptrdiff_t m, ptrdiff_t n, int loss,
                                  const float *b, const float *y,
                                  const float *sw, float *z, float *delta)
@@ -82,19 +90,21 @@ cdef extern from "cnn_bp.h" nogil:
 
 
 cdef inline void bias_activation(ptrdiff_t m, ptrdiff_t n, int activation,
-                                 const floating *b, floating *z) noexcept nogil:
+                                 double slope, const floating *b,
+                                 floating *z) noexcept nogil:
     if floating is float:
-        cnnbp_bias_activation_f32(m, n, activation, b, z)
+        cnnbp_bias_activation_f32(m, n, activation, slope, b, z)
     else:
-        cnnbp_bias_activation_f64(m, n, activation, b, z)
+        cnnbp_bias_activation_f64(m, n, activation, slope, b, z)
 
 
-cdef inline void delta_derivative(ptrdiff_t size, int activation,
-                                  const floating *a, floating *delta) noexcept nogil:
+cdef inline void delta_derivative(ptrdiff_t size, int activation, double slope,
+                                  const floating *a, const floating *z,
+                                  floating *delta) noexcept nogil:
     if floating is float:
-        cnnbp_delta_derivative_f32(size, activation, a, delta)
+        cnnbp_delta_derivative_f32(size, activation, slope, a, z, delta)
     else:
-        cnnbp_delta_derivative_f64(size, activation, a, delta)
+        cnnbp_delta_derivative_f64(size, activation, slope, a, z, delta)
 
 
 cdef inline double output_loss(ptrdiff_t m, ptrdiff_t n, int loss,

@@ -51,7 +51,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS))],
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -76,6 +76,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
             Options(Real, {np.inf}),
         ],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "negative_slope": [Interval(Real, 0, None, closed="left")],
     }
 
     @abstractmethod
@@ -84,9 +85,10 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         learning_rate, learning_rate_init, power_t, max_iter, loss, shuffle,
         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-        n_iter_no_change, max_fun,
+        n_iter_no_change, max_fun, negative_slope,
     ):  # fmt: skip
         self.activation = activation
+        self.negative_slope = negative_slope
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -146,7 +148,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         intercepts = [np.asarray(b) for b in self.intercepts_]
         units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
         dtype = coefs[0].dtype if coefs[0].dtype == np.float32 else np.float64
-        new = Engine(units, engine.hidden_activation, engine.loss, dtype)
+        new = self._new_engine(units, self._loss_name(), dtype)
         for dst, src in zip(new.coefs + new.intercepts, coefs + intercepts):
             if dst.shape != src.shape:
                 raise ValueError(
@@ -173,9 +175,33 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         if "_engine" in state:
             self._attach(self._engine)
 
-    def _init_coef(self, fan_in, fan_out, dtype):
+    def _hidden_activations(self, n_hidden):
+        """The activation name of each hidden layer: `activation` repeated, or
+        the list given, checked against the network."""
+        if isinstance(self.activation, str):
+            return [self.activation] * n_hidden
+        names = list(self.activation)
+        if len(names) != n_hidden:
+            raise ValueError(
+                f"activation lists {len(names)} activations but the network has "
+                f"{n_hidden} hidden layers; give one per hidden layer, or a string"
+            )
+        unknown = [a for a in names if a not in HIDDEN_ACTIVATIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown activation(s) {unknown}; expected names from {HIDDEN_ACTIVATIONS}"
+            )
+        return names
+
+    def _new_engine(self, layer_units, loss, dtype):
+        """An engine for this network: its hidden activations and slope."""
+        names = self._hidden_activations(len(layer_units) - 2)
+        return Engine(layer_units, [activation_code(a) for a in names],
+                      loss_code(loss), dtype, self.negative_slope)  # fmt: skip
+
+    def _init_coef(self, fan_in, fan_out, dtype, activation):
         # Glorot & Bengio (2010) uniform bounds; factor 2 for logistic units.
-        factor = 2.0 if self.activation == "logistic" else 6.0
+        factor = 2.0 if activation == "logistic" else 6.0
         init_bound = np.sqrt(factor / (fan_in + fan_out))
         coef = self._random_state.uniform(-init_bound, init_bound, (fan_in, fan_out))
         intercept = self._random_state.uniform(-init_bound, init_bound, fan_out)
@@ -193,15 +219,14 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         else:
             self.out_activation_ = "logistic"
 
-        engine = Engine(
-            layer_units,
-            activation_code(self.activation),
-            loss_code(self._loss_name()),
-            dtype,
-        )
-        # Draw in scikit-learn's order: W^1, b^1, W^2, b^2, ...
-        for coef, intercept in zip(engine.coefs, engine.intercepts):
-            coef[...], intercept[...] = self._init_coef(*coef.shape, dtype)
+        engine = self._new_engine(layer_units, self._loss_name(), dtype)
+        # Draw in scikit-learn's order: W^1, b^1, W^2, b^2, ... The bound of
+        # each layer follows its activation; with one activation string,
+        # scikit-learn's rule: that activation's, output layer included.
+        names = self._hidden_activations(len(layer_units) - 2)
+        names.append(self.activation if isinstance(self.activation, str) else None)
+        for coef, intercept, name in zip(engine.coefs, engine.intercepts, names):
+            coef[...], intercept[...] = self._init_coef(*coef.shape, dtype, name)
         self._attach(engine)
         self._best_params = engine.params.copy()
 
@@ -609,11 +634,20 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 _PARAMETERS_DOC = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element is the number of neurons in the ith hidden layer.
-    activation : {'identity', 'logistic', 'tanh', 'relu', 'elu'}, default='relu'
-        Hidden-layer activation f: identity f(z) = z; logistic
-        f(z) = 1 / (1 + exp(-z)); tanh; relu f(z) = max(0, z); elu (a cnn_bp
-        extension; Clevert, Unterthiner & Hochreiter, 2016) f(z) = z for
-        z > 0, exp(z) - 1 otherwise.
+    activation : str or list of str, default='relu'
+        Hidden-layer activation f, one name for all hidden layers or a list
+        with one per hidden layer. scikit-learn's: identity f(z) = z; logistic
+        1 / (1 + exp(-z)); tanh; relu max(0, z). cnn_bp's: elu z for z > 0
+        else exp(z) - 1 (Clevert et al., 2016); leaky_relu z for z > 0 else
+        negative_slope * z (Maas et al., 2013); selu lambda * elu with
+        alpha = 1.6733, lambda = 1.0507 (Klambauer et al., 2017); softplus
+        log(1 + exp(z)); gelu z * Phi(z) with Phi the standard normal CDF,
+        exact (erf), and gelu_tanh its approximation z/2 * (1 + tanh(sqrt(2/pi)
+        (z + 0.044715 z^3))) (both Hendrycks & Gimpel, 2016); silu z * sigma(z),
+        also called swish (Elfwing et al., 2018). Weights are drawn with
+        scikit-learn's Glorot bound, sqrt(2 / (fan_in + fan_out)) for logistic
+        layers and sqrt(6 / (fan_in + fan_out)) otherwise (with a single name:
+        its rule for every layer, the output layer included, as scikit-learn).
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         'lbfgs': scipy's L-BFGS-B on the full-batch loss; 'sgd': mini-batch
         gradient descent with (Nesterov) momentum; 'adam': Kingma & Ba (2014).
@@ -661,7 +695,9 @@ _PARAMETERS_DOC = """
     n_iter_no_change : int, default=10
         Epochs without improvement tolerated before stopping.
     max_fun : int, default=15000
-        Maximum loss evaluations of 'lbfgs'."""
+        Maximum loss evaluations of 'lbfgs'.
+    negative_slope : float, default=0.01
+        Slope of leaky_relu for z < 0, >= 0 (a cnn_bp extension)."""
 
 _ATTRIBUTES_DOC = """
     loss_ : float
@@ -724,7 +760,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         random_state=None, tol=1e-4, verbose=False, warm_start=False,
         momentum=0.9, nesterovs_momentum=True, early_stopping=False,
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-        n_iter_no_change=10, max_fun=15000,
+        n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -736,6 +772,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            negative_slope=negative_slope,
         )  # fmt: skip
 
     def _validate_input(self, X, y, incremental, reset):
@@ -932,7 +969,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
         warm_start=False, momentum=0.9, nesterovs_momentum=True,
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-        epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+        epsilon=1e-8, n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -944,6 +981,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            negative_slope=negative_slope,
         )  # fmt: skip
 
     def _validate_input(self, X, y, incremental, reset):

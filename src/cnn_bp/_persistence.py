@@ -17,8 +17,6 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 
 from ._version import __version__ as _cnn_bp_version
-from ._activations import activation_code, loss_code
-from ._engine import Engine
 from ._mlp import MLPClassifier, MLPRegressor
 
 FORMAT = "cnn_bp.model"
@@ -206,7 +204,10 @@ def _rebuild(header, files):
     else:
         loss = model.loss
     dtype = np.dtype(header["dtype"])
-    engine = Engine(units, activation_code(model.activation), loss_code(loss), dtype)
+    try:
+        engine = model._new_engine(units, loss, dtype)
+    except ValueError as error:
+        raise ModelFileError(f"the header describes no valid network: {error}") from None
     for key in ("params", "best_params"):
         if key in files and files[key].shape != engine.params.shape:
             raise ModelFileError(f"{key!r} has {files[key].size} values, the network "
