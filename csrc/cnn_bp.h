@@ -105,6 +105,24 @@ int cnnbp_loss_activation(int loss);
                                double beta_2, double epsilon,                  \
                                const T *restrict grad, T *restrict m_inout,    \
                                T *restrict v_inout, T *restrict param_inout);  \
+    /* AdamW, NAdam, RMSprop, Adagrad: see optimizers.c for the equations;  \
+     * c1 = 1 - b1^t, c2 = 1 - b2^t. */                                         \
+    void cnnbp_adamw_update_##S(ptrdiff_t size, ptrdiff_t n_decay, double lr,  \
+                                double beta_1, double beta_2, double epsilon,  \
+                                double weight_decay, double c1, double c2,     \
+                                const T *restrict grad, T *restrict m_inout,   \
+                                T *restrict v_inout, T *restrict param_inout); \
+    void cnnbp_nadam_update_##S(ptrdiff_t size, double beta_1, double beta_2,  \
+                                double epsilon, double c2, double on_g,        \
+                                double on_m, const T *restrict grad,           \
+                                T *restrict m_inout, T *restrict v_inout,      \
+                                T *restrict param_inout);                      \
+    void cnnbp_rmsprop_update_##S(ptrdiff_t size, double lr, double rho,       \
+                                  double epsilon, const T *restrict grad,      \
+                                  T *restrict v_inout, T *restrict param_inout); \
+    void cnnbp_adagrad_update_##S(ptrdiff_t size, double lr, double epsilon,   \
+                                  const T *restrict grad, T *restrict s_inout, \
+                                  T *restrict param_inout);                    \
     /* blocks.c */                                                             \
     /* dst_out[i, :] := src[rows[i], :] for i < m (src has n columns). */      \
     void cnnbp_gather_rows_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict src, \

@@ -49,4 +49,77 @@ void FN(adam_update)(ptrdiff_t size, double lr_t, double beta_1, double beta_2,
     }
 }
 
+/* AdamW (Loshchilov & Hutter 2019, Alg. 2, as torch.optim.AdamW): the
+ * first n_decay values (the weights) shrink by lr * weight_decay, apart from
+ * the gradient; then Adam's step with bias corrections c1 = 1 - b1^t,
+ * c2 = 1 - b2^t. */
+CNNBP_VECTOR_LOOP
+void FN(adamw_update)(ptrdiff_t size, ptrdiff_t n_decay, double lr,
+                      double beta_1, double beta_2, double epsilon,
+                      double weight_decay, double c1, double c2,
+                      const T *restrict g, T *restrict m, T *restrict v,
+                      T *restrict p)
+{
+    const T shrink = (T)(1 - lr * weight_decay);
+    for (ptrdiff_t i = 0; i < n_decay; i++)
+        p[i] *= shrink;
+    const T b1 = (T)beta_1, d1 = (T)(1 - beta_1);
+    const T b2 = (T)beta_2, d2 = (T)(1 - beta_2);
+    const T eps = (T)epsilon, step = (T)(lr / c1), root_c2 = (T)sqrt(c2);
+    for (ptrdiff_t i = 0; i < size; i++) {
+        m[i] = FLUSH(b1 * m[i] + d1 * g[i]);
+        v[i] = FLUSH(b2 * v[i] + d2 * (g[i] * g[i]));
+        p[i] -= step * m[i] / (SQRT(v[i]) / root_c2 + eps);
+    }
+}
+
+/* NAdam (Dozat 2016, as torch.optim.NAdam): Adam whose step looks one
+ * momentum step ahead. The caller folds the momentum schedule
+ * mu_t = b1 (1 - 0.96^(0.004 t) / 2) into the two step sizes:
+ * on_g = lr (1 - mu_t) / (1 - prod_{i<=t} mu_i) and
+ * on_m = lr mu_{t+1} / (1 - prod_{i<=t+1} mu_i); c2 = 1 - b2^t. */
+CNNBP_VECTOR_LOOP
+void FN(nadam_update)(ptrdiff_t size, double beta_1, double beta_2,
+                      double epsilon, double c2, double on_g, double on_m,
+                      const T *restrict g, T *restrict m, T *restrict v,
+                      T *restrict p)
+{
+    const T b1 = (T)beta_1, d1 = (T)(1 - beta_1);
+    const T b2 = (T)beta_2, d2 = (T)(1 - beta_2);
+    const T eps = (T)epsilon, root_c2 = (T)sqrt(c2);
+    const T step_g = (T)on_g, step_m = (T)on_m;
+    for (ptrdiff_t i = 0; i < size; i++) {
+        m[i] = FLUSH(b1 * m[i] + d1 * g[i]);
+        v[i] = FLUSH(b2 * v[i] + d2 * (g[i] * g[i]));
+        const T denom = SQRT(v[i]) / root_c2 + eps;
+        p[i] -= (step_g * g[i] + step_m * m[i]) / denom;
+    }
+}
+
+/* RMSprop (Tieleman & Hinton 2012, lecture 6.5; torch.optim.RMSprop):
+ * v := rho v + (1 - rho) g^2; p -= lr g / (sqrt(v) + eps). */
+CNNBP_VECTOR_LOOP
+void FN(rmsprop_update)(ptrdiff_t size, double lr, double rho, double epsilon,
+                        const T *restrict g, T *restrict v, T *restrict p)
+{
+    const T r = (T)rho, d = (T)(1 - rho), eps = (T)epsilon, eta = (T)lr;
+    for (ptrdiff_t i = 0; i < size; i++) {
+        v[i] = FLUSH(r * v[i] + d * (g[i] * g[i]));
+        p[i] -= eta * g[i] / (SQRT(v[i]) + eps);
+    }
+}
+
+/* Adagrad (Duchi, Hazan & Singer 2011; torch.optim.Adagrad):
+ * s += g^2; p -= lr g / (sqrt(s) + eps). */
+CNNBP_VECTOR_LOOP
+void FN(adagrad_update)(ptrdiff_t size, double lr, double epsilon,
+                        const T *restrict g, T *restrict s, T *restrict p)
+{
+    const T eps = (T)epsilon, eta = (T)lr;
+    for (ptrdiff_t i = 0; i < size; i++) {
+        s[i] += g[i] * g[i];
+        p[i] -= eta * g[i] / (SQRT(s[i]) + eps);
+    }
+}
+
 #endif

@@ -21,16 +21,21 @@ cdef struct Net:
 
 cdef struct Optim:
     # Optimizer settings and state; the flat state buffers mirror params.
-    int kind                     # SOLVER_SGD or SOLVER_ADAM
-    double learning_rate         # sgd: current rate; adam: learning_rate_init
+    int kind                     # SOLVER_* code (SOLVERS in _engine.pyx)
+    double learning_rate         # sgd: current rate; others: learning_rate_init
     double momentum
     int nesterov
     double beta_1
     double beta_2
     double epsilon
-    long long t                  # adam: update steps taken so far
-    void *s1                     # sgd: velocity; adam: first moment m
-    void *s2                     # adam: second moment v
+    double weight_decay          # adamw
+    double rho                   # rmsprop
+    double clip_norm             # clip the gradient to this global norm; 0: off
+    long long t                  # update steps taken so far
+    double mu_product            # nadam: product of its momentum schedule so far
+    void *s1                     # sgd: velocity; adam(w)/nadam: m; rmsprop: v;
+                                 # adagrad: the sum of squared gradients
+    void *s2                     # adam(w)/nadam: second moment v
 
 
 cdef struct Rows:

@@ -39,10 +39,10 @@ from ._kernels cimport (
     CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_LEAKY_RELU,
     CNNBP_SELU, CNNBP_SOFTPLUS, CNNBP_GELU, CNNBP_GELU_TANH, CNNBP_SILU,
     CNNBP_EXP, CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS,
-    CNNBP_POISSON, adam_update, bias_activation, cnnbp_derivative_needs_z,
-    cnnbp_loss_activation, column_sums,
-    csr_matmul, csr_transpose_matmul_add, delta_derivative, finish_gradient,
-    gather_rows, gemm, output_loss, sgd_update, sum_of_squares,
+    CNNBP_POISSON, adagrad_update, adam_update, adamw_update, bias_activation,
+    cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums, csr_matmul,
+    csr_transpose_matmul_add, delta_derivative, finish_gradient, gather_rows,
+    gemm, nadam_update, output_loss, rmsprop_update, sgd_update, sum_of_squares,
 )
 
 cnp.import_array()
@@ -50,6 +50,10 @@ cnp.import_array()
 cdef enum:
     SOLVER_SGD = 0
     SOLVER_ADAM = 1
+    SOLVER_ADAMW = 2
+    SOLVER_NADAM = 3
+    SOLVER_RMSPROP = 4
+    SOLVER_ADAGRAD = 5
 
 cdef char NO_TRANS = b'N'
 cdef char TRANS = b'T'
@@ -57,7 +61,9 @@ cdef char TRANS = b'T'
 # BLAS takes 32-bit integer sizes.
 cdef ptrdiff_t BLAS_INT_MAX = 2147483647
 
-SOLVERS = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
+SOLVERS = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM, "adamw": SOLVER_ADAMW,
+           "nadam": SOLVER_NADAM, "rmsprop": SOLVER_RMSPROP,
+           "adagrad": SOLVER_ADAGRAD}
 
 # Rows per block when predicting: large enough for efficient GEMM, small
 # enough that the work memory stays bounded whatever the number of rows.
@@ -213,20 +219,52 @@ cdef double _finish(const Net *net, const floating *p, floating *g,
     return data_loss / s + (0.5 * net.alpha) * sq / s
 
 
+cdef double _global_norm(ptrdiff_t size, const floating *g) noexcept nogil:
+    """||g||_2, by BLAS dot products over chunks that fit its int sizes."""
+    cdef double sq = 0
+    cdef ptrdiff_t start = 0, chunk = 1 << 30
+    while start < size:
+        sq += sum_of_squares(<int> min(chunk, size - start), g + start)
+        start += chunk
+    return sqrt(sq)
+
+
 cdef void _update(const Net *net, Optim *opt, floating *p,
-                  const floating *g) noexcept nogil:
-    """One optimizer step over the whole flat parameter buffer."""
-    cdef double lr_t
+                  floating *g) noexcept nogil:
+    """One optimizer step over the whole flat parameter buffer, after
+    clipping the gradient to global norm opt.clip_norm (when set)."""
+    cdef double lr = opt.learning_rate, b1 = opt.beta_1, b2 = opt.beta_2
+    cdef double norm, c1, c2, mu, mu_next
+    cdef ptrdiff_t n = net.n_params
+    cdef floating *s1 = <floating *> opt.s1
+    cdef floating *s2 = <floating *> opt.s2
+    if opt.clip_norm > 0:
+        norm = _global_norm(n, g)
+        if norm > opt.clip_norm:  # g := g clip_norm / ||g|| (Pascanu et al. 2013)
+            finish_gradient(n, 0.0, norm / opt.clip_norm, <floating *> NULL, g)
+    opt.t += 1
+    c1 = 1 - pow(b1, <double> opt.t)
+    c2 = 1 - pow(b2, <double> opt.t)
     if opt.kind == SOLVER_SGD:
-        sgd_update(net.n_params, opt.learning_rate, opt.momentum,
-                   opt.nesterov, g, <floating *> opt.s1, p)
-    else:
-        opt.t += 1
+        sgd_update(n, lr, opt.momentum, opt.nesterov, g, s1, p)
+    elif opt.kind == SOLVER_ADAM:
         # Bias correction folded into the step size (Kingma & Ba, Sec. 2).
-        lr_t = (opt.learning_rate * sqrt(1 - pow(opt.beta_2, <double> opt.t))
-                / (1 - pow(opt.beta_1, <double> opt.t)))
-        adam_update(net.n_params, lr_t, opt.beta_1, opt.beta_2, opt.epsilon,
-                    g, <floating *> opt.s1, <floating *> opt.s2, p)
+        adam_update(n, lr * sqrt(c2) / c1, b1, b2, opt.epsilon, g, s1, s2, p)
+    elif opt.kind == SOLVER_ADAMW:
+        adamw_update(n, net.n_coefs, lr, b1, b2, opt.epsilon, opt.weight_decay,
+                     c1, c2, g, s1, s2, p)
+    elif opt.kind == SOLVER_NADAM:
+        # Dozat's momentum schedule (torch's momentum_decay = 0.004)
+        mu = b1 * (1 - 0.5 * pow(0.96, 0.004 * opt.t))
+        mu_next = b1 * (1 - 0.5 * pow(0.96, 0.004 * (opt.t + 1)))
+        opt.mu_product *= mu
+        nadam_update(n, b1, b2, opt.epsilon, c2,
+                     lr * (1 - mu) / (1 - opt.mu_product),
+                     lr * mu_next / (1 - opt.mu_product * mu_next), g, s1, s2, p)
+    elif opt.kind == SOLVER_RMSPROP:
+        rmsprop_update(n, lr, opt.rho, opt.epsilon, g, s1, p)
+    else:
+        adagrad_update(n, lr, opt.epsilon, g, s1, p)
 
 
 cdef double _weight_sum(const floating *sw, ptrdiff_t m) noexcept nogil:
@@ -576,26 +614,37 @@ cdef class Engine:
 
     @property
     def t(self):
-        """Adam update steps taken so far."""
+        """Optimizer update steps taken so far."""
         return self.opt.t
 
     def set_optimizer(self, str solver, double learning_rate, *,
                       double momentum=0.9, bint nesterov=True,
                       double beta_1=0.9, double beta_2=0.999,
-                      double epsilon=1e-8, state=None, long long t=0):
+                      double epsilon=1e-8, double weight_decay=0.01,
+                      double rho=0.9, clip_norm=None, state=None,
+                      long long t=0, double mu_product=1.0):
         """Start a fresh optimizer (zero state) or restore a saved one.
 
         Parameters
         ----------
-        solver : {"sgd", "adam"}
+        solver : {"sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"}
         learning_rate : float
-            sgd: the current rate; adam: ``learning_rate_init``.
+            sgd: the current rate; the others: ``learning_rate_init``.
         momentum, nesterov : sgd settings.
-        beta_1, beta_2, epsilon : adam settings.
+        beta_1, beta_2, epsilon : adam, adamw, nadam settings (epsilon also
+            rmsprop's and adagrad's).
+        weight_decay : float
+            adamw's decoupled weight decay (of the weights, not the biases).
+        rho : float
+            rmsprop's decay rate of the mean square.
+        clip_norm : float or None
+            Rescale each gradient to this global L2 norm when larger.
         state : ndarray of shape (2, n_params), optional
             Saved optimizer state to restore (copied).
         t : int
-            Adam steps already taken (with `state`).
+            Update steps already taken (with `state`).
+        mu_product : float
+            nadam: the product of its momentum schedule over those steps.
         """
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}")
@@ -613,7 +662,11 @@ cdef class Engine:
         self.opt.beta_1 = beta_1
         self.opt.beta_2 = beta_2
         self.opt.epsilon = epsilon
+        self.opt.weight_decay = weight_decay
+        self.opt.rho = rho
+        self.opt.clip_norm = 0 if clip_norm is None else clip_norm
         self.opt.t = t
+        self.opt.mu_product = mu_product
         self.opt.s1 = _data(new_state)
         self.opt.s2 = _data(new_state[1])
 
@@ -624,8 +677,11 @@ cdef class Engine:
         return dict(solver=self.solver, learning_rate=self.opt.learning_rate,
                     momentum=self.opt.momentum, nesterov=bool(self.opt.nesterov),
                     beta_1=self.opt.beta_1, beta_2=self.opt.beta_2,
-                    epsilon=self.opt.epsilon, state=self.optimizer_state,
-                    t=self.opt.t)
+                    epsilon=self.opt.epsilon, weight_decay=self.opt.weight_decay,
+                    rho=self.opt.rho,
+                    clip_norm=self.opt.clip_norm if self.opt.clip_norm > 0 else None,
+                    state=self.optimizer_state, t=self.opt.t,
+                    mu_product=self.opt.mu_product)
 
     cdef _reserve(self, ptrdiff_t cap, bint gather_x):
         """Work blocks for `cap` rows, kept while large enough; the block that

@@ -59,6 +59,30 @@ cdef extern from "cnn_bp.h" nogil:
     void cnnbp_adam_update_f64(ptrdiff_t size, double lr_t, double beta_1,
                                double beta_2, double epsilon, const double *g,
                                double *m, double *v, double *p)
+    void cnnbp_adamw_update_f32(ptrdiff_t size, ptrdiff_t n_decay, double lr,
+                                double beta_1, double beta_2, double epsilon,
+                                double weight_decay, double c1, double c2,
+                                const float *g, float *m, float *v, float *p)
+    void cnnbp_nadam_update_f32(ptrdiff_t size, double beta_1, double beta_2,
+                                double epsilon, double c2, double on_g,
+                                double on_m, const float *g, float *m, float *v,
+                                float *p)
+    void cnnbp_rmsprop_update_f32(ptrdiff_t size, double lr, double rho,
+                                  double epsilon, const float *g, float *v, float *p)
+    void cnnbp_adagrad_update_f32(ptrdiff_t size, double lr, double epsilon,
+                                  const float *g, float *s, float *p)
+    void cnnbp_adamw_update_f64(ptrdiff_t size, ptrdiff_t n_decay, double lr,
+                                double beta_1, double beta_2, double epsilon,
+                                double weight_decay, double c1, double c2,
+                                const double *g, double *m, double *v, double *p)
+    void cnnbp_nadam_update_f64(ptrdiff_t size, double beta_1, double beta_2,
+                                double epsilon, double c2, double on_g,
+                                double on_m, const double *g, double *m, double *v,
+                                double *p)
+    void cnnbp_rmsprop_update_f64(ptrdiff_t size, double lr, double rho,
+                                  double epsilon, const double *g, double *v, double *p)
+    void cnnbp_adagrad_update_f64(ptrdiff_t size, double lr, double epsilon,
+                                  const double *g, double *s, double *p)
     void cnnbp_gather_rows_f32(ptrdiff_t m, ptrdiff_t n, const float *src,
                                const ptrdiff_t *rows, float *dst)
     void cnnbp_gather_rows_f64(ptrdiff_t m, ptrdiff_t n, const double *src,
@@ -133,6 +157,49 @@ cdef inline void adam_update(ptrdiff_t size, double lr_t, double beta_1,
         cnnbp_adam_update_f32(size, lr_t, beta_1, beta_2, epsilon, g, m, v, p)
     else:
         cnnbp_adam_update_f64(size, lr_t, beta_1, beta_2, epsilon, g, m, v, p)
+
+
+cdef inline void adamw_update(ptrdiff_t size, ptrdiff_t n_decay, double lr,
+                              double beta_1, double beta_2, double epsilon,
+                              double weight_decay, double c1, double c2,
+                              const floating *g, floating *m, floating *v,
+                              floating *p) noexcept nogil:
+    if floating is float:
+        cnnbp_adamw_update_f32(size, n_decay, lr, beta_1, beta_2, epsilon,
+                               weight_decay, c1, c2, g, m, v, p)
+    else:
+        cnnbp_adamw_update_f64(size, n_decay, lr, beta_1, beta_2, epsilon,
+                               weight_decay, c1, c2, g, m, v, p)
+
+
+cdef inline void nadam_update(ptrdiff_t size, double beta_1, double beta_2,
+                              double epsilon, double c2, double on_g,
+                              double on_m, const floating *g, floating *m,
+                              floating *v, floating *p) noexcept nogil:
+    if floating is float:
+        cnnbp_nadam_update_f32(size, beta_1, beta_2, epsilon, c2, on_g, on_m,
+                               g, m, v, p)
+    else:
+        cnnbp_nadam_update_f64(size, beta_1, beta_2, epsilon, c2, on_g, on_m,
+                               g, m, v, p)
+
+
+cdef inline void rmsprop_update(ptrdiff_t size, double lr, double rho,
+                                double epsilon, const floating *g, floating *v,
+                                floating *p) noexcept nogil:
+    if floating is float:
+        cnnbp_rmsprop_update_f32(size, lr, rho, epsilon, g, v, p)
+    else:
+        cnnbp_rmsprop_update_f64(size, lr, rho, epsilon, g, v, p)
+
+
+cdef inline void adagrad_update(ptrdiff_t size, double lr, double epsilon,
+                                const floating *g, floating *s,
+                                floating *p) noexcept nogil:
+    if floating is float:
+        cnnbp_adagrad_update_f32(size, lr, epsilon, g, s, p)
+    else:
+        cnnbp_adagrad_update_f64(size, lr, epsilon, g, s, p)
 
 
 cdef inline void gather_rows(ptrdiff_t m, ptrdiff_t n, const floating *src,

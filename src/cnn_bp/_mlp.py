@@ -37,7 +37,7 @@ from ._compat import (
 )
 from ._engine import Engine
 
-_STOCHASTIC_SOLVERS = ("sgd", "adam")
+_STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _NON_FINITE = (
@@ -52,7 +52,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
-        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "solver": [StrOptions({"lbfgs", *_STOCHASTIC_SOLVERS})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
@@ -77,6 +77,9 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         ],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "negative_slope": [Interval(Real, 0, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "rho": [Interval(Real, 0, 1, closed="left")],
+        "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
     }
 
     @abstractmethod
@@ -85,10 +88,13 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         learning_rate, learning_rate_init, power_t, max_iter, loss, shuffle,
         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-        n_iter_no_change, max_fun, negative_slope,
+        n_iter_no_change, max_fun, negative_slope, weight_decay, rho, clip_norm,
     ):  # fmt: skip
         self.activation = activation
         self.negative_slope = negative_slope
+        self.weight_decay = weight_decay
+        self.rho = rho
+        self.clip_norm = clip_norm
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -349,20 +355,13 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 
     def _start_optimizer(self):
         if self.solver == "sgd":
-            self._engine.set_optimizer(
-                "sgd",
-                float(self.learning_rate_init),
-                momentum=self.momentum,
-                nesterov=self.nesterovs_momentum,
-            )
+            settings = dict(momentum=self.momentum, nesterov=self.nesterovs_momentum)
         else:
-            self._engine.set_optimizer(
-                "adam",
-                self.learning_rate_init,
-                beta_1=self.beta_1,
-                beta_2=self.beta_2,
-                epsilon=self.epsilon,
-            )
+            settings = dict(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                            weight_decay=self.weight_decay, rho=self.rho)  # fmt: skip
+        self._engine.set_optimizer(
+            self.solver, float(self.learning_rate_init), clip_norm=self.clip_norm, **settings
+        )
 
     def _validation_split(self, X, y, sample_weight):
         """(train, validation) triples (X, y, sample_weight): with early
@@ -648,9 +647,16 @@ _PARAMETERS_DOC = """
         scikit-learn's Glorot bound, sqrt(2 / (fan_in + fan_out)) for logistic
         layers and sqrt(6 / (fan_in + fan_out)) otherwise (with a single name:
         its rule for every layer, the output layer included, as scikit-learn).
-    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+    solver : {'lbfgs', 'sgd', 'adam', 'adamw', 'nadam', 'rmsprop', 'adagrad'}, \
+default='adam'
         'lbfgs': scipy's L-BFGS-B on the full-batch loss; 'sgd': mini-batch
         gradient descent with (Nesterov) momentum; 'adam': Kingma & Ba (2014).
+        cnn_bp's, each as its torch.optim namesake: 'adamw': Adam with
+        decoupled weight decay (Loshchilov & Hutter, 2019); 'nadam': Adam with
+        Nesterov momentum and Dozat's momentum schedule (Dozat, 2016); 'rmsprop':
+        g / sqrt(running mean of g^2) (Tieleman & Hinton, 2012); 'adagrad':
+        g / sqrt(sum of g^2) (Duchi, Hazan & Singer, 2011). All use
+        learning_rate_init and epsilon; adamw and nadam also beta_1, beta_2.
     alpha : float, default=0.0001
         Strength of the L2 penalty alpha / 2 * ||W||^2, divided by the sum of
         sample weights of the batch.
@@ -697,7 +703,17 @@ _PARAMETERS_DOC = """
     max_fun : int, default=15000
         Maximum loss evaluations of 'lbfgs'.
     negative_slope : float, default=0.01
-        Slope of leaky_relu for z < 0, >= 0 (a cnn_bp extension)."""
+        Slope of leaky_relu for z < 0, >= 0 (a cnn_bp extension).
+    weight_decay : float, default=0.01
+        'adamw' only: each step multiplies the weights (not the biases) by
+        1 - learning_rate_init * weight_decay, apart from the gradient
+        (alpha's L2 term still enters the gradient).
+    rho : float, default=0.9
+        'rmsprop' only: decay rate of the running mean of squared gradients.
+    clip_norm : float or None, default=None
+        Stochastic solvers: when the gradient of the objective (L2 term
+        included) has a global L2 norm above clip_norm, rescale it to
+        clip_norm before the step (Pascanu, Mikolov & Bengio, 2013)."""
 
 _ATTRIBUTES_DOC = """
     loss_ : float
@@ -761,6 +777,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         momentum=0.9, nesterovs_momentum=True, early_stopping=False,
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
         n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
+        weight_decay=0.01, rho=0.9, clip_norm=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -772,7 +789,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            negative_slope=negative_slope,
+            negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
+            clip_norm=clip_norm,
         )  # fmt: skip
 
     def _validate_input(self, X, y, incremental, reset):
@@ -970,6 +988,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         warm_start=False, momentum=0.9, nesterovs_momentum=True,
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
+        weight_decay=0.01, rho=0.9, clip_norm=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -981,7 +1000,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            negative_slope=negative_slope,
+            negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
+            clip_norm=clip_norm,
         )  # fmt: skip
 
     def _validate_input(self, X, y, incremental, reset):
