@@ -66,6 +66,15 @@ def test_main_job_on_fashion_mnist_files(fake_fashion, capsys):
     assert "300 train / 100 test rows, 784 features" in out
 
 
+@pytest.mark.parametrize("option", [["--solver", "nadam"], ["--activation", "gelu"]])
+def test_options_scikit_learn_lacks_train_cnn_bp_alone(option, capsys):
+    assert main([*option, "--epochs", "20", "--hidden", "32"]) == 0
+    out = capsys.readouterr().out
+    assert f"scikit-learn has no {option[0][2:]} {option[1]}" in out
+    rows = _rows(out)
+    assert set(rows) == {"cnn_bp"} and rows["cnn_bp"][0] >= 0.9
+
+
 def test_main_job_names_the_package_when_files_are_missing(tmp_path, capsys):
     assert main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path)]) == 2
     assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err

@@ -21,6 +21,10 @@ from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 
 from . import MLPClassifier, __version__
 from ._activations import HIDDEN_ACTIVATIONS, SKLEARN_ACTIVATIONS
+from ._mlp import _STOCHASTIC_SOLVERS
+
+SOLVERS = ["adam", "sgd", "lbfgs", *_STOCHASTIC_SOLVERS[2:]]
+SKLEARN_OPTIONS = {"activation": SKLEARN_ACTIVATIONS, "solver": ("adam", "sgd", "lbfgs")}
 from .datasets import FASHION_MNIST_DIR, load_fashion_mnist
 
 
@@ -49,8 +53,8 @@ def _parse_args(argv):
         "logistic, tanh and relu",
     )  # fmt: skip
     parser.add_argument(
-        "--solver", choices=["adam", "sgd", "lbfgs"], default="adam",
-        help="optimizer (default: adam)",
+        "--solver", choices=SOLVERS, default="adam",
+        help="optimizer (default: adam); scikit-learn has only adam, sgd and lbfgs",
     )  # fmt: skip
     parser.add_argument(
         "--epochs", type=int, default=200, metavar="N",
@@ -128,9 +132,11 @@ def main(argv=None):
     )
     data = (X_train, y_train, X_test, y_test)
     rows = [("cnn_bp", *_fit_and_score("cnn_bp", MLPClassifier(**params), *data, progress))]
-    if args.activation not in SKLEARN_ACTIVATIONS:
-        print(f"scikit-learn has no {args.activation} activation: training cnn_bp only",
-              flush=True)  # fmt: skip
+    missing = [name for name, ours in (("activation", args.activation), ("solver", args.solver))
+               if ours not in SKLEARN_OPTIONS[name]]  # fmt: skip
+    if missing:
+        print(f"scikit-learn has no {missing[0]} {getattr(args, missing[0])}: "
+              "training cnn_bp only", flush=True)  # fmt: skip
     elif not args.no_sklearn:
         sk = SklearnMLPClassifier(**params)
         rows.append(("scikit-learn", *_fit_and_score("scikit-learn", sk, *data, progress)))
