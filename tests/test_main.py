@@ -72,7 +72,7 @@ def test_options_scikit_learn_lacks_train_cnn_bp_alone(option, capsys):
     out = capsys.readouterr().out
     assert f"scikit-learn has no {option[0][2:]} {option[1]}" in out
     rows = _rows(out)
-    assert set(rows) == {"cnn_bp"} and rows["cnn_bp"][0] >= 0.9
+    assert set(rows) == {"cnn_bp"} and rows["cnn_bp"][0] >= 0.85
 
 
 def test_main_job_names_the_package_when_files_are_missing(tmp_path, capsys):
