@@ -36,11 +36,22 @@ def test_activation_comparison_plots(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "sin.png"
     out = _run("activations_sin.py", "--output", png, "--max-iter", "200")
-    for activation in ("tanh", "relu", "elu"):
-        assert f"{activation}: training MSE" in out
+    for activation in ("tanh", "relu", "elu", "leaky_relu", "selu", "softplus", "gelu",
+                       "silu", "gelu+tanh"):  # fmt: skip
+        assert any(line.strip().startswith(f"{activation}: training MSE")
+                   for line in out.splitlines()), activation  # fmt: skip
     assert png.stat().st_size > 10_000
 
 
 def test_dask_search_example_on_a_local_cluster():
     pytest.importorskip("distributed", reason="dask[distributed] not installed")
     assert "the three searches found identical scores: True" in _run("dask_search.py")
+
+
+def test_optimizer_comparison(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = _run("optimizers.py", "--epochs", "15", "--output", tmp_path / "opt.png")
+    for solver in ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"):
+        line = next(line for line in out.splitlines() if line.split()[:1] == [solver])
+        assert float(line.split()[-1]) > 0.8, line  # test accuracy
+    assert (tmp_path / "opt.png").stat().st_size > 0
