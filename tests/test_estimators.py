@@ -165,3 +165,38 @@ def test_regressor_multi_output_shapes():
     assert model.predict(X).shape == (80, 2)
     assert model.n_outputs_ == 2 and model.out_activation_ == "identity"
     assert model.predict(X[:, :]).dtype == np.float64
+
+
+def test_class_weight_multiplies_sample_weight(digits):
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = digits[0][:400], digits[1][:400]
+    sw = np.random.RandomState(0).uniform(0.5, 2, size=len(y))
+    params = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+    weights = {c: 1.0 + c / 3 for c in range(10)}
+    for class_weight in (weights, "balanced"):
+        ours = MLPClassifier(class_weight=class_weight, **params).fit(X, y, sample_weight=sw)
+        expected = sw * compute_sample_weight(class_weight, y)
+        plain = MLPClassifier(**params).fit(X, y, sample_weight=expected)
+        for a, b in zip(ours.coefs_, plain.coefs_):
+            np.testing.assert_array_equal(a, b)
+    # binary, string labels
+    labels = np.where(y > 4, "big", "small")
+    ours = MLPClassifier(class_weight={"big": 3.0, "small": 1.0}, **params).fit(X, labels)
+    plain = MLPClassifier(**params).fit(X, labels, sample_weight=np.where(y > 4, 3.0, 1.0))
+    np.testing.assert_array_equal(ours.coefs_[0], plain.coefs_[0])
+    unweighted = MLPClassifier(**params).fit(X, labels)
+    assert not np.array_equal(ours.coefs_[0], unweighted.coefs_[0])
+
+
+def test_class_weight_errors(digits):
+    X, y = digits[0][:200], digits[1][:200]
+    with pytest.raises(ValueError, match="not supported for partial_fit"):
+        MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=np.arange(10))
+    with pytest.raises(ValueError, match="multilabel"):
+        MLPClassifier(class_weight={0: 1.0}).fit(X, np.column_stack([y > 4, y % 2]))
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPClassifier(class_weight="nonsense").fit(X, y)
+    model = MLPClassifier(class_weight={c: 2.0 for c in range(10)}, max_iter=2)
+    model.partial_fit(X, y, classes=np.arange(10))  # a dict works incrementally
+    assert model.n_iter_ == 1

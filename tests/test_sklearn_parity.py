@@ -65,7 +65,10 @@ def test_same_signatures_and_defaults(name):
     theirs = list(inspect.signature(getattr(sk, name)).parameters.items())
     assert ours[: len(theirs)] == theirs
     extensions = ours[len(theirs) :]
-    assert [p for p, _ in extensions] == ["negative_slope", "weight_decay", "rho", "clip_norm"]
+    expected = ["negative_slope", "weight_decay", "rho", "clip_norm"]
+    if name == "MLPClassifier":
+        expected.append("class_weight")
+    assert [p for p, _ in extensions] == expected
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for _, p in extensions)
     for method in ("fit", "partial_fit", "predict", "score"):
         assert inspect.signature(getattr(getattr(cnn_bp, name), method)) == inspect.signature(

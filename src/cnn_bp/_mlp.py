@@ -20,6 +20,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
@@ -296,6 +297,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
+        sample_weight = self._weigh_classes(y, sample_weight, incremental)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [X.shape[1], *hidden_layer_sizes, y.shape[1]]
@@ -316,6 +318,11 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
         return X, y, sample_weight
+
+    def _weigh_classes(self, y, sample_weight, incremental):
+        """sample_weight times the class weights (MLPClassifier's class_weight);
+        the regressor has none."""
+        return sample_weight
 
     def _engine_input(self, X):
         """X as the engine reads it, in the model's dtype: C-contiguous dense,
@@ -769,6 +776,11 @@ _NOTES_DOC = """
 
 
 class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
     def __init__(
         self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
         alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -777,7 +789,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         momentum=0.9, nesterovs_momentum=True, early_stopping=False,
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
         n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
-        weight_decay=0.01, rho=0.9, clip_norm=None,
+        weight_decay=0.01, rho=0.9, clip_norm=None, class_weight=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -792,6 +804,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm,
         )  # fmt: skip
+        self.class_weight = class_weight
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
@@ -835,6 +848,25 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         """
         check_is_fitted(self)
         return self._predict(X)
+
+    def _weigh_classes(self, y, sample_weight, incremental):
+        """sample_weight (None: ones) times the weight of each row's class, as
+        scikit-learn's linear models apply class_weight; y is the indicator
+        matrix of _indicator."""
+        if self.class_weight is None:
+            return sample_weight
+        kind = self._label_binarizer.y_type_
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"class_weight is not supported for {kind} targets")
+        if incremental and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight 'balanced' is not supported for partial_fit: the class "
+                "frequencies of all the data are unknown; give a dict instead"
+            )
+        labels = y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0].astype(np.intp)
+        labels = self.classes_[labels]
+        weights = compute_sample_weight(self.class_weight, labels)
+        return weights if sample_weight is None else sample_weight * weights
 
     def _indicator(self, y):
         """Labels y (known to be in classes_) as the bool (n_samples,
@@ -956,6 +988,12 @@ MLPClassifier.__doc__ = f"""Multi-layer perceptron classifier trained by backpro
 
     Parameters
     ----------{_PARAMETERS_DOC}
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, {{label: weight}}, multiplying sample_weight
+        as in scikit-learn's linear models; 'balanced' weighs each class by
+        n_samples / (n_classes * its count) in the data given to fit (not
+        available to partial_fit, which sees only part of the data). Binary
+        and multiclass targets only. Raises ValueError otherwise.
 
     Attributes
     ----------
