@@ -56,16 +56,23 @@ int cnnbp_derivative_needs_z(int activation);
  *   log-loss        + softmax    C = -sum_k y_k log a_k
  *   binary log-loss + logistic   C = -sum_k [y_k log a_k + (1 - y_k) log(1 - a_k)]
  *   Poisson         + exp        C = sum_k [y_k log(y_k / a_k) - y_k + a_k]
+ * Two robust regression losses pair with the identity but are not its
+ * canonical loss; their delta is the derivative of C in r = a - y:
+ *   Huber (1964)    + identity   C = sum_k r_k^2 / 2 where |r_k| <= d, else
+ *                                    d (|r_k| - d / 2); delta = clip(r, -d, d)
+ *   absolute error  + identity   C = sum_k |r_k|;    delta = sign(r)
  * Order matches cnn_bp/_activations.py:LOSSES. */
 typedef enum {
     CNNBP_SQUARED_ERROR = 0,
     CNNBP_LOG_LOSS = 1,
     CNNBP_BINARY_LOG_LOSS = 2,
     CNNBP_POISSON = 3,
-    CNNBP_N_LOSSES = 4
+    CNNBP_HUBER = 4,
+    CNNBP_ABSOLUTE_ERROR = 5,
+    CNNBP_N_LOSSES = 6
 } cnnbp_loss;
 
-/* Canonical output activation of each loss (indexed by cnnbp_loss). */
+/* Output activation of each loss (indexed by cnnbp_loss). */
 int cnnbp_loss_activation(int loss);
 
 #define CNNBP_DECLARE(T, S)                                                    \
@@ -82,12 +89,14 @@ int cnnbp_loss_activation(int loss);
                                     const T *restrict z,                       \
                                     T *restrict delta_inout);                  \
     /* losses.c */                                                             \
-    /* a := g(z + b) with g the loss's canonical activation (in z_inout);     \
-     * delta_out := (a - y) * sw (sw NULL means weights 1);                    \
+    /* a := g(z + b) with g the loss's output activation (in z_inout);       \
+     * delta_out := dC/dz * sw (sw NULL means weights 1): (a - y) * sw for   \
+     * the canonical pairs; huber_delta is Huber's d (unused by the others); \
      * returns sum_i sw_i C_i, the weighted data loss of the m rows.          \
      * Probabilities are clipped to [eps, 1 - eps] inside the log, as in      \
      * scikit-learn, with eps the machine epsilon of T. */                     \
     double cnnbp_output_loss_##S(ptrdiff_t m, ptrdiff_t n, int loss,           \
+                                 double huber_delta,                           \
                                  const T *restrict b, const T *restrict y,     \
                                  const T *restrict sw, T *restrict z_inout,    \
                                  T *restrict delta_out);                       \

@@ -3,7 +3,8 @@
  *
  * One pass over the (m, n) output block. For each pair below the derivative
  * of the loss with respect to Z^L collapses to A^L - Y (the canonical link),
- * which is why the delta needs no derivative of the activation:
+ * which is why the delta needs no derivative of the activation (Huber and
+ * absolute error, with the identity, take the derivative of C in A^L - Y):
  *   identity + squared error, softmax + log-loss,
  *   logistic + binary log-loss, exp + Poisson deviance.
  * Per-row losses follow scikit-learn's sklearn/neural_network/_base.py
@@ -20,6 +21,8 @@ int cnnbp_loss_activation(int loss)
     case CNNBP_LOG_LOSS: return CNNBP_SOFTMAX;
     case CNNBP_BINARY_LOG_LOSS: return CNNBP_LOGISTIC;
     case CNNBP_POISSON: return CNNBP_EXP;
+    case CNNBP_HUBER: return CNNBP_IDENTITY;
+    case CNNBP_ABSOLUTE_ERROR: return CNNBP_IDENTITY;
     }
     return -1;
 }
@@ -33,8 +36,8 @@ static inline T FN(clip_prob)(T p)
 }
 
 /* Weighted loss of one row whose activations a = g(z + b) are already in a. */
-static double FN(row_loss)(ptrdiff_t n, int loss, const T *restrict a,
-                           const T *restrict y)
+static double FN(row_loss)(ptrdiff_t n, int loss, double huber_delta,
+                           const T *restrict a, const T *restrict y)
 {
     double c = 0;
     switch (loss) {
@@ -65,15 +68,35 @@ static double FN(row_loss)(ptrdiff_t n, int loss, const T *restrict a,
             c += (double)a[j] - (double)y[j];
         }
         return c;
+    case CNNBP_HUBER:
+        for (ptrdiff_t j = 0; j < n; j++) {
+            const double r = FABS(a[j] - y[j]);
+            c += r <= huber_delta ? 0.5 * r * r : huber_delta * (r - 0.5 * huber_delta);
+        }
+        return c;
+    case CNNBP_ABSOLUTE_ERROR:
+        for (ptrdiff_t j = 0; j < n; j++)
+            c += FABS(a[j] - y[j]);
+        return c;
     }
     return NAN;
 }
 
-double FN(output_loss)(ptrdiff_t m, ptrdiff_t n, int loss,
+/* dC/dz of one output of a non-canonical loss, r = a - y. */
+static inline T FN(robust_delta)(int loss, T r, T d)
+{
+    if (loss == CNNBP_HUBER)
+        return r > d ? d : (r < -d ? -d : r);
+    return (T)((r > 0) - (r < 0)); /* absolute error: sign(r) */
+}
+
+double FN(output_loss)(ptrdiff_t m, ptrdiff_t n, int loss, double huber_delta,
                        const T *restrict b, const T *restrict y,
                        const T *restrict sw, T *restrict z,
                        T *restrict delta_out)
 {
+    const int robust = loss == CNNBP_HUBER || loss == CNNBP_ABSOLUTE_ERROR;
+    const T hd = (T)huber_delta;
     FN(bias_activation)(m, n, cnnbp_loss_activation(loss), 0.0, b, z);
     if (loss != CNNBP_SQUARED_ERROR) /* tiny probabilities: see FLUSH */
         for (ptrdiff_t i = 0; i < m * n; i++)
@@ -83,17 +106,19 @@ double FN(output_loss)(ptrdiff_t m, ptrdiff_t n, int loss,
         const T *restrict a = z + i * n;
         const T *restrict yi = y + i * n;
         T *restrict d = delta_out + i * n;
-        const double c = FN(row_loss)(n, loss, a, yi);
-        if (sw == NULL) {
+        const double c = FN(row_loss)(n, loss, huber_delta, a, yi);
+        const T w = sw == NULL ? 1 : sw[i];
+        if (robust) {
+            for (ptrdiff_t j = 0; j < n; j++)
+                d[j] = FN(robust_delta)(loss, a[j] - yi[j], hd) * w;
+        } else if (sw == NULL) {
             for (ptrdiff_t j = 0; j < n; j++)
                 d[j] = a[j] - yi[j];
-            total += c;
         } else {
-            const T w = sw[i];
             for (ptrdiff_t j = 0; j < n; j++)
                 d[j] = (a[j] - yi[j]) * w;
-            total += c * w;
         }
+        total += sw == NULL ? c : c * w;
     }
     return total;
 }

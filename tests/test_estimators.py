@@ -200,3 +200,20 @@ def test_class_weight_errors(digits):
     model = MLPClassifier(class_weight={c: 2.0 for c in range(10)}, max_iter=2)
     model.partial_fit(X, y, classes=np.arange(10))  # a dict works incrementally
     assert model.n_iter_ == 1
+
+
+@pytest.mark.parametrize("loss", ["huber", "absolute_error"])
+def test_robust_losses_resist_outliers(loss):
+    """y = 2x + noise with 10 % gross outliers: the robust fits stay near the
+    line where squared error is pulled away."""
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-1, 1, size=(400, 1))
+    y = 2 * X.ravel() + rng.normal(scale=0.05, size=400)
+    y[::10] += 20  # outliers, all upwards
+    grid = np.linspace(-0.9, 0.9, 50).reshape(-1, 1)
+    errors = {}
+    for name in ("squared_error", loss):
+        model = MLPRegressor(loss=name, hidden_layer_sizes=(16,), solver="lbfgs",
+                             huber_delta=0.5, max_iter=500, random_state=0).fit(X, y)  # fmt: skip
+        errors[name] = np.abs(model.predict(grid) - 2 * grid.ravel()).mean()
+    assert errors[loss] < 0.3 < errors["squared_error"], errors

@@ -86,8 +86,17 @@ def test_only_non_monotonic_activations_read_z():
     assert needs == set(act.DERIVATIVE_FROM_Z) == {"gelu", "gelu_tanh", "silu"}
 
 
+HUBER_DELTA = 0.7
+
+
 def _numpy_loss(loss, a, y):
-    """Per-row losses as scikit-learn's sklearn/neural_network/_base.py."""
+    """Per-row losses as scikit-learn's sklearn/neural_network/_base.py, and
+    Huber's (1964) and the absolute error summed over the outputs."""
+    r = np.abs(a - y)
+    if loss == "huber":
+        return np.where(r <= HUBER_DELTA, 0.5 * r**2, HUBER_DELTA * (r - 0.5 * HUBER_DELTA)).sum(1)
+    if loss == "absolute_error":
+        return r.sum(axis=1)
     eps = np.finfo(a.dtype).eps
     p = np.clip(a, eps, 1 - eps)
     if loss == "squared_error":
@@ -118,9 +127,12 @@ def test_output_loss_and_delta_match_numpy(loss, weighted):
     w = np.ones(m) if sw is None else sw
     a_expected = act.forward(act.OUTPUT_ACTIVATION[loss], z + b)
     delta = np.empty_like(z)
-    total = _engine.py_output_loss(z, b, y, sw, delta, act.loss_code(loss))
+    total = _engine.py_output_loss(z, b, y, sw, delta, act.loss_code(loss), HUBER_DELTA)
     np.testing.assert_allclose(z, a_expected, rtol=1e-14)
-    np.testing.assert_allclose(delta, (a_expected - y) * w[:, None], rtol=1e-14, atol=1e-15)
+    r = a_expected - y
+    d_expected = {"huber": np.clip(r, -HUBER_DELTA, HUBER_DELTA),
+                  "absolute_error": np.sign(r)}.get(loss, r)  # fmt: skip
+    np.testing.assert_allclose(delta, d_expected * w[:, None], rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(total, (w * _numpy_loss(loss, a_expected, y)).sum(), rtol=1e-13)
 
 

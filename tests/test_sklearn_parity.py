@@ -66,8 +66,7 @@ def test_same_signatures_and_defaults(name):
     assert ours[: len(theirs)] == theirs
     extensions = ours[len(theirs) :]
     expected = ["negative_slope", "weight_decay", "rho", "clip_norm"]
-    if name == "MLPClassifier":
-        expected.append("class_weight")
+    expected.append("class_weight" if name == "MLPClassifier" else "huber_delta")
     assert [p for p, _ in extensions] == expected
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for _, p in extensions)
     for method in ("fit", "partial_fit", "predict", "score"):

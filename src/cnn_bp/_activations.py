@@ -31,15 +31,19 @@ SELU_LAMBDA = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
 
 #: Loss names; index = ``cnnbp_loss`` code.
-LOSSES = ("squared_error", "log_loss", "binary_log_loss", "poisson")
+LOSSES = ("squared_error", "log_loss", "binary_log_loss", "poisson", "huber",
+          "absolute_error")
 
 #: The output activation paired with each loss: the canonical link, for
-#: which the output delta dC/dZ^L is A^L - Y.
+#: which the output delta dC/dZ^L is A^L - Y (the identity for the robust
+#: losses huber and absolute_error, whose delta is dC/dr, r = A^L - Y).
 OUTPUT_ACTIVATION = {
     "squared_error": "identity",
     "log_loss": "softmax",
     "binary_log_loss": "logistic",
     "poisson": "exp",
+    "huber": "identity",
+    "absolute_error": "identity",
 }
 
 

@@ -14,6 +14,7 @@ cdef struct Net:
     const int *activation        # L - 1 cnnbp_activation codes, hidden layer l at l - 1
     double slope                 # leaky_relu's negative slope
     int loss                     # cnnbp_loss code (fixes the output activation)
+    double huber_delta           # Huber loss's d
     double alpha                 # L2 penalty
     void *params                 # n_params values: W^1..W^L then b^1..b^L
     void *grads                  # n_params values, same layout

@@ -39,7 +39,7 @@ from ._kernels cimport (
     CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_LEAKY_RELU,
     CNNBP_SELU, CNNBP_SOFTPLUS, CNNBP_GELU, CNNBP_GELU_TANH, CNNBP_SILU,
     CNNBP_EXP, CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS,
-    CNNBP_POISSON, adagrad_update, adam_update, adamw_update, bias_activation,
+    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, adagrad_update, adam_update, adamw_update, bias_activation,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, finish_gradient, gather_rows,
     gemm, nadam_update, output_loss, rmsprop_update, sgd_update, sum_of_squares,
@@ -88,7 +88,8 @@ def derivative_needs_z(int code):
 def loss_codes():
     """The loss enum of csrc/cnn_bp.h, name -> code (for tests)."""
     return {"squared_error": CNNBP_SQUARED_ERROR, "log_loss": CNNBP_LOG_LOSS,
-            "binary_log_loss": CNNBP_BINARY_LOG_LOSS, "poisson": CNNBP_POISSON}
+            "binary_log_loss": CNNBP_BINARY_LOG_LOSS, "poisson": CNNBP_POISSON,
+            "huber": CNNBP_HUBER, "absolute_error": CNNBP_ABSOLUTE_ERROR}
 
 
 # ---------------------------------------------------------------------------
@@ -169,7 +170,8 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
 
     _forward(net, x, m, w, a)
     # A^L = g(Z^L + b^L), loss, and delta^L = (A^L - Y) * sw in one pass
-    data_loss = output_loss(m, net.units[L], net.loss, p + net.b_off[L - 1],
+    data_loss = output_loss(m, net.units[L], net.loss, net.huber_delta,
+                            p + net.b_off[L - 1],
                             y, sw, a + cap * net.blk_off[L],
                             delta + cap * net.blk_off[L])
     if not accumulate:
@@ -509,7 +511,7 @@ cdef class Engine:
     """
 
     def __cinit__(self, layer_units, hidden_activation, int loss, dtype,
-                  double negative_slope=0.01):
+                  double negative_slope=0.01, double huber_delta=1.0):
         cdef ptrdiff_t L
         cdef ptrdiff_t *lay
         units = tuple(int(u) for u in layer_units)
@@ -527,6 +529,8 @@ cdef class Engine:
             raise ValueError(f"unknown hidden activation code in {codes}")
         if not negative_slope >= 0:
             raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
+        if not huber_delta > 0:
+            raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
         if not 0 <= loss < CNNBP_N_LOSSES:
             raise ValueError(f"unknown loss code {loss}")
         dtype = np.dtype(dtype)
@@ -579,6 +583,7 @@ cdef class Engine:
         self._activation = np.array(codes + (0,), dtype=np.intc)  # never empty
         self.net.activation = <const int *> _data(self._activation)
         self.net.slope = negative_slope
+        self.net.huber_delta = huber_delta
         self.net.loss = loss
         self.net.alpha = 0
         self.net.params = _data(self.params)
@@ -598,6 +603,10 @@ cdef class Engine:
     @property
     def negative_slope(self):
         return self.net.slope
+
+    @property
+    def huber_delta(self):
+        return self.net.huber_delta
 
     @property
     def loss(self):
@@ -892,12 +901,14 @@ cdef class Engine:
     def __reduce__(self):
         return (_restore, (self.layer_units, self.hidden_activation,
                            self.net.loss, self.dtype.str, self.params,
-                           self.optimizer_settings(), self.net.slope))
+                           self.optimizer_settings(), self.net.slope,
+                           self.net.huber_delta))
 
 
 def _restore(layer_units, hidden_activation, loss, dtype, params, optimizer,
-             negative_slope):
-    engine = Engine(layer_units, hidden_activation, loss, dtype, negative_slope)
+             negative_slope, huber_delta):
+    engine = Engine(layer_units, hidden_activation, loss, dtype, negative_slope,
+                    huber_delta)
     engine.params[...] = params
     if optimizer is not None:
         engine.set_optimizer(**optimizer)
@@ -926,8 +937,8 @@ def py_delta_derivative(const double[::1] a, const double[::1] z,
 
 
 def py_output_loss(double[:, ::1] z, const double[::1] b, const double[:, ::1] y,
-                   sw, double[:, ::1] delta, int loss):
-    """z := g(z + b), delta := (z - y) * sw; returns the weighted loss sum."""
+                   sw, double[:, ::1] delta, int loss, double huber_delta=1.0):
+    """z := g(z + b), delta := dC/dz * sw; returns the weighted loss sum."""
     cdef const double[::1] w
     cdef const double *w_ptr = NULL
     if (b.shape[0] != z.shape[1] or y.shape[0] != z.shape[0]
@@ -939,8 +950,8 @@ def py_output_loss(double[:, ::1] z, const double[::1] b, const double[:, ::1] y
         if w.shape[0] != z.shape[0]:
             raise ValueError("bad sample_weight shape")
         w_ptr = &w[0]
-    return output_loss(z.shape[0], z.shape[1], loss, &b[0], &y[0, 0], w_ptr,
-                       &z[0, 0], &delta[0, 0])
+    return output_loss(z.shape[0], z.shape[1], loss, huber_delta, &b[0], &y[0, 0],
+                       w_ptr, &z[0, 0], &delta[0, 0])
 
 
 def py_sgd_update(double[::1] p, const double[::1] g, double[::1] v,

@@ -28,6 +28,8 @@ cdef extern from "cnn_bp.h" nogil:
         CNNBP_LOG_LOSS
         CNNBP_BINARY_LOG_LOSS
         CNNBP_POISSON
+        CNNBP_HUBER
+        CNNBP_ABSOLUTE_ERROR
         CNNBP_N_LOSSES
 
     int cnnbp_loss_activation(int loss)
@@ -42,10 +44,10 @@ cdef extern from "cnn_bp.h" nogil:
                                     const float *a, const float *z, float *delta)
     void cnnbp_delta_derivative_f64(ptrdiff_t size, int activation, double slope,
                                     const double *a, const double *z, double *delta)
-    double cnnbp_output_loss_f32(ptrdiff_t m, ptrdiff_t n, int loss,
+    double cnnbp_output_loss_f32(ptrdiff_t m, ptrdiff_t n, int loss, double huber_delta,
                                  const float *b, const float *y,
                                  const float *sw, float *z, float *delta)
-    double cnnbp_output_loss_f64(ptrdiff_t m, ptrdiff_t n, int loss,
+    double cnnbp_output_loss_f64(ptrdiff_t m, ptrdiff_t n, int loss, double huber_delta,
                                  const double *b, const double *y,
                                  const double *sw, double *z, double *delta)
     void cnnbp_sgd_update_f32(ptrdiff_t size, double lr, double momentum,
@@ -132,13 +134,13 @@ cdef inline void delta_derivative(ptrdiff_t size, int activation, double slope,
 
 
 cdef inline double output_loss(ptrdiff_t m, ptrdiff_t n, int loss,
-                               const floating *b, const floating *y,
-                               const floating *sw, floating *z,
-                               floating *delta) noexcept nogil:
+                               double huber_delta, const floating *b,
+                               const floating *y, const floating *sw,
+                               floating *z, floating *delta) noexcept nogil:
     if floating is float:
-        return cnnbp_output_loss_f32(m, n, loss, b, y, sw, z, delta)
+        return cnnbp_output_loss_f32(m, n, loss, huber_delta, b, y, sw, z, delta)
     else:
-        return cnnbp_output_loss_f64(m, n, loss, b, y, sw, z, delta)
+        return cnnbp_output_loss_f64(m, n, loss, huber_delta, b, y, sw, z, delta)
 
 
 cdef inline void sgd_update(ptrdiff_t size, double lr, double momentum,

@@ -201,10 +201,11 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         return names
 
     def _new_engine(self, layer_units, loss, dtype):
-        """An engine for this network: its hidden activations and slope."""
+        """An engine for this network: its hidden activations, slope and loss."""
         names = self._hidden_activations(len(layer_units) - 2)
-        return Engine(layer_units, [activation_code(a) for a in names],
-                      loss_code(loss), dtype, self.negative_slope)  # fmt: skip
+        huber_delta = self.huber_delta if loss == "huber" else 1.0
+        return Engine(layer_units, [activation_code(a) for a in names], loss_code(loss),
+                      dtype, self.negative_slope, huber_delta)  # fmt: skip
 
     def _init_coef(self, fan_in, fan_out, dtype, activation):
         # Glorot & Bengio (2010) uniform bounds; factor 2 for logistic units.
@@ -1015,7 +1016,8 @@ MLPClassifier.__doc__ = f"""Multi-layer perceptron classifier trained by backpro
 class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     _parameter_constraints: dict = {
         **BaseMultilayerPerceptron._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions({"squared_error", "poisson", "huber", "absolute_error"})],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -1026,7 +1028,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         warm_start=False, momentum=0.9, nesterovs_momentum=True,
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
-        weight_decay=0.01, rho=0.9, clip_norm=None,
+        weight_decay=0.01, rho=0.9, clip_norm=None, huber_delta=1.0,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -1041,6 +1043,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm,
         )  # fmt: skip
+        self.huber_delta = huber_delta
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
@@ -1106,9 +1109,17 @@ MLPRegressor.__doc__ = f"""Multi-layer perceptron regressor trained by backpropa
 
     Parameters
     ----------
-    loss : {{'squared_error', 'poisson'}}, default='squared_error'
+    loss : {{'squared_error', 'poisson', 'huber', 'absolute_error'}}, \
+default='squared_error'
         Half squared error with an identity output, or half Poisson deviance
-        with an exp output (requires y >= 0).{_PARAMETERS_DOC}
+        with an exp output (requires y >= 0); cnn_bp's robust losses, with an
+        identity output and summed over the outputs: 'huber' (Huber, 1964),
+        r^2 / 2 for |r| <= huber_delta and huber_delta (|r| - huber_delta / 2)
+        beyond, r = prediction - y, and 'absolute_error' |r| (its gradient
+        is sign(r), so it fits the conditional median).{_PARAMETERS_DOC}
+    huber_delta : float, default=1.0
+        Where the 'huber' loss turns from quadratic to linear, > 0, in the
+        units of y.
 
     Attributes
     ----------{_ATTRIBUTES_DOC}
