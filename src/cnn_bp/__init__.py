@@ -7,11 +7,13 @@ compiled core and scikit-learn's API.
 from ._inspection import BackpropTrace, GradientCheckReport, backprop_trace, check_gradients
 from ._mlp import MLPClassifier, MLPRegressor
 from ._persistence import ModelFileError, load, save
+from ._plotting import LossCurveDisplay
 from ._version import __version__
 
 __all__ = [
     "BackpropTrace",
     "GradientCheckReport",
+    "LossCurveDisplay",
     "MLPClassifier",
     "MLPRegressor",
     "ModelFileError",

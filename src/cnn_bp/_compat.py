@@ -7,6 +7,7 @@ one, this is the only file to change.
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+from sklearn.utils._optional_dependencies import check_matplotlib_support
 from sklearn.utils.multiclass import _check_partial_fit_first_call
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight
@@ -20,4 +21,5 @@ __all__ = [
     "_check_sample_weight",
     "_fit_context",
     "_get_additional_lbfgs_options_dict",
+    "check_matplotlib_support",
 ]
