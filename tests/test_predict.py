@@ -139,3 +139,31 @@ def test_label_encoding_matches_label_binarizer(labels):
     np.testing.assert_array_equal(model._labels(encoded.astype(float)),
                                   model._label_binarizer.inverse_transform(
                                       expected if expected.shape[1] > 1 else expected.ravel()))
+
+
+def test_hidden_activations_are_the_forward_pass(digits):
+    X, y = digits
+    model = MLPClassifier((24, 12), activation=["tanh", "relu"], max_iter=5,
+                          random_state=0).fit(X, y)  # fmt: skip
+    A1 = np.tanh(X @ model.coefs_[0] + model.intercepts_[0])
+    A2 = np.maximum(A1 @ model.coefs_[1] + model.intercepts_[1], 0)
+    np.testing.assert_allclose(model.hidden_activations(X, layer=0), A1, rtol=1e-10, atol=1e-12)
+    for layer in (1, -1):
+        np.testing.assert_allclose(model.hidden_activations(X, layer=layer), A2,
+                                   rtol=1e-10, atol=1e-12)  # fmt: skip
+    # sparse input, lists, one row: the same representation
+    import scipy.sparse as sp
+
+    np.testing.assert_allclose(model.hidden_activations(sp.csr_matrix(X[:30])), A2[:30],
+                               rtol=1e-10, atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(model.hidden_activations(X[:1].tolist()), A2[:1],
+                               rtol=1e-10, atol=1e-12)  # fmt: skip
+    for bad in (2, -3):
+        with pytest.raises(IndexError, match="out of range"):
+            model.hidden_activations(X, layer=bad)
+    with pytest.raises(ValueError, match="NaN"):
+        model.hidden_activations(np.full((1, 64), np.nan))
+    with pytest.raises(ValueError, match="layer must be in 1..3"):
+        model._engine.predict(X, layer=0)
+    # the estimators stay classifiers / regressors: no transform, no set_output
+    assert not hasattr(model, "transform")

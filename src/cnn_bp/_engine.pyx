@@ -365,14 +365,15 @@ cdef double _trace(const Net *net, const Rows *X, const floating *Y,
 
 
 cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
-                   floating *a, ptrdiff_t cap) noexcept nogil:
-    """Output activations of n rows into `out` (n, n_L), cap rows at a time,
-    in the caller's blocks `a` (so concurrent predictions never share memory)."""
+                   floating *a, ptrdiff_t cap, ptrdiff_t layer) noexcept nogil:
+    """Activations A^layer of n rows into `out` (n, n_layer), cap rows at a
+    time, in the caller's blocks `a` (so concurrent predictions never share
+    memory); layer L gives the outputs."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
-    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[L]
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
     cdef ptrdiff_t start = 0, m
-    cdef floating *z = a + cap * net.blk_off[L]
+    cdef floating *block = a + cap * net.blk_off[layer]
     cdef Rows xb
     cdef Work w
     memset(&w, 0, sizeof(Work))
@@ -381,9 +382,10 @@ cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
         _forward(net, &xb, m, &w, a)
-        bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
-                        p + net.b_off[L - 1], z)
-        memcpy(out + start * n_out, z, m * n_out * sizeof(floating))
+        if layer == L:
+            bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
+                            p + net.b_off[L - 1], block)
+        memcpy(out + start * n_out, block, m * n_out * sizeof(floating))
         start += m
 
 
@@ -864,38 +866,44 @@ cdef class Engine:
                   for l in range(len(units) - 1)] for block in (z, a, delta)]
         return (loss, *views)
 
-    def predict(self, X):
-        """Output activations for X.
+    def predict(self, X, layer=None):
+        """Output activations for X, or the activations of a hidden layer.
 
         Parameters
         ----------
         X : ndarray or CSR matrix of shape (n_samples, n_features), engine dtype
             Dense X must be C-contiguous; CSR X is read in place (never densified).
+        layer : int, optional
+            1 .. L - 1 for the hidden layer A^layer; None (or L) for the outputs.
 
         Returns
         -------
-        out : ndarray of shape (n_samples, n_outputs), engine dtype
+        out : ndarray of shape (n_samples, n_layer), engine dtype
             Softmax probabilities, logistic probabilities, identity or exp
-            outputs, by the loss.
+            outputs, by the loss; or f(Z^layer) of that hidden layer.
 
         Notes
         -----
         Uses its own work memory, so concurrent calls are safe.
         """
+        cdef ptrdiff_t L = len(self.layer_units) - 1
+        cdef ptrdiff_t at = L if layer is None else layer
+        if not 1 <= at <= L:
+            raise ValueError(f"layer must be in 1..{L}, got {layer}")
         cdef Rows x
         cdef list keep = []
         cdef ptrdiff_t n = _set_rows(&x, X, self.dtype, self.layer_units[0], keep)
         cdef ptrdiff_t cap = min(n, PREDICT_CHUNK)
-        out = np.empty((n, self.layer_units[len(self.layer_units) - 1]), dtype=self.dtype)
+        out = np.empty((n, self.layer_units[at]), dtype=self.dtype)
         work = np.empty(cap * sum(self.layer_units[1:]), dtype=self.dtype)
         cdef void *o = _data(out)
         cdef void *a = _data(work)
         if self.dtype == np.float64:
             with nogil:
-                _predict(&self.net, &x, n, <double *> o, <double *> a, cap)
+                _predict(&self.net, &x, n, <double *> o, <double *> a, cap, at)
         else:
             with nogil:
-                _predict(&self.net, &x, n, <float *> o, <float *> a, cap)
+                _predict(&self.net, &x, n, <float *> o, <float *> a, cap, at)
         return out
 
     def __reduce__(self):

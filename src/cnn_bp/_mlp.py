@@ -568,12 +568,14 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 
     # -- prediction -------------------------------------------------------------
 
-    def _forward_pass_fast(self, X, check_input=True):
-        """Output activations (n_samples, n_outputs) for X, in the model's dtype."""
+    def _forward_pass_fast(self, X, check_input=True, layer=None):
+        """Output activations (n_samples, n_outputs) for X, in the model's
+        dtype; or those of layer `layer` (1 .. n_layers_ - 2, the engine's
+        numbering of hidden layers)."""
         if check_input and not self._needs_no_validation(X):
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         self._sync_engine()
-        out = self._engine.predict(self._engine_input(X))
+        out = self._engine.predict(self._engine_input(X), layer=layer)
         if check_input and not np.isfinite(out).all():
             # scikit-learn would return inf/NaN here; internal scoring (which
             # passes check_input=False) still sees them and scores NaN.
@@ -583,6 +585,35 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 "StandardScaler) and refit."
             )
         return out
+
+    def hidden_activations(self, X, layer=-1):
+        """Activations of a hidden layer for X: the learned representation.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data, validated as by ``predict``.
+        layer : int, default=-1
+            Which hidden layer: 0 is the first, -1 the last (Python indexing
+            over the ``n_layers_ - 2`` hidden layers).
+
+        Returns
+        -------
+        A : ndarray of shape (n_samples, hidden_layer_sizes[layer])
+            f(Z) of that layer, in the model's dtype.
+
+        Raises
+        ------
+        IndexError
+            If the network has no such hidden layer.
+        """
+        check_is_fitted(self)
+        n_hidden = self.n_layers_ - 2
+        if not -n_hidden <= layer < n_hidden:
+            raise IndexError(
+                f"layer {layer} is out of range for a network of {n_hidden} hidden layers"
+            )
+        return self._forward_pass_fast(X, layer=layer % n_hidden + 1)
 
     def _needs_no_validation(self, X):
         """Whether X is already what validate_data would return: a plain 2-D
