@@ -7,6 +7,7 @@ order), keeps the fitted attributes and runs the epoch loop (early stopping,
 arithmetic, a whole epoch per call, happens in ``cnn_bp._engine.Engine``.
 """
 
+import copy
 import warnings
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
@@ -25,7 +26,12 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
-from ._activations import HIDDEN_ACTIVATIONS, activation_code, loss_code
+from ._activations import (
+    HIDDEN_ACTIVATIONS,
+    SKLEARN_ACTIVATIONS,
+    activation_code,
+    loss_code,
+)
 from ._compat import (
     Interval,
     Options,
@@ -585,6 +591,54 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 "StandardScaler) and refit."
             )
         return out
+
+    def to_sklearn(self):
+        """This fitted model as a fitted scikit-learn estimator.
+
+        The same weights in ``sklearn.neural_network.MLPClassifier`` /
+        ``MLPRegressor``, so that tools built for those (ONNX export through
+        skl2onnx, say) take it. Predictions agree to round-off.
+
+        Returns
+        -------
+        model : sklearn.neural_network.MLPClassifier or MLPRegressor
+            Fitted; its weights are copies. A cnn_bp-only solver becomes
+            'adam' there (it only matters if that model is trained further).
+
+        Raises
+        ------
+        ValueError
+            If the model uses what scikit-learn lacks: an activation other
+            than identity/logistic/tanh/relu or one per layer, or the huber
+            or absolute_error loss.
+        """
+        from sklearn import neural_network
+
+        check_is_fitted(self)
+        names = set(self._hidden_activations(self.n_layers_ - 2)) or {"relu"}
+        if len(names) > 1 or not names <= set(SKLEARN_ACTIVATIONS):
+            raise ValueError(
+                f"scikit-learn's MLP has no hidden activation(s) {sorted(names)}: it has "
+                f"{SKLEARN_ACTIVATIONS}, one for all layers"
+            )
+        if getattr(self, "loss", None) in ("huber", "absolute_error"):
+            raise ValueError(f"scikit-learn's MLPRegressor has no loss {self.loss!r}")
+        cls = getattr(neural_network, type(self).__name__)
+        ours = self.get_params()
+        params = {k: ours[k] for k in cls().get_params()}
+        params["activation"] = names.pop()
+        if params["solver"] not in ("lbfgs", "sgd", "adam"):
+            params["solver"] = "adam"
+        model = cls(**params)
+        for name, value in vars(self).items():
+            if name.endswith("_") and not name.startswith("_") and name not in (
+                "coefs_", "intercepts_"):  # fmt: skip
+                setattr(model, name, copy.deepcopy(value))
+        model.coefs_ = [c.copy() for c in self.coefs_]
+        model.intercepts_ = [b.copy() for b in self.intercepts_]
+        if hasattr(self, "_label_binarizer"):
+            model._label_binarizer = copy.deepcopy(self._label_binarizer)
+        return model
 
     def hidden_activations(self, X, layer=-1):
         """Activations of a hidden layer for X: the learned representation.
