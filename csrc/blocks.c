@@ -23,16 +23,19 @@ void FN(column_sums)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
 }
 
 CNNBP_VECTOR_LOOP
-void FN(finish_gradient)(ptrdiff_t size, double alpha, double s,
+void FN(finish_gradient)(ptrdiff_t size, double alpha, double alpha_l1, double s,
                          const T *restrict w, T *restrict g)
 {
-    const T a = (T)alpha, ts = (T)s;
-    if (w == NULL || alpha == 0) {
+    const T a = (T)alpha, l1 = (T)alpha_l1, ts = (T)s;
+    if (w == NULL || (alpha == 0 && alpha_l1 == 0)) {
         for (ptrdiff_t i = 0; i < size; i++)
             g[i] /= ts;
-    } else {
+    } else if (alpha_l1 == 0) { /* scikit-learn's expression, its rounding */
         for (ptrdiff_t i = 0; i < size; i++)
             g[i] = (g[i] + a * w[i]) / ts;
+    } else { /* sign(0) = 0: the subgradient that leaves zero weights alone */
+        for (ptrdiff_t i = 0; i < size; i++)
+            g[i] = (g[i] + a * w[i] + l1 * (T)((w[i] > 0) - (w[i] < 0))) / ts;
     }
 }
 

@@ -140,9 +140,11 @@ int cnnbp_loss_activation(int loss);
     /* sum_inout[j] += sum_i x[i, j]: row by row, as numpy's sum(axis=0). */   \
     void cnnbp_column_sums_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict x,  \
                                T *restrict sum_inout);                         \
-    /* g_inout := (g_inout + alpha w) / s: the L2 term and the 1/sum(sw)      \
-     * normalisation of a weight gradient (alpha = 0 for biases). */           \
-    void cnnbp_finish_gradient_##S(ptrdiff_t size, double alpha, double s,     \
+    /* g_inout := (g_inout + alpha w + alpha_l1 sign(w)) / s: the L2 and L1 \
+     * terms and the 1/sum(sw) normalisation of a weight gradient (w NULL   \
+     * for biases: no penalty). */                                             \
+    void cnnbp_finish_gradient_##S(ptrdiff_t size, double alpha,               \
+                                   double alpha_l1, double s,                  \
                                    const T *restrict w, T *restrict g_inout); \
     /* sparse.c: X a CSR matrix (data, indices, indptr); batch row i is     \
      * rows[i], or first_row + i when rows is NULL. */                         \

@@ -217,3 +217,18 @@ def test_robust_losses_resist_outliers(loss):
                              huber_delta=0.5, max_iter=500, random_state=0).fit(X, y)  # fmt: skip
         errors[name] = np.abs(model.predict(grid) - 2 * grid.ravel()).mean()
     assert errors[loss] < 0.3 < errors["squared_error"], errors
+
+
+def test_alpha_l1_penalises_the_weights(digits):
+    X, y = digits[0][:500], digits[1][:500]
+    params = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=50, random_state=0)
+    plain = MLPClassifier(**params).fit(X, y)
+    l1 = MLPClassifier(alpha_l1=0.5, **params).fit(X, y)
+    weights = lambda m: np.concatenate([c.ravel() for c in m.coefs_])  # noqa: E731
+    assert np.abs(weights(l1)).sum() < 0.5 * np.abs(weights(plain)).sum()
+    # loss_ is the data loss plus both penalties, over the samples
+    proba = l1.predict_proba(X)
+    data = -np.log(np.clip(proba[np.arange(len(y)), y], 1e-16, 1)).mean()
+    w = weights(l1)
+    expected = data + (0.5 * l1.alpha * w @ w + 0.5 * np.abs(w).sum()) / len(y)
+    np.testing.assert_allclose(l1.loss_, expected, rtol=1e-6)

@@ -34,15 +34,15 @@ def _engine(hidden, activation, loss, n_out, dtype, rng):
     return engine
 
 
-def _finite_differences(engine, X, Y, sw, alpha, h):
+def _finite_differences(engine, X, Y, sw, alpha, h, alpha_l1=0.0):
     w0 = engine.params.astype(np.float64)
     fd = np.empty_like(w0)
     for i in range(w0.size):
         w = w0.copy()
         w[i] += h
-        up = engine.loss_gradient(X, Y, sw, alpha, w)
+        up = engine.loss_gradient(X, Y, sw, alpha, w, alpha_l1=alpha_l1)
         w[i] -= 2 * h
-        down = engine.loss_gradient(X, Y, sw, alpha, w)
+        down = engine.loss_gradient(X, Y, sw, alpha, w, alpha_l1=alpha_l1)
         fd[i] = (up - down) / (2 * h)
     engine.params[...] = w0
     return fd
@@ -100,6 +100,25 @@ def test_gradient_of_a_single_sample(loss, n_out):
     grad = engine.grads.copy()
     fd = _finite_differences(engine, X, Y, None, 0.3, h=1e-6)
     assert max(_layer_errors(engine, grad, fd).values()) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype,h,tol", [(np.float64, 1e-6, 1e-6), (np.float32, 2e-3, 2e-2)])
+@pytest.mark.parametrize("loss,n_out", [("log_loss", 3), ("squared_error", 1)])
+def test_gradient_with_l1_and_l2(dtype, h, tol, loss, n_out):
+    """Elastic net: alpha_l1 sign(W) joins alpha W (weights kept away from
+    the L1 kink at 0, and tanh units from nothing: smooth everywhere)."""
+    rng = np.random.RandomState(5)
+    X, Y = _problem(loss, 7, n_out, rng, dtype)
+    engine = _engine((5, 4), "tanh", loss, n_out, dtype, rng)
+    w = engine.params[: sum(c.size for c in engine.coefs)]
+    w[np.abs(w) < 0.05] = 0.05  # |W| > h: the penalty is differentiable there
+    sw = rng.uniform(0.5, 2.0, size=7).astype(dtype)
+    engine.loss_gradient(X, Y, sw, 0.3, alpha_l1=0.2)
+    grad = engine.grads.astype(np.float64)
+    fd = _finite_differences(engine, X, Y, sw, 0.3, h, alpha_l1=0.2)
+    assert max(_layer_errors(engine, grad, fd).values()) <= tol
+    without = engine.loss_gradient(X, Y, sw, 0.3)  # the L1 term is really there
+    assert engine.loss_gradient(X, Y, sw, 0.3, alpha_l1=0.2) > without
 
 
 def _min_abs_hidden_z(engine, X):

@@ -16,6 +16,7 @@ cdef struct Net:
     int loss                     # cnnbp_loss code (fixes the output activation)
     double huber_delta           # Huber loss's d
     double alpha                 # L2 penalty
+    double alpha_l1              # L1 penalty
     void *params                 # n_params values: W^1..W^L then b^1..b^L
     void *grads                  # n_params values, same layout
 
@@ -77,6 +78,7 @@ cdef class Engine:
     cdef readonly tuple coefs
     cdef readonly tuple intercepts
     cdef readonly object last_nogil_interval
+    cdef _set_penalties(self, double alpha, double alpha_l1)
     cdef _reserve(self, ptrdiff_t cap, bint gather_x)
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1

@@ -42,7 +42,8 @@ from ._kernels cimport (
     CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, adagrad_update, adam_update, adamw_update, bias_activation,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, finish_gradient, gather_rows,
-    gemm, nadam_update, output_loss, rmsprop_update, sgd_update, sum_of_squares,
+    gemm, nadam_update, output_loss, rmsprop_update, sgd_update, sum_of_abs,
+    sum_of_squares,
 )
 
 cnp.import_array()
@@ -208,17 +209,21 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
 
 cdef double _finish(const Net *net, const floating *p, floating *g,
                     double data_loss, double s) noexcept nogil:
-    """Adds the L2 term to the summed gradient, divides by s, and returns
-    the loss data_loss / s + alpha/2 ||W||^2 / s (scikit-learn's objective)."""
-    cdef double sq = 0
+    """Adds the L2 (and L1) terms to the summed gradient, divides by s, and
+    returns the loss data_loss / s + alpha/2 ||W||^2 / s (scikit-learn's
+    objective) + alpha_l1 ||W||_1 / s."""
+    cdef double sq = 0, l1 = 0
     cdef ptrdiff_t l
+    cdef int size
     for l in range(net.n_layers):
-        sq += sum_of_squares(<int> (net.units[l] * net.units[l + 1]),
-                             p + net.w_off[l])
-    finish_gradient(net.n_coefs, net.alpha, s, p, g)
-    finish_gradient(net.n_params - net.n_coefs, 0.0, s, <floating *> NULL,
+        size = <int> (net.units[l] * net.units[l + 1])
+        sq += sum_of_squares(size, p + net.w_off[l])
+        if net.alpha_l1 != 0:
+            l1 += sum_of_abs(size, p + net.w_off[l])
+    finish_gradient(net.n_coefs, net.alpha, net.alpha_l1, s, p, g)
+    finish_gradient(net.n_params - net.n_coefs, 0.0, 0.0, s, <floating *> NULL,
                     g + net.n_coefs)
-    return data_loss / s + (0.5 * net.alpha) * sq / s
+    return data_loss / s + (0.5 * net.alpha) * sq / s + net.alpha_l1 * l1 / s
 
 
 cdef double _global_norm(ptrdiff_t size, const floating *g) noexcept nogil:
@@ -243,7 +248,7 @@ cdef void _update(const Net *net, Optim *opt, floating *p,
     if opt.clip_norm > 0:
         norm = _global_norm(n, g)
         if norm > opt.clip_norm:  # g := g clip_norm / ||g|| (Pascanu et al. 2013)
-            finish_gradient(n, 0.0, norm / opt.clip_norm, <floating *> NULL, g)
+            finish_gradient(n, 0.0, 0.0, norm / opt.clip_norm, <floating *> NULL, g)
     opt.t += 1
     c1 = 1 - pow(b1, <double> opt.t)
     c2 = 1 - pow(b2, <double> opt.t)
@@ -588,6 +593,7 @@ cdef class Engine:
         self.net.huber_delta = huber_delta
         self.net.loss = loss
         self.net.alpha = 0
+        self.net.alpha_l1 = 0
         self.net.params = _data(self.params)
         self.net.grads = _data(self.grads)
         self.solver = None
@@ -694,6 +700,13 @@ cdef class Engine:
                     state=self.optimizer_state, t=self.opt.t,
                     mu_product=self.opt.mu_product)
 
+    cdef _set_penalties(self, double alpha, double alpha_l1):
+        if not (alpha >= 0 and alpha_l1 >= 0):
+            raise ValueError(f"penalties must be >= 0, got alpha={alpha}, "
+                             f"alpha_l1={alpha_l1}")
+        self.net.alpha = alpha
+        self.net.alpha_l1 = alpha_l1
+
     cdef _reserve(self, ptrdiff_t cap, bint gather_x):
         """Work blocks for `cap` rows, kept while large enough; the block that
         gathers rows of X only for shuffled dense X (CSR rows are read in place)."""
@@ -728,7 +741,7 @@ cdef class Engine:
         return n
 
     def run_epoch(self, X, Y, sample_weight, order, Py_ssize_t batch_size,
-                  double alpha):
+                  double alpha, double alpha_l1=0.0):
         """One epoch of mini-batch training, in one nogil call.
 
         Parameters
@@ -743,8 +756,8 @@ cdef class Engine:
             None takes rows as stored, without copying them.
         batch_size : int
             Rows per mini-batch (the last batch may be smaller), >= 1.
-        alpha : float
-            L2 penalty.
+        alpha, alpha_l1 : float
+            L2 and L1 penalties.
 
         Returns
         -------
@@ -765,7 +778,7 @@ cdef class Engine:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         batch_size = min(batch_size, n)
         self._reserve(batch_size, order is not None and x.x != NULL)
-        self.net.alpha = alpha
+        self._set_penalties(alpha, alpha_l1)
         cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)
         cdef void *y = _data(Y)
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
@@ -785,7 +798,8 @@ cdef class Engine:
         self.last_nogil_interval = (t0, t1)
         return total
 
-    def loss_gradient(self, X, Y, sample_weight, double alpha, params=None):
+    def loss_gradient(self, X, Y, sample_weight, double alpha, params=None,
+                      double alpha_l1=0.0):
         """Full-batch loss; the gradient is left in `grads`.
 
         Parameters
@@ -795,11 +809,13 @@ cdef class Engine:
             L2 penalty.
         params : ndarray of shape (n_params,), optional
             Copied into `params` first (L-BFGS passes its iterate here).
+        alpha_l1 : float
+            L1 penalty.
 
         Returns
         -------
         loss : float
-            ``sum_i sw_i C_i / s + alpha / 2 * ||W||^2 / s``.
+            ``sum_i sw_i C_i / s + alpha / 2 * ||W||^2 / s + alpha_l1 ||W||_1 / s``.
         """
         cdef Rows x
         cdef list keep = []
@@ -807,7 +823,7 @@ cdef class Engine:
         if params is not None:
             self.params[...] = np.asarray(params).reshape(self.params.shape)
         self._reserve(min(n, PREDICT_CHUNK), False)
-        self.net.alpha = alpha
+        self._set_penalties(alpha, alpha_l1)
         cdef void *y = _data(Y)
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double loss
@@ -821,14 +837,14 @@ cdef class Engine:
                                            <float *> y, <float *> sw, n)
         return loss
 
-    def trace(self, X, Y, sample_weight, double alpha):
+    def trace(self, X, Y, sample_weight, double alpha, double alpha_l1=0.0):
         """One forward and backward pass over all rows, keeping every block.
 
         Parameters
         ----------
         X, Y, sample_weight : as in `run_epoch` (all rows form one batch).
-        alpha : float
-            L2 penalty.
+        alpha, alpha_l1 : float
+            L2 and L1 penalties.
 
         Returns
         -------
@@ -851,7 +867,7 @@ cdef class Engine:
         w.a = _data(a)
         w.delta = _data(delta)
         w.z = _data(z)
-        self.net.alpha = alpha
+        self._set_penalties(alpha, alpha_l1)
         cdef void *y = _data(Y)
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double loss

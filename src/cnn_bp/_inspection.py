@@ -7,7 +7,8 @@ layers l = 1..L and a batch of B rows (X is A^0)::
 
     Z^l = A^{l-1} W^l + b^l          A^l = f(Z^l)
     delta^L = A^L - Y                delta^l = (delta^{l+1} (W^{l+1})^T) * f'(Z^l)
-    dC/dW^l = ((A^{l-1})^T delta^l + alpha W^l) / B     dC/db^l = sum_rows(delta^l) / B
+    dC/dW^l = ((A^{l-1})^T delta^l + alpha W^l + alpha_l1 sign(W^l)) / B
+    dC/db^l = sum_rows(delta^l) / B
 """
 
 import copy
@@ -122,7 +123,7 @@ def backprop_trace(estimator, X, y, sample_weight=None):
     """
     X, Y, sw = estimator._engine_data(X, y, sample_weight)
     engine = copy.deepcopy(estimator._engine)  # leaves the model untouched
-    loss, z, a, delta = engine.trace(X, Y, sw, estimator.alpha)
+    loss, z, a, delta = engine.trace(X, Y, sw, estimator.alpha, estimator.alpha_l1)
     grads = _split(engine, engine.grads)
     layers = tuple(
         LayerTrace(l + 1, W.copy(), b.copy(), z[l], a[l], delta[l], *grads[l])
@@ -187,27 +188,30 @@ class GradientCheckReport:
         return "\n".join(lines)
 
 
-def _backprop_gradient(engine, X, Y, sw, alpha):
-    """The engine's gradient (what the optimizer receives), flat."""
-    engine.loss_gradient(X, Y, sw, alpha)
+def _backprop_gradient(engine, X, Y, sw, penalties):
+    """The engine's gradient (what the optimizer receives), flat;
+    penalties = (alpha, alpha_l1)."""
+    alpha, alpha_l1 = penalties
+    engine.loss_gradient(X, Y, sw, alpha, alpha_l1=alpha_l1)
     return engine.grads.astype(np.float64)
 
 
-def _objective(engine, X, Y, sw, alpha, params):
+def _objective(engine, X, Y, sw, penalties, params):
     """The cost whose gradient backpropagation computes.
 
     scikit-learn reports squared error averaged over the k outputs while its
     output delta A - Y is the gradient of their sum, so for k > 1 the data
     term is multiplied by k here; every other loss is used as reported.
     """
-    loss = engine.loss_gradient(X, Y, sw, alpha, params)
+    alpha, alpha_l1 = penalties
+    loss = engine.loss_gradient(X, Y, sw, alpha, params, alpha_l1=alpha_l1)
     k = Y.shape[1]
     if LOSSES[engine.loss] != "squared_error" or k == 1:
         return loss
     n_coefs = sum(c.size for c in engine.coefs)
     w = np.asarray(params[:n_coefs], dtype=np.float64)
     s = Y.shape[0] if sw is None else float(np.sum(sw))
-    penalty = 0.5 * alpha * np.dot(w, w) / s
+    penalty = (0.5 * alpha * np.dot(w, w) + alpha_l1 * np.abs(w).sum()) / s
     return k * (loss - penalty) + penalty
 
 
@@ -258,7 +262,7 @@ def check_gradients(estimator, X, y, eps=None, sample_weight=None, tol=None):
     double = engine.dtype == np.float64
     eps = (1e-6 if double else 1e-2) if eps is None else float(eps)
     tol = (1e-6 if double else 2e-2) if tol is None else float(tol)
-    alpha = estimator.alpha
+    alpha = (estimator.alpha, estimator.alpha_l1)
 
     analytic = _backprop_gradient(engine, X, Y, sw, alpha)
     w0 = engine.params.astype(np.float64)

@@ -6,7 +6,7 @@ Every ``cdef extern`` of the project lives here, once.
 """
 from libc.stddef cimport ptrdiff_t
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, sdot, ddot
+from scipy.linalg.cython_blas cimport sasum, dasum, sgemm, dgemm, sgemv, dgemv, sdot, ddot
 
 cdef extern from "cnn_bp.h" nogil:
     enum:
@@ -93,10 +93,10 @@ cdef extern from "cnn_bp.h" nogil:
                                float *sums)
     void cnnbp_column_sums_f64(ptrdiff_t m, ptrdiff_t n, const double *x,
                                double *sums)
-    void cnnbp_finish_gradient_f32(ptrdiff_t size, double alpha, double s,
-                                   const float *w, float *g)
-    void cnnbp_finish_gradient_f64(ptrdiff_t size, double alpha, double s,
-                                   const double *w, double *g)
+    void cnnbp_finish_gradient_f32(ptrdiff_t size, double alpha, double alpha_l1,
+                                   double s, const float *w, float *g)
+    void cnnbp_finish_gradient_f64(ptrdiff_t size, double alpha, double alpha_l1,
+                                   double s, const double *w, double *g)
     void cnnbp_csr_matmul_f32(ptrdiff_t m, ptrdiff_t n, const float *data,
                               const ptrdiff_t *indices, const ptrdiff_t *indptr,
                               const ptrdiff_t *rows, ptrdiff_t first_row,
@@ -220,12 +220,13 @@ cdef inline void column_sums(ptrdiff_t m, ptrdiff_t n, const floating *x,
         cnnbp_column_sums_f64(m, n, x, sums)
 
 
-cdef inline void finish_gradient(ptrdiff_t size, double alpha, double s,
-                                 const floating *w, floating *g) noexcept nogil:
+cdef inline void finish_gradient(ptrdiff_t size, double alpha, double alpha_l1,
+                                 double s, const floating *w,
+                                 floating *g) noexcept nogil:
     if floating is float:
-        cnnbp_finish_gradient_f32(size, alpha, s, w, g)
+        cnnbp_finish_gradient_f32(size, alpha, alpha_l1, s, w, g)
     else:
-        cnnbp_finish_gradient_f64(size, alpha, s, w, g)
+        cnnbp_finish_gradient_f64(size, alpha, alpha_l1, s, w, g)
 
 
 cdef inline void csr_matmul(ptrdiff_t m, ptrdiff_t n, const floating *data,
@@ -290,6 +291,15 @@ cdef inline void _gemv(char trans, int m, int n, floating alpha,
     else:
         dgemv(&trans, &m, &n, &alpha, <double *> a, &lda, <double *> x, &inc,
               &beta, y, &inc)
+
+
+cdef inline double sum_of_abs(int n, const floating *x) noexcept nogil:
+    """sum |x_i| through BLAS asum."""
+    cdef int one = 1
+    if floating is float:
+        return sasum(&n, <float *> x, &one)
+    else:
+        return dasum(&n, <double *> x, &one)
 
 
 cdef inline double sum_of_squares(int n, const floating *x) noexcept nogil:

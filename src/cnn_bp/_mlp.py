@@ -87,6 +87,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "rho": [Interval(Real, 0, 1, closed="left")],
         "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "alpha_l1": [Interval(Real, 0, None, closed="left")],
     }
 
     @abstractmethod
@@ -96,12 +97,14 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
         n_iter_no_change, max_fun, negative_slope, weight_decay, rho, clip_norm,
+        alpha_l1,
     ):  # fmt: skip
         self.activation = activation
         self.negative_slope = negative_slope
         self.weight_decay = weight_decay
         self.rho = rho
         self.clip_norm = clip_norm
+        self.alpha_l1 = alpha_l1
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -347,7 +350,8 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         Y = self._targets(y)
 
         def loss_and_gradient(params):
-            loss = engine.loss_gradient(X, Y, sample_weight, self.alpha, params)
+            loss = engine.loss_gradient(X, Y, sample_weight, self.alpha, params,
+                                        alpha_l1=self.alpha_l1)  # fmt: skip
             return loss, engine.grads.astype(np.float64)
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
@@ -435,7 +439,8 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                     order = sample_idx
                 np.copyto(good, engine.params)
                 total = engine.run_epoch(
-                    X_train, Y_train, sw_train, order, batch_size, self.alpha
+                    X_train, Y_train, sw_train, order, batch_size, self.alpha,
+                    alpha_l1=self.alpha_l1,
                 )
                 if not (np.isfinite(total) and np.isfinite(engine.params).all()):
                     self._stop_diverged(good, total)
@@ -803,6 +808,11 @@ default='adam'
         (alpha's L2 term still enters the gradient).
     rho : float, default=0.9
         'rmsprop' only: decay rate of the running mean of squared gradients.
+    alpha_l1 : float, default=0.0
+        Strength of an L1 penalty alpha_l1 * ||W||_1 on the weights (not the
+        biases), divided like alpha's by the batch's sum of sample weights;
+        its subgradient is alpha_l1 * sign(W), with sign(0) = 0 (a cnn_bp
+        extension; with alpha, an elastic net).
     clip_norm : float or None, default=None
         Stochastic solvers: when the gradient of the objective (L2 term
         included) has a global L2 norm above clip_norm, rescale it to
@@ -875,7 +885,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         momentum=0.9, nesterovs_momentum=True, early_stopping=False,
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
         n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
-        weight_decay=0.01, rho=0.9, clip_norm=None, class_weight=None,
+        weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0, class_weight=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -888,7 +898,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
-            clip_norm=clip_norm,
+            clip_norm=clip_norm, alpha_l1=alpha_l1,
         )  # fmt: skip
         self.class_weight = class_weight
 
@@ -1113,7 +1123,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         warm_start=False, momentum=0.9, nesterovs_momentum=True,
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
-        weight_decay=0.01, rho=0.9, clip_norm=None, huber_delta=1.0,
+        weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0, huber_delta=1.0,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -1126,7 +1136,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
-            clip_norm=clip_norm,
+            clip_norm=clip_norm, alpha_l1=alpha_l1,
         )  # fmt: skip
         self.huber_delta = huber_delta
 
