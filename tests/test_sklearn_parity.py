@@ -65,7 +65,8 @@ def test_same_signatures_and_defaults(name):
     theirs = list(inspect.signature(getattr(sk, name)).parameters.items())
     assert ours[: len(theirs)] == theirs
     extensions = ours[len(theirs) :]
-    expected = ["negative_slope", "weight_decay", "rho", "clip_norm", "alpha_l1"]
+    expected = ["negative_slope", "weight_decay", "rho", "clip_norm", "alpha_l1",
+                "lr_schedule"]
     expected.append("class_weight" if name == "MLPClassifier" else "huber_delta")
     assert [p for p, _ in extensions] == expected
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for _, p in extensions)

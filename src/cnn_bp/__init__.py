@@ -9,6 +9,7 @@ from ._mlp import MLPClassifier, MLPRegressor
 from ._persistence import ModelFileError, load, save
 from ._plotting import LossCurveDisplay
 from ._version import __version__
+from . import schedules
 
 __all__ = [
     "BackpropTrace",
@@ -22,4 +23,5 @@ __all__ = [
     "check_gradients",
     "load",
     "save",
+    "schedules",
 ]

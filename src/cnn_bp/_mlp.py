@@ -88,6 +88,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         "rho": [Interval(Real, 0, 1, closed="left")],
         "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
         "alpha_l1": [Interval(Real, 0, None, closed="left")],
+        "lr_schedule": [None, callable],
     }
 
     @abstractmethod
@@ -97,7 +98,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
         n_iter_no_change, max_fun, negative_slope, weight_decay, rho, clip_norm,
-        alpha_l1,
+        alpha_l1, lr_schedule,
     ):  # fmt: skip
         self.activation = activation
         self.negative_slope = negative_slope
@@ -105,6 +106,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         self.rho = rho
         self.clip_norm = clip_norm
         self.alpha_l1 = alpha_l1
+        self.lr_schedule = lr_schedule
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -289,6 +291,11 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         """Everything before training: checks, the network, engine-ready data."""
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if self.lr_schedule is not None and self.learning_rate != "constant":
+            raise ValueError(
+                f"lr_schedule replaces scikit-learn's learning_rate={self.learning_rate!r} "
+                "schedule: give one of them (learning_rate='constant' with lr_schedule)"
+            )
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
@@ -437,6 +444,10 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                     # Shuffle indices, not rows; the engine gathers each batch.
                     sample_idx = shuffle(sample_idx, random_state=self._random_state)
                     order = sample_idx
+                if self.lr_schedule is not None:
+                    engine.learning_rate = float(
+                        self.lr_schedule(len(self.loss_curve_), self.learning_rate_init)
+                    )
                 np.copyto(good, engine.params)
                 total = engine.run_epoch(
                     X_train, Y_train, sw_train, order, batch_size, self.alpha,
@@ -808,6 +819,14 @@ default='adam'
         (alpha's L2 term still enters the gradient).
     rho : float, default=0.9
         'rmsprop' only: decay rate of the running mean of squared gradients.
+    lr_schedule : callable or None, default=None
+        A schedule for every stochastic solver, ``lr_schedule(epoch, lr_init)
+        -> rate`` called before each epoch (epoch 0, 1, ... counted over
+        partial_fit calls too): the rate sgd steps with, the base rate of the
+        others. ``cnn_bp.schedules`` has CosineAnnealing, StepDecay and Warmup
+        (torch's CosineAnnealingLR, StepLR, LinearLR). None keeps
+        scikit-learn's behaviour, where learning_rate schedules only sgd; with
+        a schedule, learning_rate must stay 'constant'.
     alpha_l1 : float, default=0.0
         Strength of an L1 penalty alpha_l1 * ||W||_1 on the weights (not the
         biases), divided like alpha's by the batch's sum of sample weights;
@@ -885,7 +904,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         momentum=0.9, nesterovs_momentum=True, early_stopping=False,
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
         n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
-        weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0, class_weight=None,
+        weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
+        lr_schedule=None, class_weight=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -898,7 +918,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
-            clip_norm=clip_norm, alpha_l1=alpha_l1,
+            clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
         )  # fmt: skip
         self.class_weight = class_weight
 
@@ -1123,7 +1143,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         warm_start=False, momentum=0.9, nesterovs_momentum=True,
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
-        weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0, huber_delta=1.0,
+        weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
+        lr_schedule=None, huber_delta=1.0,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -1136,7 +1157,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
-            clip_norm=clip_norm, alpha_l1=alpha_l1,
+            clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
         )  # fmt: skip
         self.huber_delta = huber_delta
 
