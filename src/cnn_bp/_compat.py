@@ -12,7 +12,27 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight
 
+try:  # scikit-learn >= 1.9: fit callbacks (ProgressBar, ScoringMonitor, ...)
+    from sklearn.callback import CallbackSupportMixin
+except ImportError:  # older: the same fits, with no hooks to call
+
+    class _NoCallbacks:
+        def subcontext(self, **kwargs):
+            return self
+
+        def call_on_fit_task_begin(self, **kwargs):
+            return self
+
+        def call_on_fit_task_end(self, **kwargs):
+            return False
+
+    class CallbackSupportMixin:
+        def _init_callback_context(self, **kwargs):
+            return _NoCallbacks()
+
+
 __all__ = [
+    "CallbackSupportMixin",
     "Interval",
     "Options",
     "StrOptions",

@@ -33,6 +33,7 @@ from ._activations import (
     loss_code,
 )
 from ._compat import (
+    CallbackSupportMixin,
     Interval,
     Options,
     StrOptions,
@@ -53,7 +54,7 @@ _NON_FINITE = (
 )
 
 
-class BaseMultilayerPerceptron(BaseEstimator, ABC):
+class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     """Shared fitting and prediction logic; use MLPClassifier or MLPRegressor."""
 
     _parameter_constraints: dict = {
@@ -436,9 +437,16 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         good = np.empty_like(engine.params)  # parameters after the last finite epoch
+        # scikit-learn's callbacks (set_callbacks): the fit is a task, each
+        # epoch a subtask; arguments are lazy, so no callbacks cost nothing.
+        hook_data = dict(X=X_train, y=lambda: self._hook_targets(y_train))
+        fit_ctx = self._init_callback_context(max_subtasks=1 if incremental else self.max_iter)
+        fit_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
+                epoch_ctx = fit_ctx.subcontext(task_name="epoch")
+                epoch_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
                 order = None
                 if self.shuffle:
                     # Shuffle indices, not rows; the engine gathers each batch.
@@ -464,6 +472,10 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
                 self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+                if epoch_ctx.call_on_fit_task_end(
+                    estimator=self, reconstruction_attributes=self._snapshot, **hook_data
+                ):
+                    break  # a callback asked to stop
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     engine.learning_rate = (
                         float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
@@ -498,6 +510,22 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 
         if early_stopping:
             engine.params[...] = self._best_params
+        fit_ctx.call_on_fit_task_end(
+            estimator=self, reconstruction_attributes=self._snapshot, **hook_data
+        )
+
+    def _snapshot(self):
+        """The fitted state now, for a callback's fitted_estimator (copies:
+        the model predicts from them as from user-assigned weights)."""
+        return {"coefs_": [c.copy() for c in self.coefs_],
+                "intercepts_": [b.copy() for b in self.intercepts_]}  # fmt: skip
+
+    def _hook_targets(self, y):
+        """Targets as the estimator's fit received them, for callbacks that
+        score: labels for a classifier (y is its indicator matrix here)."""
+        if is_classifier(self):
+            return self._labels(y)
+        return y.ravel() if y.shape[1] == 1 else y
 
     def _stop_diverged(self, good, total):
         """The last epoch gave a non-finite loss or weights: put back the
