@@ -152,10 +152,10 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
 
 cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
                            const floating *sw, ptrdiff_t m, const Work *w,
-                           bint accumulate) noexcept nogil:
-    """Forward and backward pass over m rows. Adds the sums over rows of
-    (A^{l-1})^T delta^l and delta^l into net.grads (zeroed first unless
-    `accumulate`) and returns the weighted data loss sum_i sw_i C_i."""
+                           bint accumulate, bint backward) noexcept nogil:
+    """Forward and (if `backward`) backward pass over m rows. Adds the sums
+    over rows of (A^{l-1})^T delta^l and delta^l into net.grads (zeroed first
+    unless `accumulate`) and returns the weighted data loss sum_i sw_i C_i."""
     cdef const floating *p = <const floating *> net.params
     cdef floating *g = <floating *> net.grads
     cdef const floating *a_prev
@@ -175,6 +175,8 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
                             p + net.b_off[L - 1],
                             y, sw, a + cap * net.blk_off[L],
                             delta + cap * net.blk_off[L])
+    if not backward:
+        return data_loss
     if not accumulate:
         memset(g, 0, net.n_params * sizeof(floating))
     for l in range(L, 0, -1):
@@ -207,11 +209,8 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     return data_loss
 
 
-cdef double _finish(const Net *net, const floating *p, floating *g,
-                    double data_loss, double s) noexcept nogil:
-    """Adds the L2 (and L1) terms to the summed gradient, divides by s, and
-    returns the loss data_loss / s + alpha/2 ||W||^2 / s (scikit-learn's
-    objective) + alpha_l1 ||W||_1 / s."""
+cdef double _penalty(const Net *net, const floating *p) noexcept nogil:
+    """alpha/2 ||W||^2 + alpha_l1 ||W||_1, over the weights (not the biases)."""
     cdef double sq = 0, l1 = 0
     cdef ptrdiff_t l
     cdef int size
@@ -220,10 +219,18 @@ cdef double _finish(const Net *net, const floating *p, floating *g,
         sq += sum_of_squares(size, p + net.w_off[l])
         if net.alpha_l1 != 0:
             l1 += sum_of_abs(size, p + net.w_off[l])
+    return (0.5 * net.alpha) * sq + net.alpha_l1 * l1
+
+
+cdef double _finish(const Net *net, const floating *p, floating *g,
+                    double data_loss, double s) noexcept nogil:
+    """Adds the L2 (and L1) terms to the summed gradient, divides by s, and
+    returns the loss data_loss / s + alpha/2 ||W||^2 / s (scikit-learn's
+    objective) + alpha_l1 ||W||_1 / s."""
     finish_gradient(net.n_coefs, net.alpha, net.alpha_l1, s, p, g)
     finish_gradient(net.n_params - net.n_coefs, 0.0, 0.0, s, <floating *> NULL,
                     g + net.n_coefs)
-    return data_loss / s + (0.5 * net.alpha) * sq / s + net.alpha_l1 * l1 / s
+    return data_loss / s + _penalty(net, p) / s
 
 
 cdef double _global_norm(ptrdiff_t size, const floating *g) noexcept nogil:
@@ -331,7 +338,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
             if SW != NULL:
                 swb = SW + start
         s = m if swb == NULL else _weight_sum(swb, m)
-        data_loss = _loss_gradient(net, &xb, yb, swb, m, w, False)
+        data_loss = _loss_gradient(net, &xb, yb, swb, m, w, False, True)
         total += _finish(net, p, g, data_loss, s) * m
         _update(net, opt, p, g)
         start += m
@@ -340,12 +347,12 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
 
 cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
                                 const floating *Y, const floating *SW,
-                                ptrdiff_t n) noexcept nogil:
-    """Loss and gradient over all n rows, in blocks of w.cap rows whose
-    gradient sums accumulate (the full-batch objective of L-BFGS)."""
+                                ptrdiff_t n, bint gradient) noexcept nogil:
+    """Loss and (if `gradient`) gradient over all n rows, in blocks of w.cap
+    rows whose gradient sums accumulate (the full-batch objective of L-BFGS)."""
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
     cdef ptrdiff_t start = 0, m
-    cdef double data_loss = 0
+    cdef double data_loss = 0, s
     cdef const floating *swb = NULL
     cdef Rows xb
     while start < n:
@@ -354,17 +361,19 @@ cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
             swb = SW + start
         xb = _block_rows(X, start, n_in, <floating *> NULL)
         data_loss += _loss_gradient(net, &xb, Y + start * n_out, swb, m, w,
-                                    start > 0)
+                                    start > 0, gradient)
         start += m
-    return _finish(net, <floating *> net.params, <floating *> net.grads,
-                   data_loss, n if SW == NULL else _weight_sum(SW, n))
+    s = n if SW == NULL else _weight_sum(SW, n)
+    if not gradient:
+        return data_loss / s + _penalty(net, <const floating *> net.params) / s
+    return _finish(net, <floating *> net.params, <floating *> net.grads, data_loss, s)
 
 
 cdef double _trace(const Net *net, const Rows *X, const floating *Y,
                    const floating *SW, ptrdiff_t n, const Work *w) noexcept nogil:
     """One forward and backward pass over all n rows in one block (w.cap = n),
     leaving Z, A and delta of every layer in w and the gradient in net.grads."""
-    cdef double data_loss = _loss_gradient(net, X, Y, SW, n, w, False)
+    cdef double data_loss = _loss_gradient(net, X, Y, SW, n, w, False, True)
     return _finish(net, <floating *> net.params, <floating *> net.grads,
                    data_loss, n if SW == NULL else _weight_sum(SW, n))
 
@@ -799,7 +808,7 @@ cdef class Engine:
         return total
 
     def loss_gradient(self, X, Y, sample_weight, double alpha, params=None,
-                      double alpha_l1=0.0):
+                      double alpha_l1=0.0, bint gradient=True):
         """Full-batch loss; the gradient is left in `grads`.
 
         Parameters
@@ -811,6 +820,8 @@ cdef class Engine:
             Copied into `params` first (L-BFGS passes its iterate here).
         alpha_l1 : float
             L1 penalty.
+        gradient : bool
+            False: the loss only (a forward pass; `grads` is left alone).
 
         Returns
         -------
@@ -830,11 +841,11 @@ cdef class Engine:
         if self.dtype == np.float64:
             with nogil:
                 loss = _full_loss_gradient(&self.net, &self.work, &x,
-                                           <double *> y, <double *> sw, n)
+                                           <double *> y, <double *> sw, n, gradient)
         else:
             with nogil:
                 loss = _full_loss_gradient(&self.net, &self.work, &x,
-                                           <float *> y, <float *> sw, n)
+                                           <float *> y, <float *> sw, n, gradient)
         return loss
 
     def trace(self, X, Y, sample_weight, double alpha, double alpha_l1=0.0):

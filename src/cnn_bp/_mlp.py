@@ -17,7 +17,7 @@ import scipy.optimize
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d, shuffle
@@ -90,6 +90,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
         "alpha_l1": [Interval(Real, 0, None, closed="left")],
         "lr_schedule": [None, callable],
+        "scoring": [None, str, callable],
     }
 
     @abstractmethod
@@ -99,7 +100,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
         n_iter_no_change, max_fun, negative_slope, weight_decay, rho, clip_norm,
-        alpha_l1, lr_schedule,
+        alpha_l1, lr_schedule, scoring,
     ):  # fmt: skip
         self.activation = activation
         self.negative_slope = negative_slope
@@ -108,6 +109,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.clip_norm = clip_norm
         self.alpha_l1 = alpha_l1
         self.lr_schedule = lr_schedule
+        self.scoring = scoring
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -255,16 +257,19 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._no_improvement_count = 0
             if self.early_stopping:
                 self.validation_scores_ = []
+                self.validation_loss_curve_ = []
                 self.best_validation_score_ = -np.inf
                 self.best_loss_ = None
             else:
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
+                self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
 
     # -- fitting ---------------------------------------------------------------
 
-    def _fit(self, X, y, sample_weight=None, incremental=False, state=None):
+    def _fit(self, X, y, sample_weight=None, incremental=False, state=None,
+             validation=(None, None, None)):
         """Validate, (re)initialise, train. Until training starts, any error
         leaves the estimator exactly as it was (`state`: a snapshot of its
         __dict__ taken by the caller, else here)."""
@@ -273,7 +278,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         try:
             X, y, sample_weight = self._prepare(X, y, sample_weight, incremental)
             if stochastic:
-                train, validation = self._validation_split(X, y, sample_weight)
+                train, validation = self._validation_split(X, y, sample_weight, validation)
+            elif validation[0] is not None:
+                raise ValueError("X_val is for early stopping, which lbfgs does not do")
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(state)
@@ -389,13 +396,29 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self.solver, float(self.learning_rate_init), clip_norm=self.clip_norm, **settings
         )
 
-    def _validation_split(self, X, y, sample_weight):
-        """(train, validation) triples (X, y, sample_weight): with early
-        stopping, split as scikit-learn does (stratified for single-output
+    def _validation_split(self, X, y, sample_weight, given):
+        """(train, validation): (X, y, sample_weight) to train on and
+        (X, labels, sample_weight, targets) to validate on. With early
+        stopping: the given validation data (X_val, y_val, sample_weight_val),
+        or a split as scikit-learn does (stratified for single-output
         classification, from the same random state, right after the weights
-        were drawn); else everything trains and validation is (None,) * 3."""
+        were drawn); else everything trains and validation is (None,) * 4."""
+        X_val, y_val, sw_val = given
+        if X_val is not None or y_val is not None or sw_val is not None:
+            if X_val is None or y_val is None:
+                raise ValueError("X_val and y_val must be given together")
+            if not self.early_stopping:
+                raise ValueError(
+                    "X_val and y_val are passed to fit while early_stopping is False; "
+                    "validation data serves early stopping only: set early_stopping=True"
+                )
+            X_e, Y_e, sw_e = self._engine_data(X_val, y_val, sw_val)
+            y_val = np.asarray(y_val)
+            if is_classifier(self) and y_val.ndim == 2 and y_val.shape[1] == 1:
+                y_val = y_val.ravel()
+            return (X, y, sample_weight), (X_e, y_val, sw_e, Y_e)
         if not self.early_stopping:
-            return (X, y, sample_weight), (None, None, None)
+            return (X, y, sample_weight), (None, None, None, None)
         stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
         arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
         parts = train_test_split(
@@ -411,9 +434,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 "The validation set is too small. Increase 'validation_fraction' "
                 "or the size of your dataset."
             )
+        Y_val = self._targets(y_val)
         if is_classifier(self):
             y_val = self._label_binarizer.inverse_transform(y_val)
-        return (X_train, y_train, sw_train), (X_val, y_val, sw_val)
+        return (X_train, y_train, sw_train), (X_val, y_val, sw_val, Y_val)
 
     def _fit_stochastic(self, train, validation, incremental):
         engine = self._engine
@@ -421,7 +445,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._start_optimizer()
         early_stopping = self.early_stopping
         X_train, y_train, sw_train = train
-        X_val, y_val, sw_val = validation
+        X_val, y_val, sw_val, Y_val = validation
         Y_train = self._targets(y_train)
 
         n_samples = X_train.shape[0]
@@ -471,7 +495,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
-                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+                self._update_no_improvement_count(early_stopping, validation)
                 if epoch_ctx.call_on_fit_task_end(
                     estimator=self, reconstruction_attributes=self._snapshot, **hook_data
                 ):
@@ -560,9 +584,19 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             print(msg + " Setting learning rate to %f" % engine.learning_rate)
         return False
 
-    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val):
+    def _update_no_improvement_count(self, early_stopping, validation):
         if early_stopping:
-            val_score = self._score(X_val, y_val, sample_weight=sw_val)
+            X_val, y_val, sw_val, Y_val = validation
+            # mean data loss (no penalty): a forward pass, no gradient
+            val_loss = self._engine.loss_gradient(X_val, Y_val, sw_val, 0.0, gradient=False)
+            self.validation_loss_curve_.append(val_loss)
+            if self.scoring is None:  # scikit-learn's: accuracy or R^2
+                val_score = self._score(X_val, y_val, sample_weight=sw_val)
+            elif self.scoring == "loss":
+                val_score = -val_loss
+            else:
+                val_score = check_scoring(self, self.scoring)(self, X_val, y_val,
+                                                              sample_weight=sw_val)  # fmt: skip
             self.validation_scores_.append(val_score)
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
@@ -582,7 +616,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 self.best_loss_ = self.loss_curve_[-1]
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -594,6 +628,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             Class labels (classification) or real targets (regression).
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the samples in the loss and its gradient.
+        X_val, y_val : array-like of shape (n_val, n_features) and (n_val,) \
+or (n_val, n_outputs), default=None
+            Validation data of your own for early stopping (as
+            HistGradientBoosting's fit): used instead of holding out
+            validation_fraction of X. Needs early_stopping=True.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation samples.
 
         Returns
         -------
@@ -603,10 +644,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         Raises
         ------
         ValueError
-            Invalid parameters, NaN/inf or badly shaped input, or a solver
-            that produced non-finite weights.
+            Invalid parameters, NaN/inf or badly shaped input, validation data
+            without early_stopping, or a solver that produced non-finite
+            weights.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False,
+                         validation=(X_val, y_val, sample_weight_val))  # fmt: skip
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -855,6 +898,11 @@ default='adam'
         (torch's CosineAnnealingLR, StepLR, LinearLR). None keeps
         scikit-learn's behaviour, where learning_rate schedules only sgd; with
         a schedule, learning_rate must stay 'constant'.
+    scoring : str, callable or None, default=None
+        What early stopping watches on the validation data: None for
+        scikit-learn's (accuracy for the classifier, R^2 for the regressor),
+        'loss' for the validation loss (negated, so higher is better), or a
+        scorer name or callable as in sklearn.metrics.get_scorer.
     alpha_l1 : float, default=0.0
         Strength of an L1 penalty alpha_l1 * ||W||_1 on the weights (not the
         biases), divided like alpha's by the batch's sum of sample weights;
@@ -874,6 +922,9 @@ _ATTRIBUTES_DOC = """
         Loss after each epoch (stochastic solvers).
     validation_scores_ : list of shape (n_iter_,) or None
         Validation score after each epoch with early stopping.
+    validation_loss_curve_ : list of shape (n_iter_,) or None
+        Mean loss on the validation data after each epoch with early stopping
+        (data term only, no penalty; a cnn_bp extension).
     best_validation_score_ : float or None
         Best validation score with early stopping.
     t_ : int
@@ -933,7 +984,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
         n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
-        lr_schedule=None, class_weight=None,
+        lr_schedule=None, scoring=None, class_weight=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -947,6 +998,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
+            scoring=scoring,
         )  # fmt: skip
         self.class_weight = class_weight
 
@@ -1172,7 +1224,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
-        lr_schedule=None, huber_delta=1.0,
+        lr_schedule=None, scoring=None, huber_delta=1.0,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -1186,6 +1238,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
+            scoring=scoring,
         )  # fmt: skip
         self.huber_delta = huber_delta
 

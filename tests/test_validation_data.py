@@ -1,0 +1,79 @@
+"""Validation data of the user's own (fit(X_val=, y_val=)), the scoring that
+early stopping watches, and the validation loss per epoch."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.metrics import get_scorer, log_loss
+
+from cnn_bp import MLPClassifier, MLPRegressor
+
+
+def _split(digits):
+    X, y = digits
+    return X[:1200], y[:1200], X[1200:], y[1200:]
+
+
+def test_given_validation_data_is_what_early_stopping_scores(digits):
+    X, y, X_val, y_val = _split(digits)
+    model = MLPClassifier((16,), early_stopping=True, max_iter=8, n_iter_no_change=50,
+                          random_state=0).fit(X, y, X_val=X_val, y_val=y_val)  # fmt: skip
+    assert len(model.validation_scores_) == model.n_iter_ == 8
+    # early stopping keeps the best epoch's weights: its score is the best one
+    assert model.score(X_val, y_val) == max(model.validation_scores_)
+    # the validation loss per epoch is the log-loss of the model at that epoch
+    again = MLPClassifier((16,), early_stopping=True, max_iter=3, n_iter_no_change=50,
+                          random_state=0).fit(X, y, X_val=X_val, y_val=y_val)  # fmt: skip
+    np.testing.assert_allclose(model.validation_loss_curve_[:3], again.validation_loss_curve_)
+    last = MLPClassifier((16,), max_iter=3, random_state=0).fit(X, y)  # no split either way
+    np.testing.assert_allclose(again.validation_loss_curve_[-1],
+                               log_loss(y_val, last.predict_proba(X_val)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("scoring", ["loss", "neg_mean_absolute_error"])
+def test_scoring_chooses_what_is_watched(digits, scoring):
+    X, y, X_val, y_val = _split(digits)
+    model = MLPRegressor(hidden_layer_sizes=(16,), early_stopping=True, scoring=scoring,
+                         max_iter=6, n_iter_no_change=50, random_state=0)  # fmt: skip
+    model.fit(X, y, X_val=X_val, y_val=y_val)
+    if scoring == "loss":
+        np.testing.assert_allclose(model.validation_scores_,
+                                   -np.array(model.validation_loss_curve_))  # fmt: skip
+    else:
+        best = max(model.validation_scores_)
+        assert get_scorer(scoring)(model, X_val, y_val) == pytest.approx(best)
+
+
+def test_sample_weight_val_weighs_the_validation_score(digits):
+    X, y, X_val, y_val = _split(digits)
+    w = np.where(y_val == 3, 5.0, 1.0)
+    params = dict(hidden_layer_sizes=(16,), early_stopping=True, max_iter=4,
+                  n_iter_no_change=50, random_state=0)  # fmt: skip
+    weighted = MLPClassifier(**params).fit(X, y, X_val=X_val, y_val=y_val, sample_weight_val=w)
+    plain = MLPClassifier(**params).fit(X, y, X_val=X_val, y_val=y_val)
+    assert weighted.validation_scores_ != plain.validation_scores_
+
+
+@pytest.mark.parametrize("case,message", [
+    ("no_early_stopping", "early_stopping is False"),
+    ("only_X", "given together"),
+    ("unseen_label", "labels not in classes_"),
+    ("width", "features"),
+])  # fmt: skip
+def test_bad_validation_data_is_rejected_and_leaves_the_model(digits, case, message):
+    X, y, X_val, y_val = _split(digits)
+    model = MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    before = pickle.dumps(model)
+    model.set_params(early_stopping=case != "no_early_stopping")
+    kwargs = dict(X_val=X_val, y_val=y_val)
+    if case == "only_X":
+        del kwargs["y_val"]
+    elif case == "unseen_label":
+        kwargs["y_val"] = y_val + 100
+    elif case == "width":
+        kwargs["X_val"] = X_val[:, :10]
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, y, **kwargs)
+    model.set_params(early_stopping=False)
+    assert pickle.dumps(model) == before
