@@ -232,3 +232,26 @@ def test_alpha_l1_penalises_the_weights(digits):
     w = weights(l1)
     expected = data + (0.5 * l1.alpha * w @ w + 0.5 * np.abs(w).sum()) / len(y)
     np.testing.assert_allclose(l1.loss_, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("init,variance", [
+    ("glorot_normal", lambda i, o: 2 / (i + o)), ("he_uniform", lambda i, o: 2 / i),
+    ("he_normal", lambda i, o: 2 / i), ("lecun_normal", lambda i, o: 1 / i),
+])  # fmt: skip
+def test_initialisations_have_their_published_variance(init, variance):
+    X, y = np.random.RandomState(0).normal(size=(20, 400)), np.arange(20) % 3
+    model = MLPClassifier((300,), init=init, max_iter=1, learning_rate_init=1e-12,
+                          random_state=0).fit(X, y)  # fmt: skip
+    W = model.coefs_[0]  # 400 x 300, one tiny step away from its draw
+    np.testing.assert_allclose(W.var(), variance(400, 300), rtol=0.03)
+    assert abs(W.mean()) < 0.01 * W.std()
+    np.testing.assert_allclose(model.intercepts_[0], 0, atol=1e-9)
+    if init == "he_uniform":
+        assert np.abs(W).max() <= np.sqrt(6 / 400) + 1e-6
+
+
+def test_default_init_is_scikit_learns(digits):
+    X, y = digits
+    ours = MLPClassifier((16,), init="glorot_uniform", max_iter=1, random_state=0).fit(X, y)
+    theirs = sk.MLPClassifier((16,), max_iter=1, random_state=0).fit(X, y)
+    np.testing.assert_allclose(ours.coefs_[0], theirs.coefs_[0], rtol=1e-10)

@@ -91,6 +91,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         "alpha_l1": [Interval(Real, 0, None, closed="left")],
         "lr_schedule": [None, callable],
         "scoring": [None, str, callable],
+        "init": [StrOptions({"glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+                             "lecun_normal"})],
     }
 
     @abstractmethod
@@ -100,7 +102,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
         n_iter_no_change, max_fun, negative_slope, weight_decay, rho, clip_norm,
-        alpha_l1, lr_schedule, scoring,
+        alpha_l1, lr_schedule, scoring, init,
     ):  # fmt: skip
         self.activation = activation
         self.negative_slope = negative_slope
@@ -110,6 +112,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.alpha_l1 = alpha_l1
         self.lr_schedule = lr_schedule
         self.scoring = scoring
+        self.init = init
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -222,11 +225,27 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                       dtype, self.negative_slope, huber_delta)  # fmt: skip
 
     def _init_coef(self, fan_in, fan_out, dtype, activation):
-        # Glorot & Bengio (2010) uniform bounds; factor 2 for logistic units.
-        factor = 2.0 if activation == "logistic" else 6.0
-        init_bound = np.sqrt(factor / (fan_in + fan_out))
-        coef = self._random_state.uniform(-init_bound, init_bound, (fan_in, fan_out))
-        intercept = self._random_state.uniform(-init_bound, init_bound, fan_out)
+        """W^l and b^l drawn for `init` (see the class docstring)."""
+        rng = self._random_state
+        if self.init == "glorot_uniform":
+            # scikit-learn's: Glorot & Bengio (2010) bounds, factor 2 for
+            # logistic units, biases drawn alike
+            factor = 2.0 if activation == "logistic" else 6.0
+            init_bound = np.sqrt(factor / (fan_in + fan_out))
+            coef = rng.uniform(-init_bound, init_bound, (fan_in, fan_out))
+            intercept = rng.uniform(-init_bound, init_bound, fan_out)
+        else:
+            scale = {
+                "glorot_normal": np.sqrt(2.0 / (fan_in + fan_out)),  # Glorot & Bengio (2010)
+                "he_normal": np.sqrt(2.0 / fan_in),  # He et al. (2015)
+                "lecun_normal": np.sqrt(1.0 / fan_in),  # LeCun et al. (1998), for selu
+                "he_uniform": np.sqrt(6.0 / fan_in),  # He et al. (2015): the bound
+            }[self.init]
+            if self.init == "he_uniform":
+                coef = rng.uniform(-scale, scale, (fan_in, fan_out))
+            else:
+                coef = rng.normal(0.0, scale, (fan_in, fan_out))
+            intercept = np.zeros(fan_out)
         return coef.astype(dtype, copy=False), intercept.astype(dtype, copy=False)
 
     def _initialize(self, y, layer_units, dtype):
@@ -903,6 +922,17 @@ default='adam'
         scikit-learn's (accuracy for the classifier, R^2 for the regressor),
         'loss' for the validation loss (negated, so higher is better), or a
         scorer name or callable as in sklearn.metrics.get_scorer.
+    init : {'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal', \
+'lecun_normal'}, default='glorot_uniform'
+        How W^l is drawn (from random_state). 'glorot_uniform' is scikit-learn's:
+        U(-r, r), r = sqrt(6 / (fan_in + fan_out)) (2 instead of 6 for
+        logistic), biases alike (Glorot & Bengio, 2010). The others draw
+        zero biases and W^l from N(0, 2 / (fan_in + fan_out)) (glorot_normal),
+        U(-r, r) with r = sqrt(6 / fan_in) (he_uniform) or N(0, 2 / fan_in)
+        (he_normal; both He et al., 2015, for relu-type units), or
+        N(0, 1 / fan_in) (lecun_normal; LeCun et al., 1998; the one selu's
+        self-normalisation assumes, Klambauer et al., 2017); N(0, s) meaning
+        variance s, untruncated.
     alpha_l1 : float, default=0.0
         Strength of an L1 penalty alpha_l1 * ||W||_1 on the weights (not the
         biases), divided like alpha's by the batch's sum of sample weights;
@@ -984,7 +1014,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
         n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
-        lr_schedule=None, scoring=None, class_weight=None,
+        lr_schedule=None, scoring=None, init="glorot_uniform", class_weight=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -998,7 +1028,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
-            scoring=scoring,
+            scoring=scoring, init=init,
         )  # fmt: skip
         self.class_weight = class_weight
 
@@ -1224,7 +1254,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
-        lr_schedule=None, scoring=None, huber_delta=1.0,
+        lr_schedule=None, scoring=None, init="glorot_uniform", huber_delta=1.0,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -1238,7 +1268,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
-            scoring=scoring,
+            scoring=scoring, init=init,
         )  # fmt: skip
         self.huber_delta = huber_delta
 
