@@ -22,6 +22,26 @@ void FN(column_sums)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
             sum[j] += x[i * n + j];
 }
 
+/* Max-norm constraint (Srivastava et al. 2014, Sec. 5.1): each column j of
+ * the (m, n) row-major W, the weights into unit j, is rescaled to L2 norm c
+ * when longer. `scratch` holds n values (the column sums of squares). */
+CNNBP_VECTOR_LOOP
+void FN(max_norm_columns)(ptrdiff_t m, ptrdiff_t n, double c, T *restrict w,
+                          T *restrict scratch)
+{
+    memset(scratch, 0, (size_t)n * sizeof(T));
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j++)
+            scratch[j] += w[i * n + j] * w[i * n + j];
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const T norm = SQRT(scratch[j]);
+        scratch[j] = norm > (T)c ? (T)c / norm : 1;
+    }
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j++)
+            w[i * n + j] *= scratch[j];
+}
+
 CNNBP_VECTOR_LOOP
 void FN(finish_gradient)(ptrdiff_t size, double alpha, double alpha_l1, double s,
                          const T *restrict w, T *restrict g)

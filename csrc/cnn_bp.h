@@ -140,6 +140,10 @@ int cnnbp_loss_activation(int loss);
     /* sum_inout[j] += sum_i x[i, j]: row by row, as numpy's sum(axis=0). */   \
     void cnnbp_column_sums_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict x,  \
                                T *restrict sum_inout);                         \
+    /* Each column of the (m, n) W longer than c in L2 norm is scaled to c;  \
+     * scratch: n values of work space. */                                     \
+    void cnnbp_max_norm_columns_##S(ptrdiff_t m, ptrdiff_t n, double c,        \
+                                    T *restrict w_inout, T *restrict scratch); \
     /* g_inout := (g_inout + alpha w + alpha_l1 sign(w)) / s: the L2 and L1 \
      * terms and the 1/sum(sw) normalisation of a weight gradient (w NULL   \
      * for biases: no penalty). */                                             \

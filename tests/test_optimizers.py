@@ -157,3 +157,31 @@ def test_estimators_train_resume_and_persist_with_each_solver(digits, solver, tm
         m.partial_fit(X[:200], y[:200])
     for a, b in zip(model.coefs_, loaded.coefs_):
         np.testing.assert_array_equal(a, b)
+
+
+def test_max_norm_projects_each_units_incoming_weights(digits):
+    """One sgd step then the projection, by numpy: columns of W^l longer
+    than c shrink to c, the others stay; biases are not constrained."""
+    engine, X, Y = _problem()
+    c = 0.6
+    p = engine.params.astype(np.float64) - LR * _gradient(engine, X, Y, 0.0, engine.params)
+    expected = []
+    offset = 0
+    for W in engine.coefs:
+        block = p[offset : offset + W.size].reshape(W.shape)
+        norms = np.linalg.norm(block, axis=0)
+        expected.append(block * np.where(norms > c, c / norms, 1.0))
+        offset += W.size
+    engine.set_optimizer("sgd", LR, momentum=0.0, max_norm=c)
+    engine.run_epoch(X, Y, None, None, len(X), 0.0)
+    for W, E in zip(engine.coefs, expected):
+        np.testing.assert_allclose(W, E, rtol=1e-12, atol=1e-14)
+    assert any((np.linalg.norm(W, axis=0) > c - 1e-9).any() for W in engine.coefs)
+    np.testing.assert_allclose(engine.intercepts[0], p[offset : offset + 5], rtol=1e-12)
+
+    Xd, yd = digits
+    model = MLPClassifier((32,), max_norm=0.5, max_iter=5, random_state=0).fit(Xd, yd)
+    for W in model.coefs_:
+        assert np.linalg.norm(W, axis=0).max() <= 0.5 * (1 + 1e-6)
+    free = MLPClassifier((32,), max_iter=5, random_state=0).fit(Xd, yd)
+    assert np.linalg.norm(free.coefs_[0], axis=0).max() > 0.5

@@ -33,6 +33,7 @@ cdef struct Optim:
     double weight_decay          # adamw
     double rho                   # rmsprop
     double clip_norm             # clip the gradient to this global norm; 0: off
+    double max_norm              # cap each unit's incoming weight norm; 0: off
     long long t                  # update steps taken so far
     double mu_product            # nadam: product of its momentum schedule so far
     void *s1                     # sgd: velocity; adam(w)/nadam: m; rmsprop: v;

@@ -42,7 +42,8 @@ from ._kernels cimport (
     CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, adagrad_update, adam_update, adamw_update, bias_activation,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, finish_gradient, gather_rows,
-    gemm, nadam_update, output_loss, rmsprop_update, sgd_update, sum_of_abs,
+    gemm, max_norm_columns, nadam_update, output_loss, rmsprop_update,
+    sgd_update, sum_of_abs,
     sum_of_squares,
 )
 
@@ -249,6 +250,7 @@ cdef void _update(const Net *net, Optim *opt, floating *p,
     clipping the gradient to global norm opt.clip_norm (when set)."""
     cdef double lr = opt.learning_rate, b1 = opt.beta_1, b2 = opt.beta_2
     cdef double norm, c1, c2, mu, mu_next
+    cdef ptrdiff_t l
     cdef ptrdiff_t n = net.n_params
     cdef floating *s1 = <floating *> opt.s1
     cdef floating *s2 = <floating *> opt.s2
@@ -279,6 +281,11 @@ cdef void _update(const Net *net, Optim *opt, floating *p,
         rmsprop_update(n, lr, opt.rho, opt.epsilon, g, s1, p)
     else:
         adagrad_update(n, lr, opt.epsilon, g, s1, p)
+    if opt.max_norm > 0:
+        # the gradient is spent: its buffer is the kernel's scratch space
+        for l in range(net.n_layers):
+            max_norm_columns(net.units[l], net.units[l + 1], opt.max_norm,
+                             p + net.w_off[l], g)
 
 
 cdef double _weight_sum(const floating *sw, ptrdiff_t m) noexcept nogil:
@@ -647,8 +654,8 @@ cdef class Engine:
                       double momentum=0.9, bint nesterov=True,
                       double beta_1=0.9, double beta_2=0.999,
                       double epsilon=1e-8, double weight_decay=0.01,
-                      double rho=0.9, clip_norm=None, state=None,
-                      long long t=0, double mu_product=1.0):
+                      double rho=0.9, clip_norm=None, max_norm=None,
+                      state=None, long long t=0, double mu_product=1.0):
         """Start a fresh optimizer (zero state) or restore a saved one.
 
         Parameters
@@ -665,6 +672,9 @@ cdef class Engine:
             rmsprop's decay rate of the mean square.
         clip_norm : float or None
             Rescale each gradient to this global L2 norm when larger.
+        max_norm : float or None
+            After each step, rescale each unit's incoming weights (a column of
+            W^l) to this L2 norm when longer.
         state : ndarray of shape (2, n_params), optional
             Saved optimizer state to restore (copied).
         t : int
@@ -691,6 +701,7 @@ cdef class Engine:
         self.opt.weight_decay = weight_decay
         self.opt.rho = rho
         self.opt.clip_norm = 0 if clip_norm is None else clip_norm
+        self.opt.max_norm = 0 if max_norm is None else max_norm
         self.opt.t = t
         self.opt.mu_product = mu_product
         self.opt.s1 = _data(new_state)
@@ -706,6 +717,7 @@ cdef class Engine:
                     epsilon=self.opt.epsilon, weight_decay=self.opt.weight_decay,
                     rho=self.opt.rho,
                     clip_norm=self.opt.clip_norm if self.opt.clip_norm > 0 else None,
+                    max_norm=self.opt.max_norm if self.opt.max_norm > 0 else None,
                     state=self.optimizer_state, t=self.opt.t,
                     mu_product=self.opt.mu_product)
 

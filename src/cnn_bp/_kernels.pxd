@@ -93,6 +93,10 @@ cdef extern from "cnn_bp.h" nogil:
                                float *sums)
     void cnnbp_column_sums_f64(ptrdiff_t m, ptrdiff_t n, const double *x,
                                double *sums)
+    void cnnbp_max_norm_columns_f32(ptrdiff_t m, ptrdiff_t n, double c, float *w,
+                                    float *scratch)
+    void cnnbp_max_norm_columns_f64(ptrdiff_t m, ptrdiff_t n, double c, double *w,
+                                    double *scratch)
     void cnnbp_finish_gradient_f32(ptrdiff_t size, double alpha, double alpha_l1,
                                    double s, const float *w, float *g)
     void cnnbp_finish_gradient_f64(ptrdiff_t size, double alpha, double alpha_l1,
@@ -218,6 +222,14 @@ cdef inline void column_sums(ptrdiff_t m, ptrdiff_t n, const floating *x,
         cnnbp_column_sums_f32(m, n, x, sums)
     else:
         cnnbp_column_sums_f64(m, n, x, sums)
+
+
+cdef inline void max_norm_columns(ptrdiff_t m, ptrdiff_t n, double c,
+                                  floating *w, floating *scratch) noexcept nogil:
+    if floating is float:
+        cnnbp_max_norm_columns_f32(m, n, c, w, scratch)
+    else:
+        cnnbp_max_norm_columns_f64(m, n, c, w, scratch)
 
 
 cdef inline void finish_gradient(ptrdiff_t size, double alpha, double alpha_l1,

@@ -91,6 +91,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         "alpha_l1": [Interval(Real, 0, None, closed="left")],
         "lr_schedule": [None, callable],
         "scoring": [None, str, callable],
+        "max_norm": [None, Interval(Real, 0, None, closed="neither")],
         "init": [StrOptions({"glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
                              "lecun_normal"})],
     }
@@ -102,7 +103,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
         n_iter_no_change, max_fun, negative_slope, weight_decay, rho, clip_norm,
-        alpha_l1, lr_schedule, scoring, init,
+        alpha_l1, lr_schedule, scoring, init, max_norm,
     ):  # fmt: skip
         self.activation = activation
         self.negative_slope = negative_slope
@@ -113,6 +114,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.lr_schedule = lr_schedule
         self.scoring = scoring
         self.init = init
+        self.max_norm = max_norm
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -412,7 +414,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             settings = dict(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
                             weight_decay=self.weight_decay, rho=self.rho)  # fmt: skip
         self._engine.set_optimizer(
-            self.solver, float(self.learning_rate_init), clip_norm=self.clip_norm, **settings
+            self.solver, float(self.learning_rate_init), clip_norm=self.clip_norm,
+            max_norm=self.max_norm, **settings
         )
 
     def _validation_split(self, X, y, sample_weight, given):
@@ -933,6 +936,10 @@ default='adam'
         N(0, 1 / fan_in) (lecun_normal; LeCun et al., 1998; the one selu's
         self-normalisation assumes, Klambauer et al., 2017); N(0, s) meaning
         variance s, untruncated.
+    max_norm : float or None, default=None
+        Stochastic solvers: after each step, the incoming weights of each unit
+        (each column of each W^l) longer than max_norm in L2 norm are scaled
+        back to it (Srivastava et al., 2014, Sec. 5.1).
     alpha_l1 : float, default=0.0
         Strength of an L1 penalty alpha_l1 * ||W||_1 on the weights (not the
         biases), divided like alpha's by the batch's sum of sample weights;
@@ -1014,7 +1021,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
         n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
-        lr_schedule=None, scoring=None, init="glorot_uniform", class_weight=None,
+        lr_schedule=None, scoring=None, init="glorot_uniform",
+        max_norm=None, class_weight=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -1028,7 +1036,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
-            scoring=scoring, init=init,
+            scoring=scoring, init=init, max_norm=max_norm,
         )  # fmt: skip
         self.class_weight = class_weight
 
@@ -1254,7 +1262,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
-        lr_schedule=None, scoring=None, init="glorot_uniform", huber_delta=1.0,
+        lr_schedule=None, scoring=None, init="glorot_uniform",
+        max_norm=None, huber_delta=1.0,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -1268,7 +1277,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
-            scoring=scoring, init=init,
+            scoring=scoring, init=init, max_norm=max_norm,
         )  # fmt: skip
         self.huber_delta = huber_delta
 
