@@ -13,6 +13,18 @@ void FN(gather_rows)(ptrdiff_t m, ptrdiff_t n, const T *restrict src,
         memcpy(dst + i * n, src + rows[i] * n, (size_t)n * sizeof(T));
 }
 
+/* dst_out[i, :] := src[rows[i], :] (rows NULL: src[i, :]) for 0/1 targets
+ * stored as bytes (a bool indicator matrix), converted to T. */
+void FN(targets_from_u8)(ptrdiff_t m, ptrdiff_t n, const unsigned char *restrict src,
+                         const ptrdiff_t *restrict rows, T *restrict dst)
+{
+    for (ptrdiff_t i = 0; i < m; i++) {
+        const unsigned char *restrict row = src + (rows == NULL ? i : rows[i]) * n;
+        for (ptrdiff_t j = 0; j < n; j++)
+            dst[i * n + j] = (T)row[j];
+    }
+}
+
 CNNBP_VECTOR_LOOP
 void FN(column_sums)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
                      T *restrict sum)

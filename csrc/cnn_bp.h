@@ -137,6 +137,12 @@ int cnnbp_loss_activation(int loss);
     void cnnbp_gather_rows_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict src, \
                                const ptrdiff_t *restrict rows,                 \
                                T *restrict dst_out);                           \
+    /* dst_out[i, :] := src[rows[i], :] (rows NULL: src[i, :]), for targets  \
+     * held as bytes (0/1 indicator matrices), converted to T. */             \
+    void cnnbp_targets_from_u8_##S(ptrdiff_t m, ptrdiff_t n,                   \
+                                   const unsigned char *restrict src,          \
+                                   const ptrdiff_t *restrict rows,             \
+                                   T *restrict dst_out);                       \
     /* sum_inout[j] += sum_i x[i, j]: row by row, as numpy's sum(axis=0). */   \
     void cnnbp_column_sums_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict x,  \
                                T *restrict sum_inout);                         \

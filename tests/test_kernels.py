@@ -177,3 +177,26 @@ def test_training_output_flushes_negligible_probabilities_prediction_keeps_them(
     _engine.py_output_loss(z, b, y, None, delta, act.loss_code("log_loss"))
     assert z[0, 1] == 0 and delta[0, 1] == 0
     np.testing.assert_allclose(z[0, [0, 2]], kept[0, [0, 2]], rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_byte_targets_train_as_float_targets(dtype):
+    """Indicator targets given as bytes (what classifiers pass, 1/8 of a
+    float64 copy) give the same epochs and losses as the float targets."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(53, 6)).astype(dtype)
+    Y = (rng.uniform(size=(53, 3)) > 0.6)
+    order = rng.permutation(53).astype(np.intp)
+    results = []
+    for targets in (Y.astype(dtype), Y.view(np.uint8)):
+        engine = _engine.Engine([6, 5, 3], act.activation_code("tanh"),
+                                act.loss_code("binary_log_loss"), dtype)  # fmt: skip
+        engine.params[...] = np.linspace(-0.5, 0.5, engine.params.size)
+        engine.set_optimizer("adam", 0.01)
+        totals = [engine.run_epoch(X, targets, None, o, 10, 1e-3) for o in (order, None)]
+        full = engine.loss_gradient(X, targets, None, 1e-3, gradient=False)
+        results.append((totals, full, engine.params.copy()))
+    assert results[0][0] == results[1][0] and results[0][1] == results[1][1]
+    np.testing.assert_array_equal(results[0][2], results[1][2])
+    with pytest.raises(ValueError, match="0 or 1"):
+        engine.loss_gradient(X, np.full((53, 3), 2, dtype=np.uint8), None, 0.0)

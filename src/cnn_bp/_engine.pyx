@@ -42,7 +42,7 @@ from ._kernels cimport (
     CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, adagrad_update, adam_update, adamw_update, bias_activation,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, finish_gradient, gather_rows,
-    gemm, max_norm_columns, nadam_update, output_loss, rmsprop_update,
+    gemm, max_norm_columns, nadam_update, targets_from_u8, output_loss, rmsprop_update,
     sgd_update, sum_of_abs,
     sum_of_squares,
 )
@@ -308,8 +308,27 @@ cdef Rows _block_rows(const Rows *X, ptrdiff_t start, ptrdiff_t n_in,
     return xb
 
 
+cdef const floating *_target_rows(const void *Y, bint y_u8, const ptrdiff_t *rows,
+                                  ptrdiff_t start, ptrdiff_t m, ptrdiff_t n_out,
+                                  floating *block) noexcept nogil:
+    """Targets of the m batch rows (rows[i], or start + i when rows is NULL):
+    Y itself where the rows lie in place in the engine's dtype, else
+    gathered and/or converted from bytes into `block`."""
+    if y_u8:
+        if rows == NULL:
+            targets_from_u8(m, n_out, <const unsigned char *> Y + start * n_out,
+                            NULL, block)
+        else:
+            targets_from_u8(m, n_out, <const unsigned char *> Y, rows + start, block)
+        return block
+    if rows == NULL:
+        return <const floating *> Y + start * n_out
+    gather_rows(m, n_out, <const floating *> Y, rows + start, block)
+    return block
+
+
 cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
-                   const floating *Y, const floating *SW,
+                   const void *Y, bint y_u8, const floating *SW,
                    const ptrdiff_t *order, ptrdiff_t n,
                    ptrdiff_t batch) noexcept nogil:
     """One pass over n rows in mini-batches of `batch`, rows taken in `order`
@@ -334,16 +353,14 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                 xb.x = w.x
             else:
                 xb.rows = order + start
-            gather_rows(m, n_out, Y, order + start, <floating *> w.y)
-            yb = <floating *> w.y
             if SW != NULL:
                 gather_rows(m, 1, SW, order + start, <floating *> w.sw)
                 swb = <floating *> w.sw
         else:
             xb = _block_rows(X, start, n_in, p)
-            yb = Y + start * n_out
             if SW != NULL:
                 swb = SW + start
+        yb = _target_rows(Y, y_u8, order, start, m, n_out, <floating *> w.y)
         s = m if swb == NULL else _weight_sum(swb, m)
         data_loss = _loss_gradient(net, &xb, yb, swb, m, w, False, True)
         total += _finish(net, p, g, data_loss, s) * m
@@ -353,7 +370,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
 
 
 cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
-                                const floating *Y, const floating *SW,
+                                const void *Y, bint y_u8, const floating *SW,
                                 ptrdiff_t n, bint gradient) noexcept nogil:
     """Loss and (if `gradient`) gradient over all n rows, in blocks of w.cap
     rows whose gradient sums accumulate (the full-batch objective of L-BFGS)."""
@@ -367,8 +384,10 @@ cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
         if SW != NULL:
             swb = SW + start
         xb = _block_rows(X, start, n_in, <floating *> NULL)
-        data_loss += _loss_gradient(net, &xb, Y + start * n_out, swb, m, w,
-                                    start > 0, gradient)
+        data_loss += _loss_gradient(net, &xb,
+                                    _target_rows(Y, y_u8, NULL, start, m, n_out,
+                                                 <floating *> w.y),
+                                    swb, m, w, start > 0, gradient)
         start += m
     s = n if SW == NULL else _weight_sum(SW, n)
     if not gradient:
@@ -756,7 +775,13 @@ cdef class Engine:
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1:
         n = _set_rows(rows, X, self.dtype, self.layer_units[0], keep)
-        _check_block("Y", Y, self.dtype, n, self.layer_units[len(self.layer_units) - 1])
+        n_out = self.layer_units[len(self.layer_units) - 1]
+        if isinstance(Y, np.ndarray) and Y.dtype == np.uint8:  # 0/1 targets as bytes
+            _check_block("Y", Y, np.uint8, n, n_out)
+            if Y.size and Y.max() > 1:
+                raise ValueError("byte targets Y must be 0 or 1")
+        else:
+            _check_block("Y", Y, self.dtype, n, n_out)
         if sample_weight is not None:
             _check_block("sample_weight", sample_weight, self.dtype, n, -1)
         return n
@@ -802,19 +827,20 @@ cdef class Engine:
         self._set_penalties(alpha, alpha_l1)
         cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)
         cdef void *y = _data(Y)
+        cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double total, t0, t1
         if self.dtype == np.float64:
             with nogil:
                 t0 = _now()
                 total = _epoch(&self.net, &self.opt, &self.work, &x,
-                               <double *> y, <double *> sw, rows, n, batch_size)
+                               y, y_u8, <double *> sw, rows, n, batch_size)
                 t1 = _now()
         else:
             with nogil:
                 t0 = _now()
                 total = _epoch(&self.net, &self.opt, &self.work, &x,
-                               <float *> y, <float *> sw, rows, n, batch_size)
+                               y, y_u8, <float *> sw, rows, n, batch_size)
                 t1 = _now()
         self.last_nogil_interval = (t0, t1)
         return total
@@ -848,16 +874,17 @@ cdef class Engine:
         self._reserve(min(n, PREDICT_CHUNK), False)
         self._set_penalties(alpha, alpha_l1)
         cdef void *y = _data(Y)
+        cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double loss
         if self.dtype == np.float64:
             with nogil:
-                loss = _full_loss_gradient(&self.net, &self.work, &x,
-                                           <double *> y, <double *> sw, n, gradient)
+                loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
+                                           <double *> sw, n, gradient)
         else:
             with nogil:
-                loss = _full_loss_gradient(&self.net, &self.work, &x,
-                                           <float *> y, <float *> sw, n, gradient)
+                loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
+                                           <float *> sw, n, gradient)
         return loss
 
     def trace(self, X, Y, sample_weight, double alpha, double alpha_l1=0.0):
@@ -891,6 +918,7 @@ cdef class Engine:
         w.delta = _data(delta)
         w.z = _data(z)
         self._set_penalties(alpha, alpha_l1)
+        Y = Y.astype(self.dtype, copy=False)  # byte targets: one block, converted
         cdef void *y = _data(Y)
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double loss

@@ -93,6 +93,10 @@ cdef extern from "cnn_bp.h" nogil:
                                float *sums)
     void cnnbp_column_sums_f64(ptrdiff_t m, ptrdiff_t n, const double *x,
                                double *sums)
+    void cnnbp_targets_from_u8_f32(ptrdiff_t m, ptrdiff_t n, const unsigned char *src,
+                                   const ptrdiff_t *rows, float *dst)
+    void cnnbp_targets_from_u8_f64(ptrdiff_t m, ptrdiff_t n, const unsigned char *src,
+                                   const ptrdiff_t *rows, double *dst)
     void cnnbp_max_norm_columns_f32(ptrdiff_t m, ptrdiff_t n, double c, float *w,
                                     float *scratch)
     void cnnbp_max_norm_columns_f64(ptrdiff_t m, ptrdiff_t n, double c, double *w,
@@ -222,6 +226,14 @@ cdef inline void column_sums(ptrdiff_t m, ptrdiff_t n, const floating *x,
         cnnbp_column_sums_f32(m, n, x, sums)
     else:
         cnnbp_column_sums_f64(m, n, x, sums)
+
+
+cdef inline void targets_from_u8(ptrdiff_t m, ptrdiff_t n, const unsigned char *src,
+                                 const ptrdiff_t *rows, floating *dst) noexcept nogil:
+    if floating is float:
+        cnnbp_targets_from_u8_f32(m, n, src, rows, dst)
+    else:
+        cnnbp_targets_from_u8_f64(m, n, src, rows, dst)
 
 
 cdef inline void max_norm_columns(ptrdiff_t m, ptrdiff_t n, double c,

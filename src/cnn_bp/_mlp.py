@@ -378,7 +378,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         return np.ascontiguousarray(X, dtype=self._engine.dtype)
 
     def _targets(self, y):
-        """y as the engine's (n_samples, n_outputs) C-contiguous float block."""
+        """y as the engine reads it, (n_samples, n_outputs) C-contiguous: a
+        classifier's bool indicator matrix as bytes, converted batch by batch
+        in the engine (a float copy of one-hot targets is 4-8x larger: it was
+        the peak memory of float64 fits), real targets in the model's dtype."""
+        if y.dtype == bool:
+            return np.ascontiguousarray(y).view(np.uint8)
         return np.ascontiguousarray(y, dtype=self._engine.dtype)
 
     def _fit_lbfgs(self, X, y, sample_weight):
