@@ -55,3 +55,11 @@ def test_optimizer_comparison(tmp_path):
         line = next(line for line in out.splitlines() if line.split()[:1] == [solver])
         assert float(line.split()[-1]) > 0.8, line  # test accuracy
     assert (tmp_path / "opt.png").stat().st_size > 0
+
+
+def test_beyond_sklearn_tour():
+    out = _run("beyond_sklearn.py", "--epochs", "20").splitlines()
+    assert [line[:2] for line in out] == ["1.", "2.", "3.", "4.", "5.", "5.", "6."]
+    none, balanced = (float(line.split()[-1]) for line in out if line.startswith("5."))
+    assert balanced > none + 0.1  # the rare class gets found
+    assert out[-1].endswith("same predictions: True")
