@@ -472,7 +472,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._start_optimizer()
         early_stopping = self.early_stopping
         X_train, y_train, sw_train = train
-        X_val, y_val, sw_val, Y_val = validation
         Y_train = self._targets(y_train)
 
         n_samples = X_train.shape[0]
