@@ -6,7 +6,16 @@ one, this is the only file to change.
 
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+try:
+    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+except ImportError:  # scikit-learn < 1.7: its rule, written out
+    import scipy
+    from sklearn.utils.fixes import parse_version
+
+    def _get_additional_lbfgs_options_dict(key, value):
+        """scipy >= 1.15 dropped L-BFGS-B's iprint/disp options."""
+        return {} if parse_version(scipy.__version__) >= parse_version("1.15") else {key: value}
+
 from sklearn.utils._optional_dependencies import check_matplotlib_support
 from sklearn.utils.multiclass import _check_partial_fit_first_call
 from sklearn.utils.optimize import _check_optimize_result
