@@ -30,6 +30,9 @@ static inline T FN(logistic)(T z) { return 1 / (1 + EXP(-z)); }
 /* log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|)). */
 static inline T FN(softplus)(T z) { return (z > 0 ? z : 0) + LOG1P(EXP(-FABS(z))); }
 
+/* Phi(z), the standard normal CDF: GELU's gate. */
+static inline T FN(normal_cdf)(T z) { return (T)0.5 * (1 + ERF(z * SQRT_HALF)); }
+
 static inline T FN(gelu_tanh_u)(T z) { return SQRT_2_OVER_PI * (z + GELU_C * z * z * z); }
 
 /* Softmax of one row in place: exp(z - max z) / sum, as scikit-learn does. */
@@ -100,7 +103,7 @@ void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
         case CNNBP_GELU:
             for (ptrdiff_t j = 0; j < n; j++) {
                 T x = row[j] + b[j];
-                row[j] = (T)0.5 * x * (1 + ERF(x * SQRT_HALF));
+                row[j] = x * FN(normal_cdf)(x);
             }
             break;
         case CNNBP_GELU_TANH:
@@ -168,8 +171,7 @@ void FN(delta_derivative)(ptrdiff_t size, int activation, double slope,
     case CNNBP_GELU: /* Phi(z) + z phi(z) */
         for (ptrdiff_t i = 0; i < size; i++) {
             const T x = z[i];
-            const T cdf = (T)0.5 * (1 + ERF(x * SQRT_HALF));
-            delta[i] *= cdf + x * INV_SQRT_2PI * EXP((T)-0.5 * x * x);
+            delta[i] *= FN(normal_cdf)(x) + x * INV_SQRT_2PI * EXP((T)-0.5 * x * x);
         }
         break;
     case CNNBP_GELU_TANH: /* (1 + t)/2 + z (1 - t^2) u'(z) / 2, t = tanh(u) */

@@ -23,7 +23,8 @@ from . import MLPClassifier, __version__
 from ._activations import HIDDEN_ACTIVATIONS, SKLEARN_ACTIVATIONS
 from ._mlp import _STOCHASTIC_SOLVERS
 
-SOLVERS = ["adam", "sgd", "lbfgs", *_STOCHASTIC_SOLVERS[2:]]
+SOLVERS = ["adam", "sgd", "lbfgs",
+           *(s for s in _STOCHASTIC_SOLVERS if s not in ("adam", "sgd"))]  # fmt: skip
 SKLEARN_OPTIONS = {"activation": SKLEARN_ACTIVATIONS, "solver": ("adam", "sgd", "lbfgs")}
 from .datasets import FASHION_MNIST_DIR, load_fashion_mnist
 

@@ -657,7 +657,8 @@ cdef class Engine:
 
     @property
     def learning_rate(self):
-        """Current learning rate (sgd) or learning_rate_init (adam)."""
+        """Current rate of sgd; the base rate (learning_rate_init, or the
+        schedule's) of the other solvers."""
         return self.opt.learning_rate
 
     @learning_rate.setter

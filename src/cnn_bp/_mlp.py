@@ -461,10 +461,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 "The validation set is too small. Increase 'validation_fraction' "
                 "or the size of your dataset."
             )
-        Y_val = self._targets(y_val)
-        if is_classifier(self):
-            y_val = self._label_binarizer.inverse_transform(y_val)
-        return (X_train, y_train, sw_train), (X_val, y_val, sw_val, Y_val)
+        return (X_train, y_train, sw_train), (
+            X_val, self._given_targets(y_val), sw_val, self._targets(y_val))
 
     def _fit_stochastic(self, train, validation, incremental):
         engine = self._engine
@@ -489,7 +487,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         good = np.empty_like(engine.params)  # parameters after the last finite epoch
         # scikit-learn's callbacks (set_callbacks): the fit is a task, each
         # epoch a subtask; arguments are lazy, so no callbacks cost nothing.
-        hook_data = dict(X=X_train, y=lambda: self._hook_targets(y_train))
+        hook_data = dict(X=X_train, y=lambda: self._given_targets(y_train))
         fit_ctx = self._init_callback_context(max_subtasks=1 if incremental else self.max_iter)
         fit_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
         try:
@@ -570,9 +568,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         return {"coefs_": [c.copy() for c in self.coefs_],
                 "intercepts_": [b.copy() for b in self.intercepts_]}  # fmt: skip
 
-    def _hook_targets(self, y):
-        """Targets as the estimator's fit received them, for callbacks that
-        score: labels for a classifier (y is its indicator matrix here)."""
+    def _given_targets(self, y):
+        """Targets as the estimator's fit received them, for scoring (the
+        validation split, callbacks): labels for a classifier (y is its
+        indicator matrix here)."""
         if is_classifier(self):
             return self._labels(y)
         return y.ravel() if y.shape[1] == 1 else y
