@@ -14,6 +14,7 @@ KERNELS = [
     "csrc/losses.c",
     "csrc/optimizers.c",
     "csrc/blocks.c",
+    "csrc/layers.c",
     "csrc/sparse.c",
 ]
 

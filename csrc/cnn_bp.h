@@ -16,6 +16,7 @@
 #define CNN_BP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Activations: hidden ones first, then output-only ones (CNNBP_SOFTMAX on).
  * Order matches cnn_bp/_activations.py:ACTIVATIONS (a test checks).
@@ -156,6 +157,42 @@ int cnnbp_loss_activation(int loss);
     void cnnbp_finish_gradient_##S(ptrdiff_t size, double alpha,               \
                                    double alpha_l1, double s,                  \
                                    const T *restrict w, T *restrict g_inout); \
+    /* layers.c: batch normalisation and dropout (equations in layers.c). */ \
+    /* mask_out[i] := 1 / (1 - rate) with probability 1 - rate, else 0, from \
+     * SplitMix64(seed) at position counter + i; kept_out := a * mask_out.   */ \
+    void cnnbp_dropout_##S(ptrdiff_t size, double rate, uint64_t seed,         \
+                           uint64_t counter, const T *restrict a,              \
+                           T *restrict mask_out, T *restrict kept_out);        \
+    /* y_inout[i] *= x[i]. */                                                  \
+    void cnnbp_multiply_##S(ptrdiff_t size, const T *restrict x,               \
+                            T *restrict y_inout);                              \
+    /* Training batch: zhat_out := (z - mu) / sqrt(var + eps) with the       \
+     * batch's per-column mean and variance, z_inout := gamma zhat_out,      \
+     * inv_std_out := 1 / sqrt(var + eps), mean_out := mu; the running       \
+     * estimates move by `momentum` (left alone for m = 1). */               \
+    void cnnbp_batch_norm_train_##S(ptrdiff_t m, ptrdiff_t n, double eps,      \
+                                    double momentum, const T *restrict gamma,  \
+                                    T *restrict z_inout, T *restrict zhat_out, \
+                                    T *restrict inv_std_out,                   \
+                                    T *restrict mean_out,                      \
+                                    T *restrict running_mean_inout,            \
+                                    T *restrict running_var_inout);            \
+    /* Prediction: z_inout := gamma (z - running_mean) / sqrt(running_var + eps). */ \
+    void cnnbp_batch_norm_apply_##S(ptrdiff_t m, ptrdiff_t n, double eps,      \
+                                    const T *restrict gamma,                   \
+                                    const T *restrict running_mean,            \
+                                    const T *restrict running_var,             \
+                                    T *restrict z_inout);                      \
+    /* delta_inout: dC/dY in, dC/dZ out; adds the gamma and beta gradients;  \
+     * scratch: 2 n values. */                                                \
+    void cnnbp_batch_norm_backward_##S(ptrdiff_t m, ptrdiff_t n,               \
+                                       const T *restrict gamma,                \
+                                       const T *restrict zhat,                 \
+                                       const T *restrict inv_std,              \
+                                       T *restrict scratch,                    \
+                                       T *restrict dgamma_inout,               \
+                                       T *restrict dbeta_inout,                \
+                                       T *restrict delta_inout);               \
     /* sparse.c: X a CSR matrix (data, indices, indptr); batch row i is     \
      * rows[i], or first_row + i when rows is NULL. */                         \
     /* out[i, :] := sum_k data[k] w[indices[k], :] over row i: Z = X_B W. */   \

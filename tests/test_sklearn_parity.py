@@ -66,7 +66,7 @@ def test_same_signatures_and_defaults(name):
     assert ours[: len(theirs)] == theirs
     extensions = ours[len(theirs) :]
     expected = ["negative_slope", "weight_decay", "rho", "clip_norm", "alpha_l1",
-                "lr_schedule", "scoring", "init", "max_norm"]
+                "lr_schedule", "scoring", "init", "max_norm", "dropout", "batch_norm"]
     expected.append("class_weight" if name == "MLPClassifier" else "huber_delta")
     assert [p for p, _ in extensions] == expected
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for _, p in extensions)

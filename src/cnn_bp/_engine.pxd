@@ -1,5 +1,6 @@
 # cython: language_level=3
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uint64_t
 
 
 cdef struct Net:
@@ -17,7 +18,15 @@ cdef struct Net:
     double huber_delta           # Huber loss's d
     double alpha                 # L2 penalty
     double alpha_l1              # L1 penalty
-    void *params                 # n_params values: W^1..W^L then b^1..b^L
+    const ptrdiff_t *gamma_off   # L offsets of the batch-norm scales gamma^l in
+                                 # params, hidden layer l at l - 1; -1: none
+    void *running                # batch norm's running means (width values,
+                                 # layer l at blk_off[l]), then running variances
+    const double *dropout        # L dropout rates, hidden layer l at l - 1 (0: none)
+    uint64_t *rng                # dropout's generator: seed, then the stream
+                                 # position, advanced by every mask drawn
+    void *params                 # n_params values: W^1..W^L, b^1..b^L, then the
+                                 # gamma^l of batch-normalised layers
     void *grads                  # n_params values, same layout
 
 
@@ -61,6 +70,11 @@ cdef struct Work:
     void *sw                     # gathered batch sample weights (cap,)
     void *z                      # Z^1..Z^L kept (inspection; derivatives that need
                                  # z, see cnnbp_derivative_needs_z), or NULL
+    void *zhat                   # batch norm: Zhat^l of the batch, as a; or NULL
+    void *bn                     # batch norm: 1/sqrt(var + eps) per unit (at blk_off),
+                                 # then 2 x width scratch values; or NULL
+    void *mask                   # dropout: each element's 0 or 1/(1 - rate), as a
+    void *kept                   # dropout: A^l * mask, what layer l + 1 reads
 
 
 cdef class Engine:
@@ -69,6 +83,9 @@ cdef class Engine:
     cdef Work work
     cdef object _layout          # intp array backing net.units/w_off/b_off/blk_off
     cdef object _activation      # intc array backing net.activation
+    cdef object _dropout         # float64 array backing net.dropout
+    cdef object _rng             # uint64 array backing net.rng
+    cdef readonly object running # (2, width) array backing net.running
     cdef object _work            # arrays backing the Work blocks, or None
     cdef readonly object dtype
     cdef readonly tuple layer_units
@@ -81,5 +98,6 @@ cdef class Engine:
     cdef readonly object last_nogil_interval
     cdef _set_penalties(self, double alpha, double alpha_l1)
     cdef _reserve(self, ptrdiff_t cap, bint gather_x)
+    cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z)
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1

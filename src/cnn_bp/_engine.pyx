@@ -30,6 +30,7 @@ import scipy.sparse as sp
 cimport numpy as cnp
 from libc.math cimport pow, sqrt
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cython cimport floating
@@ -39,12 +40,12 @@ from ._kernels cimport (
     CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_LEAKY_RELU,
     CNNBP_SELU, CNNBP_SOFTPLUS, CNNBP_GELU, CNNBP_GELU_TANH, CNNBP_SILU,
     CNNBP_EXP, CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS,
-    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, adagrad_update, adam_update, adamw_update, bias_activation,
-    cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums, csr_matmul,
-    csr_transpose_matmul_add, delta_derivative, finish_gradient, gather_rows,
-    gemm, max_norm_columns, nadam_update, targets_from_u8, output_loss, rmsprop_update,
-    sgd_update, sum_of_abs,
-    sum_of_squares,
+    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, adagrad_update, adam_update,
+    adamw_update, batch_norm_apply, batch_norm_backward, batch_norm_train,
+    bias_activation, cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
+    csr_matmul, csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
+    gather_rows, gemm, max_norm_columns, multiply, nadam_update, output_loss,
+    rmsprop_update, sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
 )
 
 cnp.import_array()
@@ -66,6 +67,12 @@ cdef ptrdiff_t BLAS_INT_MAX = 2147483647
 SOLVERS = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM, "adamw": SOLVER_ADAMW,
            "nadam": SOLVER_NADAM, "rmsprop": SOLVER_RMSPROP,
            "adagrad": SOLVER_ADAGRAD}
+
+# Batch normalisation's constants: PyTorch's BatchNorm1d defaults.
+BN_EPSILON = 1e-5   # added to the variance
+BN_MOMENTUM = 0.1   # weight of each batch in the running estimates
+cdef double _BN_EPSILON = BN_EPSILON
+cdef double _BN_MOMENTUM = BN_MOMENTUM
 
 # Rows per block when predicting: large enough for efficient GEMM, small
 # enough that the work memory stays bounded whatever the number of rows.
@@ -120,12 +127,51 @@ cdef void _keep_z(const floating *z, const floating *b, ptrdiff_t m,
             out[i * n + j] = z[i * n + j] + b[j]
 
 
+cdef inline bint _drops(const Net *net, ptrdiff_t l, bint training) noexcept nogil:
+    """Whether hidden layer l applies dropout in this pass."""
+    return training and l < net.n_layers and net.dropout[l - 1] > 0
+
+
+cdef inline floating *_layer_output(const Net *net, const Work *w, floating *a,
+                                    ptrdiff_t l, bint training) noexcept nogil:
+    """What layer l + 1 reads of layer l: A^l, or A^l * mask under dropout."""
+    if _drops(net, l, training):
+        return <floating *> w.kept + w.cap * net.blk_off[l]
+    return a + w.cap * net.blk_off[l]
+
+
+cdef inline ptrdiff_t _width(const Net *net) noexcept nogil:
+    """sum of n_l over l = 1..L: the values of one row of all blocks."""
+    return net.blk_off[net.n_layers] + net.units[net.n_layers]
+
+
+cdef void _normalise(const Net *net, const Work *w, ptrdiff_t m, ptrdiff_t l,
+                     bint training, floating *z) noexcept nogil:
+    """Z^l := gamma^l Zhat^l (batch normalisation of layer l, in place; its
+    beta is b^l, added with the activation): from the batch's statistics when
+    training (moving the running estimates), else from the running ones."""
+    cdef ptrdiff_t n = net.units[l], at = net.blk_off[l], width = _width(net)
+    cdef const floating *gamma = <const floating *> net.params + net.gamma_off[l - 1]
+    cdef floating *running = <floating *> net.running
+    if training:
+        batch_norm_train(m, n, _BN_EPSILON, _BN_MOMENTUM, gamma, z,
+                         <floating *> w.zhat + w.cap * at, <floating *> w.bn + at,
+                         <floating *> w.bn + width, running + at,
+                         running + width + at)
+    else:
+        batch_norm_apply(m, n, _BN_EPSILON, gamma, running + at,
+                         running + width + at, z)
+
+
 cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
-                   floating *a) noexcept nogil:
+                   floating *a, bint training) noexcept nogil:
     """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into the blocks
     of `a` (w.a, or a prediction's own blocks); block L receives A^{L-1} W^L,
     whose bias and output activation the caller applies (with the loss when
-    training). With w.z set, Z^l is also copied there before f overwrites it."""
+    training). Batch-normalised layers normalise A^{l-1} W^l first; when
+    `training`, layers with dropout also leave A^l * mask in w.kept, which
+    the next layer reads. With w.z set, the pre-activation (A^{l-1} W^l + b^l,
+    or gamma Zhat + b^l) is also copied there before f overwrites it."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
     cdef floating *z = a + cap * net.blk_off[1]
@@ -139,9 +185,11 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
         n_out = net.units[l]
         z = a + cap * net.blk_off[l]
         if l > 1:
-            a_prev = a + cap * net.blk_off[l - 1]
+            a_prev = _layer_output(net, w, a, l - 1, training)
             gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in,
                  p + net.w_off[l - 1], n_out, zero, z, n_out)
+        if l < L and net.gamma_off[l - 1] >= 0:
+            _normalise(net, w, m, l, training, z)
         if w.z != NULL:
             _keep_z(z, p + net.b_off[l - 1], m, n_out,
                     <floating *> w.z + cap * net.blk_off[l])
@@ -149,20 +197,30 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
             # A^l = f(Z^l + b^l), in place
             bias_activation(m, n_out, net.activation[l - 1], net.slope,
                             p + net.b_off[l - 1], z)
+            if _drops(net, l, training):
+                dropout(m * n_out, net.dropout[l - 1], net.rng[0], net.rng[1], z,
+                        <floating *> w.mask + cap * net.blk_off[l],
+                        <floating *> w.kept + cap * net.blk_off[l])
+                net.rng[1] += <uint64_t> (m * n_out)
 
 
 cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
                            const floating *sw, ptrdiff_t m, const Work *w,
-                           bint accumulate, bint backward) noexcept nogil:
-    """Forward and (if `backward`) backward pass over m rows. Adds the sums
-    over rows of (A^{l-1})^T delta^l and delta^l into net.grads (zeroed first
-    unless `accumulate`) and returns the weighted data loss sum_i sw_i C_i."""
+                           bint accumulate, bint backward,
+                           bint training) noexcept nogil:
+    """Forward and (if `backward`) backward pass over m rows, as a training
+    step (dropout, batch statistics) or not. Adds the sums over rows of
+    (A^{l-1})^T delta^l and delta^l (and batch norm's gamma gradients) into
+    net.grads (zeroed first unless `accumulate`) and returns the weighted
+    data loss sum_i sw_i C_i. The backward pass of a network with dropout or
+    batch normalisation needs `training` (the caller checks)."""
     cdef const floating *p = <const floating *> net.params
     cdef floating *g = <floating *> net.grads
     cdef const floating *a_prev
     cdef floating *d
     cdef floating *d_prev
     cdef floating one = 1, zero = 0
+    cdef ptrdiff_t at
     cdef floating *a = <floating *> w.a
     cdef floating *delta = <floating *> w.delta
     cdef const floating *z_prev = NULL
@@ -170,7 +228,7 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
     cdef double data_loss
 
-    _forward(net, x, m, w, a)
+    _forward(net, x, m, w, a, training)
     # A^L = g(Z^L + b^L), loss, and delta^L = (A^L - Y) * sw in one pass
     data_loss = output_loss(m, net.units[L], net.loss, net.huber_delta,
                             p + net.b_off[L - 1],
@@ -183,10 +241,20 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     for l in range(L, 0, -1):
         n_in = net.units[l - 1]
         n_out = net.units[l]
-        d = delta + cap * net.blk_off[l]
-        # dW^l += (A^{l-1})^T delta^l                (n_in, n_out)
+        at = net.blk_off[l]
+        d = delta + cap * at
+        if l < L and net.gamma_off[l - 1] >= 0:
+            # dgamma^l, dbeta^l = db^l; delta^l := dC/dZ^l of the normalisation
+            batch_norm_backward(m, n_out, p + net.gamma_off[l - 1],
+                                <floating *> w.zhat + cap * at,
+                                <floating *> w.bn + at, <floating *> w.bn + _width(net),
+                                g + net.gamma_off[l - 1], g + net.b_off[l - 1], d)
+        else:
+            # db^l += sum over rows of delta^l
+            column_sums(m, n_out, d, g + net.b_off[l - 1])
+        # dW^l += (A^{l-1})^T delta^l, A^{l-1} as layer l read it  (n_in, n_out)
         if l > 1:
-            a_prev = a + cap * net.blk_off[l - 1]
+            a_prev = _layer_output(net, w, a, l - 1, training)
             gemm(TRANS, NO_TRANS, n_in, n_out, m, one, a_prev, n_in, d, n_out,
                  one, g + net.w_off[l - 1], n_out)
         elif x.x != NULL:
@@ -196,17 +264,18 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
             csr_transpose_matmul_add(m, n_out, <const floating *> x.data,
                                      x.indices, x.indptr, x.rows, x.first_row,
                                      d, g)
-        # db^l += sum over rows of delta^l
-        column_sums(m, n_out, d, g + net.b_off[l - 1])
         if l > 1:
-            d_prev = delta + cap * net.blk_off[l - 1]
-            # delta^{l-1} = (delta^l (W^l)^T) * f'(Z^{l-1})
+            at = net.blk_off[l - 1]
+            d_prev = delta + cap * at
+            # delta^{l-1} = (delta^l (W^l)^T) [* mask^{l-1}] * f'(Z^{l-1})
             gemm(NO_TRANS, TRANS, m, n_in, n_out, one, d, n_out,
                  p + net.w_off[l - 1], n_out, zero, d_prev, n_in)
+            if _drops(net, l - 1, training):
+                multiply(m * n_in, <floating *> w.mask + cap * at, d_prev)
             if w.z != NULL:
-                z_prev = <const floating *> w.z + cap * net.blk_off[l - 1]
+                z_prev = <const floating *> w.z + cap * at
             delta_derivative(m * n_in, net.activation[l - 2], net.slope,
-                             a_prev, z_prev, d_prev)
+                             a + cap * at, z_prev, d_prev)
     return data_loss
 
 
@@ -362,7 +431,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                 swb = SW + start
         yb = _target_rows(Y, y_u8, order, start, m, n_out, <floating *> w.y)
         s = m if swb == NULL else _weight_sum(swb, m)
-        data_loss = _loss_gradient(net, &xb, yb, swb, m, w, False, True)
+        data_loss = _loss_gradient(net, &xb, yb, swb, m, w, False, True, True)
         total += _finish(net, p, g, data_loss, s) * m
         _update(net, opt, p, g)
         start += m
@@ -371,9 +440,11 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
 
 cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
                                 const void *Y, bint y_u8, const floating *SW,
-                                ptrdiff_t n, bint gradient) noexcept nogil:
+                                ptrdiff_t n, bint gradient,
+                                bint training) noexcept nogil:
     """Loss and (if `gradient`) gradient over all n rows, in blocks of w.cap
-    rows whose gradient sums accumulate (the full-batch objective of L-BFGS)."""
+    rows whose gradient sums accumulate (the full-batch objective of L-BFGS;
+    batch statistics, when `training`, are those of each block)."""
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
     cdef ptrdiff_t start = 0, m
     cdef double data_loss = 0, s
@@ -387,7 +458,7 @@ cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
         data_loss += _loss_gradient(net, &xb,
                                     _target_rows(Y, y_u8, NULL, start, m, n_out,
                                                  <floating *> w.y),
-                                    swb, m, w, start > 0, gradient)
+                                    swb, m, w, start > 0, gradient, training)
         start += m
     s = n if SW == NULL else _weight_sum(SW, n)
     if not gradient:
@@ -397,9 +468,10 @@ cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
 
 cdef double _trace(const Net *net, const Rows *X, const floating *Y,
                    const floating *SW, ptrdiff_t n, const Work *w) noexcept nogil:
-    """One forward and backward pass over all n rows in one block (w.cap = n),
-    leaving Z, A and delta of every layer in w and the gradient in net.grads."""
-    cdef double data_loss = _loss_gradient(net, X, Y, SW, n, w, False, True)
+    """One training step's forward and backward pass over all n rows in one
+    block (w.cap = n), leaving Z, A and delta of every layer in w and the
+    gradient in net.grads."""
+    cdef double data_loss = _loss_gradient(net, X, Y, SW, n, w, False, True, True)
     return _finish(net, <floating *> net.params, <floating *> net.grads,
                    data_loss, n if SW == NULL else _weight_sum(SW, n))
 
@@ -421,7 +493,7 @@ cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     while start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
-        _forward(net, &xb, m, &w, a)
+        _forward(net, &xb, m, &w, a, False)
         if layer == L:
             bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                             p + net.b_off[L - 1], block)
@@ -525,6 +597,17 @@ cdef class Engine:
         activation (identity, softmax, logistic or exp).
     dtype : {numpy.float32, numpy.float64}
         Element type of every buffer.
+    negative_slope : float
+        leaky_relu's slope for z < 0.
+    huber_delta : float
+        The huber loss's d.
+    batch_norm : bool
+        Batch-normalise every hidden layer (Ioffe & Szegedy 2015): its b^l
+        becomes the shift beta, and a scale gamma^l (initially 1) follows
+        the biases in `params`.
+    dropout : float or sequence of float
+        Dropout rate of each hidden layer (one for all, or one per layer),
+        in [0, 1); applied by training passes only.
 
     Attributes
     ----------
@@ -535,6 +618,12 @@ cdef class Engine:
         Gradient of the last pass, same layout.
     coefs, intercepts : tuple of ndarray
         Views of W^l (fan_in, fan_out) and b^l (fan_out,) into `params`.
+    batch_norm_scales : tuple of ndarray
+        Views of gamma^l (n_l,) of the hidden layers into `params` (empty
+        without batch normalisation).
+    running : ndarray of shape (2, sum(n_l))
+        Batch normalisation's running means and variances, (see
+        `running_means`, `running_vars`).
     optimizer_state : ndarray of shape (2, n_params) or None
         sgd: row 0 the velocity; adam: rows m and v.
     last_nogil_interval : tuple of float or None
@@ -553,7 +642,8 @@ cdef class Engine:
     """
 
     def __cinit__(self, layer_units, hidden_activation, int loss, dtype,
-                  double negative_slope=0.01, double huber_delta=1.0):
+                  double negative_slope=0.01, double huber_delta=1.0,
+                  bint batch_norm=False, dropout=0.0):
         cdef ptrdiff_t L
         cdef ptrdiff_t *lay
         units = tuple(int(u) for u in layer_units)
@@ -584,6 +674,11 @@ cdef class Engine:
             raise ValueError("a weight matrix has 2**31 or more entries")
         n_coefs = sum(sizes)
         n_params = n_coefs + sum(units[1:])
+        gamma_off = [-1] * L
+        if batch_norm:
+            for l in range(L - 1):
+                gamma_off[l] = n_params
+                n_params += units[l + 1]
         # parameters, gradient and two optimizer-state vectors
         needed = 4 * n_params * dtype.itemsize
         if needed > _physical_memory():
@@ -592,7 +687,7 @@ cdef class Engine:
                 f"its parameters, gradient and optimizer state; this machine has "
                 f"{_physical_memory() / 2**30:.1f} GiB")
 
-        # layout: units | w_off | b_off | blk_off, one intp array
+        # layout: units | w_off | b_off | blk_off | gamma_off, one intp array
         w_off, b_off, blk_off = [], [], [0]
         w_at, b_at, blk_at = 0, n_coefs, 0
         for l in range(L):
@@ -602,8 +697,8 @@ cdef class Engine:
             w_at += sizes[l]
             b_at += units[l + 1]
             blk_at += units[l + 1]
-        self._layout = np.array(units + tuple(w_off) + tuple(b_off) + tuple(blk_off),
-                                dtype=np.intp)
+        self._layout = np.array(units + tuple(w_off) + tuple(b_off) + tuple(blk_off)
+                                + tuple(gamma_off), dtype=np.intp)
         lay = <ptrdiff_t *> _data(self._layout)
 
         self.dtype = dtype
@@ -615,11 +710,14 @@ cdef class Engine:
             for l in range(L))
         self.intercepts = tuple(
             self.params[b_off[l]:b_off[l] + units[l + 1]] for l in range(L))
+        if batch_norm:
+            self.params[gamma_off[0]:] = 1
         self.net.n_layers = L
         self.net.units = lay
         self.net.w_off = lay + (L + 1)
         self.net.b_off = lay + (2 * L + 1)
         self.net.blk_off = lay + (3 * L + 1)
+        self.net.gamma_off = lay + (4 * L + 2)
         self.net.n_coefs = n_coefs
         self.net.n_params = n_params
         self._activation = np.array(codes + (0,), dtype=np.intc)  # never empty
@@ -631,6 +729,15 @@ cdef class Engine:
         self.net.alpha_l1 = 0
         self.net.params = _data(self.params)
         self.net.grads = _data(self.grads)
+        width = sum(units[1:])
+        self.running = np.zeros((2, width), dtype=dtype)
+        self.running[1] = 1  # PyTorch's initial running variance
+        self.net.running = _data(self.running)
+        self._dropout = np.zeros(L, dtype=np.float64)
+        self.net.dropout = <const double *> _data(self._dropout)
+        self.dropout = dropout
+        self._rng = np.zeros(2, dtype=np.uint64)
+        self.net.rng = <uint64_t *> _data(self._rng)
         self.solver = None
         self.optimizer_state = None
         self._work = None
@@ -646,6 +753,65 @@ cdef class Engine:
     @property
     def negative_slope(self):
         return self.net.slope
+
+    @property
+    def batch_norm(self):
+        """Whether the hidden layers are batch-normalised."""
+        return self.net.gamma_off[0] >= 0
+
+    def _hidden_views(self, flat):
+        """Views of a flat (sum(n_l),) array per hidden layer."""
+        units = self.layer_units
+        starts = np.cumsum((0,) + units[1:])
+        return tuple(flat[starts[l]:starts[l + 1]] for l in range(len(units) - 2))
+
+    @property
+    def batch_norm_scales(self):
+        """gamma^l of each hidden layer, views into `params` (() without
+        batch normalisation)."""
+        if not self.batch_norm:
+            return ()
+        units = self.layer_units
+        return tuple(self.params[self.net.gamma_off[l]:self.net.gamma_off[l] + units[l + 1]]
+                     for l in range(len(units) - 2))
+
+    @property
+    def running_means(self):
+        """Running mean of A^{l-1} W^l per hidden layer, views into `running`."""
+        return self._hidden_views(self.running[0])
+
+    @property
+    def running_vars(self):
+        """Running (unbiased) variance of A^{l-1} W^l per hidden layer, views."""
+        return self._hidden_views(self.running[1])
+
+    @property
+    def dropout(self):
+        """Dropout rate of each hidden layer, a tuple of length L - 1."""
+        return tuple(float(r) for r in self._dropout[:-1])
+
+    @dropout.setter
+    def dropout(self, rates):
+        n_hidden = len(self.layer_units) - 2
+        rates = ((float(rates),) * n_hidden if np.ndim(rates) == 0
+                 else tuple(float(r) for r in rates))
+        if len(rates) != n_hidden:
+            raise ValueError(f"{len(rates)} dropout rates for {n_hidden} hidden layers")
+        if not all(0 <= r < 1 for r in rates):
+            raise ValueError(f"dropout rates must be in [0, 1), got {rates}")
+        self._dropout[:-1] = rates
+
+    @property
+    def dropout_rng(self):
+        """(seed, position) of dropout's SplitMix64 stream: the next mask
+        element drawn is output `position` of the stream `seed`."""
+        return int(self._rng[0]), int(self._rng[1])
+
+    @dropout_rng.setter
+    def dropout_rng(self, state):
+        seed, position = state
+        self._rng[0] = seed
+        self._rng[1] = position
 
     @property
     def huber_delta(self):
@@ -748,29 +914,44 @@ cdef class Engine:
         self.net.alpha = alpha
         self.net.alpha_l1 = alpha_l1
 
+    cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z):
+        """Point `w` at new blocks for `cap` rows and return the arrays: A
+        and delta; Z where `keep_z` or a derivative needs it; batch norm's
+        and dropout's blocks where the network has them. (Rows of X, Y and
+        sample weights are the caller's.)"""
+        cdef ptrdiff_t width = sum(self.layer_units[1:])
+        cdef void **slots[7]
+        slots[:] = [&w.a, &w.delta, &w.z, &w.zhat, &w.bn, &w.mask, &w.kept]
+        bn = self.batch_norm
+        drops = any(self.dropout)
+        needs_z = keep_z or any(cnnbp_derivative_needs_z(c) for c in self.hidden_activation)
+        sizes = [cap * width, cap * width, cap * width if needs_z else 0,
+                 cap * width if bn else 0, 3 * width if bn else 0,
+                 cap * width if drops else 0, cap * width if drops else 0]
+        memset(w, 0, sizeof(Work))
+        w.cap = cap
+        arrays = []
+        for i, size in enumerate(sizes):
+            arrays.append(np.empty(size, dtype=self.dtype) if size else None)
+            if size:
+                slots[i][0] = _data(arrays[i])
+        return arrays
+
     cdef _reserve(self, ptrdiff_t cap, bint gather_x):
-        """Work blocks for `cap` rows, kept while large enough; the block that
-        gathers rows of X only for shuffled dense X (CSR rows are read in place)."""
+        """Work blocks for `cap` rows, kept while large enough (and while the
+        dropout they were made for is on); the block that gathers rows of X
+        only for shuffled dense X (CSR rows are read in place)."""
         units = self.layer_units
-        if self.work.cap < cap:
-            width = sum(units[1:])
-            a = np.empty(cap * width, dtype=self.dtype)
-            delta = np.empty(cap * width, dtype=self.dtype)
+        if self.work.cap < cap or (any(self.dropout) and self.work.mask == NULL):
+            cap = max(cap, self.work.cap)
             y = np.empty(cap * units[len(units) - 1], dtype=self.dtype)
             sw = np.empty(cap, dtype=self.dtype)
-            self._work = [a, delta, y, sw, None, None]
-            memset(&self.work, 0, sizeof(Work))
-            self.work.cap = cap
-            self.work.a = _data(a)
-            self.work.delta = _data(delta)
+            self._work = self._allocate(cap, &self.work, False) + [y, sw]
             self.work.y = _data(y)
             self.work.sw = _data(sw)
-            if any(cnnbp_derivative_needs_z(c) for c in self.hidden_activation):
-                self._work[5] = np.empty(cap * width, dtype=self.dtype)
-                self.work.z = _data(self._work[5])
         if gather_x and self.work.x == NULL:
             x = np.empty(self.work.cap * units[0], dtype=self.dtype)
-            self._work[4] = x
+            self._work.append(x)
             self.work.x = _data(x)
 
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
@@ -847,7 +1028,7 @@ cdef class Engine:
         return total
 
     def loss_gradient(self, X, Y, sample_weight, double alpha, params=None,
-                      double alpha_l1=0.0, bint gradient=True):
+                      double alpha_l1=0.0, bint gradient=True, bint training=False):
         """Full-batch loss; the gradient is left in `grads`.
 
         Parameters
@@ -861,12 +1042,28 @@ cdef class Engine:
             L1 penalty.
         gradient : bool
             False: the loss only (a forward pass; `grads` is left alone).
+        training : bool
+            True: the loss of a training step, with dropout masks drawn (the
+            stream moves on; set `dropout_rng` to repeat them) and batch
+            statistics (of each block of up to 4096 rows; the running
+            estimates move). False: the loss the model predicts with. A
+            network with dropout or batch normalisation has a gradient only
+            for training=True.
 
         Returns
         -------
         loss : float
             ``sum_i sw_i C_i / s + alpha / 2 * ||W||^2 / s + alpha_l1 ||W||_1 / s``.
+
+        Raises
+        ------
+        ValueError
+            For a gradient of a network with dropout or batch normalisation
+            without `training`, or data the engine cannot take.
         """
+        if gradient and not training and (self.batch_norm or any(self.dropout)):
+            raise ValueError("a network with dropout or batch normalisation has a "
+                             "gradient only for training passes (training=True)")
         cdef Rows x
         cdef list keep = []
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
@@ -881,15 +1078,16 @@ cdef class Engine:
         if self.dtype == np.float64:
             with nogil:
                 loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
-                                           <double *> sw, n, gradient)
+                                           <double *> sw, n, gradient, training)
         else:
             with nogil:
                 loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
-                                           <float *> sw, n, gradient)
+                                           <float *> sw, n, gradient, training)
         return loss
 
     def trace(self, X, Y, sample_weight, double alpha, double alpha_l1=0.0):
-        """One forward and backward pass over all rows, keeping every block.
+        """One training step's forward and backward pass over all rows (without
+        the update), keeping every block.
 
         Parameters
         ----------
@@ -910,14 +1108,9 @@ cdef class Engine:
         cdef list keep = []
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
         units = self.layer_units
-        width = sum(units[1:])
-        a, delta, z = (np.empty(n * width, dtype=self.dtype) for _ in range(3))
         cdef Work w
-        memset(&w, 0, sizeof(Work))
-        w.cap = n
-        w.a = _data(a)
-        w.delta = _data(delta)
-        w.z = _data(z)
+        blocks = self._allocate(n, &w, True)
+        a, delta, z = blocks[:3]
         self._set_penalties(alpha, alpha_l1)
         Y = Y.astype(self.dtype, copy=False)  # byte targets: one block, converted
         cdef void *y = _data(Y)
@@ -978,14 +1171,19 @@ cdef class Engine:
         return (_restore, (self.layer_units, self.hidden_activation,
                            self.net.loss, self.dtype.str, self.params,
                            self.optimizer_settings(), self.net.slope,
-                           self.net.huber_delta))
+                           self.net.huber_delta, self.batch_norm, self.dropout,
+                           self.running, self.dropout_rng))
 
 
 def _restore(layer_units, hidden_activation, loss, dtype, params, optimizer,
-             negative_slope, huber_delta):
+             negative_slope, huber_delta, batch_norm=False, dropout=0.0,
+             running=None, dropout_rng=(0, 0)):
     engine = Engine(layer_units, hidden_activation, loss, dtype, negative_slope,
-                    huber_delta)
+                    huber_delta, batch_norm, dropout)
     engine.params[...] = params
+    if running is not None:
+        engine.running[...] = running
+    engine.dropout_rng = dropout_rng
     if optimizer is not None:
         engine.set_optimizer(**optimizer)
     return engine

@@ -97,7 +97,10 @@ def backprop_trace(estimator, X, y, sample_weight=None):
     intermediate, per layer, in the lecture notation.
 
     The numbers are those the engine computes when training on the batch X
-    (the same kernels and BLAS calls); the model is not changed.
+    (the same kernels and BLAS calls; dropout masks as the model's next step
+    would draw them, batch normalisation with the statistics of X); the
+    model is not changed. ``z`` of a batch-normalised layer is its
+    normalised pre-activation gamma Zhat + b.
 
     Parameters
     ----------
@@ -151,7 +154,8 @@ class GradientCheckReport:
     Attributes
     ----------
     errors : dict of str to float
-        Relative error per block, keys ``"W1", "b1", ..., "WL", "bL"``:
+        Relative error per block, keys ``"W1", "b1", ..., "WL", "bL"`` (and
+        ``"gamma1", ...`` for batch normalisation's scales):
         max|backprop - numeric| / max(max|numeric|, max|backprop|, floor),
         floor = 10 eps_dtype max(|C|, 1) / (h tol): a difference of ten
         round-offs of the difference quotient passes.
@@ -188,11 +192,21 @@ class GradientCheckReport:
         return "\n".join(lines)
 
 
-def _backprop_gradient(engine, X, Y, sw, penalties):
-    """The engine's gradient (what the optimizer receives), flat;
-    penalties = (alpha, alpha_l1)."""
+def _training_pass(engine, X, Y, sw, penalties, params=None):
+    """The loss of a training step, its gradient left in engine.grads;
+    penalties = (alpha, alpha_l1). Every call draws the same dropout masks
+    (the stream is rewound to where the model's next step would start), so
+    the cost is one deterministic function of the parameters."""
     alpha, alpha_l1 = penalties
-    engine.loss_gradient(X, Y, sw, alpha, alpha_l1=alpha_l1)
+    rng = engine.dropout_rng
+    loss = engine.loss_gradient(X, Y, sw, alpha, params, alpha_l1=alpha_l1, training=True)
+    engine.dropout_rng = rng
+    return loss
+
+
+def _backprop_gradient(engine, X, Y, sw, penalties):
+    """The engine's gradient (what the optimizer receives), flat."""
+    _training_pass(engine, X, Y, sw, penalties)
     return engine.grads.astype(np.float64)
 
 
@@ -204,7 +218,7 @@ def _objective(engine, X, Y, sw, penalties, params):
     term is multiplied by k here; every other loss is used as reported.
     """
     alpha, alpha_l1 = penalties
-    loss = engine.loss_gradient(X, Y, sw, alpha, params, alpha_l1=alpha_l1)
+    loss = _training_pass(engine, X, Y, sw, penalties, params)
     k = Y.shape[1]
     if LOSSES[engine.loss] != "squared_error" or k == 1:
         return loss
@@ -222,7 +236,11 @@ def check_gradients(estimator, X, y, eps=None, sample_weight=None, tol=None):
     (C(w + h e_i) - C(w - h e_i)) / 2h of the cost on (X, y) is compared
     with the gradient the engine computes by backpropagation, block by
     block (each W^l and b^l). The truncation error of the centred difference
-    is O(h^2); its round-off error O(machine eps / h).
+    is O(h^2); its round-off error O(machine eps / h). For a model with
+    dropout or batch normalisation the cost is a training step's: with the
+    dropout masks the model's next step would draw (the same at every
+    evaluation) and the batch statistics of X, whose gradient flows through
+    the normalisation; the scales gamma^l are checked too.
 
     Parameters
     ----------
@@ -281,9 +299,20 @@ def check_gradients(estimator, X, y, eps=None, sample_weight=None, tol=None):
     cost = abs(_objective(engine, X, Y, sw, alpha, w0))
     floor = 10 * np.finfo(engine.dtype).eps * max(cost, 1.0) / (eps * tol)
     errors = {}
-    pairs = zip(_split(engine, analytic), _split(engine, numeric))
-    for l, ((gW, gb), (nW, nb)) in enumerate(pairs, start=1):
-        for name, g, n in ((f"W{l}", gW, nW), (f"b{l}", gb, nb)):
-            scale = max(np.abs(n).max(), np.abs(g).max(), floor)
-            errors[name] = float(np.abs(g - n).max() / scale)
+    for (name, g), (_, n) in zip(_blocks(engine, analytic), _blocks(engine, numeric)):
+        scale = max(np.abs(n).max(), np.abs(g).max(), floor)
+        errors[name] = float(np.abs(g - n).max() / scale)
     return GradientCheckReport(errors, tol, eps)
+
+
+def _blocks(engine, flat):
+    """(name, block) of a flat vector in the engine's layout: W1, b1, ...,
+    WL, bL, then batch normalisation's gamma1, ..., gamma(L-1)."""
+    out = []
+    for l, (dW, db) in enumerate(_split(engine, flat), start=1):
+        out += [(f"W{l}", dW), (f"b{l}", db)]
+    at = sum(c.size + b.size for c, b in zip(engine.coefs, engine.intercepts))
+    for l, gamma in enumerate(engine.batch_norm_scales, start=1):
+        out.append((f"gamma{l}", flat[at : at + gamma.size]))
+        at += gamma.size
+    return out

@@ -5,6 +5,7 @@ wrappers so that one Cython body serves float32 and float64.
 Every ``cdef extern`` of the project lives here, once.
 """
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uint64_t
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sasum, dasum, sgemm, dgemm, sgemv, dgemv, sdot, ddot
 
@@ -105,6 +106,34 @@ cdef extern from "cnn_bp.h" nogil:
                                    double s, const float *w, float *g)
     void cnnbp_finish_gradient_f64(ptrdiff_t size, double alpha, double alpha_l1,
                                    double s, const double *w, double *g)
+    void cnnbp_dropout_f32(ptrdiff_t size, double rate, uint64_t seed,
+                           uint64_t counter, const float *a, float *mask, float *kept)
+    void cnnbp_dropout_f64(ptrdiff_t size, double rate, uint64_t seed,
+                           uint64_t counter, const double *a, double *mask, double *kept)
+    void cnnbp_multiply_f32(ptrdiff_t size, const float *x, float *y)
+    void cnnbp_multiply_f64(ptrdiff_t size, const double *x, double *y)
+    void cnnbp_batch_norm_train_f32(ptrdiff_t m, ptrdiff_t n, double eps,
+                                    double momentum, const float *gamma, float *z,
+                                    float *zhat, float *inv_std, float *mean,
+                                    float *running_mean, float *running_var)
+    void cnnbp_batch_norm_train_f64(ptrdiff_t m, ptrdiff_t n, double eps,
+                                    double momentum, const double *gamma, double *z,
+                                    double *zhat, double *inv_std, double *mean,
+                                    double *running_mean, double *running_var)
+    void cnnbp_batch_norm_apply_f32(ptrdiff_t m, ptrdiff_t n, double eps,
+                                    const float *gamma, const float *running_mean,
+                                    const float *running_var, float *z)
+    void cnnbp_batch_norm_apply_f64(ptrdiff_t m, ptrdiff_t n, double eps,
+                                    const double *gamma, const double *running_mean,
+                                    const double *running_var, double *z)
+    void cnnbp_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t n, const float *gamma,
+                                       const float *zhat, const float *inv_std,
+                                       float *scratch, float *dgamma, float *dbeta,
+                                       float *delta)
+    void cnnbp_batch_norm_backward_f64(ptrdiff_t m, ptrdiff_t n, const double *gamma,
+                                       const double *zhat, const double *inv_std,
+                                       double *scratch, double *dgamma, double *dbeta,
+                                       double *delta)
     void cnnbp_csr_matmul_f32(ptrdiff_t m, ptrdiff_t n, const float *data,
                               const ptrdiff_t *indices, const ptrdiff_t *indptr,
                               const ptrdiff_t *rows, ptrdiff_t first_row,
@@ -251,6 +280,58 @@ cdef inline void finish_gradient(ptrdiff_t size, double alpha, double alpha_l1,
         cnnbp_finish_gradient_f32(size, alpha, alpha_l1, s, w, g)
     else:
         cnnbp_finish_gradient_f64(size, alpha, alpha_l1, s, w, g)
+
+
+cdef inline void dropout(ptrdiff_t size, double rate, uint64_t seed,
+                         uint64_t counter, const floating *a, floating *mask,
+                         floating *kept) noexcept nogil:
+    if floating is float:
+        cnnbp_dropout_f32(size, rate, seed, counter, a, mask, kept)
+    else:
+        cnnbp_dropout_f64(size, rate, seed, counter, a, mask, kept)
+
+
+cdef inline void multiply(ptrdiff_t size, const floating *x,
+                          floating *y) noexcept nogil:
+    if floating is float:
+        cnnbp_multiply_f32(size, x, y)
+    else:
+        cnnbp_multiply_f64(size, x, y)
+
+
+cdef inline void batch_norm_train(ptrdiff_t m, ptrdiff_t n, double eps,
+                                  double momentum, const floating *gamma,
+                                  floating *z, floating *zhat, floating *inv_std,
+                                  floating *mean, floating *running_mean,
+                                  floating *running_var) noexcept nogil:
+    if floating is float:
+        cnnbp_batch_norm_train_f32(m, n, eps, momentum, gamma, z, zhat, inv_std,
+                                   mean, running_mean, running_var)
+    else:
+        cnnbp_batch_norm_train_f64(m, n, eps, momentum, gamma, z, zhat, inv_std,
+                                   mean, running_mean, running_var)
+
+
+cdef inline void batch_norm_apply(ptrdiff_t m, ptrdiff_t n, double eps,
+                                  const floating *gamma, const floating *running_mean,
+                                  const floating *running_var,
+                                  floating *z) noexcept nogil:
+    if floating is float:
+        cnnbp_batch_norm_apply_f32(m, n, eps, gamma, running_mean, running_var, z)
+    else:
+        cnnbp_batch_norm_apply_f64(m, n, eps, gamma, running_mean, running_var, z)
+
+
+cdef inline void batch_norm_backward(ptrdiff_t m, ptrdiff_t n, const floating *gamma,
+                                     const floating *zhat, const floating *inv_std,
+                                     floating *scratch, floating *dgamma,
+                                     floating *dbeta, floating *delta) noexcept nogil:
+    if floating is float:
+        cnnbp_batch_norm_backward_f32(m, n, gamma, zhat, inv_std, scratch, dgamma,
+                                      dbeta, delta)
+    else:
+        cnnbp_batch_norm_backward_f64(m, n, gamma, zhat, inv_std, scratch, dgamma,
+                                      dbeta, delta)
 
 
 cdef inline void csr_matmul(ptrdiff_t m, ptrdiff_t n, const floating *data,

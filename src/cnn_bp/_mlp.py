@@ -43,7 +43,7 @@ from ._compat import (
     _fit_context,
     _get_additional_lbfgs_options_dict,
 )
-from ._engine import Engine
+from ._engine import BN_EPSILON, Engine
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -92,6 +92,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         "lr_schedule": [None, callable],
         "scoring": [None, str, callable],
         "max_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple],
+        "batch_norm": ["boolean"],
         "init": [StrOptions({"glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
                              "lecun_normal"})],
     }
@@ -103,9 +105,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
         n_iter_no_change, max_fun, negative_slope, weight_decay, rho, clip_norm,
-        alpha_l1, lr_schedule, scoring, init, max_norm,
+        alpha_l1, lr_schedule, scoring, init, max_norm, dropout, batch_norm,
     ):  # fmt: skip
         self.activation = activation
+        self.dropout = dropout
+        self.batch_norm = batch_norm
         self.negative_slope = negative_slope
         self.weight_decay = weight_decay
         self.rho = rho
@@ -154,10 +158,18 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         return "_engine" in self.__dict__
 
     def _attach(self, engine):
-        """Make `engine` the model's; coefs_ and intercepts_ become its views."""
+        """Make `engine` the model's; coefs_ and intercepts_ (and batch
+        normalisation's attributes) become its views."""
         self._engine = engine
         self.coefs_ = list(engine.coefs)
         self.intercepts_ = list(engine.intercepts)
+        for name, views in (("batch_norm_scales_", engine.batch_norm_scales),
+                            ("running_means_", engine.running_means),
+                            ("running_vars_", engine.running_vars)):  # fmt: skip
+            if engine.batch_norm:
+                setattr(self, name, list(views))
+            else:
+                self.__dict__.pop(name, None)
 
     def _sync_engine(self):
         """Rebuild the engine if the user assigned coefs_ / intercepts_ arrays
@@ -182,9 +194,16 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     f"shape {dst.shape} is needed"
                 )
             dst[...] = src
-        settings = engine.optimizer_settings()
-        if settings is not None and new.params.shape == engine.params.shape:
-            new.set_optimizer(**settings)
+        if new.params.shape == engine.params.shape:
+            # the state beyond coefs_ and intercepts_: batch norm's scales
+            # (they follow the biases) and running estimates, dropout's stream
+            start = sum(c.size + b.size for c, b in zip(coefs, intercepts))
+            new.params[start:] = engine.params[start:]
+            new.running[...] = engine.running
+            new.dropout_rng = engine.dropout_rng
+            settings = engine.optimizer_settings()
+            if settings is not None:
+                new.set_optimizer(**settings)
         self._attach(new)
 
     def __getstate__(self):
@@ -219,12 +238,38 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             )
         return names
 
+    def _dropout_rates(self, n_hidden):
+        """The dropout rate of each hidden layer: `dropout` repeated, or the
+        list given, checked against the network."""
+        if np.ndim(self.dropout) == 0:
+            return [float(self.dropout)] * n_hidden
+        rates = list(self.dropout)
+        if len(rates) != n_hidden:
+            raise ValueError(
+                f"dropout lists {len(rates)} rates but the network has {n_hidden} "
+                "hidden layers; give one per hidden layer, or a single rate"
+            )
+        if not all(isinstance(r, Real) and 0 <= r < 1 for r in rates):
+            raise ValueError(f"dropout rates must be numbers in [0, 1), got {rates}")
+        return [float(r) for r in rates]
+
     def _new_engine(self, layer_units, loss, dtype):
-        """An engine for this network: its hidden activations, slope and loss."""
-        names = self._hidden_activations(len(layer_units) - 2)
+        """An engine for this network: its hidden activations, slope, loss,
+        batch normalisation and dropout."""
+        n_hidden = len(layer_units) - 2
+        names = self._hidden_activations(n_hidden)
         huber_delta = self.huber_delta if loss == "huber" else 1.0
         return Engine(layer_units, [activation_code(a) for a in names], loss_code(loss),
-                      dtype, self.negative_slope, huber_delta)  # fmt: skip
+                      dtype, self.negative_slope, huber_delta, self.batch_norm,
+                      self._dropout_rates(n_hidden))  # fmt: skip
+
+    def _seed_dropout(self):
+        """Give dropout its stream the first time a fit uses it: one draw
+        from the random state, so that without dropout the random numbers
+        are scikit-learn's."""
+        engine = self._engine
+        if any(engine.dropout) and engine.dropout_rng == (0, 0):
+            engine.dropout_rng = (int(self._random_state.randint(1, 2**63 - 1)), 0)
 
     def _init_coef(self, fan_in, fan_out, dtype, activation):
         """W^l and b^l drawn for `init` (see the class docstring)."""
@@ -270,6 +315,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         names.append(self.activation if isinstance(self.activation, str) else None)
         for coef, intercept, name in zip(engine.coefs, engine.intercepts, names):
             coef[...], intercept[...] = self._init_coef(*coef.shape, dtype, name)
+        if engine.batch_norm:
+            # a batch-normalised layer's bias is its shift beta: zero, as
+            # its scale gamma starts at one (Ioffe & Szegedy 2015; PyTorch)
+            for intercept in engine.intercepts[:-1]:
+                intercept[...] = 0
         self._attach(engine)
         self._best_params = engine.params.copy()
 
@@ -348,6 +398,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             y = y.reshape((-1, 1))
         layer_units = [X.shape[1], *hidden_layer_sizes, y.shape[1]]
         self._random_state = check_random_state(self.random_state)
+        rates = self._dropout_rates(len(hidden_layer_sizes))
+        if self.solver == "lbfgs" and (self.batch_norm or any(rates)):
+            raise ValueError(
+                "dropout and batch_norm need a stochastic solver: L-BFGS minimises "
+                "one deterministic full-batch loss; use solver='adam' or 'sgd'"
+            )
 
         if first_pass:
             self._initialize(y, layer_units, X.dtype)
@@ -358,6 +414,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     f"The fitted network has layer sizes {self._engine.layer_units}"
                     f" but the data and hidden_layer_sizes give {tuple(layer_units)};"
                     " warm_start and partial_fit need the same architecture."
+                )
+            if self._engine.batch_norm != self.batch_norm:
+                raise ValueError(
+                    f"The fitted network has batch_norm={self._engine.batch_norm}; "
+                    "warm_start and partial_fit cannot change it."
                 )
         self.n_outputs_ = y.shape[1]
         X = self._engine_input(X)
@@ -468,6 +529,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         engine = self._engine
         if not incremental or engine.solver is None:
             self._start_optimizer()
+        # dropout may change between fits (warm_start, partial_fit)
+        engine.dropout = self._dropout_rates(len(engine.layer_units) - 2)
+        self._seed_dropout()
         early_stopping = self.early_stopping
         X_train, y_train, sw_train = train
         Y_train = self._targets(y_train)
@@ -709,7 +773,10 @@ or (n_val, n_outputs), default=None
 
         The same weights in ``sklearn.neural_network.MLPClassifier`` /
         ``MLPRegressor``, so that tools built for those (ONNX export through
-        skl2onnx, say) take it. Predictions agree to round-off.
+        skl2onnx, say) take it. Predictions agree to round-off. Batch
+        normalisation, an affine map at prediction time, is folded into the
+        weights: W^l diag(s) and (b^l - s mu^l), s = gamma^l / sqrt(var^l +
+        eps) with the running estimates; dropout is off at prediction.
 
         Returns
         -------
@@ -742,12 +809,20 @@ or (n_val, n_outputs), default=None
         if params["solver"] not in ("lbfgs", "sgd", "adam"):
             params["solver"] = "adam"
         model = cls(**params)
+        own = ("coefs_", "intercepts_", "batch_norm_scales_", "running_means_",
+               "running_vars_")
         for name, value in vars(self).items():
-            if name.endswith("_") and not name.startswith("_") and name not in (
-                "coefs_", "intercepts_"):  # fmt: skip
+            if name.endswith("_") and not name.startswith("_") and name not in own:
                 setattr(model, name, copy.deepcopy(value))
         model.coefs_ = [c.copy() for c in self.coefs_]
         model.intercepts_ = [b.copy() for b in self.intercepts_]
+        if self.batch_norm:
+            for l, (gamma, mean, var) in enumerate(
+                zip(self.batch_norm_scales_, self.running_means_, self.running_vars_)
+            ):
+                scale = gamma / np.sqrt(var + BN_EPSILON)
+                model.coefs_[l] *= scale
+                model.intercepts_[l] -= scale * mean
         if hasattr(self, "_label_binarizer"):
             model._label_binarizer = copy.deepcopy(self._label_binarizer)
         return model
@@ -943,6 +1018,23 @@ default='adam'
         Stochastic solvers: after each step, the incoming weights of each unit
         (each column of each W^l) longer than max_norm in L2 norm are scaled
         back to it (Srivastava et al., 2014, Sec. 5.1).
+    dropout : float or list of float, default=0.0
+        Stochastic solvers: the rate, in [0, 1), at which each hidden unit's
+        activation is dropped (set to 0) during training, one rate for all
+        hidden layers or a list with one per layer; kept activations are
+        scaled by 1 / (1 - rate) ("inverted dropout", Srivastava et al., 2014),
+        so prediction uses the network as it is, without dropout. Masks come
+        from a counter-based generator (SplitMix64) seeded by one draw from
+        random_state, made only when dropout is used.
+    batch_norm : bool, default=False
+        Stochastic solvers: normalise each hidden layer's A^{l-1} W^l over
+        the batch before the activation, Y = gamma (Z - mean) / sqrt(var +
+        eps) + beta (Ioffe & Szegedy, 2015), eps = 1e-5. The layer's
+        intercept b^l is beta (initially 0); the scale gamma (initially 1) is
+        trained by the same solver (without the L2 term). Prediction uses
+        running estimates, moved by 0.1 of each batch's mean and unbiased
+        variance (PyTorch's BatchNorm1d convention). Batch statistics are
+        unweighted; sample weights weigh the loss only.
     alpha_l1 : float, default=0.0
         Strength of an L1 penalty alpha_l1 * ||W||_1 on the weights (not the
         biases), divided like alpha's by the batch's sum of sample weights;
@@ -985,7 +1077,13 @@ _ATTRIBUTES_DOC = """
     n_outputs_ : int
         Number of outputs.
     out_activation_ : str
-        Output activation: 'softmax', 'logistic', 'identity' or 'exp'."""
+        Output activation: 'softmax', 'logistic', 'identity' or 'exp'.
+    batch_norm_scales_ : list of shape (n_layers - 2,)
+        With batch_norm: gamma^l of each hidden layer, ndarray (n_l,), views
+        into the parameter buffer (the shifts beta^l are intercepts_).
+    running_means_, running_vars_ : list of shape (n_layers - 2,)
+        With batch_norm: the running mean and variance of each hidden
+        layer's A^{l-1} W^l, ndarray (n_l,), that prediction normalises with."""
 
 _NOTES_DOC = """
     Notes
@@ -1025,7 +1123,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
         lr_schedule=None, scoring=None, init="glorot_uniform",
-        max_norm=None, class_weight=None,
+        max_norm=None, dropout=0.0, batch_norm=False, class_weight=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -1039,7 +1137,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
-            scoring=scoring, init=init, max_norm=max_norm,
+            scoring=scoring, init=init, max_norm=max_norm, dropout=dropout,
+            batch_norm=batch_norm,
         )  # fmt: skip
         self.class_weight = class_weight
 
@@ -1266,7 +1365,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, negative_slope=0.01,
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
         lr_schedule=None, scoring=None, init="glorot_uniform",
-        max_norm=None, huber_delta=1.0,
+        max_norm=None, dropout=0.0, batch_norm=False, huber_delta=1.0,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
@@ -1280,7 +1379,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             negative_slope=negative_slope, weight_decay=weight_decay, rho=rho,
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
-            scoring=scoring, init=init, max_norm=max_norm,
+            scoring=scoring, init=init, max_norm=max_norm, dropout=dropout,
+            batch_norm=batch_norm,
         )  # fmt: skip
         self.huber_delta = huber_delta
 

@@ -93,6 +93,8 @@ def save(model, path):
         "layer_units": np.asarray(engine.layer_units, dtype=np.int64),
         "params": engine.params,
     }
+    if engine.batch_norm:
+        arrays["running"] = engine.running
     if getattr(model, "_best_params", None) is not None:
         arrays["best_params"] = model._best_params
     settings = engine.optimizer_settings()
@@ -119,6 +121,7 @@ def save(model, path):
         "tuple_params": [k for k, v in raw_params.items() if isinstance(v, tuple)],
         "fitted": fitted,
         "optimizer": settings,
+        "dropout_rng": list(engine.dropout_rng),
         "object_arrays": [k for k, v in text_as_object.items() if v],
         "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape), "sha256": _digest(v)}
                    for k, v in arrays.items()},  # fmt: skip
@@ -213,6 +216,11 @@ def _rebuild(header, files):
             raise ModelFileError(f"{key!r} has {files[key].size} values, the network "
                                  f"{units} has {engine.params.size}")  # fmt: skip
     engine.params[...] = files["params"]
+    if "running" in files:
+        if files["running"].shape != engine.running.shape:
+            raise ModelFileError("'running' does not fit the network's layers")
+        engine.running[...] = files["running"]
+    engine.dropout_rng = header.get("dropout_rng", (0, 0))
     if header["optimizer"] is not None:
         engine.set_optimizer(**header["optimizer"], state=files["optimizer_state"])
     model._attach(engine)

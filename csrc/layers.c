@@ -1,0 +1,141 @@
+/*
+ * layers.c -- what a hidden layer may add between Z^l and the next layer:
+ * batch normalisation (before the activation) and inverted dropout (after).
+ *
+ * Batch normalisation (Ioffe & Szegedy 2015, Alg. 1 and Sec. 3), per unit j
+ * over the m rows of a training batch, Z the (m, n) block A^{l-1} W^l:
+ *     mu_j = mean_i Z_ij      var_j = mean_i (Z_ij - mu_j)^2   (biased)
+ *     Zhat = (Z - mu) / sqrt(var + eps)      Y = gamma Zhat + beta
+ * beta is the layer's bias b^l (added with the activation, as for any
+ * layer); gamma sits after the biases in the flat parameter buffer.
+ * Prediction uses running estimates instead of the batch's, moved after
+ * every training batch as PyTorch's BatchNorm1d does:
+ *     r := (1 - momentum) r + momentum batch,   with var m / (m - 1).
+ */
+#ifndef T
+#define CNNBP_BODY "layers.c"
+#include "typed.h"
+#else
+
+#ifndef CNNBP_SPLITMIX64
+#define CNNBP_SPLITMIX64
+/* Output `position` of SplitMix64 seeded with `seed` (Steele, Lea & Flood
+ * 2014; the generator that seeds xoshiro): a hash of seed + (position + 1)
+ * times the golden-ratio increment, so any element of the stream is computed
+ * without the ones before it. */
+static inline uint64_t cnnbp_splitmix64(uint64_t seed, uint64_t position)
+{
+    uint64_t z = seed + (position + 1) * UINT64_C(0x9E3779B97F4A7C15);
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+#endif
+
+/* Inverted dropout (Srivastava et al. 2014, scaled at training time as in
+ * their Sec. 10 so that prediction uses the weights as they are): element i
+ * is kept with probability 1 - rate, when the top 53 bits of SplitMix64
+ * output counter + i, read as a uniform u in [0, 1), are >= rate. A mask
+ * therefore depends on (seed, counter) only, never on threads or timing. */
+CNNBP_VECTOR_LOOP
+void FN(dropout)(ptrdiff_t size, double rate, uint64_t seed, uint64_t counter,
+                 const T *restrict a, T *restrict mask, T *restrict kept)
+{
+    /* u >= rate  <=>  (bits >> 11) >= ceil(rate 2^53), in integers */
+    const uint64_t threshold = (uint64_t)ceil(rate * 9007199254740992.0);
+    const T scale = (T)(1.0 / (1.0 - rate));
+    for (ptrdiff_t i = 0; i < size; i++) {
+        const uint64_t bits = cnnbp_splitmix64(seed, counter + (uint64_t)i) >> 11;
+        mask[i] = bits >= threshold ? scale : 0;
+        kept[i] = a[i] * mask[i];
+    }
+}
+
+CNNBP_VECTOR_LOOP
+void FN(multiply)(ptrdiff_t size, const T *restrict x, T *restrict y)
+{
+    for (ptrdiff_t i = 0; i < size; i++)
+        y[i] *= x[i];
+}
+
+CNNBP_VECTOR_LOOP
+void FN(batch_norm_train)(ptrdiff_t m, ptrdiff_t n, double eps, double momentum,
+                          const T *restrict gamma, T *restrict z,
+                          T *restrict zhat, T *restrict inv_std,
+                          T *restrict mean, T *restrict running_mean,
+                          T *restrict running_var)
+{
+    const T inv_m = (T)1 / (T)m;
+    memset(mean, 0, (size_t)n * sizeof(T));
+    memset(inv_std, 0, (size_t)n * sizeof(T));
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j++)
+            mean[j] += z[i * n + j];
+    for (ptrdiff_t j = 0; j < n; j++)
+        mean[j] *= inv_m;
+    /* two passes: the variance never suffers E[z^2] - E[z]^2 cancellation */
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            const T d = z[i * n + j] - mean[j];
+            inv_std[j] += d * d;
+        }
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const T var = inv_std[j] * inv_m;
+        if (m > 1) {
+            running_mean[j] = (T)((1 - momentum) * running_mean[j] + momentum * mean[j]);
+            running_var[j] = (T)((1 - momentum) * running_var[j] +
+                                 momentum * var * ((double)m / (double)(m - 1)));
+        }
+        inv_std[j] = 1 / SQRT(var + (T)eps);
+    }
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            const T h = (z[i * n + j] - mean[j]) * inv_std[j];
+            zhat[i * n + j] = h;
+            z[i * n + j] = gamma[j] * h;
+        }
+}
+
+CNNBP_VECTOR_LOOP
+void FN(batch_norm_apply)(ptrdiff_t m, ptrdiff_t n, double eps,
+                          const T *restrict gamma, const T *restrict running_mean,
+                          const T *restrict running_var, T *restrict z)
+{
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j++)
+            z[i * n + j] = gamma[j] * ((z[i * n + j] - running_mean[j]) /
+                                       SQRT(running_var[j] + (T)eps));
+}
+
+/* dC/dZ from dC/dY (Ioffe & Szegedy 2015, Sec. 3), for a cost summed over
+ * the rows: with S1 = sum_i dY_i and S2 = sum_i dY_i Zhat_i per unit,
+ *     dgamma += S2     dbeta += S1
+ *     dZ = gamma inv_std (dY - S1 / m - Zhat S2 / m).
+ * `scratch` holds 2 n values. */
+CNNBP_VECTOR_LOOP
+void FN(batch_norm_backward)(ptrdiff_t m, ptrdiff_t n, const T *restrict gamma,
+                             const T *restrict zhat, const T *restrict inv_std,
+                             T *restrict scratch, T *restrict dgamma,
+                             T *restrict dbeta, T *restrict delta)
+{
+    T *restrict s1 = scratch, *restrict s2 = scratch + n;
+    const T inv_m = (T)1 / (T)m;
+    memset(scratch, 0, 2 * (size_t)n * sizeof(T));
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            s1[j] += delta[i * n + j];
+            s2[j] += delta[i * n + j] * zhat[i * n + j];
+        }
+    for (ptrdiff_t j = 0; j < n; j++) {
+        dgamma[j] += s2[j];
+        dbeta[j] += s1[j];
+        s1[j] *= inv_m;
+        s2[j] *= inv_m;
+    }
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j++)
+            delta[i * n + j] = gamma[j] * inv_std[j] *
+                               (delta[i * n + j] - s1[j] - zhat[i * n + j] * s2[j]);
+}
+
+#endif
