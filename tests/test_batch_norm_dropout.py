@@ -8,7 +8,6 @@ import pickle
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 
 import cnn_bp
 from cnn_bp import MLPClassifier, MLPRegressor, check_gradients

@@ -73,8 +73,8 @@ def test_same_signatures_and_defaults(name):
     for method in ("fit", "partial_fit", "predict", "score"):
         ours = list(inspect.signature(getattr(getattr(cnn_bp, name), method)).parameters)
         theirs = list(inspect.signature(getattr(getattr(sk, name), method)).parameters)
-        # fit also takes validation data of the user's own (keyword-only)
-        extra = ["X_val", "y_val", "sample_weight_val"] if method == "fit" else []
+        # fit and partial_fit also take validation data of the user's own
+        extra = ["X_val", "y_val", "sample_weight_val"] if "fit" in method else []
         assert ours == theirs + extra
 
 

@@ -77,3 +77,46 @@ def test_bad_validation_data_is_rejected_and_leaves_the_model(digits, case, mess
         model.fit(X, y, **kwargs)
     model.set_params(early_stopping=False)
     assert pickle.dumps(model) == before
+
+
+def test_early_stopping_across_partial_fit_calls(digits):
+    """Each partial_fit call is one epoch scored on the fixed validation
+    data; once n_iter_no_change calls bring no improvement, the model
+    returns to its best parameters and later calls do nothing."""
+    X, y, X_val, y_val = _split(digits)
+    classes = np.unique(y)
+    model = MLPClassifier((16,), early_stopping=True, n_iter_no_change=2, tol=0.0,
+                          learning_rate_init=0.05, random_state=0)  # fmt: skip
+    chunks = np.array_split(np.arange(len(X)), 40)
+    for calls, rows in enumerate(chunks, start=1):
+        model.partial_fit(X[rows], y[rows], classes=classes, X_val=X_val, y_val=y_val)
+        assert len(model.validation_scores_) == len(model.validation_loss_curve_) == calls
+        if model.stopped_early_:
+            break
+    assert model.stopped_early_ and calls < len(chunks)
+    scores = model.validation_scores_
+    assert max(scores[-3:]) <= max(scores[:-3])  # the last 3 calls did not improve
+    assert model.best_validation_score_ == max(scores)
+    assert model.score(X_val, y_val) == max(scores)  # the best parameters are back
+    before = model.coefs_[0].copy()
+    with pytest.warns(UserWarning, match="this call does nothing"):
+        model.partial_fit(X[:50], y[:50], X_val=X_val, y_val=y_val)
+    np.testing.assert_array_equal(model.coefs_[0], before)
+    assert len(model.validation_scores_) == calls
+    # training on is a choice: without early stopping the calls train again
+    model.set_params(early_stopping=False).partial_fit(X[:50], y[:50])
+    assert not np.array_equal(model.coefs_[0], before) and not model.stopped_early_
+
+
+def test_partial_fit_early_stopping_needs_validation_data(digits):
+    X, y, X_val, y_val = _split(digits)
+    model = MLPRegressor(hidden_layer_sizes=(8,), early_stopping=True)
+    with pytest.raises(ValueError, match="pass X_val and y_val"):
+        model.partial_fit(X, y)
+    with pytest.raises(ValueError, match="early_stopping is False"):
+        MLPRegressor(hidden_layer_sizes=(8,)).partial_fit(X, y, X_val=X_val, y_val=y_val)
+    # the same model, switched to early stopping after plain calls, starts its record then
+    model = MLPRegressor(hidden_layer_sizes=(8,), random_state=0).partial_fit(X, y)
+    assert model.validation_scores_ is None
+    model.set_params(early_stopping=True).partial_fit(X, y, X_val=X_val, y_val=y_val)
+    assert len(model.validation_scores_) == 1 and len(model.loss_curve_) == 2

@@ -326,16 +326,21 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
             self._no_improvement_count = 0
+            self.stopped_early_ = False
             if self.early_stopping:
-                self.validation_scores_ = []
-                self.validation_loss_curve_ = []
-                self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
+                self._start_validation_record()
             else:
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
                 self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
+
+    def _start_validation_record(self):
+        self.validation_scores_ = []
+        self.validation_loss_curve_ = []
+        self.best_validation_score_ = -np.inf
+        self.best_loss_ = None
+        self._no_improvement_count = 0
 
     # -- fitting ---------------------------------------------------------------
 
@@ -346,8 +351,19 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         __dict__ taken by the caller, else here)."""
         state = self.__dict__.copy() if state is None else state
         stochastic = self.solver in _STOCHASTIC_SOLVERS
+        if incremental and self.early_stopping and getattr(self, "stopped_early_", False):
+            warnings.warn(
+                f"Early stopping ended training after {len(self.loss_curve_)} partial_fit "
+                "calls (the validation score did not improve by tol for "
+                f"n_iter_no_change={self.n_iter_no_change} calls) and restored the best "
+                "parameters: this call does nothing. Call fit to start afresh, or set "
+                "early_stopping=False to train on.",
+                UserWarning,
+            )
+            return self
         try:
-            X, y, sample_weight = self._prepare(X, y, sample_weight, incremental)
+            X, y, sample_weight = self._prepare(X, y, sample_weight, incremental,
+                                                validation)  # fmt: skip
             if stochastic:
                 train, validation = self._validation_split(X, y, sample_weight, validation)
             elif validation[0] is not None:
@@ -366,10 +382,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 raise ValueError(_NON_FINITE + " The model keeps its parameters from before fit.")
         return self
 
-    def _prepare(self, X, y, sample_weight, incremental):
+    def _prepare(self, X, y, sample_weight, incremental, validation):
         """Everything before training: checks, the network, engine-ready data."""
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
+        if self.early_stopping and incremental and validation[0] is None:
+            raise ValueError(
+                "partial_fit does not support early_stopping=True without validation "
+                "data: pass X_val and y_val, the same on every call"
+            )
         if self.lr_schedule is not None and self.learning_rate != "constant":
             raise ValueError(
                 f"lr_schedule replaces scikit-learn's learning_rate={self.learning_rate!r} "
@@ -497,7 +516,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 raise ValueError("X_val and y_val must be given together")
             if not self.early_stopping:
                 raise ValueError(
-                    "X_val and y_val are passed to fit while early_stopping is False; "
+                    "X_val and y_val are passed while early_stopping is False; "
                     "validation data serves early stopping only: set early_stopping=True"
                 )
             X_e, Y_e, sw_e = self._engine_data(X_val, y_val, sw_val)
@@ -533,6 +552,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         engine.dropout = self._dropout_rates(len(engine.layer_units) - 2)
         self._seed_dropout()
         early_stopping = self.early_stopping
+        self.stopped_early_ = False
+        # partial_fit calls may switch early stopping on or off
+        if early_stopping and self.validation_scores_ is None:
+            self._start_validation_record()
+        elif not early_stopping and self.best_loss_ is None:
+            self.best_loss_ = np.inf
         X_train, y_train, sw_train = train
         Y_train = self._targets(y_train)
 
@@ -606,6 +631,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                             % (self.tol, self.n_iter_no_change)
                         )
                     if self._trigger_stopping(msg):
+                        self.stopped_early_ = early_stopping
                         break
                     self._no_improvement_count = 0
                 if incremental:
@@ -620,7 +646,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
 
-        if early_stopping:
+        if early_stopping and (self.stopped_early_ or not incremental):
             engine.params[...] = self._best_params
         fit_ctx.call_on_fit_task_end(
             estimator=self, reconstruction_attributes=self._snapshot, **hook_data
@@ -1059,6 +1085,10 @@ _ATTRIBUTES_DOC = """
         (data term only, no penalty; a cnn_bp extension).
     best_validation_score_ : float or None
         Best validation score with early stopping.
+    stopped_early_ : bool
+        Whether early stopping on validation data ended the last training
+        (stochastic solvers): the parameters are then the best ones seen,
+        and further partial_fit calls do nothing.
     t_ : int
         Number of training samples seen by the solver.
     coefs_ : list of shape (n_layers - 1,)
@@ -1240,7 +1270,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None, *, X_val=None, y_val=None,
+                    sample_weight_val=None):  # fmt: skip
         """Update the model with one epoch over the given data.
 
         Parameters
@@ -1253,6 +1284,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             Sample weights.
         classes : array of shape (n_classes,), default=None
             All classes that y may hold over the calls; required on the first.
+        X_val, y_val, sample_weight_val : default=None
+            Validation data for early stopping across calls (see
+            ``MLPRegressor.partial_fit``).
 
         Returns
         -------
@@ -1271,7 +1305,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             self.__dict__.clear()
             self.__dict__.update(state)
             raise
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True, state=state)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True, state=state,
+                         validation=(X_val, y_val, sample_weight_val))  # fmt: skip
 
     def predict_proba(self, X):
         """Probability estimates.
@@ -1420,7 +1455,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
+                    sample_weight_val=None):  # fmt: skip
         """Update the model with one epoch over the given data.
 
         Parameters
@@ -1431,13 +1467,32 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             The target values.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        X_val, y_val : array-like of shape (n_val, n_features) and (n_val,) \
+or (n_val, n_outputs), default=None
+            Validation data for early stopping across partial_fit calls (a
+            cnn_bp extension; scikit-learn refuses early_stopping here): with
+            early_stopping=True, pass the same validation data on every
+            call. Each call then scores it (``validation_scores_``,
+            ``validation_loss_curve_``) and keeps the best parameters; after
+            n_iter_no_change calls without an improvement of tol, the model
+            returns to its best parameters, sets ``stopped_early_`` and
+            later calls do nothing but warn.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation samples.
 
         Returns
         -------
         self : object
             The trained model.
+
+        Raises
+        ------
+        ValueError
+            early_stopping=True without X_val and y_val, X_val without
+            early_stopping, or bad input.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True,
+                         validation=(X_val, y_val, sample_weight_val))  # fmt: skip
 
 
 MLPRegressor.__doc__ = f"""Multi-layer perceptron regressor trained by backpropagation.

@@ -24,8 +24,8 @@ FORMAT_VERSION = 1
 _CLASSES = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
 _SCALARS = ("n_iter_", "t_", "loss_", "best_loss_", "best_validation_score_",
             "n_layers_", "n_outputs_", "out_activation_", "n_features_in_",
-            "_no_improvement_count")  # fmt: skip
-_LISTS = ("loss_curve_", "validation_scores_")
+            "_no_improvement_count", "stopped_early_")  # fmt: skip
+_LISTS = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
 _HEADER = "__header__"
 
 
@@ -228,7 +228,8 @@ def _rebuild(header, files):
         if key in fitted:
             setattr(model, key, fitted[key])
     for key in _LISTS:
-        setattr(model, key, fitted[key])
+        if key in fitted:
+            setattr(model, key, fitted[key])
     if model.n_layers_ != len(units) or model.n_features_in_ != units[0]:
         raise ModelFileError("fitted attributes do not match the network's layers")
     if "best_params" in files:
