@@ -63,3 +63,11 @@ def test_beyond_sklearn_tour():
     none, balanced = (float(line.split()[-1]) for line in out if line.startswith("5."))
     assert balanced > none + 0.1  # the rare class gets found
     assert out[-1].endswith("same predictions: True")
+
+
+def test_dropout_batch_norm_example():
+    out = _run("dropout_batch_norm.py", "--dataset", "digits", "--epochs", "30").splitlines()
+    rows = {line[:24].strip(): line.split()[-4:] for line in out if line[:1].isalpha()}
+    for label in ("plain", "dropout 0.2", "batch_norm", "batch_norm + dropout"):
+        assert float(rows[label][1]) > 0.95, rows[label]  # test accuracy
+    assert "stopped_early_=True" in out[-1]
