@@ -25,6 +25,19 @@ void FN(targets_from_u8)(ptrdiff_t m, ptrdiff_t n, const unsigned char *restrict
     }
 }
 
+/* 1 when no element is inf or NaN: x - x is 0 for finite x and NaN
+ * otherwise; the flags are OR-ed as integers, so the loop vectorises. */
+CNNBP_VECTOR_LOOP
+int FN(all_finite)(ptrdiff_t size, const T *restrict x)
+{
+    int bad = 0;
+    for (ptrdiff_t i = 0; i < size; i++) {
+        const T d = x[i] - x[i];
+        bad |= d != d;
+    }
+    return !bad;
+}
+
 CNNBP_VECTOR_LOOP
 void FN(column_sums)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
                      T *restrict sum)

@@ -144,6 +144,8 @@ int cnnbp_loss_activation(int loss);
                                    const unsigned char *restrict src,          \
                                    const ptrdiff_t *restrict rows,             \
                                    T *restrict dst_out);                       \
+    /* 1 if every x[i] is finite (no inf, no NaN), else 0. */             \
+    int cnnbp_all_finite_##S(ptrdiff_t size, const T *restrict x);             \
     /* sum_inout[j] += sum_i x[i, j]: row by row, as numpy's sum(axis=0). */   \
     void cnnbp_column_sums_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict x,  \
                                T *restrict sum_inout);                         \

@@ -12,6 +12,7 @@ from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
 from cnn_bp import MLPClassifier, MLPRegressor
+from cnn_bp._engine import all_finite
 
 
 def _models(digits):
@@ -97,8 +98,8 @@ def test_feature_names_are_still_checked(digits):
 
 
 def test_finite_input_whose_sum_overflows_is_predicted(digits):
-    # The fast path's finiteness test is sum-based; an overflowing sum must
-    # only send X the validated way, never reject it.
+    # The fast path's finiteness test is exact: values whose sum overflows
+    # are finite, take the fast path and are predicted, with no warning.
     X, y = digits[0][:300], digits[1][:300]
     model = MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X, y * 0.1)
     model.coefs_[0][:2] = 0  # the engine's own buffer: features 0-1 unused
@@ -110,8 +111,24 @@ def test_finite_input_whose_sum_overflows_is_predicted(digits):
     small[:, :2] = 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and no overflow warning of our own
-        assert not model._needs_no_validation(big)
+        assert model._needs_no_validation(big)
         np.testing.assert_array_equal(model.predict(big), model.predict(small))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_is_exact(dtype):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(37, 29)).astype(dtype)
+    assert all_finite(X) and all_finite(X[:, ::3]) and all_finite(X[:0])
+    for bad in (np.nan, np.inf, -np.inf):
+        for i, j in ((0, 0), (36, 28), (17, 5)):  # vector body and scalar tail
+            Y = X.copy()
+            Y[i, j] = bad
+            assert not all_finite(Y) and not all_finite(Y.T)
+    big = np.full(100, np.finfo(dtype).max, dtype=dtype)
+    assert all_finite(big)  # its sum overflows; every value is finite
+    with pytest.raises(TypeError):
+        all_finite(X.astype(np.int64))
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-13), (np.float32, 1e-5)])

