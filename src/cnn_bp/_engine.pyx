@@ -15,7 +15,10 @@ Mathematics, layers l = 1..L, a mini-batch of m rows stored row-major:
     gradients  dC/dW^l = ((A^{l-1})^T delta^l + alpha W^l) / s
                dC/db^l = sum_rows(delta^l) / s,    s = sum of sample weights
 f' is read off the stored A^l, so Z^l is never kept: each block holds Z^l
-only until the activation overwrites it in place.
+only until the activation overwrites it in place. A hidden layer may add
+batch normalisation of A^{l-1} W^l before f and inverted dropout of A^l
+after it (csrc/layers.c; training passes draw masks and use batch statistics,
+prediction uses neither dropout nor batch statistics).
 
 Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
 `intercepts` are numpy views into it. The gradient and optimizer-state
@@ -651,8 +654,9 @@ cdef class Engine:
         Views of gamma^l (n_l,) of the hidden layers into `params` (empty
         without batch normalisation).
     running : ndarray of shape (2, sum(n_l))
-        Batch normalisation's running means and variances, (see
-        `running_means`, `running_vars`).
+        Batch normalisation's running means (row 0) and variances (row 1),
+        unit by unit in layer order (views per layer: `running_means`,
+        `running_vars`).
     optimizer_state : ndarray of shape (2, n_params) or None
         sgd: row 0 the velocity; adam: rows m and v.
     last_nogil_interval : tuple of float or None

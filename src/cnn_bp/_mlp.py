@@ -336,6 +336,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 self.best_validation_score_ = None
 
     def _start_validation_record(self):
+        """Empty per-epoch validation records: early stopping starts."""
         self.validation_scores_ = []
         self.validation_loss_curve_ = []
         self.best_validation_score_ = -np.inf
