@@ -195,10 +195,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 )
             dst[...] = src
         if new.params.shape == engine.params.shape:
-            # the state beyond coefs_ and intercepts_: batch norm's scales
-            # (they follow the biases) and running estimates, dropout's stream
-            start = sum(c.size + b.size for c, b in zip(coefs, intercepts))
-            new.params[start:] = engine.params[start:]
+            # the state beyond coefs_ and intercepts_: batch norm's scales and
+            # running estimates, dropout's stream
+            for dst, src in zip(new.batch_norm_scales, engine.batch_norm_scales):
+                dst[...] = src
             new.running[...] = engine.running
             new.dropout_rng = engine.dropout_rng
             settings = engine.optimizer_settings()
@@ -354,8 +354,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         stochastic = self.solver in _STOCHASTIC_SOLVERS
         if incremental and self.early_stopping and getattr(self, "stopped_early_", False):
             warnings.warn(
-                f"Early stopping ended training after {len(self.loss_curve_)} partial_fit "
-                "calls (the validation score did not improve by tol for "
+                f"Early stopping ended training after {len(self.validation_scores_)} "
+                "validated partial_fit calls (the validation score did not improve by tol for "
                 f"n_iter_no_change={self.n_iter_no_change} calls) and restored the best "
                 "parameters: this call does nothing. Call fit to start afresh, or set "
                 "early_stopping=False to train on.",
@@ -780,7 +780,7 @@ or (n_val, n_outputs), default=None
     def _check_fitted(self):
         """check_is_fitted, without its cost (2.5 us, a tenth of a 1-row
         prediction) for a fitted model."""
-        if "_engine" not in self.__dict__:
+        if not self.__sklearn_is_fitted__():
             check_is_fitted(self)
 
     def _forward_pass_fast(self, X, check_input=True, layer=None):
