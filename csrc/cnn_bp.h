@@ -214,4 +214,15 @@ int cnnbp_loss_activation(int loss);
 CNNBP_DECLARE(float, f32)
 CNNBP_DECLARE(double, f64)
 
+/* helper.c: the process's one helper thread for half-batches. */
+typedef void (*cnnbp_job)(void *arg);
+/* 1: the caller has the helper until cnnbp_helper_release (the thread is
+ * started on first use); 0: another engine has it, or no thread could be
+ * started. */
+int cnnbp_helper_acquire(void);
+/* Run fn(arg) on the helper; one job at a time, each waited for. */
+void cnnbp_helper_post(cnnbp_job fn, void *arg);
+void cnnbp_helper_wait(void);
+void cnnbp_helper_release(void);
+
 #endif /* CNN_BP_H */

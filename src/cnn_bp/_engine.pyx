@@ -47,7 +47,9 @@ from ._kernels cimport (
     adamw_update, batch_norm_apply, batch_norm_backward, batch_norm_train,
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
-    csr_matmul, csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
+    cnnbp_helper_acquire, cnnbp_helper_post, cnnbp_helper_release,
+    cnnbp_helper_wait, cnnbp_job, csr_matmul, csr_transpose_matmul_add,
+    delta_derivative, dropout, finish_gradient,
     gather_rows, gemm, max_norm_columns, multiply, nadam_update, output_loss,
     rmsprop_update, sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
 )
@@ -81,6 +83,11 @@ cdef double _BN_MOMENTUM = BN_MOMENTUM
 # Rows per block when predicting: large enough for efficient GEMM, small
 # enough that the work memory stays bounded whatever the number of rows.
 PREDICT_CHUNK = 4096
+
+# Training batches of at least this many rows are shared with the helper
+# thread (see _epoch); for smaller ones the hand-over costs more than it saves.
+SPLIT_ROWS = 64
+cdef ptrdiff_t _SPLIT_ROWS = SPLIT_ROWS
 
 
 def activation_codes():
@@ -196,17 +203,19 @@ cdef void _normalise(const Net *net, const Work *w, ptrdiff_t m, ptrdiff_t l,
 
 
 cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
-                   floating *a, bint training) noexcept nogil:
-    """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into the blocks
-    of `a` (w.a, or a prediction's own blocks); block L receives A^{L-1} W^L,
-    whose bias and output activation the caller applies (with the loss when
-    training). Batch-normalised layers normalise A^{l-1} W^l first; when
-    `training`, layers with dropout also leave A^l * mask in w.kept, which
-    the next layer reads. With w.z set, the pre-activation (A^{l-1} W^l + b^l,
-    or gamma Zhat + b^l) is also copied there before f overwrites it."""
+                   floating *a, bint training, ptrdiff_t r0) noexcept nogil:
+    """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into rows
+    r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own blocks);
+    block L receives A^{L-1} W^L, whose bias and output activation the caller
+    applies (with the loss when training). Batch-normalised layers normalise
+    A^{l-1} W^l first; when `training`, layers with dropout also leave
+    A^l * mask in w.kept, which the next layer reads. With w.z set, the
+    pre-activation (A^{l-1} W^l + b^l, or gamma Zhat + b^l) is also copied
+    there before f overwrites it. Batch normalisation and dropout take whole
+    batches (r0 = 0)."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
-    cdef floating *z = a + cap * net.blk_off[1]
+    cdef floating *z = a + cap * net.blk_off[1] + r0 * net.units[1]
     cdef const floating *a_prev
     cdef floating one = 1, zero = 0
     cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
@@ -215,16 +224,16 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     for l in range(1, L + 1):
         n_in = net.units[l - 1]
         n_out = net.units[l]
-        z = a + cap * net.blk_off[l]
+        z = a + cap * net.blk_off[l] + r0 * n_out
         if l > 1:
-            a_prev = _layer_output(net, w, a, l - 1, training)
+            a_prev = _layer_output(net, w, a, l - 1, training) + r0 * n_in
             gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in,
                  p + net.w_off[l - 1], n_out, zero, z, n_out)
         if l < L and net.gamma_off[l - 1] >= 0:
             _normalise(net, w, m, l, training, z)
         if w.z != NULL:
             _keep_z(z, p + net.b_off[l - 1], m, n_out,
-                    <floating *> w.z + cap * net.blk_off[l])
+                    <floating *> w.z + cap * net.blk_off[l] + r0 * n_out)
         if l < L:
             # A^l = f(Z^l + b^l), in place
             bias_activation(m, n_out, net.activation[l - 1], net.slope,
@@ -234,6 +243,78 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                         <floating *> w.mask + cap * net.blk_off[l],
                         <floating *> w.kept + cap * net.blk_off[l])
                 net.rng[1] += <uint64_t> (m * n_out)
+
+
+cdef double _output_loss(const Net *net, const floating *y, const floating *sw,
+                         const Work *w, ptrdiff_t r0, ptrdiff_t m) noexcept nogil:
+    """A^L = g(Z^L + b^L), the loss, and delta^L = (A^L - Y) * sw in one
+    pass over rows r0..r0 + m - 1 of the blocks (y, sw: those rows')."""
+    cdef ptrdiff_t L = net.n_layers, at = w.cap * net.blk_off[L] + r0 * net.units[L]
+    return output_loss(m, net.units[L], net.loss, net.huber_delta,
+                       <const floating *> net.params + net.b_off[L - 1], y, sw,
+                       <floating *> w.a + at, <floating *> w.delta + at)
+
+
+cdef void _bias_gradient(const Net *net, const Work *w, ptrdiff_t m,
+                         ptrdiff_t l, floating *dummy) noexcept nogil:
+    """db^l += sum over the m rows of delta^l; for a batch-normalised layer
+    dgamma^l and dbeta^l = db^l instead, and delta^l := dC/dZ^l of the
+    normalisation."""
+    cdef ptrdiff_t at = net.blk_off[l], n_out = net.units[l]
+    cdef floating *g = <floating *> net.grads
+    cdef floating *d = <floating *> w.delta + w.cap * at
+    if l < net.n_layers and net.gamma_off[l - 1] >= 0:
+        batch_norm_backward(m, n_out, <const floating *> net.params + net.gamma_off[l - 1],
+                            <floating *> w.zhat + w.cap * at,
+                            <floating *> w.bn + at, <floating *> w.bn + _width(net),
+                            g + net.gamma_off[l - 1], g + net.b_off[l - 1], d)
+    else:
+        column_sums(m, n_out, d, g + net.b_off[l - 1])
+
+
+cdef void _weight_gradient(const Net *net, const Rows *x, const Work *w,
+                           ptrdiff_t m, ptrdiff_t l, ptrdiff_t i0, ptrdiff_t i1,
+                           bint training, floating *dummy) noexcept nogil:
+    """Rows i0..i1 - 1 of dW^l += (A^{l-1})^T delta^l over the m rows of the
+    blocks, A^{l-1} as layer l read it (A^0: the rows x; CSR x: all rows,
+    i0 = 0, i1 = n_0). Each element is the same sum over the rows whatever
+    the range, so ranges computed apart give the whole product (to an ulp:
+    OpenBLAS's rounding varies a little with the shapes it is given)."""
+    cdef ptrdiff_t n_in = net.units[l - 1], n_out = net.units[l]
+    cdef floating one = 1
+    cdef floating *g = <floating *> net.grads + net.w_off[l - 1] + i0 * n_out
+    cdef const floating *d = <floating *> w.delta + w.cap * net.blk_off[l]
+    cdef const floating *a_prev
+    if l > 1:
+        a_prev = _layer_output(net, w, <floating *> w.a, l - 1, training) + i0
+    elif x.x != NULL:
+        a_prev = <const floating *> x.x + i0
+    else:
+        csr_transpose_matmul_add(m, n_out, <const floating *> x.data, x.indices,
+                                 x.indptr, x.rows, x.first_row, d, g)
+        return
+    gemm(TRANS, NO_TRANS, i1 - i0, n_out, m, one, a_prev, n_in, d, n_out,
+         one, g, n_out)
+
+
+cdef void _delta_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_t r0,
+                      ptrdiff_t m, bint training, floating *dummy) noexcept nogil:
+    """delta^{l-1} = (delta^l (W^l)^T) [* mask^{l-1}] * f'(Z^{l-1}) on rows
+    r0..r0 + m - 1."""
+    cdef ptrdiff_t n_in = net.units[l - 1], n_out = net.units[l]
+    cdef ptrdiff_t cap = w.cap, at = cap * net.blk_off[l - 1] + r0 * n_in
+    cdef floating one = 1, zero = 0
+    cdef floating *d_prev = <floating *> w.delta + at
+    cdef const floating *z_prev = NULL
+    gemm(NO_TRANS, TRANS, m, n_in, n_out, one,
+         <floating *> w.delta + cap * net.blk_off[l] + r0 * n_out, n_out,
+         <const floating *> net.params + net.w_off[l - 1], n_out, zero, d_prev, n_in)
+    if _drops(net, l - 1, training):
+        multiply(m * n_in, <floating *> w.mask + at, d_prev)
+    if w.z != NULL:
+        z_prev = <const floating *> w.z + at
+    delta_derivative(m * n_in, net.activation[l - 2], net.slope,
+                     <floating *> w.a + at, z_prev, d_prev)
 
 
 cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
@@ -246,68 +327,19 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     net.grads (zeroed first unless `accumulate`) and returns the weighted
     data loss sum_i sw_i C_i. The backward pass of a network with dropout or
     batch normalisation needs `training` (the caller checks)."""
-    cdef const floating *p = <const floating *> net.params
-    cdef floating *g = <floating *> net.grads
-    cdef const floating *a_prev
-    cdef floating *d
-    cdef floating *d_prev
-    cdef floating one = 1, zero = 0
-    cdef ptrdiff_t at
-    cdef floating *a = <floating *> w.a
-    cdef floating *delta = <floating *> w.delta
-    cdef const floating *z_prev = NULL
-    cdef ptrdiff_t cap = w.cap
-    cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
-    cdef double data_loss
-
-    _forward(net, x, m, w, a, training)
-    # A^L = g(Z^L + b^L), loss, and delta^L = (A^L - Y) * sw in one pass
-    data_loss = output_loss(m, net.units[L], net.loss, net.huber_delta,
-                            p + net.b_off[L - 1],
-                            y, sw, a + cap * net.blk_off[L],
-                            delta + cap * net.blk_off[L])
+    cdef ptrdiff_t l
+    cdef floating *dummy = NULL
+    _forward(net, x, m, w, <floating *> w.a, training, 0)
+    cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
     if not backward:
         return data_loss
     if not accumulate:
-        memset(g, 0, net.n_params * sizeof(floating))
-    for l in range(L, 0, -1):
-        n_in = net.units[l - 1]
-        n_out = net.units[l]
-        at = net.blk_off[l]
-        d = delta + cap * at
-        if l < L and net.gamma_off[l - 1] >= 0:
-            # dgamma^l, dbeta^l = db^l; delta^l := dC/dZ^l of the normalisation
-            batch_norm_backward(m, n_out, p + net.gamma_off[l - 1],
-                                <floating *> w.zhat + cap * at,
-                                <floating *> w.bn + at, <floating *> w.bn + _width(net),
-                                g + net.gamma_off[l - 1], g + net.b_off[l - 1], d)
-        else:
-            # db^l += sum over rows of delta^l
-            column_sums(m, n_out, d, g + net.b_off[l - 1])
-        # dW^l += (A^{l-1})^T delta^l, A^{l-1} as layer l read it  (n_in, n_out)
+        memset(net.grads, 0, net.n_params * sizeof(floating))
+    for l in range(net.n_layers, 0, -1):
+        _bias_gradient(net, w, m, l, dummy)
+        _weight_gradient(net, x, w, m, l, 0, net.units[l - 1], training, dummy)
         if l > 1:
-            a_prev = _layer_output(net, w, a, l - 1, training)
-            gemm(TRANS, NO_TRANS, n_in, n_out, m, one, a_prev, n_in, d, n_out,
-                 one, g + net.w_off[l - 1], n_out)
-        elif x.x != NULL:
-            gemm(TRANS, NO_TRANS, n_in, n_out, m, one, <const floating *> x.x,
-                 n_in, d, n_out, one, g, n_out)
-        else:
-            csr_transpose_matmul_add(m, n_out, <const floating *> x.data,
-                                     x.indices, x.indptr, x.rows, x.first_row,
-                                     d, g)
-        if l > 1:
-            at = net.blk_off[l - 1]
-            d_prev = delta + cap * at
-            # delta^{l-1} = (delta^l (W^l)^T) [* mask^{l-1}] * f'(Z^{l-1})
-            gemm(NO_TRANS, TRANS, m, n_in, n_out, one, d, n_out,
-                 p + net.w_off[l - 1], n_out, zero, d_prev, n_in)
-            if _drops(net, l - 1, training):
-                multiply(m * n_in, <floating *> w.mask + cap * at, d_prev)
-            if w.z != NULL:
-                z_prev = <const floating *> w.z + cap * at
-            delta_derivative(m * n_in, net.activation[l - 2], net.slope,
-                             a + cap * at, z_prev, d_prev)
+            _delta_back(net, w, l, 0, m, training, dummy)
     return data_loss
 
 
@@ -335,46 +367,53 @@ cdef double _finish(const Net *net, const floating *p, floating *g,
     return data_loss / s + _penalty(net, p) / s
 
 
-cdef double _global_norm(ptrdiff_t size, const floating *g) noexcept nogil:
-    """||g||_2, by BLAS dot products over chunks that fit its int sizes."""
-    cdef double sq = 0
+cdef double _chunked(ptrdiff_t size, const floating *x, bint squares) noexcept nogil:
+    """sum x_i^2 (squares) or sum |x_i| by BLAS, over chunks that fit its
+    int sizes."""
+    cdef double total = 0
     cdef ptrdiff_t start = 0, chunk = 1 << 30
     while start < size:
-        sq += sum_of_squares(<int> min(chunk, size - start), g + start)
+        if squares:
+            total += sum_of_squares(<int> min(chunk, size - start), x + start)
+        else:
+            total += sum_of_abs(<int> min(chunk, size - start), x + start)
         start += chunk
-    return sqrt(sq)
+    return total
 
 
-cdef void _update(const Net *net, Optim *opt, floating *p,
-                  floating *g) noexcept nogil:
-    """One optimizer step over the whole flat parameter buffer, after
-    clipping the gradient to global norm opt.clip_norm (when set)."""
-    cdef double lr = opt.learning_rate, b1 = opt.beta_1, b2 = opt.beta_2
-    cdef double norm, c1, c2, mu, mu_next
-    cdef ptrdiff_t l
-    cdef ptrdiff_t n = net.n_params
-    cdef floating *s1 = <floating *> opt.s1
-    cdef floating *s2 = <floating *> opt.s2
-    if opt.clip_norm > 0:
-        norm = _global_norm(n, g)
-        if norm > opt.clip_norm:  # g := g clip_norm / ||g|| (Pascanu et al. 2013)
-            finish_gradient(n, 0.0, 0.0, norm / opt.clip_norm, <floating *> NULL, g)
+cdef void _advance(Optim *opt) noexcept nogil:
+    """Count one more update step (and move nadam's momentum product)."""
     opt.t += 1
-    c1 = 1 - pow(b1, <double> opt.t)
-    c2 = 1 - pow(b2, <double> opt.t)
+    if opt.kind == SOLVER_NADAM:
+        # Dozat's momentum schedule (torch's momentum_decay = 0.004)
+        opt.mu_product *= opt.beta_1 * (1 - 0.5 * pow(0.96, 0.004 * opt.t))
+
+
+cdef void _step(const Net *net, const Optim *opt, floating *p, const floating *g,
+                ptrdiff_t lo, ptrdiff_t hi) noexcept nogil:
+    """The optimizer's update of parameters [lo, hi), step opt.t (counted
+    by _advance). Every rule is element-wise, so ranges can be updated
+    apart."""
+    cdef double lr = opt.learning_rate, b1 = opt.beta_1, b2 = opt.beta_2
+    cdef double c1 = 1 - pow(b1, <double> opt.t), c2 = 1 - pow(b2, <double> opt.t)
+    cdef double mu, mu_next
+    cdef ptrdiff_t n = hi - lo
+    cdef floating *s1 = NULL if opt.s1 == NULL else <floating *> opt.s1 + lo
+    cdef floating *s2 = NULL if opt.s2 == NULL else <floating *> opt.s2 + lo
+    p += lo
+    g += lo
     if opt.kind == SOLVER_SGD:
         sgd_update(n, lr, opt.momentum, opt.nesterov, g, s1, p)
     elif opt.kind == SOLVER_ADAM:
         # Bias correction folded into the step size (Kingma & Ba, Sec. 2).
         adam_update(n, lr * sqrt(c2) / c1, b1, b2, opt.epsilon, g, s1, s2, p)
     elif opt.kind == SOLVER_ADAMW:
-        adamw_update(n, net.n_coefs, lr, b1, b2, opt.epsilon, opt.weight_decay,
-                     c1, c2, g, s1, s2, p)
+        # the weights, [0, n_coefs), decay
+        adamw_update(n, min(max(net.n_coefs - lo, 0), n), lr, b1, b2, opt.epsilon,
+                     opt.weight_decay, c1, c2, g, s1, s2, p)
     elif opt.kind == SOLVER_NADAM:
-        # Dozat's momentum schedule (torch's momentum_decay = 0.004)
         mu = b1 * (1 - 0.5 * pow(0.96, 0.004 * opt.t))
         mu_next = b1 * (1 - 0.5 * pow(0.96, 0.004 * (opt.t + 1)))
-        opt.mu_product *= mu
         nadam_update(n, b1, b2, opt.epsilon, c2,
                      lr * (1 - mu) / (1 - opt.mu_product),
                      lr * mu_next / (1 - opt.mu_product * mu_next), g, s1, s2, p)
@@ -382,11 +421,60 @@ cdef void _update(const Net *net, Optim *opt, floating *p,
         rmsprop_update(n, lr, opt.rho, opt.epsilon, g, s1, p)
     else:
         adagrad_update(n, lr, opt.epsilon, g, s1, p)
+
+
+cdef void _update(const Net *net, Optim *opt, floating *p,
+                  floating *g) noexcept nogil:
+    """One optimizer step over the whole flat parameter buffer, after
+    clipping the gradient to global norm opt.clip_norm (when set)."""
+    cdef double norm
+    cdef ptrdiff_t l
+    cdef ptrdiff_t n = net.n_params
+    if opt.clip_norm > 0:
+        norm = sqrt(_chunked(n, g, True))
+        if norm > opt.clip_norm:  # g := g clip_norm / ||g|| (Pascanu et al. 2013)
+            finish_gradient(n, 0.0, 0.0, norm / opt.clip_norm, <floating *> NULL, g)
+    _advance(opt)
+    _step(net, opt, p, g, 0, n)
     if opt.max_norm > 0:
         # the gradient is spent: its buffer is the kernel's scratch space
         for l in range(net.n_layers):
             max_norm_columns(net.units[l], net.units[l + 1], opt.max_norm,
                              p + net.w_off[l], g)
+
+
+cdef struct Tail:
+    # Parameters [lo, hi) of a shared batch's update; the helper thread
+    # receives one of these.
+    const Net *net
+    const Optim *opt
+    ptrdiff_t lo
+    ptrdiff_t hi
+    double s                     # the batch's sample weight sum
+    double penalty               # out: the range's part of _penalty
+
+
+cdef void _tail(Tail *t, floating *dummy) noexcept nogil:
+    """The penalty terms and 1/s of the gradient on the range (as _finish),
+    and the optimizer's step there; the range's penalty into t.penalty."""
+    cdef const Net *net = t.net
+    cdef floating *p = <floating *> net.params
+    cdef floating *g = <floating *> net.grads
+    cdef ptrdiff_t lo = t.lo, hi = t.hi, mid = min(max(net.n_coefs, lo), hi)
+    finish_gradient(mid - lo, net.alpha, net.alpha_l1, t.s, p + lo, g + lo)
+    finish_gradient(hi - mid, 0.0, 0.0, t.s, <floating *> NULL, g + mid)
+    t.penalty = 0.5 * net.alpha * _chunked(mid - lo, p + lo, True)
+    if net.alpha_l1 != 0:
+        t.penalty += net.alpha_l1 * _chunked(mid - lo, p + lo, False)
+    _step(net, t.opt, p, g, lo, hi)
+
+
+cdef void _tail_job_f32(void *t) noexcept nogil:
+    _tail(<Tail *> t, <float *> NULL)
+
+
+cdef void _tail_job_f64(void *t) noexcept nogil:
+    _tail(<Tail *> t, <double *> NULL)
 
 
 cdef double _weight_sum(const floating *sw, ptrdiff_t m) noexcept nogil:
@@ -428,45 +516,171 @@ cdef const floating *_target_rows(const void *Y, bint y_u8, const ptrdiff_t *row
     return block
 
 
+cdef struct Part:
+    # One thread's share of a training batch: its rows r0..r0 + mr - 1 of
+    # the m batch rows, and half of each weight gradient's rows (tid 0 the
+    # first half, tid 1 the rest; a part with mr = m does everything).
+    const Net *net
+    const Work *w
+    const Rows *X
+    const void *Y
+    bint y_u8
+    const void *SW
+    const ptrdiff_t *order       # NULL: rows as stored
+    ptrdiff_t start              # the batch's first row in `order`
+    ptrdiff_t m
+    ptrdiff_t r0
+    ptrdiff_t mr
+    int tid
+    ptrdiff_t layer              # the phase: 0 forward, l backward of layer l
+    Rows batch                   # out of phase 0: the batch's input rows
+    double data_loss             # out of phase 0: weighted loss of the rows
+    double weight                # out of phase 0: their weight sum (mr unweighted)
+
+
+cdef void _part(Part *t, floating *dummy) noexcept nogil:
+    """Run phase t.layer of part t. Phase 0: gather the part's rows (dense
+    rows of X into the work block, or read in place without an order; CSR
+    rows where they are), targets and weights, the forward pass and the
+    output delta. Phase l: tid 0 adds db^l, each part its rows of dW^l
+    (both need every row's delta^l: the phases are run in lockstep), then
+    delta^{l-1} of its own rows."""
+    cdef const Net *net = t.net
+    cdef const Work *w = t.w
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
+    cdef ptrdiff_t l = t.layer, half, i0, i1
+    cdef Rows xb
+    cdef const floating *SW = <const floating *> t.SW
+    cdef const floating *swb = NULL
+    cdef const floating *yb
+    if l == 0:
+        t.batch = t.X[0]
+        if t.order != NULL:
+            if t.batch.x != NULL:
+                gather_rows(t.mr, n_in, <const floating *> t.X.x,
+                            t.order + t.start + t.r0, <floating *> w.x + t.r0 * n_in)
+                t.batch.x = w.x
+            else:
+                t.batch.rows = t.order + t.start
+            if SW != NULL:
+                gather_rows(t.mr, 1, SW, t.order + t.start + t.r0,
+                            <floating *> w.sw + t.r0)
+                swb = <floating *> w.sw + t.r0
+        else:
+            t.batch = _block_rows(t.X, t.start, n_in, dummy)
+            if SW != NULL:
+                swb = SW + t.start + t.r0
+        xb = t.batch
+        if xb.x != NULL:
+            xb.x = <const floating *> xb.x + t.r0 * n_in
+        elif xb.rows != NULL:
+            xb.rows = xb.rows + t.r0
+        else:
+            xb.first_row = xb.first_row + t.r0
+        yb = _target_rows(t.Y, t.y_u8, t.order, t.start + t.r0, t.mr, n_out,
+                          <floating *> w.y + t.r0 * n_out)
+        t.weight = t.mr if swb == NULL else _weight_sum(swb, t.mr)
+        # zero the gradient (each part half of it) before phase 1 adds to it
+        i0 = 0 if t.tid == 0 else net.n_params // 2
+        i1 = net.n_params if t.mr == t.m or t.tid == 1 else net.n_params // 2
+        memset(<floating *> net.grads + i0, 0, (i1 - i0) * sizeof(floating))
+        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0)
+        t.data_loss = _output_loss(net, yb, swb, w, t.r0, t.mr)
+        return
+    if t.tid == 0:
+        _bias_gradient(net, w, t.m, l, dummy)
+    i0, i1 = 0, net.units[l - 1]
+    if t.mr < t.m:  # two parts: split dW^l's rows (CSR's dW^1 is tid 0's)
+        half = i1 // 2
+        if l == 1 and t.batch.x == NULL:
+            i1 = i1 if t.tid == 0 else 0
+        elif t.tid == 0:
+            i1 = half
+        else:
+            i0 = half
+    if i1 > i0:
+        _weight_gradient(net, &t.batch, w, t.m, l, i0, i1, True, dummy)
+    if l > 1:
+        _delta_back(net, w, l, t.r0, t.mr, True, dummy)
+
+
+cdef void _part_job_f32(void *t) noexcept nogil:
+    _part(<Part *> t, <float *> NULL)
+
+
+cdef void _part_job_f64(void *t) noexcept nogil:
+    _part(<Part *> t, <double *> NULL)
+
+
+cdef void _pair(void *job0, void *job1, cnnbp_job job) noexcept nogil:
+    """job(job0) here while the helper runs job(job1); returns when both
+    are done."""
+    cnnbp_helper_post(job, job1)
+    job(job0)
+    cnnbp_helper_wait()
+
+
 cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                    const void *Y, bint y_u8, const floating *SW,
-                   const ptrdiff_t *order, ptrdiff_t n,
-                   ptrdiff_t batch) noexcept nogil:
+                   const ptrdiff_t *order, ptrdiff_t n, ptrdiff_t batch,
+                   bint threads) noexcept nogil:
     """One pass over n rows in mini-batches of `batch`, rows taken in `order`
-    (NULL: in storage order); returns sum_batches loss_b * m_b. Dense rows
-    are gathered into the batch block (or read in place without `order`);
-    CSR rows are read where they are."""
+    (NULL: in storage order); returns sum_batches loss_b * m_b.
+
+    With `threads` (and the helper free), a batch of at least SPLIT_ROWS
+    rows is shared with the helper thread: each takes half of its rows
+    forward and back, half of each weight gradient's rows and half of the
+    parameters' update. Every gradient element is still one sum over all
+    the batch rows, so the parameters are those of the one-thread pass to
+    round-off (OpenBLAS rounds an ulp differently for other shapes, as it
+    does for other thread counts)."""
     cdef floating *p = <floating *> net.params
     cdef floating *g = <floating *> net.grads
-    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
-    cdef ptrdiff_t start = 0, m
-    cdef Rows xb = X[0]
-    cdef const floating *yb
-    cdef const floating *swb
+    cdef ptrdiff_t start = 0, m, l, L = net.n_layers
     cdef double total = 0, data_loss, s
+    cdef Part t0 = Part(net, w, X, Y, y_u8, SW, order, 0, 0, 0, 0, 0, 0)
+    cdef Part t1 = t0
+    t1.tid = 1
+    cdef cnnbp_job part_job = _part_job_f32 if floating is float else _part_job_f64
+    cdef cnnbp_job tail_job = _tail_job_f32 if floating is float else _tail_job_f64
+    # the update splits at a cache-line multiple near the middle
+    cdef ptrdiff_t mid = (net.n_params // 2) & ~(<ptrdiff_t> 15)
+    cdef Tail u0 = Tail(net, opt, 0, mid, 0, 0)
+    cdef Tail u1 = Tail(net, opt, mid, net.n_params, 0, 0)
+    cdef bint split_update = opt.clip_norm == 0 and opt.max_norm == 0
+    cdef bint helper = threads and cnnbp_helper_acquire()
     while start < n:
         m = min(batch, n - start)
-        swb = NULL
-        if order != NULL:
-            if X.x != NULL:
-                gather_rows(m, n_in, <const floating *> X.x, order + start,
-                            <floating *> w.x)
-                xb.x = w.x
-            else:
-                xb.rows = order + start
-            if SW != NULL:
-                gather_rows(m, 1, SW, order + start, <floating *> w.sw)
-                swb = <floating *> w.sw
+        t0.start = t1.start = start
+        t0.m = t1.m = m
+        if not helper or m < _SPLIT_ROWS:
+            t0.mr = m
+            for l in range(L + 1):
+                t0.layer = (L + 1 - l) % (L + 1)  # 0, L, L - 1, ..., 1
+                _part(&t0, p)
+            total += _finish(net, p, g, t0.data_loss, t0.weight) * m
+            _update(net, opt, p, g)
+            start += m
+            continue
+        t0.mr = m // 2
+        t1.r0 = t0.mr
+        t1.mr = m - t0.mr
+        for l in range(L + 1):
+            t0.layer = t1.layer = (L + 1 - l) % (L + 1)
+            _pair(&t0, &t1, part_job)
+        data_loss = t0.data_loss + t1.data_loss
+        s = t0.weight + t1.weight
+        if split_update:
+            u0.s = u1.s = s
+            _advance(opt)
+            _pair(&u0, &u1, tail_job)
+            total += (data_loss / s + (u0.penalty + u1.penalty) / s) * m
         else:
-            xb = _block_rows(X, start, n_in, p)
-            if SW != NULL:
-                swb = SW + start
-        yb = _target_rows(Y, y_u8, order, start, m, n_out, <floating *> w.y)
-        s = m if swb == NULL else _weight_sum(swb, m)
-        data_loss = _loss_gradient(net, &xb, yb, swb, m, w, False, True, True)
-        total += _finish(net, p, g, data_loss, s) * m
-        _update(net, opt, p, g)
+            total += _finish(net, p, g, data_loss, s) * m
+            _update(net, opt, p, g)
         start += m
+    if helper:
+        cnnbp_helper_release()
     return total
 
 
@@ -525,7 +739,7 @@ cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     while start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
-        _forward(net, &xb, m, &w, a, False)
+        _forward(net, &xb, m, &w, a, False, 0)
         if layer == L:
             bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                             p + net.b_off[L - 1], block)
@@ -970,22 +1184,24 @@ cdef class Engine:
                 slots[i][0] = _data(arrays[i])
         return arrays
 
-    cdef _reserve(self, ptrdiff_t cap, bint gather_x):
-        """Work blocks for `cap` rows, kept while large enough (and while the
-        dropout they were made for is on); the block that gathers rows of X
-        only for shuffled dense X (CSR rows are read in place)."""
+    cdef list _reserve(self, Work *w, list arrays, ptrdiff_t cap, bint gather_x):
+        """Blocks of `w` for `cap` rows, kept while large enough (and while
+        the dropout they were made for is on); the block that gathers rows
+        of X only for shuffled dense X (CSR rows are read in place). Returns
+        the arrays backing `w` (`arrays`, the current ones, or new ones)."""
         units = self.layer_units
-        if self.work.cap < cap or (any(self.dropout) and self.work.mask == NULL):
-            cap = max(cap, self.work.cap)
+        if w.cap < cap or (any(self.dropout) and w.mask == NULL):
+            cap = max(cap, w.cap)
             y = np.empty(cap * units[len(units) - 1], dtype=self.dtype)
             sw = np.empty(cap, dtype=self.dtype)
-            self._work = self._allocate(cap, &self.work, False) + [y, sw]
-            self.work.y = _data(y)
-            self.work.sw = _data(sw)
-        if gather_x and self.work.x == NULL:
-            x = np.empty(self.work.cap * units[0], dtype=self.dtype)
-            self._work.append(x)
-            self.work.x = _data(x)
+            arrays = self._allocate(cap, w, False) + [y, sw]
+            w.y = _data(y)
+            w.sw = _data(sw)
+        if gather_x and w.x == NULL:
+            x = np.empty(w.cap * units[0], dtype=self.dtype)
+            arrays.append(x)
+            w.x = _data(x)
+        return arrays
 
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1:
@@ -1002,8 +1218,13 @@ cdef class Engine:
         return n
 
     def run_epoch(self, X, Y, sample_weight, order, Py_ssize_t batch_size,
-                  double alpha, double alpha_l1=0.0):
+                  double alpha, double alpha_l1=0.0, int n_threads=1):
         """One epoch of mini-batch training, in one nogil call.
+
+        With ``n_threads=2`` a helper thread on another core shares each
+        batch of at least `SPLIT_ROWS` rows (not with dropout or batch
+        normalisation, whose masks and statistics span the batch); the
+        parameters come out as with one thread, to round-off.
 
         Parameters
         ----------
@@ -1019,6 +1240,11 @@ cdef class Engine:
             Rows per mini-batch (the last batch may be smaller), >= 1.
         alpha, alpha_l1 : float
             L2 and L1 penalties.
+        n_threads : {1, 2}
+            2: share batches with the helper thread. BLAS must then use one
+            thread (threadpoolctl; see cnn_bp._threads.training_threads):
+            two callers of a multi-threaded OpenBLAS run ~20x slower. When
+            another engine has the helper, this one works alone.
 
         Returns
         -------
@@ -1037,8 +1263,14 @@ cdef class Engine:
                 raise ValueError("order holds an index outside [0, n_samples)")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if n_threads not in (1, 2):
+            raise ValueError(f"n_threads must be 1 or 2, got {n_threads}")
         batch_size = min(batch_size, n)
-        self._reserve(batch_size, order is not None and x.x != NULL)
+        self._work = self._reserve(&self.work, self._work, batch_size,
+                                   order is not None and x.x != NULL)
+        # dropout masks and batch statistics span a batch: one thread
+        cdef bint threads = (n_threads == 2 and not self.batch_norm
+                             and not any(self.dropout))
         self._set_penalties(alpha, alpha_l1)
         cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)
         cdef void *y = _data(Y)
@@ -1048,14 +1280,14 @@ cdef class Engine:
         if self.dtype == np.float64:
             with nogil:
                 t0 = _now()
-                total = _epoch(&self.net, &self.opt, &self.work, &x,
-                               y, y_u8, <double *> sw, rows, n, batch_size)
+                total = _epoch(&self.net, &self.opt, &self.work, &x, y, y_u8,
+                               <double *> sw, rows, n, batch_size, threads)
                 t1 = _now()
         else:
             with nogil:
                 t0 = _now()
-                total = _epoch(&self.net, &self.opt, &self.work, &x,
-                               y, y_u8, <float *> sw, rows, n, batch_size)
+                total = _epoch(&self.net, &self.opt, &self.work, &x, y, y_u8,
+                               <float *> sw, rows, n, batch_size, threads)
                 t1 = _now()
         self.last_nogil_interval = (t0, t1)
         return total
@@ -1102,7 +1334,7 @@ cdef class Engine:
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
         if params is not None:
             self.params[...] = np.asarray(params).reshape(self.params.shape)
-        self._reserve(min(n, PREDICT_CHUNK), False)
+        self._work = self._reserve(&self.work, self._work, min(n, PREDICT_CHUNK), False)
         self._set_penalties(alpha, alpha_l1)
         cdef void *y = _data(Y)
         cdef bint y_u8 = Y.dtype == np.uint8

@@ -91,6 +91,11 @@ cdef extern from "cnn_bp.h" nogil:
     void cnnbp_gather_rows_f64(ptrdiff_t m, ptrdiff_t n, const double *src,
                                const ptrdiff_t *rows, double *dst)
     int cnnbp_all_finite_f32(ptrdiff_t size, const float *x)
+    ctypedef void (*cnnbp_job)(void *arg) noexcept nogil
+    int cnnbp_helper_acquire()
+    void cnnbp_helper_post(cnnbp_job fn, void *arg)
+    void cnnbp_helper_wait()
+    void cnnbp_helper_release()
     int cnnbp_all_finite_f64(ptrdiff_t size, const double *x)
     void cnnbp_column_sums_f32(ptrdiff_t m, ptrdiff_t n, const float *x,
                                float *sums)

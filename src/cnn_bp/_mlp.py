@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
@@ -44,6 +44,7 @@ from ._compat import (
     _get_additional_lbfgs_options_dict,
 )
 from ._engine import BN_EPSILON, Engine, all_finite
+from ._threads import training_threads
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -52,6 +53,15 @@ _NON_FINITE = (
     "Solver produced non-finite parameter weights. The input data may"
     " contain large values and need to be preprocessed."
 )
+
+
+def _shuffled(indices, random_state):
+    """``sklearn.utils.shuffle(indices, random_state=random_state)``: the same
+    draws and result, without its input checks (0.4 ms, a fifth of a digits
+    epoch)."""
+    perm = np.arange(indices.shape[0])
+    random_state.shuffle(perm)
+    return indices[perm]
 
 
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
@@ -582,68 +592,70 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         fit_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
         try:
             self.n_iter_ = 0
-            for _ in range(self.max_iter):
-                epoch_ctx = fit_ctx.subcontext(task_name="epoch")
-                epoch_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
-                order = None
-                if self.shuffle:
-                    # Shuffle indices, not rows; the engine gathers each batch.
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
-                    order = sample_idx
-                if self.lr_schedule is not None:
-                    engine.learning_rate = float(
-                        self.lr_schedule(len(self.loss_curve_), self.learning_rate_init)
-                    )
-                np.copyto(good, engine.params)
-                total = engine.run_epoch(
-                    X_train, Y_train, sw_train, order, batch_size, self.alpha,
-                    alpha_l1=self.alpha_l1,
-                )
-                if not (np.isfinite(total) and np.isfinite(engine.params).all()):
-                    self._stop_diverged(good, total)
-                    break
-                self.n_iter_ += 1
-                self.loss_ = total / n_samples
-                self.t_ += n_samples
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-
-                self._update_no_improvement_count(early_stopping, validation)
-                if epoch_ctx.call_on_fit_task_end(
-                    estimator=self, reconstruction_attributes=self._snapshot, **hook_data
-                ):
-                    break  # a callback asked to stop
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    engine.learning_rate = (
-                        float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-                    )
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = (
-                            "Validation score did not improve more than "
-                            "tol=%f for %d consecutive epochs."
-                            % (self.tol, self.n_iter_no_change)
+            # BLAS is set once per fit: resetting its threads costs ~4 ms
+            with training_threads() as n_threads:
+                for _ in range(self.max_iter):
+                    epoch_ctx = fit_ctx.subcontext(task_name="epoch")
+                    epoch_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
+                    order = None
+                    if self.shuffle:
+                        # Shuffle indices, not rows; the engine gathers each batch.
+                        sample_idx = _shuffled(sample_idx, self._random_state)
+                        order = sample_idx
+                    if self.lr_schedule is not None:
+                        engine.learning_rate = float(
+                            self.lr_schedule(len(self.loss_curve_), self.learning_rate_init)
                         )
-                    else:
-                        msg = (
-                            "Training loss did not improve more than tol=%f"
-                            " for %d consecutive epochs."
-                            % (self.tol, self.n_iter_no_change)
-                        )
-                    if self._trigger_stopping(msg):
-                        self.stopped_early_ = early_stopping
+                    np.copyto(good, engine.params)
+                    total = engine.run_epoch(
+                        X_train, Y_train, sw_train, order, batch_size, self.alpha,
+                        alpha_l1=self.alpha_l1, n_threads=n_threads,
+                    )
+                    if not (np.isfinite(total) and np.isfinite(engine.params).all()):
+                        self._stop_diverged(good, total)
                         break
-                    self._no_improvement_count = 0
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        "Stochastic Optimizer: Maximum iterations (%d) "
-                        "reached and the optimization hasn't converged yet."
-                        % self.max_iter,
-                        ConvergenceWarning,
-                    )
+                    self.n_iter_ += 1
+                    self.loss_ = total / n_samples
+                    self.t_ += n_samples
+                    self.loss_curve_.append(self.loss_)
+                    if self.verbose:
+                        print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                    self._update_no_improvement_count(early_stopping, validation)
+                    if epoch_ctx.call_on_fit_task_end(
+                        estimator=self, reconstruction_attributes=self._snapshot, **hook_data
+                    ):
+                        break  # a callback asked to stop
+                    if self.solver == "sgd" and self.learning_rate == "invscaling":
+                        engine.learning_rate = (
+                            float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                        )
+                    if self._no_improvement_count > self.n_iter_no_change:
+                        if early_stopping:
+                            msg = (
+                                "Validation score did not improve more than "
+                                "tol=%f for %d consecutive epochs."
+                                % (self.tol, self.n_iter_no_change)
+                            )
+                        else:
+                            msg = (
+                                "Training loss did not improve more than tol=%f"
+                                " for %d consecutive epochs."
+                                % (self.tol, self.n_iter_no_change)
+                            )
+                        if self._trigger_stopping(msg):
+                            self.stopped_early_ = early_stopping
+                            break
+                        self._no_improvement_count = 0
+                    if incremental:
+                        break
+                    if self.n_iter_ == self.max_iter:
+                        warnings.warn(
+                            "Stochastic Optimizer: Maximum iterations (%d) "
+                            "reached and the optimization hasn't converged yet."
+                            % self.max_iter,
+                            ConvergenceWarning,
+                        )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
 

@@ -1,0 +1,213 @@
+"""Batches shared with the helper thread (Engine.run_epoch(n_threads=2)).
+
+The helper takes half of each batch's rows forward and back, half of each
+weight gradient's rows and half of the update; the parameters must come out
+as the one-thread pass gives them (to BLAS round-off: OpenBLAS's results
+depend by an ulp on the shapes it is handed), whatever the data layout,
+solver, batch remainder or competition for the helper.
+"""
+
+import multiprocessing
+import os
+import threading
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from cnn_bp import MLPClassifier, MLPRegressor
+from cnn_bp import _activations as act
+from cnn_bp._engine import SPLIT_ROWS, Engine
+from cnn_bp._threads import training_threads
+
+RTOL = {np.float32: 2e-5, np.float64: 1e-11}
+
+
+def _engine(dtype, solver="adam", units=(20, 37, 11, 5), activation="tanh", **optimizer):
+    engine = Engine(units, act.activation_code(activation), act.loss_code("log_loss"), dtype)
+    engine.params[...] = np.random.RandomState(0).uniform(-0.3, 0.3, engine.params.size)
+    engine.set_optimizer(solver, 0.01, **optimizer)
+    return engine
+
+
+def _data(dtype, n=1000, n_features=20, n_classes=5):
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(n, n_features)).astype(dtype)
+    Y = np.eye(n_classes, dtype=np.uint8)[rng.randint(n_classes, size=n)]
+    return X, Y, rng.uniform(0.5, 2, n).astype(dtype), rng.permutation(n).astype(np.intp)
+
+
+def _train(engine, X, Y, sw, order, batch, n_threads, epochs=3):
+    """Epochs with BLAS on one thread (as n_threads=2 needs)."""
+    with threadpool_limits(1, user_api="blas"):
+        return _epochs(engine, X, Y, sw, order, batch, n_threads, epochs)
+
+
+def _epochs(engine, X, Y, sw, order, batch, n_threads, epochs):
+    losses = [engine.run_epoch(X, Y, sw, order, batch, 1e-3, n_threads=n_threads)
+              for _ in range(epochs)]  # fmt: skip
+    return engine.params.copy(), np.array(losses)
+
+
+def _assert_same_training(make, X, Y, sw, order, batch, dtype):
+    one = _train(make(), X, Y, sw, order, batch, 1)
+    two = _train(make(), X, Y, sw, order, batch, 2)
+    assert not np.array_equal(one[0], make().params)  # it trained
+    np.testing.assert_allclose(two[0], one[0], rtol=RTOL[dtype], atol=RTOL[dtype])
+    np.testing.assert_allclose(two[1], one[1], rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["gathered", "in place", "csr", "weighted"])
+def test_shared_batches_train_as_one_thread(dtype, layout):
+    X, Y, sw, order = _data(dtype)
+    if layout == "csr":
+        X = sp.csr_matrix(np.where(np.abs(X) > 1, X, 0))
+    # 1000 rows in batches of 130: the last batch (90 rows) is shared too
+    _assert_same_training(
+        lambda: _engine(dtype), X, Y, sw if layout == "weighted" else None,
+        None if layout == "in place" else order, 130, dtype)  # fmt: skip
+
+
+@pytest.mark.parametrize("activation", ["relu", "silu", "gelu", "softplus", "elu"])
+def test_every_activation_trains_as_one_thread(activation):
+    """Derivatives read off Z (silu, gelu, ...) keep each part's Z rows."""
+    X, Y, _, order = _data(np.float64)
+    _assert_same_training(lambda: _engine(np.float64, activation=activation),
+                          X, Y, None, order, 130, np.float64)  # fmt: skip
+
+
+@pytest.mark.parametrize("solver, options", [
+    ("sgd", dict(momentum=0.9, nesterov=True)), ("adamw", dict(weight_decay=0.1)),
+    ("nadam", {}), ("rmsprop", {}), ("adagrad", {}),
+    ("adam", dict(clip_norm=0.5)), ("adam", dict(max_norm=0.8)),
+])  # fmt: skip
+def test_every_solver_updates_as_one_thread(solver, options):
+    """The update is split at the middle of the parameters (adamw's decay
+    must stop at the weights' end there too); clip_norm and max_norm need
+    the whole buffer and update on the caller's thread."""
+    X, Y, _, order = _data(np.float64)
+    _assert_same_training(lambda: _engine(np.float64, solver, **options),
+                          X, Y, None, order, 200, np.float64)  # fmt: skip
+
+
+def test_small_batches_stay_on_one_thread():
+    """Batches under SPLIT_ROWS rows, and a final remainder under it, run on
+    the caller's thread alone: bit-for-bit the one-thread result."""
+    X, Y, _, order = _data(np.float64, n=SPLIT_ROWS * 3 + 5)
+    for batch in (SPLIT_ROWS - 1, SPLIT_ROWS):
+        one = _train(_engine(np.float64), X, Y, None, order, batch, 1)
+        two = _train(_engine(np.float64), X, Y, None, order, batch, 2)
+        if batch < SPLIT_ROWS:
+            np.testing.assert_array_equal(two[0], one[0])
+        else:
+            np.testing.assert_allclose(two[0], one[0], rtol=1e-11, atol=1e-11)
+
+
+def test_dropout_and_batch_norm_keep_one_thread():
+    """Their masks and batch statistics span the batch: n_threads=2 is
+    ignored, so the result is the one-thread result exactly."""
+    X, Y, _, order = _data(np.float64)
+    for options in (dict(dropout=0.3), dict(batch_norm=True)):
+        results = []
+        for n_threads in (1, 2):
+            engine = Engine((20, 37, 5), act.activation_code("relu"),
+                            act.loss_code("log_loss"), np.float64, **options)
+            engine.params[...] = np.random.RandomState(0).uniform(-0.3, 0.3, engine.params.size)
+            engine.set_optimizer("adam", 0.01)
+            results.append(_train(engine, X, Y, None, order, 200, n_threads))
+        np.testing.assert_array_equal(results[1][0], results[0][0])
+
+
+def test_engines_competing_for_the_helper():
+    """One helper serves the process: engines training in four threads at
+    once each get it or work alone, and all four match the one-thread pass."""
+    X, Y, _, order = _data(np.float64)
+    expected = _train(_engine(np.float64), X, Y, None, order, 100, 1, epochs=5)[0]
+    results = [None] * 4
+    barrier = threading.Barrier(4)
+
+    def run(i):
+        engine = _engine(np.float64)
+        barrier.wait()
+        results[i] = _epochs(engine, X, Y, None, order, 100, 2, epochs=5)[0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    with threadpool_limits(1, user_api="blas"):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    for params in results:
+        np.testing.assert_allclose(params, expected, rtol=1e-11, atol=1e-11)
+
+
+def _child(queue):
+    X, Y, _, order = _data(np.float64)
+    queue.put(_train(_engine(np.float64), X, Y, None, order, 100, 2)[0])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_helper_is_restarted_after_fork():
+    """A forked child has no helper thread: its first shared batch must
+    start one, not wait forever for the parent's."""
+    X, Y, _, order = _data(np.float64)
+    expected = _train(_engine(np.float64), X, Y, None, order, 100, 2)[0]  # helper running
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child, args=(queue,))
+    child.start()
+    params = queue.get(timeout=120)
+    child.join(60)
+    assert child.exitcode == 0
+    np.testing.assert_allclose(params, expected, rtol=1e-11, atol=1e-11)
+
+
+def test_run_epoch_rejects_other_thread_counts():
+    X, Y, _, order = _data(np.float64)
+    engine = _engine(np.float64)
+    before = engine.params.copy()
+    for bad in (0, 3, -1):
+        with pytest.raises(ValueError, match="n_threads must be 1 or 2"):
+            engine.run_epoch(X, Y, None, order, 100, 0.0, n_threads=bad)
+    np.testing.assert_array_equal(engine.params, before)
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_training_threads_respects_a_blas_limit():
+    """Under threadpool_limits(1) (joblib workers, fits in threads) a fit
+    keeps to one thread and leaves BLAS alone; otherwise, on two or more
+    cores, it takes the helper and BLAS runs one thread per caller until
+    the fit ends; a second fit meanwhile works alone and leaves BLAS be."""
+    with threadpool_limits(1, user_api="blas"):
+        with training_threads() as n_threads:
+            assert n_threads == 1
+            assert set(_blas_threads()) == {1}
+    if len(os.sched_getaffinity(0)) < 2 or min(_blas_threads()) < 2:
+        pytest.skip("needs two cores and multi-threaded BLAS")
+    before = _blas_threads()
+    with training_threads() as n_threads:
+        assert n_threads == 2
+        assert set(_blas_threads()) == {1}
+        with training_threads() as second:
+            assert second == 1
+        assert set(_blas_threads()) == {1}
+    assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_fit_is_the_same_with_and_without_the_helper(digits, Estimator):
+    """The estimator decides by itself (training_threads); a fit limited to
+    one BLAS thread uses no helper. Both give the same model."""
+    X, y = digits
+    params = dict(hidden_layer_sizes=(40, 20), max_iter=8, random_state=0)
+    with threadpool_limits(1, user_api="blas"):
+        alone = Estimator(**params).fit(X, y)
+    shared = Estimator(**params).fit(X, y)
+    for a, b in zip(shared.coefs_ + shared.intercepts_, alone.coefs_ + alone.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(shared.loss_curve_, alone.loss_curve_, rtol=1e-12)
