@@ -182,6 +182,14 @@ def peak_memory(call):
     return max(peak, _resident_bytes()) - base, traced
 
 
+def quiesce():
+    """Let the previous run's BLAS threads fall asleep: OpenBLAS's workers
+    spin for ~0.1 s (2^28 cycles) after their last product, taking a core
+    from whatever runs next, unless it is OpenBLAS itself."""
+    gc.collect()
+    time.sleep(0.3)
+
+
 def best_of(repeats, call):
     best = np.inf
     for _ in range(repeats):
@@ -223,6 +231,7 @@ def run(args):
             seconds = dict.fromkeys(timed, np.inf)
             for _ in range(args.repeats):
                 for system, call in timed.items():
+                    quiesce()
                     seconds[system] = min(seconds[system], best_of(1, call) / epochs)
             memory, predictors = {}, {}
             for system, fit in fits.items():

@@ -7,6 +7,7 @@ depend by an ulp on the shapes it is handed), whatever the data layout,
 solver, batch remainder or competition for the helper.
 """
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -19,7 +20,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from cnn_bp import MLPClassifier, MLPRegressor
 from cnn_bp import _activations as act
 from cnn_bp._engine import SPLIT_ROWS, Engine
-from cnn_bp._threads import training_threads
+from cnn_bp._threads import MIN_SHARED_WORK, training_threads
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-11}
 
@@ -184,30 +185,64 @@ def test_training_threads_respects_a_blas_limit():
     cores, it takes the helper and BLAS runs one thread per caller until
     the fit ends; a second fit meanwhile works alone and leaves BLAS be."""
     with threadpool_limits(1, user_api="blas"):
-        with training_threads() as n_threads:
+        with training_threads(MIN_SHARED_WORK) as n_threads:
             assert n_threads == 1
             assert set(_blas_threads()) == {1}
     if len(os.sched_getaffinity(0)) < 2 or min(_blas_threads()) < 2:
         pytest.skip("needs two cores and multi-threaded BLAS")
     before = _blas_threads()
-    with training_threads() as n_threads:
+    with training_threads(MIN_SHARED_WORK - 1) as n_threads:  # too small to pay
+        assert n_threads == 1
+        assert _blas_threads() == before
+    with training_threads(MIN_SHARED_WORK) as n_threads:
         assert n_threads == 2
         assert set(_blas_threads()) == {1}
-        with training_threads() as second:
+        with training_threads(MIN_SHARED_WORK) as second:
             assert second == 1
         assert set(_blas_threads()) == {1}
     assert _blas_threads() == before
 
 
 @pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
-def test_fit_is_the_same_with_and_without_the_helper(digits, Estimator):
+def test_fit_is_the_same_with_and_without_the_helper(digits, Estimator, monkeypatch):
     """The estimator decides by itself (training_threads); a fit limited to
     one BLAS thread uses no helper. Both give the same model."""
+    import cnn_bp._mlp as mlp
+
+    chosen = []
+
+    @contextlib.contextmanager
+    def spy(work):
+        with training_threads(work) as n_threads:
+            chosen.append(n_threads)
+            yield n_threads
+
+    monkeypatch.setattr(mlp, "training_threads", spy)
     X, y = digits
-    params = dict(hidden_layer_sizes=(40, 20), max_iter=8, random_state=0)
+    params = dict(hidden_layer_sizes=(100, 50), max_iter=10, random_state=0)
     with threadpool_limits(1, user_api="blas"):
         alone = Estimator(**params).fit(X, y)
     shared = Estimator(**params).fit(X, y)
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert chosen == [1, 2]
     for a, b in zip(shared.coefs_ + shared.intercepts_, alone.coefs_ + alone.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(shared.loss_curve_, alone.loss_curve_, rtol=1e-12)
+
+
+def test_partial_fit_of_a_small_chunk_keeps_one_thread(digits, monkeypatch):
+    """Changing BLAS's thread count costs more than a small chunk's epoch."""
+    import cnn_bp._mlp as mlp
+
+    chosen = []
+
+    @contextlib.contextmanager
+    def spy(work):
+        with training_threads(work) as n_threads:
+            chosen.append(n_threads)
+            yield n_threads
+
+    monkeypatch.setattr(mlp, "training_threads", spy)
+    X, y = digits
+    MLPClassifier((100,)).partial_fit(X[:200], y[:200], classes=np.arange(10))
+    assert chosen == [1]

@@ -20,6 +20,13 @@ batch normalisation of A^{l-1} W^l before f and inverted dropout of A^l
 after it (csrc/layers.c; training passes draw masks and use batch statistics,
 prediction uses neither dropout nor batch statistics).
 
+Two cores: a helper thread (csrc/helper.c) can share each training batch,
+with BLAS on one thread per caller: half the rows forward and back, half of
+the rows of each dW^l (each still a sum over the whole batch), half of the
+update (_epoch). Matrix products of a 200-row batch are too small for
+BLAS's own threads to pay; this way the element-wise work, the row gathering
+and the optimizer run on both cores too.
+
 Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
 `intercepts` are numpy views into it. The gradient and optimizer-state
 buffers have the same layout. Every array handed in is checked (dtype,

@@ -17,6 +17,11 @@ _controller = None  # the process's BLAS libraries (threadpoolctl), found once
 # that fits running side by side cannot restore BLAS under one another.
 _blas_owner = threading.Lock()
 
+# Sharing pays when the fit is longer than changing BLAS's thread count
+# costs (~4 ms, paid by the next multi-threaded product after the fit):
+# rows x parameters x epochs >= 2^27 is ~15 ms of training.
+MIN_SHARED_WORK = 1 << 27
+
 
 def _cores():
     try:
@@ -26,8 +31,12 @@ def _cores():
 
 
 @contextlib.contextmanager
-def training_threads():
+def training_threads(work):
     """Context for the epochs of a fit; yields `Engine.run_epoch`'s ``n_threads``.
+
+    `work` is rows x parameters x (at most) epochs of the fit; below
+    MIN_SHARED_WORK (a partial_fit of a small chunk, a tiny network) the
+    answer is 1.
 
     2 when the process may run on two or more cores, no other fit holds the
     helper's BLAS setting, and no BLAS library is limited to one thread
@@ -38,7 +47,7 @@ def training_threads():
     Otherwise 1, and BLAS is left alone.
     """
     global _controller
-    if _cores() < 2 or not _blas_owner.acquire(blocking=False):
+    if work < MIN_SHARED_WORK or _cores() < 2 or not _blas_owner.acquire(blocking=False):
         yield 1
         return
     try:
