@@ -220,11 +220,11 @@ def test_fit_is_the_same_with_and_without_the_helper(digits, Estimator, monkeypa
     monkeypatch.setattr(mlp, "training_threads", spy)
     X, y = digits
     params = dict(hidden_layer_sizes=(100, 50), max_iter=10, random_state=0)
+    can_share = len(os.sched_getaffinity(0)) >= 2 and min(_blas_threads()) >= 2
     with threadpool_limits(1, user_api="blas"):
         alone = Estimator(**params).fit(X, y)
     shared = Estimator(**params).fit(X, y)
-    if len(os.sched_getaffinity(0)) >= 2:
-        assert chosen == [1, 2]
+    assert chosen == [1, 2 if can_share else 1]
     for a, b in zip(shared.coefs_ + shared.intercepts_, alone.coefs_ + alone.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(shared.loss_curve_, alone.loss_curve_, rtol=1e-12)
