@@ -645,8 +645,10 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t start = 0, m, l, L = net.n_layers
     cdef double total = 0, data_loss, s
-    cdef Part t0 = Part(net, w, X, Y, y_u8, SW, order, 0, 0, 0, 0, 0, 0)
-    cdef Part t1 = t0
+    cdef Part t0, t1
+    memset(&t0, 0, sizeof(Part))
+    t0.net, t0.w, t0.X, t0.Y, t0.y_u8, t0.SW, t0.order = net, w, X, Y, y_u8, SW, order
+    t1 = t0
     t1.tid = 1
     cdef cnnbp_job part_job = _part_job_f32 if floating is float else _part_job_f64
     cdef cnnbp_job tail_job = _tail_job_f32 if floating is float else _tail_job_f64
@@ -1002,7 +1004,7 @@ cdef class Engine:
     @property
     def hidden_activation(self):
         """Activation codes of the hidden layers, a tuple of length L - 1."""
-        return tuple(int(c) for c in self._activation[:-1])
+        return tuple(int(c) for c in self._activation[:self.net.n_layers - 1])
 
     @property
     def negative_slope(self):
@@ -1042,7 +1044,7 @@ cdef class Engine:
     @property
     def dropout(self):
         """Dropout rate of each hidden layer, a tuple of length L - 1."""
-        return tuple(float(r) for r in self._dropout[:-1])
+        return tuple(float(r) for r in self._dropout[:self.net.n_layers - 1])
 
     @dropout.setter
     def dropout(self, rates):
@@ -1053,7 +1055,7 @@ cdef class Engine:
             raise ValueError(f"{len(rates)} dropout rates for {n_hidden} hidden layers")
         if not all(0 <= r < 1 for r in rates):
             raise ValueError(f"dropout rates must be in [0, 1), got {rates}")
-        self._dropout[:-1] = rates
+        self._dropout[:self.net.n_layers - 1] = rates
 
     @property
     def dropout_rng(self):
