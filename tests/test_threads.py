@@ -203,10 +203,9 @@ def test_training_threads_respects_a_blas_limit():
     assert _blas_threads() == before
 
 
-@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
-def test_fit_is_the_same_with_and_without_the_helper(digits, Estimator, monkeypatch):
-    """The estimator decides by itself (training_threads); a fit limited to
-    one BLAS thread uses no helper. Both give the same model."""
+@pytest.fixture
+def chosen(monkeypatch):
+    """The n_threads each fit's training_threads yields, in order."""
     import cnn_bp._mlp as mlp
 
     chosen = []
@@ -218,6 +217,13 @@ def test_fit_is_the_same_with_and_without_the_helper(digits, Estimator, monkeypa
             yield n_threads
 
     monkeypatch.setattr(mlp, "training_threads", spy)
+    return chosen
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_fit_is_the_same_with_and_without_the_helper(digits, Estimator, chosen):
+    """The estimator decides by itself (training_threads); a fit limited to
+    one BLAS thread uses no helper. Both give the same model."""
     X, y = digits
     params = dict(hidden_layer_sizes=(100, 50), max_iter=10, random_state=0)
     can_share = len(os.sched_getaffinity(0)) >= 2 and min(_blas_threads()) >= 2
@@ -230,19 +236,8 @@ def test_fit_is_the_same_with_and_without_the_helper(digits, Estimator, monkeypa
     np.testing.assert_allclose(shared.loss_curve_, alone.loss_curve_, rtol=1e-12)
 
 
-def test_partial_fit_of_a_small_chunk_keeps_one_thread(digits, monkeypatch):
+def test_partial_fit_of_a_small_chunk_keeps_one_thread(digits, chosen):
     """Changing BLAS's thread count costs more than a small chunk's epoch."""
-    import cnn_bp._mlp as mlp
-
-    chosen = []
-
-    @contextlib.contextmanager
-    def spy(work):
-        with training_threads(work) as n_threads:
-            chosen.append(n_threads)
-            yield n_threads
-
-    monkeypatch.setattr(mlp, "training_threads", spy)
     X, y = digits
     MLPClassifier((100,)).partial_fit(X[:200], y[:200], classes=np.arange(10))
     assert chosen == [1]

@@ -97,7 +97,7 @@ cdef class Engine:
     cdef readonly tuple intercepts
     cdef readonly object last_nogil_interval
     cdef _set_penalties(self, double alpha, double alpha_l1)
-    cdef list _reserve(self, Work *w, list arrays, ptrdiff_t cap, bint gather_x)
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x)
     cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z)
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1

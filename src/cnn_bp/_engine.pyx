@@ -350,28 +350,38 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     return data_loss
 
 
-cdef double _penalty(const Net *net, const floating *p) noexcept nogil:
-    """alpha/2 ||W||^2 + alpha_l1 ||W||_1, over the weights (not the biases)."""
+cdef double _penalty(const Net *net, const floating *p, ptrdiff_t lo,
+                     ptrdiff_t hi) noexcept nogil:
+    """alpha/2 ||W||^2 + alpha_l1 ||W||_1 over the weights among parameters
+    [lo, hi), summed layer by layer (scikit-learn's order)."""
     cdef double sq = 0, l1 = 0
-    cdef ptrdiff_t l
-    cdef int size
+    cdef ptrdiff_t l, start, end
     for l in range(net.n_layers):
-        size = <int> (net.units[l] * net.units[l + 1])
-        sq += sum_of_squares(size, p + net.w_off[l])
-        if net.alpha_l1 != 0:
-            l1 += sum_of_abs(size, p + net.w_off[l])
+        start = max(net.w_off[l], lo)
+        end = min(net.w_off[l] + net.units[l] * net.units[l + 1], hi)
+        if end > start:
+            sq += _chunked(end - start, p + start, True)
+            if net.alpha_l1 != 0:
+                l1 += _chunked(end - start, p + start, False)
     return (0.5 * net.alpha) * sq + net.alpha_l1 * l1
+
+
+cdef double _finish_range(const Net *net, const floating *p, floating *g,
+                          double s, ptrdiff_t lo, ptrdiff_t hi) noexcept nogil:
+    """On parameters [lo, hi): adds the L2 (and L1) terms to the summed
+    weight gradient, divides by s, and returns the range's _penalty."""
+    cdef ptrdiff_t mid = min(max(net.n_coefs, lo), hi)  # weights end here
+    finish_gradient(mid - lo, net.alpha, net.alpha_l1, s, p + lo, g + lo)
+    finish_gradient(hi - mid, 0.0, 0.0, s, <floating *> NULL, g + mid)
+    return _penalty(net, p, lo, mid)
 
 
 cdef double _finish(const Net *net, const floating *p, floating *g,
                     double data_loss, double s) noexcept nogil:
-    """Adds the L2 (and L1) terms to the summed gradient, divides by s, and
-    returns the loss data_loss / s + alpha/2 ||W||^2 / s (scikit-learn's
-    objective) + alpha_l1 ||W||_1 / s."""
-    finish_gradient(net.n_coefs, net.alpha, net.alpha_l1, s, p, g)
-    finish_gradient(net.n_params - net.n_coefs, 0.0, 0.0, s, <floating *> NULL,
-                    g + net.n_coefs)
-    return data_loss / s + _penalty(net, p) / s
+    """Finishes the whole gradient (_finish_range) and returns the loss
+    data_loss / s + alpha/2 ||W||^2 / s (scikit-learn's objective) +
+    alpha_l1 ||W||_1 / s."""
+    return data_loss / s + _finish_range(net, p, g, s, 0, net.n_params) / s
 
 
 cdef double _chunked(ptrdiff_t size, const floating *x, bint squares) noexcept nogil:
@@ -462,18 +472,12 @@ cdef struct Tail:
 
 
 cdef void _tail(Tail *t, floating *dummy) noexcept nogil:
-    """The penalty terms and 1/s of the gradient on the range (as _finish),
-    and the optimizer's step there; the range's penalty into t.penalty."""
-    cdef const Net *net = t.net
-    cdef floating *p = <floating *> net.params
-    cdef floating *g = <floating *> net.grads
-    cdef ptrdiff_t lo = t.lo, hi = t.hi, mid = min(max(net.n_coefs, lo), hi)
-    finish_gradient(mid - lo, net.alpha, net.alpha_l1, t.s, p + lo, g + lo)
-    finish_gradient(hi - mid, 0.0, 0.0, t.s, <floating *> NULL, g + mid)
-    t.penalty = 0.5 * net.alpha * _chunked(mid - lo, p + lo, True)
-    if net.alpha_l1 != 0:
-        t.penalty += net.alpha_l1 * _chunked(mid - lo, p + lo, False)
-    _step(net, t.opt, p, g, lo, hi)
+    """_finish_range and the optimizer's step on the range; the range's
+    penalty into t.penalty."""
+    cdef floating *p = <floating *> t.net.params
+    cdef floating *g = <floating *> t.net.grads
+    t.penalty = _finish_range(t.net, p, g, t.s, t.lo, t.hi)
+    _step(t.net, t.opt, p, g, t.lo, t.hi)
 
 
 cdef void _tail_job_f32(void *t) noexcept nogil:
@@ -717,7 +721,7 @@ cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
         start += m
     s = n if SW == NULL else _weight_sum(SW, n)
     if not gradient:
-        return data_loss / s + _penalty(net, <const floating *> net.params) / s
+        return data_loss / s + _penalty(net, <const floating *> net.params, 0, net.n_coefs) / s
     return _finish(net, <floating *> net.params, <floating *> net.grads, data_loss, s)
 
 
@@ -1193,24 +1197,22 @@ cdef class Engine:
                 slots[i][0] = _data(arrays[i])
         return arrays
 
-    cdef list _reserve(self, Work *w, list arrays, ptrdiff_t cap, bint gather_x):
-        """Blocks of `w` for `cap` rows, kept while large enough (and while
-        the dropout they were made for is on); the block that gathers rows
-        of X only for shuffled dense X (CSR rows are read in place). Returns
-        the arrays backing `w` (`arrays`, the current ones, or new ones)."""
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x):
+        """Work blocks for `cap` rows, kept while large enough (and while the
+        dropout they were made for is on); the block that gathers rows of X
+        only for shuffled dense X (CSR rows are read in place)."""
         units = self.layer_units
-        if w.cap < cap or (any(self.dropout) and w.mask == NULL):
-            cap = max(cap, w.cap)
+        if self.work.cap < cap or (any(self.dropout) and self.work.mask == NULL):
+            cap = max(cap, self.work.cap)
             y = np.empty(cap * units[len(units) - 1], dtype=self.dtype)
             sw = np.empty(cap, dtype=self.dtype)
-            arrays = self._allocate(cap, w, False) + [y, sw]
-            w.y = _data(y)
-            w.sw = _data(sw)
-        if gather_x and w.x == NULL:
-            x = np.empty(w.cap * units[0], dtype=self.dtype)
-            arrays.append(x)
-            w.x = _data(x)
-        return arrays
+            self._work = self._allocate(cap, &self.work, False) + [y, sw]
+            self.work.y = _data(y)
+            self.work.sw = _data(sw)
+        if gather_x and self.work.x == NULL:
+            x = np.empty(self.work.cap * units[0], dtype=self.dtype)
+            self._work.append(x)
+            self.work.x = _data(x)
 
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1:
@@ -1275,8 +1277,7 @@ cdef class Engine:
         if n_threads not in (1, 2):
             raise ValueError(f"n_threads must be 1 or 2, got {n_threads}")
         batch_size = min(batch_size, n)
-        self._work = self._reserve(&self.work, self._work, batch_size,
-                                   order is not None and x.x != NULL)
+        self._reserve(batch_size, order is not None and x.x != NULL)
         # dropout masks and batch statistics span a batch: one thread
         cdef bint threads = (n_threads == 2 and not self.batch_norm
                              and not any(self.dropout))
@@ -1343,7 +1344,7 @@ cdef class Engine:
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
         if params is not None:
             self.params[...] = np.asarray(params).reshape(self.params.shape)
-        self._work = self._reserve(&self.work, self._work, min(n, PREDICT_CHUNK), False)
+        self._reserve(min(n, PREDICT_CHUNK), False)
         self._set_penalties(alpha, alpha_l1)
         cdef void *y = _data(Y)
         cdef bint y_u8 = Y.dtype == np.uint8

@@ -91,11 +91,6 @@ cdef extern from "cnn_bp.h" nogil:
     void cnnbp_gather_rows_f64(ptrdiff_t m, ptrdiff_t n, const double *src,
                                const ptrdiff_t *rows, double *dst)
     int cnnbp_all_finite_f32(ptrdiff_t size, const float *x)
-    ctypedef void (*cnnbp_job)(void *arg) noexcept nogil
-    int cnnbp_helper_acquire()
-    void cnnbp_helper_post(cnnbp_job fn, void *arg)
-    void cnnbp_helper_wait()
-    void cnnbp_helper_release()
     int cnnbp_all_finite_f64(ptrdiff_t size, const double *x)
     void cnnbp_column_sums_f32(ptrdiff_t m, ptrdiff_t n, const float *x,
                                float *sums)
@@ -157,6 +152,12 @@ cdef extern from "cnn_bp.h" nogil:
         ptrdiff_t m, ptrdiff_t n, const double *data, const ptrdiff_t *indices,
         const ptrdiff_t *indptr, const ptrdiff_t *rows, ptrdiff_t first_row,
         const double *delta, double *g)
+    # csrc/helper.c: the helper thread
+    ctypedef void (*cnnbp_job)(void *arg) noexcept nogil
+    int cnnbp_helper_acquire()
+    void cnnbp_helper_post(cnnbp_job fn, void *arg)
+    void cnnbp_helper_wait()
+    void cnnbp_helper_release()
 
 
 cdef inline void bias_activation(ptrdiff_t m, ptrdiff_t n, int activation,
