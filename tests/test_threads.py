@@ -71,6 +71,16 @@ def test_shared_batches_train_as_one_thread(dtype, layout):
         None if layout == "in place" else order, 130, dtype)  # fmt: skip
 
 
+@pytest.mark.parametrize("units", [(20, 5), (20, 37, 5), (20, 3, 2, 5), (20, 300, 5)])
+def test_every_network_shape_trains_as_one_thread(units):
+    """The update shared in the last backward phase: each part's ranges
+    (its rows of W^1, and a cut through the rest that leaves b^1 to part
+    0) cover every parameter once, with or without hidden layers."""
+    X, Y, _, order = _data(np.float64)
+    _assert_same_training(lambda: _engine(np.float64, units=units),
+                          X, Y, None, order, 130, np.float64)  # fmt: skip
+
+
 @pytest.mark.parametrize("activation", ["relu", "silu", "gelu", "softplus", "elu"])
 def test_every_activation_trains_as_one_thread(activation):
     """Derivatives read off Z (silu, gelu, ...) keep each part's Z rows."""

@@ -460,34 +460,6 @@ cdef void _update(const Net *net, Optim *opt, floating *p,
                              p + net.w_off[l], g)
 
 
-cdef struct Tail:
-    # Parameters [lo, hi) of a shared batch's update; the helper thread
-    # receives one of these.
-    const Net *net
-    const Optim *opt
-    ptrdiff_t lo
-    ptrdiff_t hi
-    double s                     # the batch's sample weight sum
-    double penalty               # out: the range's part of _penalty
-
-
-cdef void _tail(Tail *t, floating *dummy) noexcept nogil:
-    """_finish_range and the optimizer's step on the range; the range's
-    penalty into t.penalty."""
-    cdef floating *p = <floating *> t.net.params
-    cdef floating *g = <floating *> t.net.grads
-    t.penalty = _finish_range(t.net, p, g, t.s, t.lo, t.hi)
-    _step(t.net, t.opt, p, g, t.lo, t.hi)
-
-
-cdef void _tail_job_f32(void *t) noexcept nogil:
-    _tail(<Tail *> t, <float *> NULL)
-
-
-cdef void _tail_job_f64(void *t) noexcept nogil:
-    _tail(<Tail *> t, <double *> NULL)
-
-
 cdef double _weight_sum(const floating *sw, ptrdiff_t m) noexcept nogil:
     cdef floating s = 0
     cdef ptrdiff_t i
@@ -544,9 +516,19 @@ cdef struct Part:
     ptrdiff_t mr
     int tid
     ptrdiff_t layer              # the phase: 0 forward, l backward of layer l
+    const Optim *opt             # phase 1 updates, if set (two parts only):
+    ptrdiff_t u[4]               # parameters [u[0], u[1]) and [u[2], u[3])
+    double s                     # with the batch's weight sum
     Rows batch                   # out of phase 0: the batch's input rows
     double data_loss             # out of phase 0: weighted loss of the rows
     double weight                # out of phase 0: their weight sum (mr unweighted)
+    double penalty               # out of phase 1 with opt: the ranges' _penalty
+
+
+cdef inline ptrdiff_t _rows_split(const Net *net, ptrdiff_t l, bint csr) noexcept nogil:
+    """The first row of dW^l that part 1 computes: half of them; CSR's dW^1
+    (one pass over the sparse rows) is all part 0's."""
+    return net.units[0] if l == 1 and csr else net.units[l - 1] // 2
 
 
 cdef void _part(Part *t, floating *dummy) noexcept nogil:
@@ -555,7 +537,9 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
     rows where they are), targets and weights, the forward pass and the
     output delta. Phase l: tid 0 adds db^l, each part its rows of dW^l
     (both need every row's delta^l: the phases are run in lockstep), then
-    delta^{l-1} of its own rows."""
+    delta^{l-1} of its own rows. Phase 1 with t.opt then finishes and
+    updates the part's parameter ranges, whose gradients are complete by
+    then (its own rows of dW^1, tid 0's db^1, earlier phases' layers)."""
     cdef const Net *net = t.net
     cdef const Work *w = t.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
@@ -601,11 +585,9 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
     if t.tid == 0:
         _bias_gradient(net, w, t.m, l, dummy)
     i0, i1 = 0, net.units[l - 1]
-    if t.mr < t.m:  # two parts: split dW^l's rows (CSR's dW^1 is tid 0's)
-        half = i1 // 2
-        if l == 1 and t.batch.x == NULL:
-            i1 = i1 if t.tid == 0 else 0
-        elif t.tid == 0:
+    if t.mr < t.m:  # two parts: split dW^l's rows
+        half = _rows_split(net, l, t.batch.x == NULL)
+        if t.tid == 0:
             i1 = half
         else:
             i0 = half
@@ -613,6 +595,15 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
         _weight_gradient(net, &t.batch, w, t.m, l, i0, i1, True, dummy)
     if l > 1:
         _delta_back(net, w, l, t.r0, t.mr, True, dummy)
+    elif t.opt != NULL:
+        t.penalty = 0
+        for i0 in range(0, 4, 2):
+            if t.u[i0 + 1] > t.u[i0]:
+                t.penalty += _finish_range(net, <floating *> net.params,
+                                           <floating *> net.grads, t.s,
+                                           t.u[i0], t.u[i0 + 1])
+                _step(net, t.opt, <floating *> net.params, <floating *> net.grads,
+                      t.u[i0], t.u[i0 + 1])
 
 
 cdef void _part_job_f32(void *t) noexcept nogil:
@@ -641,7 +632,8 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     With `threads` (and the helper free), a batch of at least SPLIT_ROWS
     rows is shared with the helper thread: each takes half of its rows
     forward and back, half of each weight gradient's rows and half of the
-    parameters' update. Every gradient element is still one sum over all
+    parameters' update (in the last backward phase: one hand-over fewer per
+    batch). Every gradient element is still one sum over all
     the batch rows, so the parameters are those of the one-thread pass to
     round-off (OpenBLAS rounds an ulp differently for other shapes, as it
     does for other thread counts)."""
@@ -655,12 +647,18 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     t1 = t0
     t1.tid = 1
     cdef cnnbp_job part_job = _part_job_f32 if floating is float else _part_job_f64
-    cdef cnnbp_job tail_job = _tail_job_f32 if floating is float else _tail_job_f64
-    # the update splits at a cache-line multiple near the middle
-    cdef ptrdiff_t mid = (net.n_params // 2) & ~(<ptrdiff_t> 15)
-    cdef Tail u0 = Tail(net, opt, 0, mid, 0, 0)
-    cdef Tail u1 = Tail(net, opt, mid, net.n_params, 0, 0)
-    cdef bint split_update = opt.clip_norm == 0 and opt.max_norm == 0
+    # Phase 1 ends with the update: part 1 takes its rows of W^1 and the
+    # parameters from there up to `cut`, part 0 the rest. `cut` lies between
+    # the end of W^1 (part 1's rows are done only by part 1) and b^1 (summed
+    # by part 0), where it balances the two, at a cache-line multiple.
+    cdef ptrdiff_t h = _rows_split(net, 1, X.x == NULL) * net.units[1]
+    cdef ptrdiff_t cut = min(h + net.n_params // 2, net.n_coefs) & ~(<ptrdiff_t> 15)
+    cut = max(cut, net.units[0] * net.units[1])
+    t0.u[0], t0.u[1], t0.u[2], t0.u[3] = 0, h, cut, net.n_params
+    t1.u[0], t1.u[1] = h, cut
+    cdef const Optim *split_update = NULL
+    if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
+        split_update = opt
     cdef bint helper = threads and cnnbp_helper_acquire()
     while start < n:
         m = min(batch, n - start)
@@ -668,6 +666,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         t0.m = t1.m = m
         if not helper or m < _SPLIT_ROWS:
             t0.mr = m
+            t0.opt = NULL
             for l in range(L + 1):
                 t0.layer = (L + 1 - l) % (L + 1)  # 0, L, L - 1, ..., 1
                 _part(&t0, p)
@@ -678,16 +677,17 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         t0.mr = m // 2
         t1.r0 = t0.mr
         t1.mr = m - t0.mr
+        t0.opt = t1.opt = split_update
         for l in range(L + 1):
             t0.layer = t1.layer = (L + 1 - l) % (L + 1)
+            if t0.layer == 1 and split_update != NULL:
+                t0.s = t1.s = t0.weight + t1.weight
+                _advance(opt)
             _pair(&t0, &t1, part_job)
         data_loss = t0.data_loss + t1.data_loss
         s = t0.weight + t1.weight
-        if split_update:
-            u0.s = u1.s = s
-            _advance(opt)
-            _pair(&u0, &u1, tail_job)
-            total += (data_loss / s + (u0.penalty + u1.penalty) / s) * m
+        if split_update != NULL:
+            total += (data_loss / s + (t0.penalty + t1.penalty) / s) * m
         else:
             total += _finish(net, p, g, data_loss, s) * m
             _update(net, opt, p, g)
