@@ -9,7 +9,7 @@ import pytest
 from sklearn import neural_network as sk
 from sklearn.exceptions import ConvergenceWarning
 
-from cnn_bp import MLPClassifier, MLPRegressor
+from cnn_bp import MLPClassifier, MLPRegressor, _engine
 
 
 @pytest.fixture
@@ -100,9 +100,11 @@ def test_predict_proba_rows_sum_to_one_and_log_proba(fitted, digits):
     assert fitted.predict(X).shape == (len(X),)
 
 
-def test_large_input_is_predicted_in_blocks(fitted, digits):
+@pytest.mark.parametrize("block_bytes", [1, _engine.PREDICT_BYTES])
+def test_large_input_is_predicted_in_blocks(fitted, digits, monkeypatch, block_bytes):
     X, _ = digits
-    big = np.tile(X, (6, 1))  # 10782 rows: several 4096-row blocks
+    big = np.tile(X, (6, 1))  # 10782 rows: three 4096-row blocks, or one
+    monkeypatch.setattr(_engine, "PREDICT_BYTES", block_bytes)
     np.testing.assert_allclose(fitted.predict_proba(big)[-len(X):], fitted.predict_proba(X), rtol=1e-12)
 
 

@@ -87,9 +87,12 @@ BN_MOMENTUM = 0.1   # weight of each batch in the running estimates
 cdef double _BN_EPSILON = BN_EPSILON
 cdef double _BN_MOMENTUM = BN_MOMENTUM
 
-# Rows per block when predicting: large enough for efficient GEMM, small
-# enough that the work memory stays bounded whatever the number of rows.
+# Rows per block when predicting: as many as PREDICT_BYTES of activations
+# hold (10,000 rows of a (512, 256) network in one block, as numpy would
+# take them: BLAS is fastest on whole products), and at least PREDICT_CHUNK;
+# the work memory stays bounded whatever the number of rows.
 PREDICT_CHUNK = 4096
+PREDICT_BYTES = 64 << 20
 
 # Training batches of at least this many rows are shared with the helper
 # thread (see _epoch); for smaller ones the hand-over costs more than it saves.
@@ -1429,9 +1432,11 @@ cdef class Engine:
         cdef Rows x
         cdef list keep = []
         cdef ptrdiff_t n = _set_rows(&x, X, self.dtype, self.layer_units[0], keep)
-        cdef ptrdiff_t cap = min(n, PREDICT_CHUNK)
+        cdef ptrdiff_t width = sum(self.layer_units[1:])
+        cdef ptrdiff_t cap = min(n, max(PREDICT_CHUNK,
+                                        PREDICT_BYTES // (width * self.dtype.itemsize)))
         out = np.empty((n, self.layer_units[at]), dtype=self.dtype)
-        work = np.empty(cap * sum(self.layer_units[1:]), dtype=self.dtype)
+        work = np.empty(cap * width, dtype=self.dtype)
         cdef void *o = _data(out)
         cdef void *a = _data(work)
         if self.dtype == np.float64:
