@@ -12,6 +12,7 @@ from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
 from cnn_bp import MLPClassifier, MLPRegressor
+from cnn_bp import _engine
 from cnn_bp._engine import all_finite
 
 
@@ -80,12 +81,35 @@ def test_bad_input_gives_scikit_learns_error(digits, case):
         bad = bad[0]
     else:
         bad = bad.astype(complex)
-    assert not ours._needs_no_validation(bad)
+    # inf and NaN take the fast path: the engine finds them
+    assert ours._needs_no_validation(bad) == (case in ("nan", "inf", "-inf"))
     for method in ("predict", "predict_proba"):
         kind, message = _error(lambda: getattr(ours, method)(bad))
         their_kind, their_message = _error(lambda: getattr(theirs, method)(bad))
         assert kind is their_kind
         assert message == their_message.replace("SkMLPClassifier", "MLPClassifier")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_inf_or_nan_in_a_later_block_gives_scikit_learns_error(digits, monkeypatch, bad):
+    # The fast path checks X block by block as it predicts: a bad value in
+    # the last block still stops it with validate_data's error, and the
+    # model predicts as before afterwards.
+    X, y = digits[0][:300], digits[1][:300]
+    ours = MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y)
+    theirs = SkMLPClassifier((16,), max_iter=5, random_state=0).fit(X, y)
+    monkeypatch.setattr(_engine, "PREDICT_BYTES", 1)  # blocks of PREDICT_MIN_ROWS
+    big = np.tile(X, (3, 1))
+    assert len(big) > 3 * _engine.PREDICT_MIN_ROWS
+    before = ours.predict_proba(big)
+    big[-1, 7] = bad
+    for method in ("predict", "predict_proba", "hidden_activations"):
+        kind, message = _error(lambda: getattr(ours, method)(big))
+        their_kind, their_message = _error(lambda: theirs.predict(big))
+        assert kind is their_kind
+        assert message == their_message.replace("SkMLPClassifier", "MLPClassifier")
+    big[-1, 7] = X[-1, 7]
+    np.testing.assert_array_equal(ours.predict_proba(big), before)
 
 
 def test_feature_names_are_still_checked(digits):

@@ -57,7 +57,7 @@ from ._kernels cimport (
     cnnbp_helper_acquire, cnnbp_helper_post, cnnbp_helper_release,
     cnnbp_helper_wait, cnnbp_job, csr_matmul, csr_transpose_matmul_add,
     delta_derivative, dropout, finish_gradient,
-    gather_rows, gemm, max_norm_columns, multiply, nadam_update, output_loss,
+    gather_rows, gemm, is_finite, max_norm_columns, multiply, nadam_update, output_loss,
     rmsprop_update, sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
 )
 
@@ -87,12 +87,17 @@ BN_MOMENTUM = 0.1   # weight of each batch in the running estimates
 cdef double _BN_EPSILON = BN_EPSILON
 cdef double _BN_MOMENTUM = BN_MOMENTUM
 
-# Rows per block when predicting: as many as PREDICT_BYTES of activations
-# hold (10,000 rows of a (512, 256) network in one block, as numpy would
-# take them: BLAS is fastest on whole products), and at least PREDICT_CHUNK;
-# the work memory stays bounded whatever the number of rows.
-PREDICT_CHUNK = 4096
-PREDICT_BYTES = 64 << 20
+# Rows per block when predicting: as many as PREDICT_BYTES hold of input
+# rows and their activations (8 MiB stay in the L3 cache, so the check of a
+# block for NaN and inf and its products read X from memory once), and at
+# least PREDICT_MIN_ROWS for efficient products; the work memory stays
+# bounded whatever the number of rows.
+PREDICT_BYTES = 8 << 20
+PREDICT_MIN_ROWS = 256
+
+# Rows per block of the full-batch loss and gradient (L-BFGS): large enough
+# for efficient products, small enough to bound the work memory.
+FULL_BATCH_ROWS = 4096
 
 # Training batches of at least this many rows are shared with the helper
 # thread (see _epoch); for smaller ones the hand-over costs more than it saves.
@@ -738,11 +743,14 @@ cdef double _trace(const Net *net, const Rows *X, const floating *Y,
                    data_loss, n if SW == NULL else _weight_sum(SW, n))
 
 
-cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
-                   floating *a, ptrdiff_t cap, ptrdiff_t layer) noexcept nogil:
+cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
+                   floating *a, ptrdiff_t cap, ptrdiff_t layer,
+                   bint check) noexcept nogil:
     """Activations A^layer of n rows into `out` (n, n_layer), cap rows at a
     time, in the caller's blocks `a` (so concurrent predictions never share
-    memory); layer L gives the outputs."""
+    memory); layer L gives the outputs. With `check`, each block of dense
+    rows is first checked for inf and NaN: False at the first that has any
+    (out is then incomplete), else True."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
@@ -755,12 +763,15 @@ cdef void _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     while start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
+        if check and xb.x != NULL and not is_finite(m * n_in, <const floating *> xb.x):
+            return False
         _forward(net, &xb, m, &w, a, False, 0)
         if layer == L:
             bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                             p + net.b_off[L - 1], block)
         memcpy(out + start * n_out, block, m * n_out * sizeof(floating))
         start += m
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -1347,7 +1358,7 @@ cdef class Engine:
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
         if params is not None:
             self.params[...] = np.asarray(params).reshape(self.params.shape)
-        self._reserve(min(n, PREDICT_CHUNK), False)
+        self._reserve(min(n, FULL_BATCH_ROWS), False)
         self._set_penalties(alpha, alpha_l1)
         cdef void *y = _data(Y)
         cdef bint y_u8 = Y.dtype == np.uint8
@@ -1405,7 +1416,7 @@ cdef class Engine:
                   for l in range(len(units) - 1)] for block in (z, a, delta)]
         return (loss, *views)
 
-    def predict(self, X, layer=None):
+    def predict(self, X, layer=None, check_finite=False):
         """Output activations for X, or the activations of a hidden layer.
 
         Parameters
@@ -1414,12 +1425,16 @@ cdef class Engine:
             Dense X must be C-contiguous; CSR X is read in place (never densified).
         layer : int, optional
             1 .. L - 1 for the hidden layer A^layer; None (or L) for the outputs.
+        check_finite : bool, default=False
+            Check dense X for inf and NaN, block by block before its products
+            (while the block is in cache: cheaper than a pass of its own).
 
         Returns
         -------
-        out : ndarray of shape (n_samples, n_layer), engine dtype
+        out : ndarray of shape (n_samples, n_layer), engine dtype, or None
             Softmax probabilities, logistic probabilities, identity or exp
-            outputs, by the loss; or f(Z^layer) of that hidden layer.
+            outputs, by the loss; or f(Z^layer) of that hidden layer. None
+            if `check_finite` found inf or NaN in X.
 
         Notes
         -----
@@ -1433,19 +1448,20 @@ cdef class Engine:
         cdef list keep = []
         cdef ptrdiff_t n = _set_rows(&x, X, self.dtype, self.layer_units[0], keep)
         cdef ptrdiff_t width = sum(self.layer_units[1:])
-        cdef ptrdiff_t cap = min(n, max(PREDICT_CHUNK,
-                                        PREDICT_BYTES // (width * self.dtype.itemsize)))
+        cdef ptrdiff_t row_bytes = (self.layer_units[0] + width) * self.dtype.itemsize
+        cdef ptrdiff_t cap = min(n, max(PREDICT_MIN_ROWS, PREDICT_BYTES // row_bytes))
+        cdef bint check = check_finite, finite
         out = np.empty((n, self.layer_units[at]), dtype=self.dtype)
         work = np.empty(cap * width, dtype=self.dtype)
         cdef void *o = _data(out)
         cdef void *a = _data(work)
         if self.dtype == np.float64:
             with nogil:
-                _predict(&self.net, &x, n, <double *> o, <double *> a, cap, at)
+                finite = _predict(&self.net, &x, n, <double *> o, <double *> a, cap, at, check)
         else:
             with nogil:
-                _predict(&self.net, &x, n, <float *> o, <float *> a, cap, at)
-        return out
+                finite = _predict(&self.net, &x, n, <float *> o, <float *> a, cap, at, check)
+        return out if finite else None
 
     def __reduce__(self):
         return (_restore, (self.layer_units, self.hidden_activation,

@@ -257,6 +257,13 @@ cdef inline void gather_rows(ptrdiff_t m, ptrdiff_t n, const floating *src,
         cnnbp_gather_rows_f64(m, n, src, rows, dst)
 
 
+cdef inline bint is_finite(ptrdiff_t size, const floating *x) noexcept nogil:
+    if floating is float:
+        return cnnbp_all_finite_f32(size, x)
+    else:
+        return cnnbp_all_finite_f64(size, x)
+
+
 cdef inline void column_sums(ptrdiff_t m, ptrdiff_t n, const floating *x,
                              floating *sums) noexcept nogil:
     if floating is float:
