@@ -103,7 +103,7 @@ def test_predict_proba_rows_sum_to_one_and_log_proba(fitted, digits):
 @pytest.mark.parametrize("block_bytes", [1, _engine.PREDICT_BYTES])
 def test_large_input_is_predicted_in_blocks(fitted, digits, monkeypatch, block_bytes):
     X, _ = digits
-    big = np.tile(X, (6, 1))  # 10782 rows: three 4096-row blocks, or one
+    big = np.tile(X, (6, 1))  # 10782 rows: in blocks of PREDICT_MIN_ROWS, or of 8 MiB
     monkeypatch.setattr(_engine, "PREDICT_BYTES", block_bytes)
     np.testing.assert_allclose(fitted.predict_proba(big)[-len(X):], fitted.predict_proba(X), rtol=1e-12)
 

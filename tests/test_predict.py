@@ -11,8 +11,7 @@ import pytest
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
-from cnn_bp import MLPClassifier, MLPRegressor
-from cnn_bp import _engine
+from cnn_bp import MLPClassifier, MLPRegressor, _engine
 from cnn_bp._engine import all_finite
 
 

@@ -172,7 +172,7 @@ def test_float32_is_kept_and_close(digits, solver, assert_same_model):
     X, y = digits
     X32 = X.astype(np.float32)
     # 10 epochs: the two runs differ by float32 ulps from the first epoch
-    # (numpy's exp and its BLAS build vs ours), and somewhere past ~10 epochs
+    # (numpy's float32 exp; its two-threaded products), and past ~10 epochs
     # one such ulp can flip a unit or a sign and the runs part (with
     # OPENBLAS_NUM_THREADS=1, adam's weights then differ by 1e-4 at epoch 15).
     ours, theirs = _pair("MLPClassifier", solver=solver, max_iter=10, random_state=0)
