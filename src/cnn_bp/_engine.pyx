@@ -689,11 +689,11 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         for l in range(L + 1):
             t0.layer = t1.layer = (L + 1 - l) % (L + 1)
             if t0.layer == 1 and split_update != NULL:
-                t0.s = t1.s = t0.weight + t1.weight
                 _advance(opt)
             _pair(&t0, &t1, part_job)
+            if l == 0:  # the batch's weight sum, for phase 1's update
+                s = t0.s = t1.s = t0.weight + t1.weight
         data_loss = t0.data_loss + t1.data_loss
-        s = t0.weight + t1.weight
         if split_update != NULL:
             total += (data_loss / s + (t0.penalty + t1.penalty) / s) * m
         else:

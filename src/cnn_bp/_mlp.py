@@ -632,19 +632,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                             float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
                         )
                     if self._no_improvement_count > self.n_iter_no_change:
-                        if early_stopping:
-                            msg = (
-                                "Validation score did not improve more than "
-                                "tol=%f for %d consecutive epochs."
-                                % (self.tol, self.n_iter_no_change)
-                            )
-                        else:
-                            msg = (
-                                "Training loss did not improve more than tol=%f"
-                                " for %d consecutive epochs."
-                                % (self.tol, self.n_iter_no_change)
-                            )
-                        if self._trigger_stopping(msg):
+                        if self._trigger_stopping(early_stopping):
                             self.stopped_early_ = early_stopping
                             break
                         self._no_improvement_count = 0
@@ -697,8 +685,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             RuntimeWarning,
         )
 
-    def _trigger_stopping(self, msg):
-        """Stop, or for sgd's 'adaptive' schedule divide the rate by 5 first."""
+    def _trigger_stopping(self, early_stopping):
+        """After n_iter_no_change epochs without improvement: stop (True), or
+        for sgd's 'adaptive' schedule divide the rate by 5 first."""
+        what = "Validation score" if early_stopping else "Training loss"
+        msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
+            what, self.tol, self.n_iter_no_change)
         engine = self._engine
         if not (engine.solver == "sgd" and self.learning_rate == "adaptive"):
             if self.verbose:
