@@ -47,6 +47,13 @@ void FN(column_sums)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
             sum[j] += x[i * n + j];
 }
 
+CNNBP_VECTOR_LOOP
+void FN(add)(ptrdiff_t size, const T *restrict x, T *restrict y)
+{
+    for (ptrdiff_t i = 0; i < size; i++)
+        y[i] += x[i];
+}
+
 /* Max-norm constraint (Srivastava et al. 2014, Sec. 5.1): each column j of
  * the (m, n) row-major W, the weights into unit j, is rescaled to L2 norm c
  * when longer. `scratch` holds n values (the column sums of squares). */

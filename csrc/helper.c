@@ -2,13 +2,12 @@
  * helper.c -- one helper thread that takes half of each training batch.
  *
  * A training epoch (_epoch in _engine.pyx) can share every batch with the
- * helper: the caller posts a job (half the rows forward and back, half of a
- * weight gradient, half of the update), does its own half, and waits for
- * the helper's.
+ * helper: the caller posts a job (half the rows forward and back; then
+ * half of the update), does its own half, and waits for the helper's.
  *
  * One helper serves the process; an engine takes it for one epoch
  * (cnnbp_helper_acquire / _release) or, when another engine has it, works
- * alone. Between the jobs of an epoch (a few per batch, microseconds to
+ * alone. Between the jobs of an epoch (two per batch, microseconds to
  * milliseconds apart) the helper spins so that a job starts within a
  * microsecond; after ~2 ms without one it sleeps on a condition variable.
  * It blocks all signals (Python handles them in the main thread) and is

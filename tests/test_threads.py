@@ -1,10 +1,12 @@
 """Batches shared with the helper thread (Engine.run_epoch(n_threads=2)).
 
-The helper takes half of each batch's rows forward and back, half of each
-weight gradient's rows and half of the update; the parameters must come out
-as the one-thread pass gives them (to BLAS round-off: OpenBLAS's results
-depend by an ulp on the shapes it is handed), whatever the data layout,
-solver, batch remainder or competition for the helper.
+The helper takes half of each batch's rows forward and back, summing their
+gradient in a buffer of its own (a large dW^1: half of its rows, over all
+the batch rows, after a hand-over), and half of the update; the parameters
+must come out as the one-thread pass gives them (to round-off: sums in two
+halves, and OpenBLAS's results depend by an ulp on the shapes it is handed),
+whatever the data layout, network, solver, batch remainder or competition
+for the helper, in both ways of taking dW^1.
 """
 
 import contextlib
@@ -19,6 +21,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from cnn_bp import MLPClassifier, MLPRegressor
 from cnn_bp import _activations as act
+from cnn_bp import _engine as engine_module
 from cnn_bp._engine import SPLIT_ROWS, Engine
 from cnn_bp._threads import MIN_SHARED_WORK, training_threads
 
@@ -59,9 +62,18 @@ def _assert_same_training(make, X, Y, sw, order, batch, dtype):
     np.testing.assert_allclose(two[1], one[1], rtol=RTOL[dtype])
 
 
+@pytest.fixture(params=["dW1 summed per thread", "dW1 split by rows"])
+def w1_mode(request, monkeypatch):
+    """The tests' first layers are small, so each thread sums all of dW^1;
+    SHARED_W1_BYTES = 0 makes every dW^1 'large': split by rows."""
+    if request.param == "dW1 split by rows":
+        monkeypatch.setattr(engine_module, "SHARED_W1_BYTES", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["gathered", "in place", "csr", "weighted"])
-def test_shared_batches_train_as_one_thread(dtype, layout):
+def test_shared_batches_train_as_one_thread(dtype, layout, w1_mode):
     X, Y, sw, order = _data(dtype)
     if layout == "csr":
         X = sp.csr_matrix(np.where(np.abs(X) > 1, X, 0))
@@ -72,10 +84,10 @@ def test_shared_batches_train_as_one_thread(dtype, layout):
 
 
 @pytest.mark.parametrize("units", [(20, 5), (20, 37, 5), (20, 3, 2, 5), (20, 300, 5)])
-def test_every_network_shape_trains_as_one_thread(units):
-    """The update shared in the last backward phase: each part's ranges
-    (its rows of W^1, and a cut through the rest that leaves b^1 to part
-    0) cover every parameter once, with or without hidden layers."""
+def test_every_network_shape_trains_as_one_thread(units, w1_mode):
+    """Each part's update ranges (its rows of W^1, and a cut through the
+    rest) cover every parameter once, and its partial sums reach them, with
+    or without hidden layers."""
     X, Y, _, order = _data(np.float64)
     _assert_same_training(lambda: _engine(np.float64, units=units),
                           X, Y, None, order, 130, np.float64)  # fmt: skip
@@ -94,7 +106,7 @@ def test_every_activation_trains_as_one_thread(activation):
     ("nadam", {}), ("rmsprop", {}), ("adagrad", {}),
     ("adam", dict(clip_norm=0.5)), ("adam", dict(max_norm=0.8)),
 ])  # fmt: skip
-def test_every_solver_updates_as_one_thread(solver, options):
+def test_every_solver_updates_as_one_thread(solver, options, w1_mode):
     """The update is split at the middle of the parameters (adamw's decay
     must stop at the weights' end there too); clip_norm and max_norm need
     the whole buffer and update on the caller's thread."""

@@ -75,6 +75,9 @@ cdef struct Work:
                                  # then 2 x width scratch values; or NULL
     void *mask                   # dropout: each element's 0 or 1/(1 - rate), as a
     void *kept                   # dropout: A^l * mask, what layer l + 1 reads
+    void *g2                     # two-thread epochs: part 1's partial gradient of
+                                 # parameters [g0, n_params) (g2[i - g0]), or NULL
+    ptrdiff_t g0
 
 
 cdef class Engine:
@@ -97,7 +100,7 @@ cdef class Engine:
     cdef readonly tuple intercepts
     cdef readonly object last_nogil_interval
     cdef _set_penalties(self, double alpha, double alpha_l1)
-    cdef _reserve(self, ptrdiff_t cap, bint gather_x)
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x, bint shared=*)
     cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z)
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1

@@ -51,7 +51,7 @@ from ._kernels cimport (
     CNNBP_SELU, CNNBP_SOFTPLUS, CNNBP_GELU, CNNBP_GELU_TANH, CNNBP_SILU,
     CNNBP_EXP, CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS,
     CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, adagrad_update, adam_update,
-    adamw_update, batch_norm_apply, batch_norm_backward, batch_norm_train,
+    adamw_update, add, batch_norm_apply, batch_norm_backward, batch_norm_train,
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
     cnnbp_helper_acquire, cnnbp_helper_post, cnnbp_helper_release,
@@ -103,6 +103,13 @@ FULL_BATCH_ROWS = 4096
 # thread (see _epoch); for smaller ones the hand-over costs more than it saves.
 SPLIT_ROWS = 64
 cdef ptrdiff_t _SPLIT_ROWS = SPLIT_ROWS
+
+# A shared batch's threads each sum the gradient of their own rows, the
+# helper's in a second buffer, so that a batch takes two hand-overs whatever
+# the depth. dW^1 larger than this is the exception: summing it twice would
+# add its size to a fit's memory, so it is split by rows after the backward
+# pass instead (which needs both threads' delta^1: a hand-over more).
+SHARED_W1_BYTES = 1 << 18
 
 
 def activation_codes():
@@ -270,46 +277,49 @@ cdef double _output_loss(const Net *net, const floating *y, const floating *sw,
                        <floating *> w.a + at, <floating *> w.delta + at)
 
 
-cdef void _bias_gradient(const Net *net, const Work *w, ptrdiff_t m,
-                         ptrdiff_t l, floating *dummy) noexcept nogil:
-    """db^l += sum over the m rows of delta^l; for a batch-normalised layer
-    dgamma^l and dbeta^l = db^l instead, and delta^l := dC/dZ^l of the
-    normalisation."""
+cdef void _bias_gradient(const Net *net, const Work *w, ptrdiff_t r0,
+                         ptrdiff_t m, ptrdiff_t l, floating *g,
+                         ptrdiff_t g0) noexcept nogil:
+    """db^l += sum over rows r0..r0 + m - 1 of delta^l, into g (g[i - g0]:
+    parameter i's gradient); for a batch-normalised layer (whole batches,
+    r0 = 0) dgamma^l and dbeta^l = db^l instead, and delta^l := dC/dZ^l of
+    the normalisation."""
     cdef ptrdiff_t at = net.blk_off[l], n_out = net.units[l]
-    cdef floating *g = <floating *> net.grads
-    cdef floating *d = <floating *> w.delta + w.cap * at
+    cdef floating *d = <floating *> w.delta + w.cap * at + r0 * n_out
     if l < net.n_layers and net.gamma_off[l - 1] >= 0:
         batch_norm_backward(m, n_out, <const floating *> net.params + net.gamma_off[l - 1],
                             <floating *> w.zhat + w.cap * at,
                             <floating *> w.bn + at, <floating *> w.bn + _width(net),
-                            g + net.gamma_off[l - 1], g + net.b_off[l - 1], d)
+                            g + (net.gamma_off[l - 1] - g0), g + (net.b_off[l - 1] - g0), d)
     else:
-        column_sums(m, n_out, d, g + net.b_off[l - 1])
+        column_sums(m, n_out, d, g + (net.b_off[l - 1] - g0))
 
 
 cdef void _weight_gradient(const Net *net, const Rows *x, const Work *w,
-                           ptrdiff_t m, ptrdiff_t l, ptrdiff_t i0, ptrdiff_t i1,
-                           bint training, floating *dummy) noexcept nogil:
-    """Rows i0..i1 - 1 of dW^l += (A^{l-1})^T delta^l over the m rows of the
-    blocks, A^{l-1} as layer l read it (A^0: the rows x; CSR x: all rows,
-    i0 = 0, i1 = n_0). Each element is the same sum over the rows whatever
-    the range, so ranges computed apart give the whole product (to an ulp:
+                           ptrdiff_t r0, ptrdiff_t m, ptrdiff_t l, ptrdiff_t i0,
+                           ptrdiff_t i1, bint training, floating *g,
+                           ptrdiff_t g0) noexcept nogil:
+    """Rows i0..i1 - 1 of dW^l += (A^{l-1})^T delta^l over rows r0..r0 + m - 1
+    of the blocks, into g (g[i - g0]: parameter i's gradient). A^{l-1} is
+    what layer l read; for l = 1 it is `x`, those m rows themselves (CSR x:
+    i0 = 0, i1 = n_0). Each element is one sum over the rows whatever the
+    range, so ranges computed apart give the whole product (to an ulp:
     OpenBLAS's rounding varies a little with the shapes it is given)."""
     cdef ptrdiff_t n_in = net.units[l - 1], n_out = net.units[l]
     cdef floating one = 1
-    cdef floating *g = <floating *> net.grads + net.w_off[l - 1] + i0 * n_out
-    cdef const floating *d = <floating *> w.delta + w.cap * net.blk_off[l]
+    cdef floating *dw = g + (net.w_off[l - 1] - g0) + i0 * n_out
+    cdef const floating *d = <floating *> w.delta + w.cap * net.blk_off[l] + r0 * n_out
     cdef const floating *a_prev
     if l > 1:
-        a_prev = _layer_output(net, w, <floating *> w.a, l - 1, training) + i0
+        a_prev = _layer_output(net, w, <floating *> w.a, l - 1, training) + r0 * n_in + i0
     elif x.x != NULL:
         a_prev = <const floating *> x.x + i0
     else:
         csr_transpose_matmul_add(m, n_out, <const floating *> x.data, x.indices,
-                                 x.indptr, x.rows, x.first_row, d, g)
+                                 x.indptr, x.rows, x.first_row, d, dw)
         return
     gemm(TRANS, NO_TRANS, i1 - i0, n_out, m, one, a_prev, n_in, d, n_out,
-         one, g, n_out)
+         one, dw, n_out)
 
 
 cdef void _delta_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_t r0,
@@ -332,6 +342,22 @@ cdef void _delta_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_t r0,
                      <floating *> w.a + at, z_prev, d_prev)
 
 
+cdef void _backward(const Net *net, const Rows *x, const Work *w, ptrdiff_t r0,
+                    ptrdiff_t m, ptrdiff_t first, bint training, floating *g,
+                    ptrdiff_t g0) noexcept nogil:
+    """The backward pass over rows r0..r0 + m - 1 of the blocks (x: those
+    rows of A^0), after _forward and _output_loss: for l = L, ..., 1, adds
+    their sums of delta^l and, for l >= first, of (A^{l-1})^T delta^l into g
+    (g[i - g0]: parameter i's gradient), and takes delta^{l-1} back."""
+    cdef ptrdiff_t l
+    for l in range(net.n_layers, 0, -1):
+        _bias_gradient(net, w, r0, m, l, g, g0)
+        if l >= first:
+            _weight_gradient(net, x, w, r0, m, l, 0, net.units[l - 1], training, g, g0)
+        if l > 1:
+            _delta_back(net, w, l, r0, m, training, g)
+
+
 cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
                            const floating *sw, ptrdiff_t m, const Work *w,
                            bint accumulate, bint backward,
@@ -342,19 +368,13 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     net.grads (zeroed first unless `accumulate`) and returns the weighted
     data loss sum_i sw_i C_i. The backward pass of a network with dropout or
     batch normalisation needs `training` (the caller checks)."""
-    cdef ptrdiff_t l
-    cdef floating *dummy = NULL
     _forward(net, x, m, w, <floating *> w.a, training, 0)
     cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
     if not backward:
         return data_loss
     if not accumulate:
         memset(net.grads, 0, net.n_params * sizeof(floating))
-    for l in range(net.n_layers, 0, -1):
-        _bias_gradient(net, w, m, l, dummy)
-        _weight_gradient(net, x, w, m, l, 0, net.units[l - 1], training, dummy)
-        if l > 1:
-            _delta_back(net, w, l, 0, m, training, dummy)
+    _backward(net, x, w, 0, m, 1, training, <floating *> net.grads, 0)
     return data_loss
 
 
@@ -509,8 +529,10 @@ cdef const floating *_target_rows(const void *Y, bint y_u8, const ptrdiff_t *row
 
 cdef struct Part:
     # One thread's share of a training batch: its rows r0..r0 + mr - 1 of
-    # the m batch rows, and half of each weight gradient's rows (tid 0 the
-    # first half, tid 1 the rest; a part with mr = m does everything).
+    # the m batch rows forward and back (a part with mr = m does all).
+    # Each part sums its rows' gradient into its own buffer (part 0:
+    # net.grads; part 1: w.g2, parameters [w.g0, n_params)); dW^1 below w.g0
+    # is split by rows instead, after the hand-over (both parts' delta^1).
     const Net *net
     const Work *w
     const Rows *X
@@ -523,7 +545,7 @@ cdef struct Part:
     ptrdiff_t r0
     ptrdiff_t mr
     int tid
-    ptrdiff_t layer              # the phase: 0 forward, l backward of layer l
+    ptrdiff_t layer              # the phase: 0 forward and back, 1 the rest
     const Optim *opt             # phase 1 updates, if set (two parts only):
     ptrdiff_t u[4]               # parameters [u[0], u[1]) and [u[2], u[3])
     double s                     # with the batch's weight sum
@@ -542,16 +564,21 @@ cdef inline ptrdiff_t _rows_split(const Net *net, ptrdiff_t l, bint csr) noexcep
 cdef void _part(Part *t, floating *dummy) noexcept nogil:
     """Run phase t.layer of part t. Phase 0: gather the part's rows (dense
     rows of X into the work block, or read in place without an order; CSR
-    rows where they are), targets and weights, the forward pass and the
-    output delta. Phase l: tid 0 adds db^l, each part its rows of dW^l
-    (both need every row's delta^l: the phases are run in lockstep), then
-    delta^{l-1} of its own rows. Phase 1 with t.opt then finishes and
-    updates the part's parameter ranges, whose gradients are complete by
-    then (its own rows of dW^1, tid 0's db^1, earlier phases' layers)."""
+    rows where they are), targets and weights, the forward pass, the output
+    delta and the backward pass over its rows into its gradient buffer
+    (zeroed first). Phase 1 (the parts in lockstep, so every row's delta^1
+    is there), with two parts: the part's rows of dW^1 when w.g0 > 0; then
+    on the part's parameter ranges, part 1's sums added to part 0's and,
+    with t.opt, the gradient finished and the update made."""
     cdef const Net *net = t.net
     cdef const Work *w = t.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
-    cdef ptrdiff_t l = t.layer, half, i0, i1
+    cdef ptrdiff_t l = t.layer, i0, i1, k
+    # dW^1 is split by rows in phase 1 when two parts share the batch and
+    # part 1's buffer starts after it; else each part sums all of it
+    cdef bint split_w1 = t.mr < t.m and w.g0 > 0
+    cdef ptrdiff_t lo = w.g0 if split_w1 else 0  # phase 0 sums [lo, n_params)
+    cdef floating *g = <floating *> net.grads
     cdef Rows xb
     cdef const floating *SW = <const floating *> t.SW
     cdef const floating *swb = NULL
@@ -583,35 +610,34 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
         yb = _target_rows(t.Y, t.y_u8, t.order, t.start + t.r0, t.mr, n_out,
                           <floating *> w.y + t.r0 * n_out)
         t.weight = t.mr if swb == NULL else _weight_sum(swb, t.mr)
-        # zero the gradient (each part half of it) before phase 1 adds to it
-        i0 = 0 if t.tid == 0 else net.n_params // 2
-        i1 = net.n_params if t.mr == t.m or t.tid == 1 else net.n_params // 2
-        memset(<floating *> net.grads + i0, 0, (i1 - i0) * sizeof(floating))
         _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0)
         t.data_loss = _output_loss(net, yb, swb, w, t.r0, t.mr)
-        return
-    if t.tid == 0:
-        _bias_gradient(net, w, t.m, l, dummy)
-    i0, i1 = 0, net.units[l - 1]
-    if t.mr < t.m:  # two parts: split dW^l's rows
-        half = _rows_split(net, l, t.batch.x == NULL)
         if t.tid == 0:
-            i1 = half
+            memset(g + lo, 0, (net.n_params - lo) * sizeof(floating))
+            _backward(net, &xb, w, t.r0, t.mr, 2 if split_w1 else 1, True, g, 0)
         else:
-            i0 = half
-    if i1 > i0:
-        _weight_gradient(net, &t.batch, w, t.m, l, i0, i1, True, dummy)
-    if l > 1:
-        _delta_back(net, w, l, t.r0, t.mr, True, dummy)
-    elif t.opt != NULL:
-        t.penalty = 0
-        for i0 in range(0, 4, 2):
-            if t.u[i0 + 1] > t.u[i0]:
-                t.penalty += _finish_range(net, <floating *> net.params,
-                                           <floating *> net.grads, t.s,
-                                           t.u[i0], t.u[i0 + 1])
-                _step(net, t.opt, <floating *> net.params, <floating *> net.grads,
-                      t.u[i0], t.u[i0 + 1])
+            g = <floating *> w.g2
+            memset(g, 0, (net.n_params - w.g0) * sizeof(floating))
+            _backward(net, &xb, w, t.r0, t.mr, 2 if split_w1 else 1, True, g, w.g0)
+        return
+    if split_w1:
+        i0, i1 = 0, _rows_split(net, 1, t.batch.x == NULL)
+        if t.tid == 1:
+            i0, i1 = i1, n_in
+        if i1 > i0:
+            memset(g + i0 * net.units[1], 0, (i1 - i0) * net.units[1] * sizeof(floating))
+            _weight_gradient(net, &t.batch, w, 0, t.m, 1, i0, i1, True, g, 0)
+    if t.mr == t.m:  # one part: its sums are the gradient
+        return
+    t.penalty = 0
+    for k in range(0, 4, 2):
+        i0, i1 = t.u[k], t.u[k + 1]
+        lo = max(i0, w.g0)  # part 1's sums, from w.g0 on
+        if i1 > lo:
+            add(i1 - lo, <floating *> w.g2 + (lo - w.g0), g + lo)
+        if t.opt != NULL and i1 > i0:
+            t.penalty += _finish_range(net, <floating *> net.params, g, t.s, i0, i1)
+            _step(net, t.opt, <floating *> net.params, g, i0, i1)
 
 
 cdef void _part_job_f32(void *t) noexcept nogil:
@@ -638,16 +664,17 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     (NULL: in storage order); returns sum_batches loss_b * m_b.
 
     With `threads` (and the helper free), a batch of at least SPLIT_ROWS
-    rows is shared with the helper thread: each takes half of its rows
-    forward and back, half of each weight gradient's rows and half of the
-    parameters' update (in the last backward phase: one hand-over fewer per
-    batch). Every gradient element is still one sum over all
-    the batch rows, so the parameters are those of the one-thread pass to
-    round-off (OpenBLAS rounds an ulp differently for other shapes, as it
-    does for other thread counts)."""
+    rows is shared with the helper thread, in two hand-overs: phase 0, each
+    thread takes half of its rows forward and back, summing their gradient
+    apart (dW^1 of a large first layer excepted); phase 1, each computes
+    half of dW^1's rows (when it was excepted), adds the other's sums to
+    its half of the parameters and updates them. The parameters are those
+    of the one-thread pass to round-off (sums in two halves; OpenBLAS
+    rounds an ulp differently for other shapes, as for other thread
+    counts)."""
     cdef floating *p = <floating *> net.params
     cdef floating *g = <floating *> net.grads
-    cdef ptrdiff_t start = 0, m, l, L = net.n_layers
+    cdef ptrdiff_t start = 0, m, phase
     cdef double total = 0, data_loss, s
     cdef Part t0, t1
     memset(&t0, 0, sizeof(Part))
@@ -655,19 +682,19 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     t1 = t0
     t1.tid = 1
     cdef cnnbp_job part_job = _part_job_f32 if floating is float else _part_job_f64
-    # Phase 1 ends with the update: part 1 takes its rows of W^1 and the
-    # parameters from there up to `cut`, part 0 the rest. `cut` lies between
-    # the end of W^1 (part 1's rows are done only by part 1) and b^1 (summed
-    # by part 0), where it balances the two, at a cache-line multiple.
+    # Phase 1's ranges: part 1 takes its rows of W^1 (split or not) and the
+    # parameters from there up to `cut`, part 0 the rest; `cut` lies past
+    # W^1 (part 1's rows of dW^1 are done only by part 1), where it
+    # balances the two, at a cache-line multiple.
     cdef ptrdiff_t h = _rows_split(net, 1, X.x == NULL) * net.units[1]
-    cdef ptrdiff_t cut = min(h + net.n_params // 2, net.n_coefs) & ~(<ptrdiff_t> 15)
+    cdef ptrdiff_t cut = min(h + net.n_params // 2, net.n_params) & ~(<ptrdiff_t> 15)
     cut = max(cut, net.units[0] * net.units[1])
     t0.u[0], t0.u[1], t0.u[2], t0.u[3] = 0, h, cut, net.n_params
     t1.u[0], t1.u[1] = h, cut
     cdef const Optim *split_update = NULL
     if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
         split_update = opt
-    cdef bint helper = threads and cnnbp_helper_acquire()
+    cdef bint helper = threads and w.g2 != NULL and cnnbp_helper_acquire()
     while start < n:
         m = min(batch, n - start)
         t0.start = t1.start = start
@@ -675,8 +702,8 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         if not helper or m < _SPLIT_ROWS:
             t0.mr = m
             t0.opt = NULL
-            for l in range(L + 1):
-                t0.layer = (L + 1 - l) % (L + 1)  # 0, L, L - 1, ..., 1
+            for phase in range(2):
+                t0.layer = phase
                 _part(&t0, p)
             total += _finish(net, p, g, t0.data_loss, t0.weight) * m
             _update(net, opt, p, g)
@@ -686,13 +713,13 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         t1.r0 = t0.mr
         t1.mr = m - t0.mr
         t0.opt = t1.opt = split_update
-        for l in range(L + 1):
-            t0.layer = t1.layer = (L + 1 - l) % (L + 1)
-            if t0.layer == 1 and split_update != NULL:
-                _advance(opt)
-            _pair(&t0, &t1, part_job)
-            if l == 0:  # the batch's weight sum, for phase 1's update
+        for phase in range(2):
+            t0.layer = t1.layer = phase
+            if phase == 1:  # the batch's weight sum, for phase 1's update
                 s = t0.s = t1.s = t0.weight + t1.weight
+                if split_update != NULL:
+                    _advance(opt)
+            _pair(&t0, &t1, part_job)
         data_loss = t0.data_loss + t1.data_loss
         if split_update != NULL:
             total += (data_loss / s + (t0.penalty + t1.penalty) / s) * m
@@ -1211,10 +1238,11 @@ cdef class Engine:
                 slots[i][0] = _data(arrays[i])
         return arrays
 
-    cdef _reserve(self, ptrdiff_t cap, bint gather_x):
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x, bint shared=False):
         """Work blocks for `cap` rows, kept while large enough (and while the
         dropout they were made for is on); the block that gathers rows of X
-        only for shuffled dense X (CSR rows are read in place)."""
+        only for shuffled dense X (CSR rows are read in place); with
+        `shared`, the helper thread's partial gradient (w.g2)."""
         units = self.layer_units
         if self.work.cap < cap or (any(self.dropout) and self.work.mask == NULL):
             cap = max(cap, self.work.cap)
@@ -1227,6 +1255,12 @@ cdef class Engine:
             x = np.empty(self.work.cap * units[0], dtype=self.dtype)
             self._work.append(x)
             self.work.x = _data(x)
+        if shared and self.work.g2 == NULL:
+            n_w1 = units[0] * units[1]
+            self.work.g0 = n_w1 if n_w1 * self.dtype.itemsize > SHARED_W1_BYTES else 0
+            g2 = np.empty(self.params.size - self.work.g0, dtype=self.dtype)
+            self._work.append(g2)
+            self.work.g2 = _data(g2)
 
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1:
@@ -1291,10 +1325,10 @@ cdef class Engine:
         if n_threads not in (1, 2):
             raise ValueError(f"n_threads must be 1 or 2, got {n_threads}")
         batch_size = min(batch_size, n)
-        self._reserve(batch_size, order is not None and x.x != NULL)
         # dropout masks and batch statistics span a batch: one thread
         cdef bint threads = (n_threads == 2 and not self.batch_norm
                              and not any(self.dropout))
+        self._reserve(batch_size, order is not None and x.x != NULL, threads)
         self._set_penalties(alpha, alpha_l1)
         cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)
         cdef void *y = _data(Y)

@@ -100,6 +100,8 @@ cdef extern from "cnn_bp.h" nogil:
                                    const ptrdiff_t *rows, float *dst)
     void cnnbp_targets_from_u8_f64(ptrdiff_t m, ptrdiff_t n, const unsigned char *src,
                                    const ptrdiff_t *rows, double *dst)
+    void cnnbp_add_f32(ptrdiff_t size, const float *x, float *y)
+    void cnnbp_add_f64(ptrdiff_t size, const double *x, double *y)
     void cnnbp_max_norm_columns_f32(ptrdiff_t m, ptrdiff_t n, double c, float *w,
                                     float *scratch)
     void cnnbp_max_norm_columns_f64(ptrdiff_t m, ptrdiff_t n, double c, double *w,
@@ -278,6 +280,13 @@ cdef inline void targets_from_u8(ptrdiff_t m, ptrdiff_t n, const unsigned char *
         cnnbp_targets_from_u8_f32(m, n, src, rows, dst)
     else:
         cnnbp_targets_from_u8_f64(m, n, src, rows, dst)
+
+
+cdef inline void add(ptrdiff_t size, const floating *x, floating *y) noexcept nogil:
+    if floating is float:
+        cnnbp_add_f32(size, x, y)
+    else:
+        cnnbp_add_f64(size, x, y)
 
 
 cdef inline void max_norm_columns(ptrdiff_t m, ptrdiff_t n, double c,

@@ -1,8 +1,8 @@
 """How many cores a training epoch uses.
 
 With two cores free, the engine shares each batch with a helper thread
-(``Engine.run_epoch(n_threads=2)``: half the rows, half of each weight
-gradient, half of the update each) while BLAS keeps to one thread per
+(``Engine.run_epoch(n_threads=2)``: half the rows forward and back, their
+gradient summed apart, half of the update each) while BLAS keeps to one thread per
 caller, so that the two threads' matrix products do not compete with BLAS's
 own threads. The model is the same either way, to round-off.
 """
