@@ -21,11 +21,11 @@ after it (csrc/layers.c; training passes draw masks and use batch statistics,
 prediction uses neither dropout nor batch statistics).
 
 Two cores: a helper thread (csrc/helper.c) can share each training batch,
-with BLAS on one thread per caller: half the rows forward and back, half of
-the rows of each dW^l (each still a sum over the whole batch), half of the
-update (_epoch). Matrix products of a 200-row batch are too small for
-BLAS's own threads to pay; this way the element-wise work, the row gathering
-and the optimizer run on both cores too.
+with BLAS on one thread per caller: half the rows forward and back, their
+gradient summed apart, then half of the update (_epoch). Matrix products of
+a 200-row batch are too small for BLAS's own threads to pay; this way the
+element-wise work, the row gathering and the optimizer run on both cores
+too.
 
 Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
 `intercepts` are numpy views into it. The gradient and optimizer-state
@@ -555,10 +555,10 @@ cdef struct Part:
     double penalty               # out of phase 1 with opt: the ranges' _penalty
 
 
-cdef inline ptrdiff_t _rows_split(const Net *net, ptrdiff_t l, bint csr) noexcept nogil:
-    """The first row of dW^l that part 1 computes: half of them; CSR's dW^1
+cdef inline ptrdiff_t _w1_split(const Net *net, bint csr) noexcept nogil:
+    """The first row of W^1 that part 1 takes: half of them; CSR's dW^1
     (one pass over the sparse rows) is all part 0's."""
-    return net.units[0] if l == 1 and csr else net.units[l - 1] // 2
+    return net.units[0] if csr else net.units[0] // 2
 
 
 cdef void _part(Part *t, floating *dummy) noexcept nogil:
@@ -621,7 +621,7 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
             _backward(net, &xb, w, t.r0, t.mr, 2 if split_w1 else 1, True, g, w.g0)
         return
     if split_w1:
-        i0, i1 = 0, _rows_split(net, 1, t.batch.x == NULL)
+        i0, i1 = 0, _w1_split(net, t.batch.x == NULL)
         if t.tid == 1:
             i0, i1 = i1, n_in
         if i1 > i0:
@@ -686,7 +686,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     # parameters from there up to `cut`, part 0 the rest; `cut` lies past
     # W^1 (part 1's rows of dW^1 are done only by part 1), where it
     # balances the two, at a cache-line multiple.
-    cdef ptrdiff_t h = _rows_split(net, 1, X.x == NULL) * net.units[1]
+    cdef ptrdiff_t h = _w1_split(net, X.x == NULL) * net.units[1]
     cdef ptrdiff_t cut = min(h + net.n_params // 2, net.n_params) & ~(<ptrdiff_t> 15)
     cut = max(cut, net.units[0] * net.units[1])
     t0.u[0], t0.u[1], t0.u[2], t0.u[3] = 0, h, cut, net.n_params
