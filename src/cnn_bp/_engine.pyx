@@ -579,6 +579,7 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
     cdef bint split_w1 = t.mr < t.m and w.g0 > 0
     cdef ptrdiff_t lo = w.g0 if split_w1 else 0  # phase 0 sums [lo, n_params)
     cdef floating *g = <floating *> net.grads
+    cdef ptrdiff_t g0 = 0
     cdef Rows xb
     cdef const floating *SW = <const floating *> t.SW
     cdef const floating *swb = NULL
@@ -612,13 +613,10 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
         t.weight = t.mr if swb == NULL else _weight_sum(swb, t.mr)
         _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0)
         t.data_loss = _output_loss(net, yb, swb, w, t.r0, t.mr)
-        if t.tid == 0:
-            memset(g + lo, 0, (net.n_params - lo) * sizeof(floating))
-            _backward(net, &xb, w, t.r0, t.mr, 2 if split_w1 else 1, True, g, 0)
-        else:
-            g = <floating *> w.g2
-            memset(g, 0, (net.n_params - w.g0) * sizeof(floating))
-            _backward(net, &xb, w, t.r0, t.mr, 2 if split_w1 else 1, True, g, w.g0)
+        if t.tid == 1:  # its own buffer, from parameter w.g0 on
+            g, g0 = <floating *> w.g2, w.g0
+        memset(g + (lo - g0), 0, (net.n_params - lo) * sizeof(floating))
+        _backward(net, &xb, w, t.r0, t.mr, 2 if split_w1 else 1, True, g, g0)
         return
     if split_w1:
         i0, i1 = 0, _w1_split(net, t.batch.x == NULL)
