@@ -149,7 +149,7 @@ int cnnbp_loss_activation(int loss);
     /* sum_inout[j] += sum_i x[i, j]: row by row, as numpy's sum(axis=0). */   \
     void cnnbp_column_sums_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict x,  \
                                T *restrict sum_inout);                         \
-    /* y_inout[i] += x[i] (the helper's partial gradient sums). */         \
+    /* y_inout[i] += x[i] (the helper's partial gradient sums). */             \
     void cnnbp_add_##S(ptrdiff_t size, const T *restrict x,                    \
                        T *restrict y_inout);                                   \
     /* Each column of the (m, n) W longer than c in L2 norm is scaled to c;  \

@@ -290,7 +290,8 @@ cdef void _bias_gradient(const Net *net, const Work *w, ptrdiff_t r0,
         batch_norm_backward(m, n_out, <const floating *> net.params + net.gamma_off[l - 1],
                             <floating *> w.zhat + w.cap * at,
                             <floating *> w.bn + at, <floating *> w.bn + _width(net),
-                            g + (net.gamma_off[l - 1] - g0), g + (net.b_off[l - 1] - g0), d)
+                            g + (net.gamma_off[l - 1] - g0),
+                            g + (net.b_off[l - 1] - g0), d)
     else:
         column_sums(m, n_out, d, g + (net.b_off[l - 1] - g0))
 
@@ -311,7 +312,8 @@ cdef void _weight_gradient(const Net *net, const Rows *x, const Work *w,
     cdef const floating *d = <floating *> w.delta + w.cap * net.blk_off[l] + r0 * n_out
     cdef const floating *a_prev
     if l > 1:
-        a_prev = _layer_output(net, w, <floating *> w.a, l - 1, training) + r0 * n_in + i0
+        a_prev = (_layer_output(net, w, <floating *> w.a, l - 1, training)
+                  + r0 * n_in + i0)
     elif x.x != NULL:
         a_prev = <const floating *> x.x + i0
     else:
@@ -623,7 +625,8 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
         if t.tid == 1:
             i0, i1 = i1, n_in
         if i1 > i0:
-            memset(g + i0 * net.units[1], 0, (i1 - i0) * net.units[1] * sizeof(floating))
+            memset(g + i0 * net.units[1], 0,
+                   (i1 - i0) * net.units[1] * sizeof(floating))
             _weight_gradient(net, &t.batch, w, 0, t.m, 1, i0, i1, True, g, 0)
     if t.mr == t.m:  # one part: its sums are the gradient
         return
