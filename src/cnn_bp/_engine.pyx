@@ -547,7 +547,7 @@ cdef struct Part:
     ptrdiff_t r0
     ptrdiff_t mr
     int tid
-    ptrdiff_t layer              # the phase: 0 forward and back, 1 the rest
+    ptrdiff_t phase              # 0 forward and back, 1 the rest
     const Optim *opt             # phase 1 updates, if set (two parts only):
     ptrdiff_t u[4]               # parameters [u[0], u[1]) and [u[2], u[3])
     double s                     # with the batch's weight sum
@@ -564,18 +564,19 @@ cdef inline ptrdiff_t _w1_split(const Net *net, bint csr) noexcept nogil:
 
 
 cdef void _part(Part *t, floating *dummy) noexcept nogil:
-    """Run phase t.layer of part t. Phase 0: gather the part's rows (dense
+    """Run phase t.phase of part t. Phase 0: gather the part's rows (dense
     rows of X into the work block, or read in place without an order; CSR
     rows where they are), targets and weights, the forward pass, the output
     delta and the backward pass over its rows into its gradient buffer
-    (zeroed first). Phase 1 (the parts in lockstep, so every row's delta^1
-    is there), with two parts: the part's rows of dW^1 when w.g0 > 0; then
-    on the part's parameter ranges, part 1's sums added to part 0's and,
-    with t.opt, the gradient finished and the update made."""
+    (zeroed first); a part of all m rows ends there, its sums being the
+    gradient. Phase 1 (two parts, in lockstep, so every row's delta^1 is
+    there): the part's rows of dW^1 when w.g0 > 0; then on the part's
+    parameter ranges, part 1's sums added to part 0's and, with t.opt, the
+    gradient finished and the update made."""
     cdef const Net *net = t.net
     cdef const Work *w = t.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
-    cdef ptrdiff_t l = t.layer, i0, i1, k
+    cdef ptrdiff_t i0, i1, k
     # dW^1 is split by rows in phase 1 when two parts share the batch and
     # part 1's buffer starts after it; else each part sums all of it
     cdef bint split_w1 = t.mr < t.m and w.g0 > 0
@@ -586,7 +587,7 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
     cdef const floating *SW = <const floating *> t.SW
     cdef const floating *swb = NULL
     cdef const floating *yb
-    if l == 0:
+    if t.phase == 0:
         t.batch = t.X[0]
         if t.order != NULL:
             if t.batch.x != NULL:
@@ -628,8 +629,6 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
             memset(g + i0 * net.units[1], 0,
                    (i1 - i0) * net.units[1] * sizeof(floating))
             _weight_gradient(net, &t.batch, w, 0, t.m, 1, i0, i1, True, g, 0)
-    if t.mr == t.m:  # one part: its sums are the gradient
-        return
     t.penalty = 0
     for k in range(0, 4, 2):
         i0, i1 = t.u[k], t.u[k + 1]
@@ -700,12 +699,10 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         m = min(batch, n - start)
         t0.start = t1.start = start
         t0.m = t1.m = m
-        if not helper or m < _SPLIT_ROWS:
+        if not helper or m < _SPLIT_ROWS:  # one part: phase 1 has nothing to add
             t0.mr = m
-            t0.opt = NULL
-            for phase in range(2):
-                t0.layer = phase
-                _part(&t0, p)
+            t0.phase = 0
+            _part(&t0, p)
             total += _finish(net, p, g, t0.data_loss, t0.weight) * m
             _update(net, opt, p, g)
             start += m
@@ -715,7 +712,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         t1.mr = m - t0.mr
         t0.opt = t1.opt = split_update
         for phase in range(2):
-            t0.layer = t1.layer = phase
+            t0.phase = t1.phase = phase
             if phase == 1:  # the batch's weight sum, for phase 1's update
                 s = t0.s = t1.s = t0.weight + t1.weight
                 if split_update != NULL:
