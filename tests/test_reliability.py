@@ -173,15 +173,15 @@ def test_keyboard_interrupt_between_epochs_leaves_a_consistent_model(digits, mon
 
     X, y = digits
     calls = []
-    real_shuffled = mlp._shuffled
+    real_shuffle = mlp._shuffle
 
-    def interrupting_shuffled(*args, **kwargs):
+    def interrupting_shuffle(*args, **kwargs):
         calls.append(1)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real_shuffled(*args, **kwargs)
+        return real_shuffle(*args, **kwargs)
 
-    monkeypatch.setattr(mlp, "_shuffled", interrupting_shuffled)
+    monkeypatch.setattr(mlp, "_shuffle", interrupting_shuffle)
     model = MLPClassifier((10,), max_iter=50, random_state=0)
     with pytest.warns(UserWarning, match="interrupted by user"):
         model.fit(X, y)

@@ -8,6 +8,7 @@ arithmetic, a whole epoch per call, happens in ``cnn_bp._engine.Engine``.
 """
 
 import copy
+import math
 import warnings
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
@@ -55,13 +56,12 @@ _NON_FINITE = (
 )
 
 
-def _shuffled(indices, random_state):
-    """``sklearn.utils.shuffle(indices, random_state=random_state)``: the same
-    draws and result, without its input checks (0.4 ms, a fifth of a digits
-    epoch)."""
-    perm = np.arange(indices.shape[0])
-    random_state.shuffle(perm)
-    return indices[perm]
+def _shuffle(indices, random_state):
+    """``indices = sklearn.utils.shuffle(indices, random_state=random_state)``
+    in place: the same draws and result (shuffle's swaps depend on positions
+    only, so shuffling `indices` is indexing them by the shuffled arange),
+    without its input checks (0.4 ms, a fifth of a digits epoch) or copies."""
+    random_state.shuffle(indices)
 
 
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
@@ -601,7 +601,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     order = None
                     if self.shuffle:
                         # Shuffle indices, not rows; the engine gathers each batch.
-                        sample_idx = _shuffled(sample_idx, self._random_state)
+                        _shuffle(sample_idx, self._random_state)
                         order = sample_idx
                     if self.lr_schedule is not None:
                         engine.learning_rate = float(
@@ -612,7 +612,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                         X_train, Y_train, sw_train, order, batch_size, self.alpha,
                         alpha_l1=self.alpha_l1, n_threads=n_threads,
                     )
-                    if not (np.isfinite(total) and np.isfinite(engine.params).all()):
+                    if not (math.isfinite(total) and all_finite(engine.params)):
                         self._stop_diverged(good, total)
                         break
                     self.n_iter_ += 1
