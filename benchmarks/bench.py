@@ -20,8 +20,10 @@ Reported per workload and dtype: seconds per epoch (best of --repeats fits of
 peak memory a fit adds (resident set sampled every millisecond by a thread,
 freed heap returned to the OS before each fit; and numpy's allocations,
 exactly, by tracemalloc); prediction latency for one
-row (median) and time for 10,000 rows, next to two raw numpy matrix products
-plus activation with the same weights.
+row (median) and time for 10,000 rows (the best of --repeats rounds of three
+calls in a row: one call is a few ms, which one noisy spell of the machine
+can double), next to two raw numpy matrix products plus activation with the
+same weights.
 
     python benchmarks/bench.py                   # full run (~20 min on 2 cores)
     python benchmarks/bench.py --plot bench.png  # and a bar chart of s/epoch
@@ -252,7 +254,7 @@ def run(args):
             for _ in range(args.repeats):  # interleaved, as the fits
                 for system, call in calls.items():
                     quiesce()
-                    bulk[system] = min(bulk[system], best_of(1, call))
+                    bulk[system] = min(bulk[system], best_of(3, call))
             prediction.append((name, hidden, dtype, one, bulk))
     print()
     print_prediction(prediction)
