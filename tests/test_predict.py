@@ -111,6 +111,34 @@ def test_inf_or_nan_in_a_later_block_gives_scikit_learns_error(digits, monkeypat
     np.testing.assert_array_equal(ours.predict_proba(big), before)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_inf_or_nan_under_zero_weights_is_still_found(digits, bad):
+    # The engine finds bad values through Z^1 = X W^1 (smaller than X and in
+    # cache): a feature whose weights are all zero must still spoil its row
+    # (inf * 0 is NaN), not vanish from it.
+    X, y = digits[0][:300], digits[1][:300]
+    model = MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y)
+    model.coefs_[0][5] = 0  # the engine's own buffer: feature 5 unused
+    rows = X[:3].copy()
+    rows[1, 5] = bad
+    for method in ("predict", "predict_proba", "hidden_activations"):
+        with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+            getattr(model, method)(rows)
+
+
+def test_finite_input_whose_first_layer_overflows_is_predicted(digits):
+    # Finite X whose Z^1 overflows fails the engine's check too; validate_data
+    # then passes it and it is predicted unchecked, as scikit-learn would.
+    X, y = digits[0][:300], digits[1][:300]
+    model = MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X, y * 0.1)
+    model.coefs_[0][3] = -10.0  # feature 3 drives every hidden unit's Z to -inf
+    big = X[:2].copy()
+    big[:, 3] = 1e308
+    assert model._needs_no_validation(big)
+    # relu(-inf) = 0: what is left is the output layer's bias
+    np.testing.assert_array_equal(model.predict(big), np.full(2, model.intercepts_[-1][0]))
+
+
 def test_feature_names_are_still_checked(digits):
     X, y = digits[0][:300], digits[1][:300]
     frame = pd.DataFrame(X, columns=[f"pixel{i}" for i in range(64)])

@@ -89,9 +89,9 @@ cdef double _BN_MOMENTUM = BN_MOMENTUM
 
 # Rows per block when predicting: as many as PREDICT_BYTES hold of input
 # rows and their activations (8 MiB stay in the L3 cache, so the check of a
-# block for NaN and inf and its products read X from memory once), and at
-# least PREDICT_MIN_ROWS for efficient products; the work memory stays
-# bounded whatever the number of rows.
+# block's Z^1 for NaN and inf reads it there, and the next layer's product
+# too), and at least PREDICT_MIN_ROWS for efficient products; the work
+# memory stays bounded whatever the number of rows.
 PREDICT_BYTES = 8 << 20
 PREDICT_MIN_ROWS = 256
 
@@ -224,8 +224,9 @@ cdef void _normalise(const Net *net, const Work *w, ptrdiff_t m, ptrdiff_t l,
                          running + width + at, z)
 
 
-cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
-                   floating *a, bint training, ptrdiff_t r0) noexcept nogil:
+cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
+                   floating *a, bint training, ptrdiff_t r0,
+                   bint check) noexcept nogil:
     """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into rows
     r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own blocks);
     block L receives A^{L-1} W^L, whose bias and output activation the caller
@@ -234,7 +235,13 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     A^l * mask in w.kept, which the next layer reads. With w.z set, the
     pre-activation (A^{l-1} W^l + b^l, or gamma Zhat + b^l) is also copied
     there before f overwrites it. Batch normalisation and dropout take whole
-    batches (r0 = 0)."""
+    batches (r0 = 0).
+
+    With `check`, returns False, and stops, if Z^1 = X W^1 has inf or NaN:
+    it has whenever X has (IEEE arithmetic: inf * 0 is NaN, NaN * w is NaN,
+    inf + finite is inf; BLAS skips no factor of X that is not zero), and
+    Z^1, just written, is in cache where X is not (X's own pass cost a
+    fifth as much as the products of a 784-input layer). True otherwise."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
     cdef floating *z = a + cap * net.blk_off[1] + r0 * net.units[1]
@@ -243,6 +250,8 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
     # Z^1 = X W^1, then for l > 1: Z^l = A^{l-1} W^l    (m, n_l)
     _first_layer(x, m, net.units[0], net.units[1], p + net.w_off[0], z)
+    if check and not is_finite(m * net.units[1], z):
+        return False
     for l in range(1, L + 1):
         n_in = net.units[l - 1]
         n_out = net.units[l]
@@ -265,6 +274,7 @@ cdef void _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                         <floating *> w.mask + cap * net.blk_off[l],
                         <floating *> w.kept + cap * net.blk_off[l])
                 net.rng[1] += <uint64_t> (m * n_out)
+    return True
 
 
 cdef double _output_loss(const Net *net, const floating *y, const floating *sw,
@@ -370,7 +380,7 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     net.grads (zeroed first unless `accumulate`) and returns the weighted
     data loss sum_i sw_i C_i. The backward pass of a network with dropout or
     batch normalisation needs `training` (the caller checks)."""
-    _forward(net, x, m, w, <floating *> w.a, training, 0)
+    _forward(net, x, m, w, <floating *> w.a, training, 0, False)
     cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
     if not backward:
         return data_loss
@@ -614,7 +624,7 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
         yb = _target_rows(t.Y, t.y_u8, t.order, t.start + t.r0, t.mr, n_out,
                           <floating *> w.y + t.r0 * n_out)
         t.weight = t.mr if swb == NULL else _weight_sum(swb, t.mr)
-        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0)
+        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0, False)
         t.data_loss = _output_loss(net, yb, swb, w, t.r0, t.mr)
         if t.tid == 1:  # its own buffer, from parameter w.g0 on
             g, g0 = <floating *> w.g2, w.g0
@@ -773,9 +783,9 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
                    bint check) noexcept nogil:
     """Activations A^layer of n rows into `out` (n, n_layer), cap rows at a
     time, in the caller's blocks `a` (so concurrent predictions never share
-    memory); layer L gives the outputs. With `check`, each block of dense
-    rows is first checked for inf and NaN: False at the first that has any
-    (out is then incomplete), else True."""
+    memory); layer L gives the outputs. With `check`, each block's rows are
+    checked for inf and NaN (through Z^1, by _forward): False at the first
+    that has any (out is then incomplete), else True."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
@@ -788,9 +798,8 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     while start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
-        if check and xb.x != NULL and not is_finite(m * n_in, <const floating *> xb.x):
+        if not _forward(net, &xb, m, &w, a, False, 0, check):
             return False
-        _forward(net, &xb, m, &w, a, False, 0)
         if layer == L:
             bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                             p + net.b_off[L - 1], block)
@@ -1458,15 +1467,16 @@ cdef class Engine:
         layer : int, optional
             1 .. L - 1 for the hidden layer A^layer; None (or L) for the outputs.
         check_finite : bool, default=False
-            Check dense X for inf and NaN, block by block before its products
-            (while the block is in cache: cheaper than a pass of its own).
+            Check X for inf and NaN, block by block, through Z^1 = X W^1
+            (non-finite where X is; smaller than X and in cache, unlike X).
 
         Returns
         -------
         out : ndarray of shape (n_samples, n_layer), engine dtype, or None
             Softmax probabilities, logistic probabilities, identity or exp
             outputs, by the loss; or f(Z^layer) of that hidden layer. None
-            if `check_finite` found inf or NaN in X.
+            if `check_finite` found inf or NaN in Z^1: in X, or (rarely) a
+            product that overflowed.
 
         Notes
         -----

@@ -797,7 +797,9 @@ or (n_val, n_outputs), default=None
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         self._sync_engine()
         out = self._engine.predict(self._engine_input(X), layer=layer, check_finite=fast)
-        if out is None:  # inf or NaN in X: validate_data raises scikit-learn's error
+        if out is None:
+            # inf or NaN in Z^1 = X W^1: validate_data raises scikit-learn's error
+            # if X has any; else a product overflowed, and this reruns unchecked
             X = validate_data(self, X, reset=False)
             out = self._engine.predict(self._engine_input(X), layer=layer)
         if check_input and not all_finite(out):
@@ -903,7 +905,7 @@ or (n_val, n_outputs), default=None
         finiteness: a plain 2-D float ndarray, non-empty, of the fitted
         width, for a model fitted without feature names. This is the
         prediction fast path (validate_data costs ~90 us, 10x a 1-row forward
-        pass): the engine checks X for inf and NaN block by block, and on
+        pass): the engine checks X (through X W^1) for inf and NaN, and on
         any, validate_data raises scikit-learn's error; anything else goes
         through validate_data first."""
         return (
