@@ -20,10 +20,11 @@ Reported per workload and dtype: seconds per epoch (best of --repeats fits of
 peak memory a fit adds (resident set sampled every millisecond by a thread,
 freed heap returned to the OS before each fit; and numpy's allocations,
 exactly, by tracemalloc); prediction latency for one
-row (median) and time for 10,000 rows (the best of --repeats rounds of three
-calls in a row: one call is a few ms, which one noisy spell of the machine
-can double), next to two raw numpy matrix products plus activation with the
-same weights.
+row (median), next to the "GEMV-only bound" (just the one-row products
+W^T a of each layer, by the BLAS cnn_bp calls), and time for 10,000 rows (the
+best of --repeats rounds of three calls in a row: one call is a few ms,
+which one noisy spell of the machine can double), next to two raw numpy
+matrix products plus activation with the same weights.
 
     python benchmarks/bench.py                   # full run (~20 min on 2 cores)
     python benchmarks/bench.py --plot bench.png  # and a bar chart of s/epoch
@@ -148,6 +149,24 @@ def gemm_bound(X, hidden, n_classes):
     return time.perf_counter() - start
 
 
+def gemv_bound(model, x):
+    """A function of one row x (1, n_features) doing just the products of its
+    forward pass, z = (W^l)^T a layer by layer, by scipy's gemv (cnn_bp's
+    BLAS and call for one row; row-major W^l passed as its Fortran-order
+    transpose, no copy): what a one-row prediction costs if all but the
+    products were free (each call from Python adds ~0.5 us)."""
+    gemv = blas.sgemv if x.dtype == np.float32 else blas.dgemv
+    weights = [w.T for w in model.coefs_]
+
+    def products(x):
+        a = x[0]
+        for w in weights:
+            a = gemv(1.0, w, a)
+        return a
+
+    return products
+
+
 # -- measurements ---------------------------------------------------------------
 
 def _resident_bytes():
@@ -248,6 +267,7 @@ def run(args):
             print_training(training[-1:], header=not training[:-1])
             rows = X[:10000] if len(X) >= 10000 else np.resize(X, (10000, X.shape[1]))
             one = {s: latency(p, X[:1], 200) for s, p in predictors.items()}
+            one["gemv"] = latency(gemv_bound(ours, X[:1]), X[:1], 200)
             calls = {s: lambda p=p: p(rows) for s, p in predictors.items()}
             calls["numpy"] = lambda: numpy_forward(ours, rows)
             bulk = dict.fromkeys(calls, np.inf)
@@ -295,14 +315,15 @@ def print_training(rows, header=True):
 
 
 def print_prediction(rows):
-    print("| workload | hidden | dtype | 1 row µs cnn_bp | sklearn | torch "
-          "| sklearn / cnn_bp | 10,000 rows ms cnn_bp | sklearn | torch | numpy "
-          "| cnn_bp / numpy |")
-    print("|" + "---|" * 12)
+    print("| workload | hidden | dtype | 1 row µs cnn_bp | sklearn | torch | GEMV bound "
+          "| sklearn / cnn_bp | cnn_bp / bound | 10,000 rows ms cnn_bp | sklearn | torch "
+          "| numpy | cnn_bp / numpy |")
+    print("|" + "---|" * 14)
     for name, hidden, dtype, one, bulk in rows:
         print(f"| {name} | {hidden} | {np.dtype(dtype).name} | {_fmt(one['cnn_bp'], 1e6, 1)} "
               f"| {_fmt(one['sklearn'], 1e6, 1)} | {_fmt(one.get('torch'), 1e6, 1)} "
-              f"| {_ratio(one['sklearn'], one['cnn_bp'])} | {_fmt(bulk['cnn_bp'], 1e3, 2)} "
+              f"| {_fmt(one['gemv'], 1e6, 1)} | {_ratio(one['sklearn'], one['cnn_bp'])} "
+              f"| {_ratio(one['cnn_bp'], one['gemv'])} | {_fmt(bulk['cnn_bp'], 1e3, 2)} "
               f"| {_fmt(bulk['sklearn'], 1e3, 2)} | {_fmt(bulk.get('torch'), 1e3, 2)} "
               f"| {_fmt(bulk['numpy'], 1e3, 2)} | {_ratio(bulk['cnn_bp'], bulk['numpy'])} |")  # fmt: skip
 

@@ -133,6 +133,8 @@ def test_benchmark_smoke_run():
     assert len(rows) == 4  # training and prediction tables, float32 and float64
     for row in rows[:2]:  # cnn_bp and scikit-learn s/epoch, GEMM bound: positive
         assert all(float(row[k]) > 0 for k in (4, 5, 7, 14, 15))
+    for row in rows[2:]:  # 1-row µs of cnn_bp, scikit-learn, the GEMV bound; ratio
+        assert all(float(row[k]) > 0 for k in (4, 5, 7, 9))
 
 
 def test_thread_benchmark_smoke_run():
