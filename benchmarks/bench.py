@@ -21,7 +21,9 @@ peak memory a fit adds (resident set sampled every millisecond by a thread,
 freed heap returned to the OS before each fit; and numpy's allocations,
 exactly, by tracemalloc); prediction latency for one
 row (median), next to the "GEMV-only bound" (just the one-row products
-W^T a of each layer, by the BLAS cnn_bp calls), and time for 10,000 rows (the
+W^T a of each layer, by the BLAS cnn_bp calls, on BLAS's own threads; cnn_bp
+goes below it where it shares a row's products with its helper thread, for
+networks whose largest layer has 2^17 to 2^19 weights), and time for 10,000 rows (the
 best of --repeats rounds of three calls in a row: one call is a few ms,
 which one noisy spell of the machine can double), next to two raw numpy
 matrix products plus activation with the same weights.

@@ -226,6 +226,12 @@ int cnnbp_helper_acquire(void);
 /* Run fn(arg) on the helper; one job at a time, each waited for. */
 void cnnbp_helper_post(cnnbp_job fn, void *arg);
 void cnnbp_helper_wait(void);
+/* For the helper's owner: 1 if the helper is spinning (a job starts within a
+ * microsecond); 0 if it was asleep, in which case it is woken to spin again
+ * for a while, without a job. */
+int cnnbp_helper_awake(void);
 void cnnbp_helper_release(void);
+/* Jobs the helper has finished since the process (or fork) began. */
+unsigned cnnbp_helper_jobs(void);
 
 #endif /* CNN_BP_H */

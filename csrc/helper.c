@@ -3,13 +3,16 @@
  *
  * A training epoch (_epoch in _engine.pyx) can share every batch with the
  * helper: the caller posts a job (half the rows forward and back; then
- * half of the update), does its own half, and waits for the helper's.
+ * half of the update), does its own half, and waits for the helper's. A
+ * one-row prediction shares the units of its mid-sized layers alike.
  *
  * One helper serves the process; an engine takes it for one epoch
  * (cnnbp_helper_acquire / _release) or, when another engine has it, works
  * alone. Between the jobs of an epoch (two per batch, microseconds to
  * milliseconds apart) the helper spins so that a job starts within a
- * microsecond; after ~2 ms without one it sleeps on a condition variable.
+ * microsecond; after ~2 ms without one it sleeps on a condition variable
+ * (waking takes tens of microseconds, so a prediction that finds it asleep
+ * nudges it awake and works alone).
  * It blocks all signals (Python handles them in the main thread) and is
  * started afresh in the child after fork().
  */
@@ -41,6 +44,7 @@ static struct {
     void *arg;
     int started;
     int sleeping;
+    int nudged;             /* wake without a job (guarded by lock) */
 } H = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
        PTHREAD_COND_INITIALIZER};
 
@@ -66,10 +70,12 @@ static void *serve(void *unused)
             if (++spins % 256 == 0 && now() > until) {
                 pthread_mutex_lock(&H.lock);
                 H.sleeping = 1;
-                while (atomic_load_explicit(&H.posted, memory_order_acquire) == seen)
+                while (atomic_load_explicit(&H.posted, memory_order_acquire) == seen
+                       && !H.nudged)
                     pthread_cond_wait(&H.wake, &H.lock);
-                H.sleeping = 0;
+                H.sleeping = H.nudged = 0;
                 pthread_mutex_unlock(&H.lock);
+                until = now() + SPIN_SECONDS;  /* spin again */
             }
         }
         seen++;
@@ -89,6 +95,7 @@ static void reset_in_child(void)
     atomic_store(&H.finished, 0);
     H.started = 0;
     H.sleeping = 0;
+    H.nudged = 0;
 }
 
 static void register_fork_handler(void)
@@ -138,6 +145,23 @@ void cnnbp_helper_wait(void)
         if (++spins > 4096)  /* the helper lost its core: let it have ours */
             sched_yield();
     }
+}
+
+int cnnbp_helper_awake(void)
+{
+    pthread_mutex_lock(&H.lock);
+    int asleep = H.sleeping;
+    if (asleep) {
+        H.nudged = 1;
+        pthread_cond_signal(&H.wake);
+    }
+    pthread_mutex_unlock(&H.lock);
+    return !asleep;
+}
+
+unsigned cnnbp_helper_jobs(void)
+{
+    return atomic_load_explicit(&H.finished, memory_order_acquire);
 }
 
 void cnnbp_helper_release(void)

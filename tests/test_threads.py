@@ -13,6 +13,7 @@ import contextlib
 import multiprocessing
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -263,3 +264,157 @@ def test_partial_fit_of_a_small_chunk_keeps_one_thread(digits, chosen):
     X, y = digits
     MLPClassifier((100,)).partial_fit(X[:200], y[:200], classes=np.arange(10))
     assert chosen == [1]
+
+
+# One-row predictions shared by units: the helper computes the product of
+# the second half of each layer's units while the caller does the first
+# (see _forward). SHARED_ROW_SIZES is widened below to take these small test
+# networks too.
+
+
+TWO_CORES = len(os.sched_getaffinity(0)) >= 2
+
+
+@pytest.fixture
+def share_rows(request):
+    """Share the one-row predictions of every network (the default range
+    starts at a layer of 2^17 weights, larger than a test needs)."""
+    before = engine_module.shared_row_sizes()
+    engine_module.shared_row_sizes(1, 1 << 30)
+    yield
+    engine_module.shared_row_sizes(*before)
+
+
+def _alone(predict):
+    """predict() with one-row sharing off."""
+    before = engine_module.shared_row_sizes()
+    engine_module.shared_row_sizes(1, 0)
+    try:
+        return predict()
+    finally:
+        engine_module.shared_row_sizes(*before)
+
+
+def _shared(predict, rows):
+    """predict(row) for each row, and how many of them the helper shared in
+    (a row finding it asleep works alone and wakes it): first rows[0] until
+    one is shared (for up to 5 s: woken, the helper may wait milliseconds
+    for a core, say one that BLAS's own threads spin on)."""
+    jobs = engine_module.helper_jobs()
+    deadline = time.monotonic() + 5
+    while engine_module.helper_jobs() == jobs and time.monotonic() < deadline:
+        predict(rows[0])
+    jobs = engine_module.helper_jobs()
+    out = np.vstack([predict(r) for r in rows])
+    return out, engine_module.helper_jobs() - jobs
+
+
+def _assert_mostly_shared(jobs, n_rows, jobs_per_row):
+    """Each shared row is one job per shared layer; most rows are shared
+    (the helper, awake after a job, sleeps only after 2 ms without one)."""
+    assert jobs % jobs_per_row == 0
+    assert n_rows // 2 <= jobs // jobs_per_row <= n_rows
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="sharing needs two cores")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "identity"])
+@pytest.mark.parametrize("units", [(30, 400, 5), (50, 197, 48, 33), (20, 40, 300)])
+def test_shared_row_is_predicted_as_alone(share_rows, dtype, activation, units):
+    """Each row's outputs, and every hidden layer's activations, are those
+    of the unshared pass and of a batch (to round-off: BLAS sums a row's
+    products in other pieces), and the helper did take part."""
+    engine = _engine(dtype, units=units, activation=activation)
+    X = np.random.RandomState(2).normal(size=(12, units[0])).astype(dtype)
+    rows = [X[i : i + 1] for i in range(len(X))]
+    # the layers split (_row_split): 32 units or more, 9216 weights or more
+    n_shared = sum(1 for n_in, n_out in zip(units, units[1:])
+                   if n_out >= 32 and n_in * n_out >= 9216)  # fmt: skip
+    for layer in range(1, len(units)):
+        shared, jobs = _shared(lambda r: engine.predict(r, layer=layer), rows)
+        alone = _alone(lambda: np.vstack([engine.predict(r, layer=layer) for r in rows]))
+        batch = engine.predict(X, layer=layer)
+        assert shared.dtype == dtype
+        # one job per row and shared layer (the pass runs to the outputs)
+        _assert_mostly_shared(jobs, len(rows), n_shared)
+        np.testing.assert_allclose(shared, alone, rtol=RTOL[dtype], atol=RTOL[dtype])
+        np.testing.assert_allclose(shared, batch, rtol=RTOL[dtype], atol=RTOL[dtype])
+    assert n_shared > 0
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="sharing needs two cores")
+@pytest.mark.parametrize("kw", [dict(batch_norm=True), dict(dropout=0.3), {}])
+def test_shared_rows_of_an_estimator(share_rows, digits, kw):
+    """predict_proba and predict of single rows, shared, as in a batch, for
+    networks with batch normalisation (an affine map of the units at
+    prediction) and dropout (off at prediction)."""
+    X, y = digits
+    model = MLPClassifier((160, 64), max_iter=3, random_state=0, **kw).fit(X, y)
+    rows = [X[i : i + 1] for i in range(15)]
+    proba, jobs = _shared(model.predict_proba, rows)
+    _assert_mostly_shared(jobs, len(rows), 2)
+    np.testing.assert_allclose(proba, model.predict_proba(X[:15]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(np.concatenate([model.predict(r) for r in rows]),
+                                  model.predict(X[:15]))  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_shared_row_with_nan_or_inf_is_rejected(share_rows, digits, bad):
+    """The check of Z^1 follows both halves of a shared first layer:
+    scikit-learn's error, on every row."""
+    X, y = digits
+    model = MLPClassifier((160,), max_iter=2, random_state=0).fit(X, y)
+    if TWO_CORES:
+        _shared(model.predict, [X[:1]])  # the helper is awake
+    jobs = engine_module.helper_jobs()
+    for column in (0, 63):
+        row = X[:1].copy()
+        row[0, column] = bad
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            model.predict(row)
+    if TWO_CORES:
+        assert engine_module.helper_jobs() > jobs  # the bad rows were shared
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="sharing needs two cores")
+def test_shared_rows_while_the_helper_trains_elsewhere(share_rows):
+    """Threads predicting single rows (one may have the helper, the others
+    work alone) while another thread's epochs hold it now and then: every
+    row as predicted alone, and the training as with one thread."""
+    X, Y, _, order = _data(np.float64)
+    expected_training = _train(_engine(np.float64), X, Y, None, order, 100, 1, epochs=5)[0]
+    engine = _engine(np.float64, units=(20, 500, 48, 5))
+    rows = [X[i : i + 1] for i in range(40)]
+    expected = _alone(lambda: [engine.predict(r) for r in rows])
+    results, trained = [None] * 3, [None]
+    barrier = threading.Barrier(4)
+
+    def predict(i):
+        barrier.wait()
+        results[i] = [engine.predict(r) for _ in range(5) for r in rows]
+
+    def train():
+        barrier.wait()
+        trained[0] = _epochs(_engine(np.float64), X, Y, None, order, 100, 2, epochs=5)[0]
+
+    threads = [threading.Thread(target=predict, args=(i,)) for i in range(3)]
+    threads.append(threading.Thread(target=train))
+    with threadpool_limits(1, user_api="blas"):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    for got in results:
+        for g, want in zip(got, expected * 5):
+            np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(trained[0], expected_training, rtol=1e-11, atol=1e-11)
+
+
+def test_default_sharing_range():
+    """The default range shares the rows of a 784-512-256-10 network and
+    not those of 784-100-10 (products too small to share) or of
+    784-1024-512-10 (whose first layer BLAS threads itself)."""
+    lo, hi = engine_module.SHARED_ROW_SIZES
+    assert engine_module.shared_row_sizes() == (lo, hi)
+    assert lo <= 784 * 512 <= hi
+    assert 784 * 100 < lo and 784 * 1024 > hi

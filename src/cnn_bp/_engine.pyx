@@ -25,7 +25,8 @@ with BLAS on one thread per caller: half the rows forward and back, their
 gradient summed apart, then half of the update (_epoch). Matrix products of
 a 200-row batch are too small for BLAS's own threads to pay; this way the
 element-wise work, the row gathering and the optimizer run on both cores
-too.
+too. A one-row prediction of a mid-sized network shares each layer's units
+with the helper likewise (_forward), its products kept off BLAS's threads.
 
 Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
 `intercepts` are numpy views into it. The gradient and optimizer-state
@@ -36,6 +37,8 @@ import os
 
 import numpy as np
 import scipy.sparse as sp
+
+from ._threads import available_cores
 
 cimport numpy as cnp
 from libc.math cimport pow, sqrt
@@ -50,14 +53,16 @@ from ._kernels cimport (
     CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_LEAKY_RELU,
     CNNBP_SELU, CNNBP_SOFTPLUS, CNNBP_GELU, CNNBP_GELU_TANH, CNNBP_SILU,
     CNNBP_EXP, CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS,
-    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, adagrad_update, adam_update,
+    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, ONE_THREAD_GEMV,
+    adagrad_update, adam_update,
     adamw_update, add, batch_norm_apply, batch_norm_backward, batch_norm_train,
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
-    cnnbp_helper_acquire, cnnbp_helper_post, cnnbp_helper_release,
-    cnnbp_helper_wait, cnnbp_job, csr_matmul, csr_transpose_matmul_add,
-    delta_derivative, dropout, finish_gradient,
-    gather_rows, gemm, is_finite, max_norm_columns, multiply, nadam_update, output_loss,
+    cnnbp_helper_acquire, cnnbp_helper_awake, cnnbp_helper_jobs, cnnbp_helper_post,
+    cnnbp_helper_release, cnnbp_helper_wait, cnnbp_job, csr_matmul,
+    csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
+    gather_rows, gemm, is_finite, max_norm_columns, multiply, nadam_update,
+    output_loss, row_columns,
     rmsprop_update, sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
 )
 
@@ -99,6 +104,20 @@ PREDICT_MIN_ROWS = 256
 # for efficient products, small enough to bound the work memory.
 FULL_BATCH_ROWS = 4096
 
+# A one-row prediction is shared with the helper thread (half of each
+# layer's units each, see _forward) when the largest W^l of its network has
+# this many weights (from, to). Measured on Zen 4 (best of 5 x 5000 rows,
+# Engine.predict): 784-512-256-10's row 30 -> 20 us in float32, 69 -> 50 us
+# in float64. Below, a row takes a few microseconds and the hand-overs eat
+# the gain (784-100-10: none); above, OpenBLAS's own threads stream W^l as
+# fast, and in one row both would compete for the second core (784-1024-
+# 512-10 with only its second layer shared: 54 -> 230 us).
+SHARED_ROW_SIZES = (1 << 17, 1 << 19)
+cdef ptrdiff_t _SHARED_ROW_MIN = SHARED_ROW_SIZES[0]
+cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_SIZES[1]
+# One-row sharing needs two cores (checked at import).
+cdef bint _two_cores = available_cores() >= 2
+
 # Training batches of at least this many rows are shared with the helper
 # thread (see _epoch); for smaller ones the hand-over costs more than it saves.
 SPLIT_ROWS = 64
@@ -110,6 +129,22 @@ cdef ptrdiff_t _SPLIT_ROWS = SPLIT_ROWS
 # add its size to a fit's memory, so it is split by rows after the backward
 # pass instead (which needs both threads' delta^1: a hand-over more).
 SHARED_W1_BYTES = 1 << 18
+
+
+def shared_row_sizes(lo=None, hi=None):
+    """The range of SHARED_ROW_SIZES in force, (lo, hi); with arguments,
+    set it first (tests and benchmarks compare the shared and the unshared
+    one-row paths; lo > hi turns sharing off)."""
+    global _SHARED_ROW_MIN, _SHARED_ROW_MAX
+    if lo is not None:
+        _SHARED_ROW_MIN, _SHARED_ROW_MAX = lo, hi
+    return _SHARED_ROW_MIN, _SHARED_ROW_MAX
+
+
+def helper_jobs():
+    """Jobs the helper thread has finished in this process (tests: whether
+    a pass was shared)."""
+    return cnnbp_helper_jobs()
 
 
 def activation_codes():
@@ -166,17 +201,64 @@ def loss_codes():
 # nogil core: one forward pass, one backward pass, the update, the epoch.
 # ---------------------------------------------------------------------------
 
-cdef void _first_layer(const Rows *x, ptrdiff_t m, ptrdiff_t n_in,
-                       ptrdiff_t n_out, const floating *w,
-                       floating *z) noexcept nogil:
-    """Z^1 = X_B W^1 for dense or CSR input rows."""
+cdef void _product(const Net *net, const Rows *x, const Work *w, floating *a,
+                   ptrdiff_t l, ptrdiff_t m, ptrdiff_t r0, bint training,
+                   ptrdiff_t c0, ptrdiff_t c1, bint one_thread) noexcept nogil:
+    """Columns c0..c1 - 1 of Z^l = A^{l-1} W^l (m, n_l) into rows r0..r0 +
+    m - 1 of block l; A^0 is x, the block's rows of X (dense or CSR). All
+    columns take one BLAS call (or the CSR kernel); with `one_thread` (one
+    dense row of a shared prediction, see _forward) the columns are
+    computed on this thread alone, in calls BLAS does not thread."""
+    cdef ptrdiff_t n_in = net.units[l - 1], n_out = net.units[l]
+    cdef const floating *wl = <const floating *> net.params + net.w_off[l - 1]
+    cdef floating *z = a + w.cap * net.blk_off[l] + r0 * n_out
+    cdef const floating *a_prev
     cdef floating one = 1, zero = 0
-    if x.x != NULL:
-        gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, <const floating *> x.x,
-             n_in, w, n_out, zero, z, n_out)
+    if l > 1:
+        a_prev = _layer_output(net, w, a, l - 1, training) + r0 * n_in
+    elif x.x != NULL:
+        a_prev = <const floating *> x.x
     else:
         csr_matmul(m, n_out, <const floating *> x.data, x.indices, x.indptr,
-                   x.rows, x.first_row, w, z)
+                   x.rows, x.first_row, wl, z)
+        return
+    if one_thread:
+        row_columns(n_in, n_out, c0, c1, a_prev, wl, z)
+    else:
+        gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in, wl, n_out,
+             zero, z, n_out)
+
+
+cdef struct RowPart:
+    # The helper's columns c0..n_l - 1 of layer l's product in a shared
+    # one-row prediction (_forward): _product's arguments.
+    const Net *net
+    const Rows *x
+    const Work *w
+    void *a
+    ptrdiff_t l
+    ptrdiff_t c0
+
+
+cdef void _row_part_f32(void *job) noexcept nogil:
+    cdef RowPart *j = <RowPart *> job
+    _product(j.net, j.x, j.w, <float *> j.a, j.l, 1, 0, False, j.c0, j.net.units[j.l], True)
+
+
+cdef void _row_part_f64(void *job) noexcept nogil:
+    cdef RowPart *j = <RowPart *> job
+    _product(j.net, j.x, j.w, <double *> j.a, j.l, 1, 0, False, j.c0, j.net.units[j.l], True)
+
+
+cdef inline ptrdiff_t _row_split(const Net *net, ptrdiff_t l) noexcept nogil:
+    """Where the helper's units of layer l begin in a shared one-row
+    prediction: half of them, at a multiple of 16; n_l (this thread does
+    them all) in a layer narrower than 32 or too small to be worth the
+    hand-over (fewer weights than BLAS would thread)."""
+    cdef ptrdiff_t n_out = net.units[l]
+    if n_out < 32 or net.units[l - 1] * n_out < ONE_THREAD_GEMV:
+        return n_out
+    return (n_out // 2) & ~(<ptrdiff_t> 15)
 
 
 cdef void _keep_z(const floating *z, const floating *b, ptrdiff_t m,
@@ -225,8 +307,8 @@ cdef void _normalise(const Net *net, const Work *w, ptrdiff_t m, ptrdiff_t l,
 
 
 cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
-                   floating *a, bint training, ptrdiff_t r0,
-                   bint check) noexcept nogil:
+                   floating *a, bint training, ptrdiff_t r0, bint check,
+                   bint shared) noexcept nogil:
     """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into rows
     r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own blocks);
     block L receives A^{L-1} W^L, whose bias and output activation the caller
@@ -241,25 +323,33 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     it has whenever X has (IEEE arithmetic: inf * 0 is NaN, NaN * w is NaN,
     inf + finite is inf; BLAS skips no factor of X that is not zero), and
     Z^1, just written, is in cache where X is not (X's own pass cost a
-    fifth as much as the products of a 784-input layer). True otherwise."""
+    fifth as much as the products of a 784-input layer). True otherwise.
+
+    `shared` (one dense row, not training; the caller holds the helper,
+    awake): each layer's product is split by units, the helper computing
+    the second half (_row_split) while this thread does the first, each on
+    one BLAS thread. A row's product streams all of W^l; two cores stream
+    it twice as fast, each half staying in its core's cache between rows."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
-    cdef floating *z = a + cap * net.blk_off[1] + r0 * net.units[1]
-    cdef const floating *a_prev
-    cdef floating one = 1, zero = 0
-    cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
-    # Z^1 = X W^1, then for l > 1: Z^l = A^{l-1} W^l    (m, n_l)
-    _first_layer(x, m, net.units[0], net.units[1], p + net.w_off[0], z)
-    if check and not is_finite(m * net.units[1], z):
-        return False
+    cdef floating *z
+    cdef ptrdiff_t l, n_out, h, L = net.n_layers
+    cdef RowPart job
+    cdef cnnbp_job row_part = _row_part_f32 if floating is float else _row_part_f64
+    job.net, job.x, job.w, job.a = net, x, w, a
     for l in range(1, L + 1):
-        n_in = net.units[l - 1]
+        # Z^l = A^{l-1} W^l    (m, n_l)
         n_out = net.units[l]
         z = a + cap * net.blk_off[l] + r0 * n_out
-        if l > 1:
-            a_prev = _layer_output(net, w, a, l - 1, training) + r0 * n_in
-            gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in,
-                 p + net.w_off[l - 1], n_out, zero, z, n_out)
+        h = _row_split(net, l) if shared else n_out
+        if h < n_out:
+            job.l, job.c0 = l, h
+            cnnbp_helper_post(row_part, &job)
+        _product(net, x, w, a, l, m, r0, training, 0, h, shared)
+        if h < n_out:
+            cnnbp_helper_wait()
+        if l == 1 and check and not is_finite(m * n_out, z):
+            return False
         if l < L and net.gamma_off[l - 1] >= 0:
             _normalise(net, w, m, l, training, z)
         if w.z != NULL:
@@ -380,7 +470,7 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     net.grads (zeroed first unless `accumulate`) and returns the weighted
     data loss sum_i sw_i C_i. The backward pass of a network with dropout or
     batch normalisation needs `training` (the caller checks)."""
-    _forward(net, x, m, w, <floating *> w.a, training, 0, False)
+    _forward(net, x, m, w, <floating *> w.a, training, 0, False, False)
     cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
     if not backward:
         return data_loss
@@ -624,7 +714,7 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
         yb = _target_rows(t.Y, t.y_u8, t.order, t.start + t.r0, t.mr, n_out,
                           <floating *> w.y + t.r0 * n_out)
         t.weight = t.mr if swb == NULL else _weight_sum(swb, t.mr)
-        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0, False)
+        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0, False, False)
         t.data_loss = _output_loss(net, yb, swb, w, t.r0, t.mr)
         if t.tid == 1:  # its own buffer, from parameter w.g0 on
             g, g0 = <floating *> w.g2, w.g0
@@ -778,6 +868,26 @@ cdef double _trace(const Net *net, const Rows *X, const floating *Y,
                    data_loss, n if SW == NULL else _weight_sum(SW, n))
 
 
+cdef bint _shares_row(const Net *net, const Rows *X, ptrdiff_t n) noexcept nogil:
+    """Whether a prediction of n rows takes the helper (see _forward): one
+    dense row of a network in SHARED_ROW_SIZES, two cores, and the helper
+    free (then held) and awake; one that sleeps is woken for the next row,
+    as it takes longer to wake than this row takes to compute."""
+    cdef ptrdiff_t l, largest = 0
+    if n != 1 or X.x == NULL or not _two_cores:
+        return False
+    for l in range(1, net.n_layers + 1):
+        largest = max(largest, net.units[l - 1] * net.units[l])
+    if not _SHARED_ROW_MIN <= largest <= _SHARED_ROW_MAX:
+        return False
+    if not cnnbp_helper_acquire():
+        return False
+    if cnnbp_helper_awake():
+        return True
+    cnnbp_helper_release()
+    return False
+
+
 cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
                    floating *a, ptrdiff_t cap, ptrdiff_t layer,
                    bint check) noexcept nogil:
@@ -785,27 +895,32 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     time, in the caller's blocks `a` (so concurrent predictions never share
     memory); layer L gives the outputs. With `check`, each block's rows are
     checked for inf and NaN (through Z^1, by _forward): False at the first
-    that has any (out is then incomplete), else True."""
+    that has any (out is then incomplete), else True. A single row of a
+    network in SHARED_ROW_SIZES is shared with the helper thread when it is
+    free (_shares_row, _forward)."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
     cdef ptrdiff_t start = 0, m
     cdef floating *block = a + cap * net.blk_off[layer]
+    cdef bint shared = _shares_row(net, X, n), finite = True
     cdef Rows xb
     cdef Work w
     memset(&w, 0, sizeof(Work))
     w.cap = cap
-    while start < n:
+    while finite and start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
-        if not _forward(net, &xb, m, &w, a, False, 0, check):
-            return False
-        if layer == L:
+        finite = _forward(net, &xb, m, &w, a, False, 0, check, shared)
+        if finite and layer == L:
             bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                             p + net.b_off[L - 1], block)
-        memcpy(out + start * n_out, block, m * n_out * sizeof(floating))
+        if finite:
+            memcpy(out + start * n_out, block, m * n_out * sizeof(floating))
         start += m
-    return True
+    if shared:
+        cnnbp_helper_release()
+    return finite
 
 
 # ---------------------------------------------------------------------------

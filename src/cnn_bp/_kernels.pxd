@@ -159,7 +159,9 @@ cdef extern from "cnn_bp.h" nogil:
     int cnnbp_helper_acquire()
     void cnnbp_helper_post(cnnbp_job fn, void *arg)
     void cnnbp_helper_wait()
+    int cnnbp_helper_awake()
     void cnnbp_helper_release()
+    unsigned cnnbp_helper_jobs()
 
 
 cdef inline void bias_activation(ptrdiff_t m, ptrdiff_t n, int activation,
@@ -407,6 +409,34 @@ cdef inline void gemm(char trans_a, char trans_b, int m, int n, int k,
     else:
         dgemm(&trans_b, &trans_a, &n, &m, &k, &alpha, <double *> b, &ldb,
               <double *> a, &lda, &beta, c, &ldc)
+
+
+# OpenBLAS runs a gemv of fewer than 2304 x GEMM_MULTITHREAD_THRESHOLD (4)
+# elements on the calling thread and spreads larger ones over its own
+# threads (interface/gemv.c); two threads of ours doing that at once contend
+# for its worker (a 2048 x 2048 row product: 0.15 ms alone, 9 ms so).
+cdef enum:
+    ONE_THREAD_GEMV = 9216
+
+
+cdef inline void row_columns(int n_in, int n_out, int c0, int c1,
+                             const floating *x, const floating *w,
+                             floating *z) noexcept nogil:
+    """z[c0:c1] := x W[:, c0:c1] for one row x (n_in,), W (n_in, n_out)
+    row-major, on this thread alone: in gemv calls of fewer than
+    ONE_THREAD_GEMV elements (consecutive rows of W, summed into z), which
+    BLAS does not spread over its threads. For the two halves of a shared
+    row product (_forward); each call costs ~0.1 us, a few % of its work."""
+    cdef int m = c1 - c0, k0 = 0, k
+    cdef int step = max(1, (ONE_THREAD_GEMV - 1) // max(m, 1))
+    cdef floating one = 1, zero = 0
+    if m <= 0:
+        return
+    while k0 < n_in:
+        k = min(step, n_in - k0)
+        _gemv(c'N', m, k, one, w + <ptrdiff_t> k0 * n_out + c0, n_out, x + k0,
+              one if k0 > 0 else zero, z + c0)
+        k0 += k
 
 
 cdef inline void _gemv(char trans, int m, int n, floating alpha,

@@ -23,7 +23,8 @@ _blas_owner = threading.Lock()
 MIN_SHARED_WORK = 1 << 27
 
 
-def _cores():
+def available_cores():
+    """How many cores this process may run on (its affinity mask)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -47,7 +48,7 @@ def training_threads(work):
     Otherwise 1, and BLAS is left alone.
     """
     global _controller
-    if work < MIN_SHARED_WORK or _cores() < 2 or not _blas_owner.acquire(blocking=False):
+    if work < MIN_SHARED_WORK or available_cores() < 2 or not _blas_owner.acquire(blocking=False):
         yield 1
         return
     try:
