@@ -19,14 +19,15 @@ Reported per workload and dtype: seconds per epoch (best of --repeats fits of
 --epochs epochs: machine noise only ever adds time) and their ratios; the
 peak memory a fit adds (resident set sampled every millisecond by a thread,
 freed heap returned to the OS before each fit; and numpy's allocations,
-exactly, by tracemalloc); prediction latency for one
-row (median), next to the "GEMV-only bound" (just the one-row products
-W^T a of each layer, by the BLAS cnn_bp calls, on BLAS's own threads; cnn_bp
-goes below it where it shares a row's products with its helper thread, for
-networks whose largest layer has 2^17 to 2^19 weights), and time for 10,000 rows (the
-best of --repeats rounds of three calls in a row: one call is a few ms,
-which one noisy spell of the machine can double), next to two raw numpy
-matrix products plus activation with the same weights.
+exactly, by tracemalloc); prediction latency for one row (median of 5
+rounds of 200 calls, each round after the same pause), next to the
+"GEMV-only bound" (just the one-row products W^T a of each layer, by the
+BLAS cnn_bp calls, on BLAS's own threads; cnn_bp goes below it where it
+shares a row's products with its helper thread, for networks whose largest
+layer has 2^17 to 2^19 weights), and time for 10,000 rows (the best of
+--repeats rounds of three calls in a row: one call is a few ms, which one
+noisy spell of the machine can double), next to two raw numpy matrix
+products plus activation with the same weights.
 
     python benchmarks/bench.py                   # full run (~20 min on 2 cores)
     python benchmarks/bench.py --plot bench.png  # and a bar chart of s/epoch
@@ -225,9 +226,11 @@ def best_of(repeats, call):
 
 
 def latency(predict, x, number):
-    """Median seconds of predict(x) over `number` calls, in 5 rounds."""
+    """Median seconds of predict(x) over `number` calls, in 5 rounds, each
+    after a pause (quiesce: the previous system's threads may still spin)."""
     rounds = []
     for _ in range(5):
+        quiesce()
         start = time.perf_counter()
         for _ in range(number):
             predict(x)

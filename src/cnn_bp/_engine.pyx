@@ -1595,7 +1595,10 @@ cdef class Engine:
 
         Notes
         -----
-        Uses its own work memory, so concurrent calls are safe.
+        Uses its own work memory, so concurrent calls are safe. One dense
+        row of a network whose largest W^l has SHARED_ROW_SIZES weights
+        takes the helper thread, when it is free and awake, for half of each
+        layer's units (the same outputs to round-off).
         """
         cdef ptrdiff_t L = len(self.layer_units) - 1
         cdef ptrdiff_t at = L if layer is None else layer
