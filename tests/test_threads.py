@@ -144,6 +144,16 @@ def test_dropout_and_batch_norm_keep_one_thread():
         np.testing.assert_array_equal(results[1][0], results[0][0])
 
 
+def _run_with_one_blas_thread(threads):
+    """Start the threads and wait for them, BLAS limited to one thread (as
+    shared epochs need)."""
+    with threadpool_limits(1, user_api="blas"):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+
+
 def test_engines_competing_for_the_helper():
     """One helper serves the process: engines training in four threads at
     once each get it or work alone, and all four match the one-thread pass."""
@@ -158,11 +168,7 @@ def test_engines_competing_for_the_helper():
         results[i] = _epochs(engine, X, Y, None, order, 100, 2, epochs=5)[0]
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    with threadpool_limits(1, user_api="blas"):
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+    _run_with_one_blas_thread(threads)
     for params in results:
         np.testing.assert_allclose(params, expected, rtol=1e-11, atol=1e-11)
 
@@ -398,11 +404,7 @@ def test_shared_rows_while_the_helper_trains_elsewhere(share_rows):
 
     threads = [threading.Thread(target=predict, args=(i,)) for i in range(3)]
     threads.append(threading.Thread(target=train))
-    with threadpool_limits(1, user_api="blas"):
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+    _run_with_one_blas_thread(threads)
     for got in results:
         for g, want in zip(got, expected * 5):
             np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-14)
