@@ -426,7 +426,7 @@ cdef inline void row_columns(int n_in, int n_out, int c0, int c1,
     row-major, on this thread alone: in gemv calls of fewer than
     ONE_THREAD_GEMV elements (consecutive rows of W, summed into z), which
     BLAS does not spread over its threads. For the two halves of a shared
-    row product (_forward); each call costs ~0.1 us, a few % of its work."""
+    row product (_forward); each call costs ~0.05 us, a few % of its work."""
     cdef int m = c1 - c0, k0 = 0, k
     cdef int step = max(1, (ONE_THREAD_GEMV - 1) // max(m, 1))
     cdef floating one = 1, zero = 0

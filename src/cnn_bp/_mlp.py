@@ -188,6 +188,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         engine = self._engine
         if (
             len(self.coefs_) == len(engine.coefs)
+            and len(self.intercepts_) == len(engine.intercepts)
             and all(map(operator.is_, self.coefs_, engine.coefs))
             and all(map(operator.is_, self.intercepts_, engine.intercepts))
         ):  # (map: 0.6 us where a generator took 1, on every prediction)
