@@ -11,8 +11,8 @@
  * alone. Between the jobs of an epoch (two per batch, microseconds to
  * milliseconds apart) the helper spins so that a job starts within a
  * microsecond; after ~2 ms without one it sleeps on a condition variable
- * (waking takes tens of microseconds, so a prediction that finds it asleep
- * nudges it awake and works alone).
+ * (waking takes tens of microseconds, on a busy machine milliseconds, so a
+ * prediction that finds it asleep nudges it awake and works alone).
  * It blocks all signals (Python handles them in the main thread) and is
  * started afresh in the child after fork().
  */

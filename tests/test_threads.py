@@ -281,24 +281,29 @@ def test_partial_fit_of_a_small_chunk_keeps_one_thread(digits, chosen):
 TWO_CORES = len(os.sched_getaffinity(0)) >= 2
 
 
+@contextlib.contextmanager
+def _row_sizes(lo, hi):
+    """SHARED_ROW_SIZES set to (lo, hi) for the block (lo > hi: no sharing)."""
+    before = engine_module.shared_row_sizes()
+    engine_module.shared_row_sizes(lo, hi)
+    try:
+        yield
+    finally:
+        engine_module.shared_row_sizes(*before)
+
+
 @pytest.fixture
-def share_rows(request):
+def share_rows():
     """Share the one-row predictions of every network (the default range
     starts at a layer of 2^17 weights, larger than a test needs)."""
-    before = engine_module.shared_row_sizes()
-    engine_module.shared_row_sizes(1, 1 << 30)
-    yield
-    engine_module.shared_row_sizes(*before)
+    with _row_sizes(1, 1 << 30):
+        yield
 
 
 def _alone(predict):
     """predict() with one-row sharing off."""
-    before = engine_module.shared_row_sizes()
-    engine_module.shared_row_sizes(1, 0)
-    try:
+    with _row_sizes(1, 0):
         return predict()
-    finally:
-        engine_module.shared_row_sizes(*before)
 
 
 def _shared(predict, rows, jobs_per_row):
