@@ -78,6 +78,8 @@ cdef struct Work:
     void *g2                     # two-thread epochs: part 1's partial gradient of
                                  # parameters [g0, n_params) (g2[i - g0]), or NULL
     ptrdiff_t g0
+    void *part                   # shared one-row prediction: the helper's part of
+                                 # Z^l (n_l values, see _forward), or NULL
 
 
 cdef class Engine:

@@ -53,7 +53,7 @@ from ._kernels cimport (
     CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_LEAKY_RELU,
     CNNBP_SELU, CNNBP_SOFTPLUS, CNNBP_GELU, CNNBP_GELU_TANH, CNNBP_SILU,
     CNNBP_EXP, CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS,
-    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, ONE_THREAD_GEMV,
+    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR,
     adagrad_update, adam_update,
     adamw_update, add, batch_norm_apply, batch_norm_backward, batch_norm_train,
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
@@ -62,7 +62,7 @@ from ._kernels cimport (
     cnnbp_helper_release, cnnbp_helper_wait, cnnbp_job, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
     gather_rows, gemm, is_finite, max_norm_columns, multiply, nadam_update,
-    output_loss, row_columns,
+    output_loss, row_product,
     rmsprop_update, sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
 )
 
@@ -105,16 +105,28 @@ PREDICT_MIN_ROWS = 256
 FULL_BATCH_ROWS = 4096
 
 # A one-row prediction is shared with the helper thread (half of each
-# layer's units each, see _forward) when the largest W^l of its network has
+# layer's inputs each, see _forward) when the largest W^l of its network has
 # this many weights (from, to). Measured on Zen 4 (best of 5 x 5000 rows,
-# Engine.predict): 784-512-256-10's row 30 -> 20 us in float32, 69 -> 50 us
-# in float64. Below, a row takes a few microseconds and the hand-overs eat
-# the gain (784-100-10: none); above, OpenBLAS's own threads stream W^l as
-# fast, and in one row both would compete for the second core (784-1024-
-# 512-10 with only its second layer shared: 54 -> 230 us).
+# Engine.predict): MEASURE
 SHARED_ROW_SIZES = (1 << 17, 1 << 19)
 cdef ptrdiff_t _SHARED_ROW_MIN = SHARED_ROW_SIZES[0]
 cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_SIZES[1]
+# A layer of fewer weights is left to BLAS in a shared row: its product
+# takes about as long as the hand-over (~1 us), and OpenBLAS runs a gemv that
+# small on the calling thread (interface/gemv.c: under 2304 x
+# GEMM_MULTITHREAD_THRESHOLD), so a shared row never wakes OpenBLAS's threads.
+cdef enum:
+    SHARED_LAYER_WEIGHTS = 9216
+
+# How _forward runs its products: BLAS on the block (BATCH); or, for one
+# dense row of a network in SHARED_ROW_SIZES, the layers of at least
+# SHARED_LAYER_WEIGHTS weights summed row by row of W^l (row_product), by
+# this thread alone (ROW_ALONE: the helper is busy or asleep) or with the
+# helper (ROW_SHARED). ROW_ALONE keeps off BLAS too: OpenBLAS would wake its
+# worker for such a row, which then spins for ~0.1 s on the core the helper
+# needs for the rows that follow (784-1024-512-10: 40 -> 60-90 us a row).
+cdef enum RowMode:
+    BATCH, ROW_ALONE, ROW_SHARED
 # One-row sharing needs two cores (checked at import).
 cdef bint _two_cores = available_cores() >= 2
 
@@ -201,64 +213,74 @@ def loss_codes():
 # nogil core: one forward pass, one backward pass, the update, the epoch.
 # ---------------------------------------------------------------------------
 
+cdef inline const floating *_product_input(const Net *net, const Rows *x,
+                                          const Work *w, floating *a, ptrdiff_t l,
+                                          ptrdiff_t r0, bint training) noexcept nogil:
+    """What Z^l's product reads from row r0 on: A^{l-1} (or its dropped-out
+    copy), or for l = 1 the block's dense rows of X; NULL for CSR rows."""
+    if l > 1:
+        return _layer_output(net, w, a, l - 1, training) + r0 * net.units[l - 1]
+    return <const floating *> x.x
+
+
 cdef void _product(const Net *net, const Rows *x, const Work *w, floating *a,
-                   ptrdiff_t l, ptrdiff_t m, ptrdiff_t r0, bint training,
-                   ptrdiff_t c0, ptrdiff_t c1, bint one_thread) noexcept nogil:
-    """Columns c0..c1 - 1 of Z^l = A^{l-1} W^l (m, n_l) into rows r0..r0 +
-    m - 1 of block l; A^0 is x, the block's rows of X (dense or CSR). All
-    columns take one BLAS call (or the CSR kernel); with `one_thread` (one
-    dense row of a shared prediction, see _forward) the columns are
-    computed on this thread alone, in calls BLAS does not thread."""
+                   ptrdiff_t l, ptrdiff_t m, ptrdiff_t r0, bint training) noexcept nogil:
+    """Z^l = A^{l-1} W^l (m, n_l) into rows r0..r0 + m - 1 of block l, in
+    one BLAS call; A^0 is x, the block's rows of X (dense or CSR)."""
     cdef ptrdiff_t n_in = net.units[l - 1], n_out = net.units[l]
     cdef const floating *wl = <const floating *> net.params + net.w_off[l - 1]
     cdef floating *z = a + w.cap * net.blk_off[l] + r0 * n_out
-    cdef const floating *a_prev
+    cdef const floating *a_prev = _product_input(net, x, w, a, l, r0, training)
     cdef floating one = 1, zero = 0
-    if l > 1:
-        a_prev = _layer_output(net, w, a, l - 1, training) + r0 * n_in
-    elif x.x != NULL:
-        a_prev = <const floating *> x.x
-    else:
+    if a_prev == NULL:
         csr_matmul(m, n_out, <const floating *> x.data, x.indices, x.indptr,
                    x.rows, x.first_row, wl, z)
-        return
-    if one_thread:
-        row_columns(n_in, n_out, c0, c1, a_prev, wl, z)
     else:
         gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in, wl, n_out,
              zero, z, n_out)
 
 
+cdef void _row_inputs(const Net *net, const Rows *x, const Work *w, floating *a,
+                      ptrdiff_t l, ptrdiff_t k0, ptrdiff_t k1,
+                      floating *z) noexcept nogil:
+    """z := sum over inputs k = k0..k1 - 1 of a_k W^l[k, :], the part of one
+    dense row's Z^l (prediction: row 0 of the blocks) that those inputs
+    make. Each thread of a shared row streams its own rows of W^l."""
+    cdef ptrdiff_t n_out = net.units[l]
+    cdef const floating *wl = <const floating *> net.params + net.w_off[l - 1]
+    row_product(k1 - k0, n_out, _product_input(net, x, w, a, l, 0, False) + k0,
+                wl + k0 * n_out, n_out, z)
+
+
 cdef struct RowPart:
-    # The helper's columns c0..n_l - 1 of layer l's product in a shared
-    # one-row prediction (_forward): _product's arguments.
+    # The helper's inputs k0..n_{l-1} - 1 of layer l in a shared one-row
+    # prediction (_forward): _row_inputs' arguments; z is w.part.
     const Net *net
     const Rows *x
     const Work *w
     void *a
     ptrdiff_t l
-    ptrdiff_t c0
+    ptrdiff_t k0
 
 
 cdef void _row_part_f32(void *job) noexcept nogil:
     cdef RowPart *j = <RowPart *> job
-    _product(j.net, j.x, j.w, <float *> j.a, j.l, 1, 0, False, j.c0, j.net.units[j.l], True)
+    _row_inputs(j.net, j.x, j.w, <float *> j.a, j.l, j.k0, j.net.units[j.l - 1],
+                <float *> j.w.part)
 
 
 cdef void _row_part_f64(void *job) noexcept nogil:
     cdef RowPart *j = <RowPart *> job
-    _product(j.net, j.x, j.w, <double *> j.a, j.l, 1, 0, False, j.c0, j.net.units[j.l], True)
+    _row_inputs(j.net, j.x, j.w, <double *> j.a, j.l, j.k0, j.net.units[j.l - 1],
+                <double *> j.w.part)
 
 
-cdef inline ptrdiff_t _row_split(const Net *net, ptrdiff_t l) noexcept nogil:
-    """Where the helper's units of layer l begin in a shared one-row
-    prediction: half of them, at a multiple of 16; n_l (this thread does
-    them all) in a layer narrower than 32 or too small to be worth the
-    hand-over (fewer weights than BLAS would thread)."""
-    cdef ptrdiff_t n_out = net.units[l]
-    if n_out < 32 or net.units[l - 1] * n_out < ONE_THREAD_GEMV:
-        return n_out
-    return (n_out // 2) & ~(<ptrdiff_t> 15)
+cdef inline bint _row_split(const Net *net, ptrdiff_t l) noexcept nogil:
+    """Whether layer l's product of a one-row prediction is summed by rows
+    of W^l (split between the threads when shared, see _forward): at least
+    SHARED_LAYER_WEIGHTS weights, and two inputs to split."""
+    cdef ptrdiff_t n_in = net.units[l - 1]
+    return n_in >= 2 and n_in * net.units[l] >= SHARED_LAYER_WEIGHTS
 
 
 cdef void _keep_z(const floating *z, const floating *b, ptrdiff_t m,
@@ -308,7 +330,7 @@ cdef void _normalise(const Net *net, const Work *w, ptrdiff_t m, ptrdiff_t l,
 
 cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                    floating *a, bint training, ptrdiff_t r0, bint check,
-                   bint shared) noexcept nogil:
+                   RowMode row) noexcept nogil:
     """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into rows
     r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own blocks);
     block L receives A^{L-1} W^L, whose bias and output activation the caller
@@ -325,29 +347,35 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     Z^1, just written, is in cache where X is not (X's own pass cost a
     fifth as much as the products of a 784-input layer). True otherwise.
 
-    `shared` (one dense row, not training; the caller holds the helper,
-    awake): each layer's product is split by units, the helper computing
-    the second half (_row_split) while this thread does the first, each on
-    one BLAS thread. A row's product streams all of W^l; two cores stream
-    it twice as fast, each half staying in its core's cache between rows."""
+    `row` (RowMode): BATCH for any block. ROW_ALONE and ROW_SHARED (one
+    dense row, not training) sum the rows of W^l weighted by A^{l-1} in the
+    layers _row_split picks; ROW_SHARED (the caller holds the helper, awake;
+    w.part has room for n_l values) splits those inputs in two halves, the
+    helper summing the second's rows into w.part while this thread sums the
+    first's into Z^l, which then adds w.part. A row's product streams all
+    of W^l once; two cores stream it twice as fast, each its own contiguous
+    half (784-512-256-10 in float64: 69 -> 40 us a row)."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
     cdef floating *z
-    cdef ptrdiff_t l, n_out, h, L = net.n_layers
+    cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
     cdef RowPart job
     cdef cnnbp_job row_part = _row_part_f32 if floating is float else _row_part_f64
     job.net, job.x, job.w, job.a = net, x, w, a
     for l in range(1, L + 1):
         # Z^l = A^{l-1} W^l    (m, n_l)
-        n_out = net.units[l]
+        n_in, n_out = net.units[l - 1], net.units[l]
         z = a + cap * net.blk_off[l] + r0 * n_out
-        h = _row_split(net, l) if shared else n_out
-        if h < n_out:
-            job.l, job.c0 = l, h
+        if row == BATCH or not _row_split(net, l):
+            _product(net, x, w, a, l, m, r0, training)
+        elif row == ROW_ALONE:
+            _row_inputs(net, x, w, a, l, 0, n_in, z)
+        else:
+            job.l, job.k0 = l, n_in // 2
             cnnbp_helper_post(row_part, &job)
-        _product(net, x, w, a, l, m, r0, training, 0, h, shared)
-        if h < n_out:
+            _row_inputs(net, x, w, a, l, 0, n_in // 2, z)
             cnnbp_helper_wait()
+            add(n_out, <const floating *> w.part, z)
         if l == 1 and check and not is_finite(m * n_out, z):
             return False
         if l < L and net.gamma_off[l - 1] >= 0:
@@ -470,7 +498,7 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     net.grads (zeroed first unless `accumulate`) and returns the weighted
     data loss sum_i sw_i C_i. The backward pass of a network with dropout or
     batch normalisation needs `training` (the caller checks)."""
-    _forward(net, x, m, w, <floating *> w.a, training, 0, False, False)
+    _forward(net, x, m, w, <floating *> w.a, training, 0, False, BATCH)
     cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
     if not backward:
         return data_loss
@@ -714,7 +742,7 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
         yb = _target_rows(t.Y, t.y_u8, t.order, t.start + t.r0, t.mr, n_out,
                           <floating *> w.y + t.r0 * n_out)
         t.weight = t.mr if swb == NULL else _weight_sum(swb, t.mr)
-        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0, False, False)
+        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0, False, BATCH)
         t.data_loss = _output_loss(net, yb, swb, w, t.r0, t.mr)
         if t.tid == 1:  # its own buffer, from parameter w.g0 on
             g, g0 = <floating *> w.g2, w.g0
@@ -868,57 +896,60 @@ cdef double _trace(const Net *net, const Rows *X, const floating *Y,
                    data_loss, n if SW == NULL else _weight_sum(SW, n))
 
 
-cdef bint _shares_row(const Net *net, const Rows *X, ptrdiff_t n) noexcept nogil:
-    """Whether a prediction of n rows takes the helper (see _forward): one
-    dense row of a network in SHARED_ROW_SIZES, two cores, and the helper
-    free (then held) and awake; one that sleeps is woken for the next row,
-    as it takes longer to wake than this row takes to compute."""
+cdef RowMode _row_mode(const Net *net, const Rows *X, ptrdiff_t n) noexcept nogil:
+    """How a prediction of n rows runs its products (RowMode, _forward):
+    one dense row of a network in SHARED_ROW_SIZES, on two cores, is
+    ROW_SHARED when the helper is free (then held) and awake, else
+    ROW_ALONE; a helper found asleep is woken for the next row, as it takes
+    longer to wake than this row takes to compute. Anything else: BATCH."""
     cdef ptrdiff_t l, largest = 0
     if n != 1 or X.x == NULL or not _two_cores:
-        return False
+        return BATCH
     for l in range(1, net.n_layers + 1):
         largest = max(largest, net.units[l - 1] * net.units[l])
     if not _SHARED_ROW_MIN <= largest <= _SHARED_ROW_MAX:
-        return False
+        return BATCH
     if not cnnbp_helper_acquire():
-        return False
+        return ROW_ALONE
     if cnnbp_helper_awake():
-        return True
+        return ROW_SHARED
     cnnbp_helper_release()
-    return False
+    return ROW_ALONE
 
 
 cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
                    floating *a, ptrdiff_t cap, ptrdiff_t layer,
                    bint check) noexcept nogil:
     """Activations A^layer of n rows into `out` (n, n_layer), cap rows at a
-    time, in the caller's blocks `a` (so concurrent predictions never share
-    memory); layer L gives the outputs. With `check`, each block's rows are
-    checked for inf and NaN (through Z^1, by _forward): False at the first
-    that has any (out is then incomplete), else True. A single row of a
-    network in SHARED_ROW_SIZES is shared with the helper thread when it is
-    free (_shares_row, _forward)."""
+    time, in the caller's blocks `a` (cap rows of each, then max n_l values
+    for w.part; so concurrent predictions never share memory); layer L gives
+    the outputs. With `check`, each block's rows are checked for inf and NaN
+    (through Z^1, by _forward): False at the first that has any (out is then
+    incomplete), else True. A single row of a network in SHARED_ROW_SIZES is
+    shared with the helper thread when it is free (_row_mode, _forward)."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
     cdef ptrdiff_t start = 0, m
     cdef floating *block = a + cap * net.blk_off[layer]
-    cdef bint shared = _shares_row(net, X, n), finite = True
+    cdef RowMode row = _row_mode(net, X, n)
+    cdef bint finite = True
     cdef Rows xb
     cdef Work w
     memset(&w, 0, sizeof(Work))
     w.cap = cap
+    w.part = a + cap * _width(net)
     while finite and start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
-        finite = _forward(net, &xb, m, &w, a, False, 0, check, shared)
+        finite = _forward(net, &xb, m, &w, a, False, 0, check, row)
         if finite and layer == L:
             bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                             p + net.b_off[L - 1], block)
         if finite:
             memcpy(out + start * n_out, block, m * n_out * sizeof(floating))
         start += m
-    if shared:
+    if row == ROW_SHARED:
         cnnbp_helper_release()
     return finite
 
@@ -1612,7 +1643,8 @@ cdef class Engine:
         cdef ptrdiff_t cap = min(n, max(PREDICT_MIN_ROWS, PREDICT_BYTES // row_bytes))
         cdef bint check = check_finite, finite
         out = np.empty((n, self.layer_units[at]), dtype=self.dtype)
-        work = np.empty(cap * width, dtype=self.dtype)
+        # the blocks, then n_l values for the helper's part of a shared row
+        work = np.empty(cap * width + max(self.layer_units[1:]), dtype=self.dtype)
         cdef void *o = _data(out)
         cdef void *a = _data(work)
         if self.dtype == np.float64:

@@ -100,6 +100,10 @@ cdef extern from "cnn_bp.h" nogil:
                                    const ptrdiff_t *rows, float *dst)
     void cnnbp_targets_from_u8_f64(ptrdiff_t m, ptrdiff_t n, const unsigned char *src,
                                    const ptrdiff_t *rows, double *dst)
+    void cnnbp_row_product_f32(ptrdiff_t k, ptrdiff_t n, const float *x,
+                               const float *w, ptrdiff_t ldw, float *z)
+    void cnnbp_row_product_f64(ptrdiff_t k, ptrdiff_t n, const double *x,
+                               const double *w, ptrdiff_t ldw, double *z)
     void cnnbp_add_f32(ptrdiff_t size, const float *x, float *y)
     void cnnbp_add_f64(ptrdiff_t size, const double *x, double *y)
     void cnnbp_max_norm_columns_f32(ptrdiff_t m, ptrdiff_t n, double c, float *w,
@@ -284,6 +288,15 @@ cdef inline void targets_from_u8(ptrdiff_t m, ptrdiff_t n, const unsigned char *
         cnnbp_targets_from_u8_f64(m, n, src, rows, dst)
 
 
+cdef inline void row_product(ptrdiff_t k, ptrdiff_t n, const floating *x,
+                             const floating *w, ptrdiff_t ldw,
+                             floating *z) noexcept nogil:
+    if floating is float:
+        cnnbp_row_product_f32(k, n, x, w, ldw, z)
+    else:
+        cnnbp_row_product_f64(k, n, x, w, ldw, z)
+
+
 cdef inline void add(ptrdiff_t size, const floating *x, floating *y) noexcept nogil:
     if floating is float:
         cnnbp_add_f32(size, x, y)
@@ -409,34 +422,6 @@ cdef inline void gemm(char trans_a, char trans_b, int m, int n, int k,
     else:
         dgemm(&trans_b, &trans_a, &n, &m, &k, &alpha, <double *> b, &ldb,
               <double *> a, &lda, &beta, c, &ldc)
-
-
-# OpenBLAS runs a gemv of fewer than 2304 x GEMM_MULTITHREAD_THRESHOLD (4)
-# elements on the calling thread and spreads larger ones over its own
-# threads (interface/gemv.c); two threads of ours doing that at once contend
-# for its worker (a 2048 x 2048 row product: 0.15 ms alone, 9 ms so).
-cdef enum:
-    ONE_THREAD_GEMV = 9216
-
-
-cdef inline void row_columns(int n_in, int n_out, int c0, int c1,
-                             const floating *x, const floating *w,
-                             floating *z) noexcept nogil:
-    """z[c0:c1] := x W[:, c0:c1] for one row x (n_in,), W (n_in, n_out)
-    row-major, on this thread alone: in gemv calls of fewer than
-    ONE_THREAD_GEMV elements (consecutive rows of W, summed into z), which
-    BLAS does not spread over its threads. For the two halves of a shared
-    row product (_forward); each call costs ~0.05 us, a few % of its work."""
-    cdef int m = c1 - c0, k0 = 0, k
-    cdef int step = max(1, (ONE_THREAD_GEMV - 1) // max(m, 1))
-    cdef floating one = 1, zero = 0
-    if m <= 0:
-        return
-    while k0 < n_in:
-        k = min(step, n_in - k0)
-        _gemv(c'N', m, k, one, w + <ptrdiff_t> k0 * n_out + c0, n_out, x + k0,
-              one if k0 > 0 else zero, z + c0)
-        k0 += k
 
 
 cdef inline void _gemv(char trans, int m, int n, floating alpha,
