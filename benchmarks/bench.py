@@ -20,11 +20,11 @@ Reported per workload and dtype: seconds per epoch (best of --repeats fits of
 peak memory a fit adds (resident set sampled every millisecond by a thread,
 freed heap returned to the OS before each fit; and numpy's allocations,
 exactly, by tracemalloc); prediction latency for one row (median of 5
-rounds of 200 calls, each round after the same pause), next to the
-"GEMV-only bound" (just the one-row products W^T a of each layer, by the
-BLAS cnn_bp calls, on BLAS's own threads; cnn_bp goes below it where it
-shares a row's products with its helper thread, for networks whose largest
-layer has 2^17 to 2^19 weights), and time for 10,000 rows (the best of
+rounds of 200 calls, each round after the same pause and 10 untimed calls),
+next to the "GEMV-only bound" (just the one-row products W^T a of each
+layer, by the BLAS cnn_bp calls, on BLAS's own threads; cnn_bp goes below it
+where it shares a row's products with its helper thread, for networks whose
+largest W^l takes 512 KiB to 8 MiB), and time for 10,000 rows (the best of
 --repeats rounds of three calls in a row: one call is a few ms, which one
 noisy spell of the machine can double), next to two raw numpy matrix
 products plus activation with the same weights.
@@ -155,9 +155,10 @@ def gemm_bound(X, hidden, n_classes):
 def gemv_bound(model, x):
     """A function of one row x (1, n_features) doing just the products of its
     forward pass, z = (W^l)^T a layer by layer, by scipy's gemv (cnn_bp's
-    BLAS and call for one row; row-major W^l passed as its Fortran-order
-    transpose, no copy): what a one-row prediction costs if all but the
-    products were free (each call from Python adds ~0.5 us)."""
+    BLAS, and its call for one row outside SHARED_ROW_BYTES; row-major W^l
+    passed as its Fortran-order transpose, no copy): what a one-row
+    prediction costs if all but the products were free (each call from
+    Python adds ~0.5 us)."""
     gemv = blas.sgemv if x.dtype == np.float32 else blas.dgemv
     weights = [w.T for w in model.coefs_]
 
@@ -227,10 +228,16 @@ def best_of(repeats, call):
 
 def latency(predict, x, number):
     """Median seconds of predict(x) over `number` calls, in 5 rounds, each
-    after a pause (quiesce: the previous system's threads may still spin)."""
+    after a pause (quiesce: the previous system's threads may still spin)
+    and 10 untimed calls: the first call after the pause wakes the system's
+    sleeping threads and reloads its weights into cache (0.3-0.6 ms for
+    cnn_bp's 784-512-256-10, ~12 % of 200 calls), which is not the latency
+    of a prediction in a stream of them."""
     rounds = []
     for _ in range(5):
         quiesce()
+        for _ in range(10):
+            predict(x)
         start = time.perf_counter()
         for _ in range(number):
             predict(x)

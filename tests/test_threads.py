@@ -272,10 +272,10 @@ def test_partial_fit_of_a_small_chunk_keeps_one_thread(digits, chosen):
     assert chosen == [1]
 
 
-# One-row predictions shared by units: the helper computes the product of
-# the second half of each layer's units while the caller does the first
-# (see _forward). SHARED_ROW_SIZES is widened below to take these small test
-# networks too.
+# One-row predictions shared by inputs: the helper sums the rows of W^l of
+# the second half of each layer's inputs while the caller sums the first
+# half's (see _forward). SHARED_ROW_BYTES is widened below to take these
+# small test networks too.
 
 
 TWO_CORES = len(os.sched_getaffinity(0)) >= 2
@@ -283,13 +283,13 @@ TWO_CORES = len(os.sched_getaffinity(0)) >= 2
 
 @contextlib.contextmanager
 def _row_sizes(lo, hi):
-    """SHARED_ROW_SIZES set to (lo, hi) for the block (lo > hi: no sharing)."""
-    before = engine_module.shared_row_sizes()
-    engine_module.shared_row_sizes(lo, hi)
+    """SHARED_ROW_BYTES set to (lo, hi) for the block (lo > hi: no sharing)."""
+    before = engine_module.shared_row_bytes()
+    engine_module.shared_row_bytes(lo, hi)
     try:
         yield
     finally:
-        engine_module.shared_row_sizes(*before)
+        engine_module.shared_row_bytes(*before)
 
 
 @pytest.fixture
@@ -347,6 +347,24 @@ def test_shared_row_is_predicted_as_alone(share_rows, dtype, activation, units):
         np.testing.assert_allclose(shared, alone, rtol=RTOL[dtype], atol=RTOL[dtype])
         np.testing.assert_allclose(shared, batch, rtol=RTOL[dtype], atol=RTOL[dtype])
     assert n_shared > 0
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="sharing needs two cores")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_that_finds_the_helper_asleep_is_computed_alone(share_rows, dtype):
+    """After 50 ms without a job the helper sleeps (it spins 2 ms): the next
+    row is computed by the caller alone (ROW_ALONE: no helper job) and
+    equals the batch's row."""
+    units = (50, 197, 48, 33)
+    engine = _engine(dtype, units=units)
+    X = np.random.RandomState(4).normal(size=(4, units[0])).astype(dtype)
+    batch = engine.predict(X)
+    for i in range(len(X)):
+        time.sleep(0.05)
+        jobs = engine_module.helper_jobs()
+        row = engine.predict(X[i : i + 1])
+        assert engine_module.helper_jobs() == jobs
+        np.testing.assert_allclose(row[0], batch[i], rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
 @pytest.mark.skipif(not TWO_CORES, reason="sharing needs two cores")
@@ -415,11 +433,25 @@ def test_shared_rows_while_the_helper_trains_elsewhere(share_rows):
     np.testing.assert_allclose(trained[0], expected_training, rtol=1e-11, atol=1e-11)
 
 
-def test_default_sharing_range():
-    """The default range shares the rows of a 784-512-256-10 network and
-    not those of 784-100-10 (products too small to share) or of
-    784-1024-512-10 (whose first layer BLAS threads itself)."""
-    lo, hi = engine_module.SHARED_ROW_SIZES
-    assert engine_module.shared_row_sizes() == (lo, hi)
-    assert lo <= 784 * 512 <= hi
-    assert 784 * 100 < lo and 784 * 1024 > hi
+@pytest.mark.skipif(not TWO_CORES, reason="sharing needs two cores")
+@pytest.mark.parametrize(
+    "units, dtype, jobs",
+    [((784, 512, 256, 10), np.float32, 2), ((784, 512, 256, 10), np.float64, 2),
+     ((784, 100, 10), np.float64, 1), ((784, 100, 10), np.float32, 0),
+     ((784, 2048, 10), np.float64, 0)],
+)  # fmt: skip
+def test_default_sharing_range(units, dtype, jobs):
+    """The default SHARED_ROW_BYTES shares the rows of 784-512-256-10 and of
+    784-100-10 in float64 (627 KB of W^1), not of 784-100-10 in float32
+    (314 KB: too little to share) or 784-2048-10 in float64 (12.8 MB:
+    OpenBLAS's threads stream it as fast)."""
+    assert engine_module.shared_row_bytes() == engine_module.SHARED_ROW_BYTES
+    engine = _engine(dtype, units=units)
+    rows = np.random.RandomState(3).uniform(size=(3, units[0])).astype(dtype)
+    if jobs:
+        _shared(engine.predict, [rows[i : i + 1] for i in range(3)], jobs)
+    else:  # for 0.3 s of rows: long enough for a sleeping helper to wake
+        before, deadline = engine_module.helper_jobs(), time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            engine.predict(rows[:1])
+        assert engine_module.helper_jobs() == before

@@ -105,12 +105,16 @@ PREDICT_MIN_ROWS = 256
 FULL_BATCH_ROWS = 4096
 
 # A one-row prediction is shared with the helper thread (half of each
-# layer's inputs each, see _forward) when the largest W^l of its network has
-# this many weights (from, to). Measured on Zen 4 (best of 5 x 5000 rows,
-# Engine.predict): MEASURE
-SHARED_ROW_SIZES = (1 << 17, 1 << 19)
-cdef ptrdiff_t _SHARED_ROW_MIN = SHARED_ROW_SIZES[0]
-cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_SIZES[1]
+# layer's inputs each, see _forward) when the largest W^l of its network
+# takes this many bytes (from, to): a row's product streams the weights, so
+# bytes, not weights, say what sharing saves. Measured on Zen 4 (Engine.predict,
+# shared / alone, medians of 7 x 2000 rows): 784-100-10 0.63-0.71 in float64
+# (627 KB), 0.86-1.11 in float32 (314 KB: not worth it); 784-512-256-10
+# 0.58-0.79; 784-1024-512-10 0.68-0.85; 784-2048-10 0.92-1.17 (6.4 and 12.8
+# MB: two cores stream memory no faster than OpenBLAS's two threads).
+SHARED_ROW_BYTES = (1 << 19, 1 << 23)
+cdef ptrdiff_t _SHARED_ROW_MIN = SHARED_ROW_BYTES[0]
+cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_BYTES[1]
 # A layer of fewer weights is left to BLAS in a shared row: its product
 # takes about as long as the hand-over (~1 us), and OpenBLAS runs a gemv that
 # small on the calling thread (interface/gemv.c: under 2304 x
@@ -119,12 +123,13 @@ cdef enum:
     SHARED_LAYER_WEIGHTS = 9216
 
 # How _forward runs its products: BLAS on the block (BATCH); or, for one
-# dense row of a network in SHARED_ROW_SIZES, the layers of at least
+# dense row of a network in SHARED_ROW_BYTES, the layers of at least
 # SHARED_LAYER_WEIGHTS weights summed row by row of W^l (row_product), by
 # this thread alone (ROW_ALONE: the helper is busy or asleep) or with the
 # helper (ROW_SHARED). ROW_ALONE keeps off BLAS too: OpenBLAS would wake its
 # worker for such a row, which then spins for ~0.1 s on the core the helper
-# needs for the rows that follow (784-1024-512-10: 40 -> 60-90 us a row).
+# needs for the rows that follow (784-1024-512-10 after a pause, when it did:
+# 0.66-1.0 of 2 helper jobs a row, median 69-84 us; since, 2 of 2).
 cdef enum RowMode:
     BATCH, ROW_ALONE, ROW_SHARED
 # One-row sharing needs two cores (checked at import).
@@ -143,8 +148,8 @@ cdef ptrdiff_t _SPLIT_ROWS = SPLIT_ROWS
 SHARED_W1_BYTES = 1 << 18
 
 
-def shared_row_sizes(lo=None, hi=None):
-    """The range of SHARED_ROW_SIZES in force, (lo, hi); with arguments,
+def shared_row_bytes(lo=None, hi=None):
+    """The range of SHARED_ROW_BYTES in force, (lo, hi); with arguments,
     set it first (tests and benchmarks compare the shared and the unshared
     one-row paths; lo > hi turns sharing off)."""
     global _SHARED_ROW_MIN, _SHARED_ROW_MAX
@@ -354,7 +359,7 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     helper summing the second's rows into w.part while this thread sums the
     first's into Z^l, which then adds w.part. A row's product streams all
     of W^l once; two cores stream it twice as fast, each its own contiguous
-    half (784-512-256-10 in float64: 69 -> 40 us a row)."""
+    half (784-512-256-10 in float64: 70-93 -> 42-69 us a row, noisy VM)."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
     cdef floating *z
@@ -896,17 +901,19 @@ cdef double _trace(const Net *net, const Rows *X, const floating *Y,
                    data_loss, n if SW == NULL else _weight_sum(SW, n))
 
 
-cdef RowMode _row_mode(const Net *net, const Rows *X, ptrdiff_t n) noexcept nogil:
+cdef RowMode _row_mode(const Net *net, const Rows *X, ptrdiff_t n,
+                       ptrdiff_t itemsize) noexcept nogil:
     """How a prediction of n rows runs its products (RowMode, _forward):
-    one dense row of a network in SHARED_ROW_SIZES, on two cores, is
-    ROW_SHARED when the helper is free (then held) and awake, else
-    ROW_ALONE; a helper found asleep is woken for the next row, as it takes
-    longer to wake than this row takes to compute. Anything else: BATCH."""
+    one dense row of a network in SHARED_ROW_BYTES (weights of `itemsize`
+    bytes), on two cores, is ROW_SHARED when the helper is free (then held)
+    and awake, else ROW_ALONE; a helper found asleep is woken for the next
+    row, as it takes longer to wake than this row takes to compute.
+    Anything else: BATCH."""
     cdef ptrdiff_t l, largest = 0
     if n != 1 or X.x == NULL or not _two_cores:
         return BATCH
     for l in range(1, net.n_layers + 1):
-        largest = max(largest, net.units[l - 1] * net.units[l])
+        largest = max(largest, net.units[l - 1] * net.units[l] * itemsize)
     if not _SHARED_ROW_MIN <= largest <= _SHARED_ROW_MAX:
         return BATCH
     if not cnnbp_helper_acquire():
@@ -925,14 +932,14 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     for w.part; so concurrent predictions never share memory); layer L gives
     the outputs. With `check`, each block's rows are checked for inf and NaN
     (through Z^1, by _forward): False at the first that has any (out is then
-    incomplete), else True. A single row of a network in SHARED_ROW_SIZES is
+    incomplete), else True. A single row of a network in SHARED_ROW_BYTES is
     shared with the helper thread when it is free (_row_mode, _forward)."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
     cdef ptrdiff_t start = 0, m
     cdef floating *block = a + cap * net.blk_off[layer]
-    cdef RowMode row = _row_mode(net, X, n)
+    cdef RowMode row = _row_mode(net, X, n, sizeof(floating))
     cdef bint finite = True
     cdef Rows xb
     cdef Work w
@@ -1627,9 +1634,9 @@ cdef class Engine:
         Notes
         -----
         Uses its own work memory, so concurrent calls are safe. One dense
-        row of a network whose largest W^l has SHARED_ROW_SIZES weights
+        row of a network whose largest W^l takes SHARED_ROW_BYTES bytes
         takes the helper thread, when it is free and awake, for half of each
-        layer's units (the same outputs to round-off).
+        layer's inputs (the same outputs to round-off).
         """
         cdef ptrdiff_t L = len(self.layer_units) - 1
         cdef ptrdiff_t at = L if layer is None else layer
