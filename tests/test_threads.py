@@ -282,7 +282,7 @@ TWO_CORES = len(os.sched_getaffinity(0)) >= 2
 
 
 @contextlib.contextmanager
-def _row_sizes(lo, hi):
+def _row_bytes(lo, hi):
     """SHARED_ROW_BYTES set to (lo, hi) for the block (lo > hi: no sharing)."""
     before = engine_module.shared_row_bytes()
     engine_module.shared_row_bytes(lo, hi)
@@ -296,13 +296,13 @@ def _row_sizes(lo, hi):
 def share_rows():
     """Share the one-row predictions of every network (the default range
     starts at a layer of 2^17 weights, larger than a test needs)."""
-    with _row_sizes(1, 1 << 30):
+    with _row_bytes(1, 1 << 30):
         yield
 
 
 def _alone(predict):
     """predict() with one-row sharing off."""
-    with _row_sizes(1, 0):
+    with _row_bytes(1, 0):
         return predict()
 
 
