@@ -336,7 +336,7 @@ def test_shared_row_is_predicted_as_alone(share_rows, dtype, activation, units):
     engine = _engine(dtype, units=units, activation=activation)
     X = np.random.RandomState(2).normal(size=(12, units[0])).astype(dtype)
     rows = [X[i : i + 1] for i in range(len(X))]
-    # the layers split (_row_split): 9216 weights or more
+    # the layers split (_by_rows): 9216 weights or more
     n_shared = sum(1 for n_in, n_out in zip(units, units[1:]) if n_in * n_out >= 9216)
     for layer in range(1, len(units)):
         # one job per row and split layer (the pass runs to the outputs)

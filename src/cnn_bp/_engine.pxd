@@ -79,7 +79,7 @@ cdef struct Work:
                                  # parameters [g0, n_params) (g2[i - g0]), or NULL
     ptrdiff_t g0
     void *part                   # shared one-row prediction: the helper's part of
-                                 # Z^l (n_l values, see _forward), or NULL
+                                 # Z^l (up to n_l values, see _forward), or NULL
 
 
 cdef class Engine:

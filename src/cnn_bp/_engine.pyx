@@ -110,7 +110,7 @@ FULL_BATCH_ROWS = 4096
 # bytes, not weights, say what sharing saves. Measured on Zen 4 (Engine.predict,
 # shared / alone, medians of 7 x 2000 rows): 784-100-10 0.63-0.71 in float64
 # (627 KB), 0.86-1.11 in float32 (314 KB: not worth it); 784-512-256-10
-# 0.58-0.79; 784-1024-512-10 0.68-0.85; 784-2048-10 0.92-1.17 (6.4 and 12.8
+# 0.54-0.88; 784-1024-512-10 0.58-0.85; 784-2048-10 0.89-1.17 (6.4 and 12.8
 # MB: two cores stream memory no faster than OpenBLAS's two threads).
 SHARED_ROW_BYTES = (1 << 19, 1 << 23)
 cdef ptrdiff_t _SHARED_ROW_MIN = SHARED_ROW_BYTES[0]
@@ -280,7 +280,7 @@ cdef void _row_part_f64(void *job) noexcept nogil:
                 <double *> j.w.part)
 
 
-cdef inline bint _row_split(const Net *net, ptrdiff_t l) noexcept nogil:
+cdef inline bint _by_rows(const Net *net, ptrdiff_t l) noexcept nogil:
     """Whether layer l's product of a one-row prediction is summed by rows
     of W^l (split between the threads when shared, see _forward): at least
     SHARED_LAYER_WEIGHTS weights, and two inputs to split."""
@@ -354,7 +354,7 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
 
     `row` (RowMode): BATCH for any block. ROW_ALONE and ROW_SHARED (one
     dense row, not training) sum the rows of W^l weighted by A^{l-1} in the
-    layers _row_split picks; ROW_SHARED (the caller holds the helper, awake;
+    layers _by_rows picks; ROW_SHARED (the caller holds the helper, awake;
     w.part has room for n_l values) splits those inputs in two halves, the
     helper summing the second's rows into w.part while this thread sums the
     first's into Z^l, which then adds w.part. A row's product streams all
@@ -363,7 +363,7 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
     cdef floating *z
-    cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
+    cdef ptrdiff_t l, n_in, n_out, h, L = net.n_layers
     cdef RowPart job
     cdef cnnbp_job row_part = _row_part_f32 if floating is float else _row_part_f64
     job.net, job.x, job.w, job.a = net, x, w, a
@@ -371,14 +371,15 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
         # Z^l = A^{l-1} W^l    (m, n_l)
         n_in, n_out = net.units[l - 1], net.units[l]
         z = a + cap * net.blk_off[l] + r0 * n_out
-        if row == BATCH or not _row_split(net, l):
+        if row == BATCH or not _by_rows(net, l):
             _product(net, x, w, a, l, m, r0, training)
         elif row == ROW_ALONE:
             _row_inputs(net, x, w, a, l, 0, n_in, z)
-        else:
-            job.l, job.k0 = l, n_in // 2
+        else:  # inputs 0..h - 1 here, h..n_in - 1 by the helper
+            h = n_in // 2
+            job.l, job.k0 = l, h
             cnnbp_helper_post(row_part, &job)
-            _row_inputs(net, x, w, a, l, 0, n_in // 2, z)
+            _row_inputs(net, x, w, a, l, 0, h, z)
             cnnbp_helper_wait()
             add(n_out, <const floating *> w.part, z)
         if l == 1 and check and not is_finite(m * n_out, z):
@@ -928,7 +929,7 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
                    floating *a, ptrdiff_t cap, ptrdiff_t layer,
                    bint check) noexcept nogil:
     """Activations A^layer of n rows into `out` (n, n_layer), cap rows at a
-    time, in the caller's blocks `a` (cap rows of each, then max n_l values
+    time, in the caller's blocks `a` (cap rows of each, then sum n_l values
     for w.part; so concurrent predictions never share memory); layer L gives
     the outputs. With `check`, each block's rows are checked for inf and NaN
     (through Z^1, by _forward): False at the first that has any (out is then
@@ -1650,8 +1651,8 @@ cdef class Engine:
         cdef ptrdiff_t cap = min(n, max(PREDICT_MIN_ROWS, PREDICT_BYTES // row_bytes))
         cdef bint check = check_finite, finite
         out = np.empty((n, self.layer_units[at]), dtype=self.dtype)
-        # the blocks, then n_l values for the helper's part of a shared row
-        work = np.empty(cap * width + max(self.layer_units[1:]), dtype=self.dtype)
+        # the blocks, then one row more: w.part, the helper's part of a shared row
+        work = np.empty((cap + 1) * width, dtype=self.dtype)
         cdef void *o = _data(out)
         cdef void *a = _data(work)
         if self.dtype == np.float64:
