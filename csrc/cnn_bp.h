@@ -146,6 +146,10 @@ int cnnbp_loss_activation(int loss);
                                    T *restrict dst_out);                       \
     /* 1 if every x[i] is finite (no inf, no NaN), else 0. */             \
     int cnnbp_all_finite_##S(ptrdiff_t size, const T *restrict x);             \
+    /* idx_out[i] := argmax of row i of the (m, n) x (n >= 1), as numpy's:  \
+     * the first of equal maxima, or the first NaN. */                      \
+    void cnnbp_row_argmax_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict x,  \
+                              ptrdiff_t *restrict idx_out);                   \
     /* sum_inout[j] += sum_i x[i, j]: row by row, as numpy's sum(axis=0). */   \
     void cnnbp_column_sums_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict x,  \
                                T *restrict sum_inout);                         \

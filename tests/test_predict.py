@@ -12,7 +12,7 @@ from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
 from cnn_bp import MLPClassifier, MLPRegressor, _engine
-from cnn_bp._engine import all_finite
+from cnn_bp._engine import all_finite, row_argmax
 
 
 def _models(digits):
@@ -180,6 +180,51 @@ def test_all_finite_is_exact(dtype):
     assert all_finite(big)  # its sum overflows; every value is finite
     with pytest.raises(TypeError):
         all_finite(X.astype(np.int64))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("kind", ["no hidden layer", "batch_norm", "float32"])
+def test_inf_or_nan_is_found_in_every_kind_of_first_layer(digits, kind, bad):
+    # Z^1 is checked as it is activated (a hidden layer), after batch
+    # normalisation, or as the output layer's (a network without hidden layers).
+    X, y = digits[0][:300], digits[1][:300]
+    params = {"no hidden layer": {"hidden_layer_sizes": ()},
+              "batch_norm": {"batch_norm": True}, "float32": {}}[kind]
+    X = X.astype(np.float32) if kind == "float32" else X
+    model = MLPClassifier(max_iter=3, random_state=0, **params).fit(X, y)
+    rows = np.tile(X, (2, 1))  # its last row is in the last of Z^1's checked parts
+    rows[-1, 5] = bad
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        model.predict(rows)
+    rows[-1, 5] = 0
+    np.testing.assert_array_equal(model.predict(rows), model.predict(rows.tolist()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_columns", [1, 2, 3, 10, 33])
+def test_row_argmax_is_numpys(dtype, n_columns):
+    # Ties (the first wins), inf, -inf and NaN (the first NaN wins), in more
+    # rows than one of the kernel's blocks; and a non-contiguous view.
+    rng = np.random.RandomState(0)
+    Y = rng.randint(0, 4, size=(300, n_columns)).astype(dtype)
+    for value in (np.nan, np.inf, -np.inf):
+        Y[rng.rand(*Y.shape) < 0.05] = value
+    expected = Y.argmax(axis=1)
+    got = row_argmax(Y)
+    assert got.dtype == np.intp
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(row_argmax(Y[:, ::-1]), Y[:, ::-1].argmax(axis=1))
+    assert row_argmax(Y[:0]).shape == (0,)
+    B = Y > 1  # other dtypes: numpy's
+    np.testing.assert_array_equal(row_argmax(B), B.argmax(axis=1))
+
+
+def test_row_argmax_rejects_what_it_cannot_read():
+    with pytest.raises(TypeError, match="takes an ndarray, got list"):
+        row_argmax([[0.0, 1.0]])
+    for shape in ((3,), (3, 0), (2, 2, 2)):
+        with pytest.raises(ValueError, match="2-D array with columns"):
+            row_argmax(np.zeros(shape))
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-13), (np.float32, 1e-5)])

@@ -57,6 +57,7 @@ from ._kernels cimport (
     adagrad_update, adam_update,
     adamw_update, add, batch_norm_apply, batch_norm_backward, batch_norm_train,
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
+    cnnbp_row_argmax_f32, cnnbp_row_argmax_f64,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
     cnnbp_helper_acquire, cnnbp_helper_awake, cnnbp_helper_jobs, cnnbp_helper_post,
     cnnbp_helper_release, cnnbp_helper_wait, cnnbp_job, csr_matmul,
@@ -99,6 +100,9 @@ cdef double _BN_MOMENTUM = BN_MOMENTUM
 # memory stays bounded whatever the number of rows.
 PREDICT_BYTES = 8 << 20
 PREDICT_MIN_ROWS = 256
+# ... and Z^1 is checked, and activated, this many bytes at a time (_activate).
+cdef enum:
+    CHECK_BYTES = 16384
 
 # Rows per block of the full-batch loss and gradient (L-BFGS): large enough
 # for efficient products, small enough to bound the work memory.
@@ -200,6 +204,49 @@ def all_finite(X):
         with nogil:
             finite = cnnbp_all_finite_f32(size, <float *> x)
     return finite == 1
+
+
+def row_argmax(Y):
+    """The column of each row's largest value: ``Y.argmax(axis=1)``.
+
+    The same indices as numpy's (the first of equal maxima; a row's first
+    NaN, if it has one) in one pass over a C-contiguous Y, without numpy's
+    per-row loop set-up: 10,000 rows of 10 probabilities take 60-80 us,
+    not 160-290 (other dtypes and layouts: numpy's argmax).
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_samples, n_columns)
+        n_columns >= 1; C-contiguous float32 or float64 for the fast pass.
+
+    Returns
+    -------
+    idx : ndarray of shape (n_samples,), intp
+
+    Raises
+    ------
+    TypeError
+        If Y is not an ndarray.
+    ValueError
+        If Y is not 2-D or has no columns.
+    """
+    if not isinstance(Y, np.ndarray):
+        raise TypeError(f"row_argmax takes an ndarray, got {type(Y).__name__}")
+    if Y.ndim != 2 or Y.shape[1] == 0:
+        raise ValueError(f"row_argmax takes a 2-D array with columns, got shape {Y.shape}")
+    if Y.dtype not in (np.float32, np.float64) or not Y.flags.c_contiguous:
+        return Y.argmax(axis=1)
+    cdef ptrdiff_t m = Y.shape[0], n = Y.shape[1]
+    idx = np.empty(m, dtype=np.intp)
+    cdef void *y = _data(Y)
+    cdef ptrdiff_t *out = <ptrdiff_t *> cnp.PyArray_DATA(idx)
+    if Y.dtype == np.float64:
+        with nogil:
+            cnnbp_row_argmax_f64(m, n, <double *> y, out)
+    else:
+        with nogil:
+            cnnbp_row_argmax_f32(m, n, <float *> y, out)
+    return idx
 
 
 def derivative_needs_z(int code):
@@ -333,6 +380,27 @@ cdef void _normalise(const Net *net, const Work *w, ptrdiff_t m, ptrdiff_t l,
                          running + width + at, z)
 
 
+cdef bint _activate(const Net *net, ptrdiff_t l, ptrdiff_t m, floating *z,
+                    bint check) noexcept nogil:
+    """A^l = f(Z^l + b^l) in place, for the m rows of a block. With `check`,
+    returns False (rows then partly activated) if Z^l has inf or NaN: checked
+    CHECK_BYTES at a time, just before f reads them, so that the check finds
+    them in L1 cache instead of reading the whole block once more from L3
+    (digits, 10,000 rows: that pass took a tenth of a prediction)."""
+    cdef const floating *b = <const floating *> net.params + net.b_off[l - 1]
+    cdef ptrdiff_t n = net.units[l], i = 0, k
+    cdef ptrdiff_t rows = max(1, CHECK_BYTES // <ptrdiff_t> (n * sizeof(floating)))
+    if not check:
+        rows = m
+    while i < m:
+        k = min(rows, m - i)
+        if check and not is_finite(k * n, z + i * n):
+            return False
+        bias_activation(k, n, net.activation[l - 1], net.slope, b, z + i * n)
+        i += k
+    return True
+
+
 cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                    floating *a, bint training, ptrdiff_t r0, bint check,
                    RowMode row) noexcept nogil:
@@ -350,7 +418,9 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     it has whenever X has (IEEE arithmetic: inf * 0 is NaN, NaN * w is NaN,
     inf + finite is inf; BLAS skips no factor of X that is not zero), and
     Z^1, just written, is in cache where X is not (X's own pass cost a
-    fifth as much as the products of a 784-input layer). True otherwise.
+    fifth as much as the products of a 784-input layer); a batch-normalised
+    Z^1 is checked once normalised, which keeps inf and NaN (an affine map:
+    inf * 0 is NaN too). True otherwise.
 
     `row` (RowMode): BATCH for any block. ROW_ALONE and ROW_SHARED (one
     dense row, not training) sum the rows of W^l weighted by A^{l-1} in the
@@ -382,17 +452,18 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
             _row_inputs(net, x, w, a, l, 0, h, z)
             cnnbp_helper_wait()
             add(n_out, <const floating *> w.part, z)
-        if l == 1 and check and not is_finite(m * n_out, z):
-            return False
         if l < L and net.gamma_off[l - 1] >= 0:
             _normalise(net, w, m, l, training, z)
         if w.z != NULL:
             _keep_z(z, p + net.b_off[l - 1], m, n_out,
                     <floating *> w.z + cap * net.blk_off[l] + r0 * n_out)
-        if l < L:
+        if l == L:  # the output layer: the caller applies b^L and g
+            if l == 1 and check and not is_finite(m * n_out, z):
+                return False
+        else:
             # A^l = f(Z^l + b^l), in place
-            bias_activation(m, n_out, net.activation[l - 1], net.slope,
-                            p + net.b_off[l - 1], z)
+            if not _activate(net, l, m, z, check and l == 1):
+                return False
             if _drops(net, l, training):
                 dropout(m * n_out, net.dropout[l - 1], net.rng[0], net.rng[1], z,
                         <floating *> w.mask + cap * net.blk_off[l],

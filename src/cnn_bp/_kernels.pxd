@@ -92,6 +92,8 @@ cdef extern from "cnn_bp.h" nogil:
                                const ptrdiff_t *rows, double *dst)
     int cnnbp_all_finite_f32(ptrdiff_t size, const float *x)
     int cnnbp_all_finite_f64(ptrdiff_t size, const double *x)
+    void cnnbp_row_argmax_f32(ptrdiff_t m, ptrdiff_t n, const float *x, ptrdiff_t *idx)
+    void cnnbp_row_argmax_f64(ptrdiff_t m, ptrdiff_t n, const double *x, ptrdiff_t *idx)
     void cnnbp_column_sums_f32(ptrdiff_t m, ptrdiff_t n, const float *x,
                                float *sums)
     void cnnbp_column_sums_f64(ptrdiff_t m, ptrdiff_t n, const double *x,

@@ -45,7 +45,7 @@ from ._compat import (
     _fit_context,
     _get_additional_lbfgs_options_dict,
 )
-from ._engine import BN_EPSILON, Engine, all_finite
+from ._engine import BN_EPSILON, Engine, all_finite, row_argmax
 from ._threads import training_threads
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad")
@@ -1275,7 +1275,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         binary; ties and NaN resolve as there)."""
         kind = self._label_binarizer.y_type_
         if kind == "multiclass":
-            return self.classes_.take(y_pred.argmax(axis=1))
+            return self.classes_.take(row_argmax(y_pred))
         if kind == "binary" and len(self.classes_) == 2:
             return self.classes_.take((y_pred.ravel() > 0.5).astype(np.intp))
         if self.n_outputs_ == 1:
