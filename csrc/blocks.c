@@ -58,10 +58,10 @@ void FN(row_argmax)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
 {
     enum { ROWS = 128 };
     T top[ROWS];
-    int best[ROWS];
     for (ptrdiff_t i0 = 0; i0 < m; i0 += ROWS) {
         const ptrdiff_t rows = m - i0 < ROWS ? m - i0 : ROWS;
         const T *restrict blk = x + i0 * n;
+        ptrdiff_t *restrict best = idx_out + i0;
         for (ptrdiff_t r = 0; r < rows; r++) {
             top[r] = blk[r * n];
             best[r] = 0;
@@ -72,11 +72,9 @@ void FN(row_argmax)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
                 /* a NaN wins once, then nothing beats it */
                 const int take = (v > top[r]) | ((v != v) & (top[r] == top[r]));
                 top[r] = take ? v : top[r];
-                best[r] = take ? (int)j : best[r];
+                best[r] = take ? j : best[r];
             }
         }
-        for (ptrdiff_t r = 0; r < rows; r++)
-            idx_out[i0 + r] = best[r];
     }
 }
 
