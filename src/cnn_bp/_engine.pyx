@@ -403,11 +403,12 @@ cdef bint _activate(const Net *net, ptrdiff_t l, ptrdiff_t m, floating *z,
 
 cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                    floating *a, bint training, ptrdiff_t r0, bint check,
-                   RowMode row) noexcept nogil:
-    """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, into rows
-    r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own blocks);
-    block L receives A^{L-1} W^L, whose bias and output activation the caller
-    applies (with the loss when training). Batch-normalised layers normalise
+                   RowMode row, ptrdiff_t last) noexcept nogil:
+    """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, up to layer
+    `last` (L: all; a prediction of hidden layer `last` stops there), into
+    rows r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own
+    blocks); block L receives A^{L-1} W^L, whose bias and output activation
+    the caller applies (with the loss when training). Batch-normalised layers normalise
     A^{l-1} W^l first; when `training`, layers with dropout also leave
     A^l * mask in w.kept, which the next layer reads. With w.z set, the
     pre-activation (A^{l-1} W^l + b^l, or gamma Zhat + b^l) is also copied
@@ -437,7 +438,7 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     cdef RowPart job
     cdef cnnbp_job row_part = _row_part_f32 if floating is float else _row_part_f64
     job.net, job.x, job.w, job.a = net, x, w, a
-    for l in range(1, L + 1):
+    for l in range(1, last + 1):
         # Z^l = A^{l-1} W^l    (m, n_l)
         n_in, n_out = net.units[l - 1], net.units[l]
         z = a + cap * net.blk_off[l] + r0 * n_out
@@ -575,7 +576,7 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     net.grads (zeroed first unless `accumulate`) and returns the weighted
     data loss sum_i sw_i C_i. The backward pass of a network with dropout or
     batch normalisation needs `training` (the caller checks)."""
-    _forward(net, x, m, w, <floating *> w.a, training, 0, False, BATCH)
+    _forward(net, x, m, w, <floating *> w.a, training, 0, False, BATCH, net.n_layers)
     cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
     if not backward:
         return data_loss
@@ -819,7 +820,8 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
         yb = _target_rows(t.Y, t.y_u8, t.order, t.start + t.r0, t.mr, n_out,
                           <floating *> w.y + t.r0 * n_out)
         t.weight = t.mr if swb == NULL else _weight_sum(swb, t.mr)
-        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0, False, BATCH)
+        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0, False, BATCH,
+                 net.n_layers)
         t.data_loss = _output_loss(net, yb, swb, w, t.r0, t.mr)
         if t.tid == 1:  # its own buffer, from parameter w.g0 on
             g, g0 = <floating *> w.g2, w.g0
@@ -1021,7 +1023,7 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     while finite and start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
-        finite = _forward(net, &xb, m, &w, a, False, 0, check, row)
+        finite = _forward(net, &xb, m, &w, a, False, 0, check, row, layer)
         if finite and layer == L:
             bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                             p + net.b_off[L - 1], block)
