@@ -87,28 +87,28 @@ void FN(column_sums)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
             sum[j] += x[i * n + j];
 }
 
-/* z_out := x W for one row x (k,) and W (k, n) row-major with leading
- * dimension ldw: the rows of W scaled by x_i and summed, four at a time so
- * that z is read and written once per four rows. A one-row product reads
+/* z_out := x W for one row x (k,) and W (k, n) row-major: the rows of W
+ * scaled by x_i and summed, four at a time so that z is read and written
+ * once per four rows. A one-row product reads
  * each weight once, so it runs at the speed memory delivers W; this loop
  * does (OpenBLAS's gemv reached 60-70 % of it here, see _forward). No
  * factor is skipped: inf or NaN in x gives NaN or inf in z, as in BLAS. */
 CNNBP_VECTOR_LOOP
 void FN(row_product)(ptrdiff_t k, ptrdiff_t n, const T *restrict x,
-                     const T *restrict w, ptrdiff_t ldw, T *restrict z_out)
+                     const T *restrict w, T *restrict z_out)
 {
     ptrdiff_t i = 0;
     for (ptrdiff_t j = 0; j < n; j++)
         z_out[j] = 0;
     for (; i + 4 <= k; i += 4) {
-        const T *restrict w0 = w + i * ldw, *restrict w1 = w0 + ldw;
-        const T *restrict w2 = w1 + ldw, *restrict w3 = w2 + ldw;
+        const T *restrict w0 = w + i * n, *restrict w1 = w0 + n;
+        const T *restrict w2 = w1 + n, *restrict w3 = w2 + n;
         const T x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
         for (ptrdiff_t j = 0; j < n; j++)
             z_out[j] += (x0 * w0[j] + x1 * w1[j]) + (x2 * w2[j] + x3 * w3[j]);
     }
     for (; i < k; i++) {
-        const T *restrict w0 = w + i * ldw;
+        const T *restrict w0 = w + i * n;
         const T x0 = x[i];
         for (ptrdiff_t j = 0; j < n; j++)
             z_out[j] += x0 * w0[j];

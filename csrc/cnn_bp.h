@@ -153,11 +153,10 @@ int cnnbp_loss_activation(int loss);
     /* sum_inout[j] += sum_i x[i, j]: row by row, as numpy's sum(axis=0). */   \
     void cnnbp_column_sums_##S(ptrdiff_t m, ptrdiff_t n, const T *restrict x,  \
                                T *restrict sum_inout);                         \
-    /* z_out := x W, x (k,), W (k, n) row-major with leading dimension ldw  \
-     * (one row's product, for a prediction shared between two threads). */   \
+    /* z_out := x W, x (k,), W (k, n) row-major (one row's product, summed  \
+     * by rows of W; a shared prediction gives each thread some of them). */ \
     void cnnbp_row_product_##S(ptrdiff_t k, ptrdiff_t n, const T *restrict x,  \
-                               const T *restrict w, ptrdiff_t ldw,             \
-                               T *restrict z_out);                             \
+                               const T *restrict w, T *restrict z_out);        \
     /* y_inout[i] += x[i] (the helper's partial gradient sums). */             \
     void cnnbp_add_##S(ptrdiff_t size, const T *restrict x,                    \
                        T *restrict y_inout);                                   \

@@ -301,7 +301,7 @@ cdef void _row_inputs(const Net *net, const Rows *x, const Work *w, floating *a,
     cdef ptrdiff_t n_out = net.units[l]
     cdef const floating *wl = <const floating *> net.params + net.w_off[l - 1]
     row_product(k1 - k0, n_out, _product_input(net, x, w, a, l, 0, False) + k0,
-                wl + k0 * n_out, n_out, z)
+                wl + k0 * n_out, z)
 
 
 cdef struct RowPart:

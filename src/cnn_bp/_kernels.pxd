@@ -103,9 +103,9 @@ cdef extern from "cnn_bp.h" nogil:
     void cnnbp_targets_from_u8_f64(ptrdiff_t m, ptrdiff_t n, const unsigned char *src,
                                    const ptrdiff_t *rows, double *dst)
     void cnnbp_row_product_f32(ptrdiff_t k, ptrdiff_t n, const float *x,
-                               const float *w, ptrdiff_t ldw, float *z)
+                               const float *w, float *z)
     void cnnbp_row_product_f64(ptrdiff_t k, ptrdiff_t n, const double *x,
-                               const double *w, ptrdiff_t ldw, double *z)
+                               const double *w, double *z)
     void cnnbp_add_f32(ptrdiff_t size, const float *x, float *y)
     void cnnbp_add_f64(ptrdiff_t size, const double *x, double *y)
     void cnnbp_max_norm_columns_f32(ptrdiff_t m, ptrdiff_t n, double c, float *w,
@@ -291,12 +291,11 @@ cdef inline void targets_from_u8(ptrdiff_t m, ptrdiff_t n, const unsigned char *
 
 
 cdef inline void row_product(ptrdiff_t k, ptrdiff_t n, const floating *x,
-                             const floating *w, ptrdiff_t ldw,
-                             floating *z) noexcept nogil:
+                             const floating *w, floating *z) noexcept nogil:
     if floating is float:
-        cnnbp_row_product_f32(k, n, x, w, ldw, z)
+        cnnbp_row_product_f32(k, n, x, w, z)
     else:
-        cnnbp_row_product_f64(k, n, x, w, ldw, z)
+        cnnbp_row_product_f64(k, n, x, w, z)
 
 
 cdef inline void add(ptrdiff_t size, const floating *x, floating *y) noexcept nogil:
