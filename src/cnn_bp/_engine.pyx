@@ -239,7 +239,7 @@ def row_argmax(Y):
     cdef ptrdiff_t m = Y.shape[0], n = Y.shape[1]
     idx = np.empty(m, dtype=np.intp)
     cdef void *y = _data(Y)
-    cdef ptrdiff_t *out = <ptrdiff_t *> cnp.PyArray_DATA(idx)
+    cdef ptrdiff_t *out = <ptrdiff_t *> _data(idx)
     if Y.dtype == np.float64:
         with nogil:
             cnnbp_row_argmax_f64(m, n, <double *> y, out)
@@ -408,12 +408,12 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     `last` (L: all; a prediction of hidden layer `last` stops there), into
     rows r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own
     blocks); block L receives A^{L-1} W^L, whose bias and output activation
-    the caller applies (with the loss when training). Batch-normalised layers normalise
-    A^{l-1} W^l first; when `training`, layers with dropout also leave
-    A^l * mask in w.kept, which the next layer reads. With w.z set, the
-    pre-activation (A^{l-1} W^l + b^l, or gamma Zhat + b^l) is also copied
-    there before f overwrites it. Batch normalisation and dropout take whole
-    batches (r0 = 0).
+    the caller applies (with the loss when training). Batch-normalised
+    layers normalise A^{l-1} W^l first; when `training`, layers with dropout
+    also leave A^l * mask in w.kept, which the next layer reads. With w.z
+    set, the pre-activation (A^{l-1} W^l + b^l, or gamma Zhat + b^l) is also
+    copied there before f overwrites it. Batch normalisation and dropout
+    take whole batches (r0 = 0).
 
     With `check`, returns False, and stops, if Z^1 = X W^1 has inf or NaN:
     it has whenever X has (IEEE arithmetic: inf * 0 is NaN, NaN * w is NaN,
