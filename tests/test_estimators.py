@@ -30,6 +30,24 @@ def test_coefs_and_intercepts_are_views_of_one_flat_buffer(fitted):
     assert fitted.predict_proba(np.ones((1, 64)))[0, 0] > before[0, 0]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_buffers_start_on_a_cache_line(digits, dtype):
+    # numpy aligns to 16 bytes; the engine's buffers start on 64 (vector
+    # loads of W^l rows then never straddle two cache lines needlessly)
+    X, y = digits
+    model = MLPClassifier(hidden_layer_sizes=(30,), max_iter=2, random_state=0)
+    model.fit(X.astype(dtype), y)
+    restored = pickle.loads(pickle.dumps(model))
+    for engine in (model._engine, restored._engine):
+        for buffer in (engine.params, engine.grads, engine.optimizer_state):
+            assert buffer.dtype == dtype and buffer.flags.c_contiguous
+            assert buffer.ctypes.data % 64 == 0
+    for shape in (7, (3, 5), (2, 1001)):
+        a = _engine.aligned_empty(shape, dtype, zero=True)
+        assert a.shape == (shape if isinstance(shape, tuple) else (shape,))
+        assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and not a.any()
+
+
 @pytest.mark.parametrize("dumps", [pickle.dumps, copy.deepcopy])
 def test_pickle_round_trip_keeps_views_and_predictions(fitted, digits, dumps):
     X, _ = digits

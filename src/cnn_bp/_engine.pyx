@@ -1039,6 +1039,29 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
 # Python-facing checks: nothing reaches the nogil core unverified.
 # ---------------------------------------------------------------------------
 
+cdef enum:
+    ALIGNMENT = 64  # bytes: a cache line, and a whole number of AVX-512 vectors
+
+
+def aligned_empty(shape, dtype, zero=False):
+    """A C-contiguous array of `shape` and `dtype` whose data starts on an
+    ALIGNMENT-byte boundary (zeroed with `zero`).
+
+    numpy aligns large allocations to 16 bytes only, so every 32-byte
+    vector load of a row of W^l could straddle two cache lines; on Zen 3
+    such split loads made a one-row product over a 16-byte-offset W^l take
+    25 % longer (2 MB of float32 weights, one thread: 38.5 against 30.8 us).
+    """
+    dtype = np.dtype(dtype)
+    cdef ptrdiff_t size = 1, extent
+    for extent in ((shape,) if isinstance(shape, int) else shape):
+        size *= extent
+    cdef ptrdiff_t nbytes = size * dtype.itemsize
+    raw = (np.zeros if zero else np.empty)(nbytes + ALIGNMENT, np.uint8)
+    cdef size_t skip = (-<size_t> _data(raw)) % ALIGNMENT  # bytes to the next boundary
+    return raw[skip:skip + nbytes].view(dtype).reshape(shape)
+
+
 def _physical_memory():
     """Bytes of RAM on this machine (inf where the OS does not say)."""
     try:
@@ -1238,8 +1261,8 @@ cdef class Engine:
 
         self.dtype = dtype
         self.layer_units = units
-        self.params = np.zeros(n_params, dtype=dtype)
-        self.grads = np.zeros(n_params, dtype=dtype)
+        self.params = aligned_empty(n_params, dtype, zero=True)
+        self.grads = aligned_empty(n_params, dtype, zero=True)
         self.coefs = tuple(
             self.params[w_off[l]:w_off[l] + sizes[l]].reshape(units[l], units[l + 1])
             for l in range(L))
@@ -1406,7 +1429,7 @@ cdef class Engine:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}")
         cdef ptrdiff_t n = self.net.n_params
-        new_state = np.zeros((2, n), dtype=self.dtype)
+        new_state = aligned_empty((2, n), self.dtype, zero=True)
         if state is not None:
             _check_block("optimizer state", state, self.dtype, 2, n)
             new_state[...] = state
@@ -1467,7 +1490,7 @@ cdef class Engine:
         w.cap = cap
         arrays = []
         for i, size in enumerate(sizes):
-            arrays.append(np.empty(size, dtype=self.dtype) if size else None)
+            arrays.append(aligned_empty(size, self.dtype) if size else None)
             if size:
                 slots[i][0] = _data(arrays[i])
         return arrays
@@ -1480,19 +1503,19 @@ cdef class Engine:
         units = self.layer_units
         if self.work.cap < cap or (any(self.dropout) and self.work.mask == NULL):
             cap = max(cap, self.work.cap)
-            y = np.empty(cap * units[len(units) - 1], dtype=self.dtype)
-            sw = np.empty(cap, dtype=self.dtype)
+            y = aligned_empty(cap * units[len(units) - 1], self.dtype)
+            sw = aligned_empty(cap, self.dtype)
             self._work = self._allocate(cap, &self.work, False) + [y, sw]
             self.work.y = _data(y)
             self.work.sw = _data(sw)
         if gather_x and self.work.x == NULL:
-            x = np.empty(self.work.cap * units[0], dtype=self.dtype)
+            x = aligned_empty(self.work.cap * units[0], self.dtype)
             self._work.append(x)
             self.work.x = _data(x)
         if shared and self.work.g2 == NULL:
             n_w1 = units[0] * units[1]
             self.work.g0 = n_w1 if n_w1 * self.dtype.itemsize > SHARED_W1_BYTES else 0
-            g2 = np.empty(self.params.size - self.work.g0, dtype=self.dtype)
+            g2 = aligned_empty(self.params.size - self.work.g0, self.dtype)
             self._work.append(g2)
             self.work.g2 = _data(g2)
 
