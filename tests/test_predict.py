@@ -227,6 +227,44 @@ def test_row_argmax_rejects_what_it_cannot_read():
             row_argmax(np.zeros(shape))
 
 
+class _Subclass(np.ndarray):
+    pass
+
+
+def _unaligned(X):
+    """A copy of X whose data starts one byte past a value boundary."""
+    raw = np.empty(X.nbytes + 1, dtype=np.uint8)
+    out = raw[1:].view(X.dtype).reshape(X.shape)
+    out[...] = X
+    assert not out.flags.aligned
+    return out
+
+
+@pytest.mark.parametrize("layout", ["byte-swapped", "unaligned", "strided", "subclass"])
+def test_every_memory_layout_is_read_as_its_values(digits, layout):
+    # The engine reads a plain native C-contiguous block in place (numpy's C
+    # API checks); any other layout is converted first, never misread.
+    X, y = digits[0][:300], digits[1][:300]
+    model = MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y)
+    rows = digits[0][300:340]
+    other = {"byte-swapped": lambda: rows.astype(rows.dtype.newbyteorder()),
+             "unaligned": lambda: _unaligned(rows),
+             "strided": lambda: np.repeat(rows, 2, axis=0)[::2],
+             "subclass": lambda: rows.view(_Subclass)}[layout]()
+    for n in (1, len(rows)):  # the one-row path, and a batch
+        np.testing.assert_array_equal(model.predict_proba(other[:n]), model.predict_proba(rows[:n]))
+        np.testing.assert_array_equal(model.predict(other[:n]), model.predict(rows[:n]))
+    if layout != "subclass":  # the engine itself refuses what it cannot read in place
+        with pytest.raises((TypeError, ValueError), match="X must"):
+            model._engine.predict(other)
+    np.testing.assert_array_equal(row_argmax(other), rows.argmax(axis=1))
+    if layout == "byte-swapped":
+        with pytest.raises(TypeError, match="float32 or float64"):
+            all_finite(other)
+    else:
+        assert all_finite(np.asarray(other))
+
+
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-13), (np.float32, 1e-5)])
 def test_one_row_is_predicted_as_in_a_batch(digits, dtype, rtol):
     # A single row takes BLAS's matrix-vector product instead of gemm.

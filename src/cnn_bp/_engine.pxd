@@ -93,6 +93,7 @@ cdef class Engine:
     cdef readonly object running # (2, width) array backing net.running
     cdef object _work            # arrays backing the Work blocks, or None
     cdef readonly object dtype
+    cdef int _typenum            # dtype's numpy type number (NPY_FLOAT / NPY_DOUBLE)
     cdef readonly tuple layer_units
     cdef readonly object params
     cdef readonly object grads
