@@ -20,7 +20,7 @@ Reported per workload and dtype: seconds per epoch (best of --repeats fits of
 peak memory a fit adds (resident set sampled every millisecond by a thread,
 freed heap returned to the OS before each fit; and numpy's allocations,
 exactly, by tracemalloc); prediction latency for one row (median of 5
-rounds of 200 calls, each round after the same pause and 10 untimed calls),
+rounds of 200 calls, each after the same pause and 50 ms of untimed calls),
 next to the "GEMV-only bound" (just the one-row products W^T a of each
 layer, by the BLAS cnn_bp calls, on BLAS's own threads; cnn_bp goes below it
 where it shares a row's products with its helper thread, for networks whose
@@ -62,6 +62,7 @@ except ImportError:  # the torch columns stay empty
     torch = None
 
 BATCH, ALPHA, LR = 200, 1e-4, 1e-3
+WARM_SECONDS = 0.05  # of untimed one-row predictions before each timed round
 
 
 def workloads(quick, data_dir, epochs):
@@ -229,14 +230,18 @@ def best_of(repeats, call):
 def latency(predict, x, number):
     """Median seconds of predict(x) over `number` calls, in 5 rounds, each
     after a pause (quiesce: the previous system's threads may still spin)
-    and 10 untimed calls: the first call after the pause wakes the system's
-    sleeping threads and reloads its weights into cache (0.3-0.6 ms for
-    cnn_bp's 784-512-256-10, ~12 % of 200 calls), which is not the latency
-    of a prediction in a stream of them."""
+    and WARM_SECONDS of untimed calls: what a prediction costs in a stream
+    of them. The calls after a pause run slow for milliseconds, whatever
+    the system, as the machine wakes up (on a 2-core Zen 3 VM, a 784-512-
+    256-10 float32 row by cnn_bp: ~280 us the first call, 50 us the 10th,
+    39 us the 20th to 50th, 35 us the 100th to 200th, 31 us from the 400th
+    on, ~20 ms in); warming up for a time, not a count of calls, treats a
+    30 us and a 400 us prediction alike."""
     rounds = []
     for _ in range(5):
         quiesce()
-        for _ in range(10):
+        end = time.perf_counter() + WARM_SECONDS
+        while time.perf_counter() < end:
             predict(x)
         start = time.perf_counter()
         for _ in range(number):
