@@ -193,9 +193,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         """Rebuild the engine if the user assigned coefs_ / intercepts_ arrays
         of their own, so that every pass uses exactly what the attributes show."""
         engine = self._engine
-        if type(self.coefs_) is list and type(self.intercepts_) is list and engine.holds(
-            self.coefs_, self.intercepts_
-        ):
+        if engine.holds(self.coefs_, self.intercepts_):
             return
         coefs = [np.asarray(c) for c in self.coefs_]
         intercepts = [np.asarray(b) for b in self.intercepts_]
@@ -467,8 +465,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         return sample_weight
 
     def _engine_input(self, X):
-        """X as the engine reads it, in the model's dtype: C-contiguous dense,
-        or CSR (CSC is converted; sparse X is never densified)."""
+        """X as the engine reads it, in the model's dtype: dense C-contiguous
+        and aligned, or CSR (CSC is converted; sparse X is never densified)."""
         if type(X) is not np.ndarray and sp.issparse(X):
             X = X.tocsr().astype(self._engine.dtype, copy=False)
             return X if X.data.flags.aligned else X.copy()
