@@ -352,7 +352,8 @@ def plot(training, path):
     import matplotlib.pyplot as plt
 
     names = ["cnn_bp", "sklearn", "torch", "bound"]
-    labels = [f"{n}\n{h} {np.dtype(d).name}" for n, h, d, _, _ in training]
+    # one line per word of the workload's name: long names overlapped
+    labels = ["\n".join([*n.split(), f"{h} {np.dtype(d).name}"]) for n, h, d, _, _ in training]
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(labels)), 4.5))
     width = 0.8 / len(names)
     for k, system in enumerate(names):
