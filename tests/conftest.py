@@ -41,3 +41,17 @@ def _assert_same_model(ours, theirs, rtol=1e-6):
         np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=rtol)
     np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=rtol)
     assert ours.n_iter_ == theirs.n_iter_
+
+
+@pytest.fixture
+def misaligned():
+    """A function: a copy of an array whose data starts one byte past a value
+    boundary (numpy calls it unaligned; C may not read it as T *)."""
+    return _misaligned
+
+
+def _misaligned(a):
+    out = np.empty(a.nbytes + 1, dtype=np.uint8)[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out

@@ -82,22 +82,14 @@ def test_lists_and_integer_features(digits):
     assert model.predict((X[:3] * 16).astype(np.int64)).shape == (3,)
 
 
-def _misaligned(a):
-    """A copy of `a` whose data starts one byte past a value boundary."""
-    out = np.empty(a.nbytes + 1, dtype=np.uint8)[1:].view(a.dtype).reshape(a.shape)
-    out[...] = a
-    assert not out.flags.aligned
-    return out
-
-
 @pytest.mark.parametrize("layout", ["misaligned", "byte-swapped", "Fortran"])
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
-def test_any_memory_layout_fits_the_same_model(digits, layout, solver):
+def test_any_memory_layout_fits_the_same_model(digits, misaligned, layout, solver):
     # The engine reads only aligned, native, C-contiguous blocks; fit converts
     # the rest (X, y of a regressor, sample_weight) instead of misreading them.
     X, y = digits[0][:300], digits[1][:300] * 0.1
     w = np.linspace(0.5, 1.5, len(y))
-    convert = {"misaligned": _misaligned, "Fortran": np.asfortranarray,
+    convert = {"misaligned": misaligned, "Fortran": np.asfortranarray,
                "byte-swapped": lambda a: a.astype(a.dtype.newbyteorder())}[layout]
     models = [MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0, solver=solver)
               for _ in range(2)]
