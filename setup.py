@@ -3,6 +3,7 @@
 Flags are portable by default (-O3, no -march); set CNN_BP_NATIVE=1 to add
 -march=native for a local build tuned to this CPU (never for a wheel).
 """
+import glob
 import os
 
 import numpy
@@ -31,6 +32,7 @@ extensions = [
     Extension(
         "cnn_bp._engine",
         sources=["src/cnn_bp/_engine.pyx", *KERNELS],
+        depends=sorted(glob.glob("csrc/*.h")),  # a changed header rebuilds the kernels
         include_dirs=[numpy.get_include(), "csrc"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,

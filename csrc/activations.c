@@ -35,19 +35,38 @@ static inline T FN(normal_cdf)(T z) { return (T)0.5 * (1 + ERF(z * SQRT_HALF)); 
 
 static inline T FN(gelu_tanh_u)(T z) { return SQRT_2_OVER_PI * (z + GELU_C * z * z * z); }
 
-/* Softmax of one row in place: exp(z - max z) / sum, as scikit-learn does. */
-static void FN(softmax_row)(ptrdiff_t n, T *restrict z)
+/* Softmax of the rows of z + b in place: exp(z - max z) / sum, as
+ * scikit-learn computes it. The exponentials of a chunk of rows are taken in
+ * one long loop, which vectorises (a row of 10 outputs is too short a loop:
+ * its latencies dominated); the sums keep their order, column by column. */
+static inline __attribute__((always_inline)) void FN(softmax_rows)(
+    ptrdiff_t m, ptrdiff_t n, const T *restrict b, T *restrict z)
 {
-    T zmax = z[0];
-    for (ptrdiff_t j = 1; j < n; j++)
-        zmax = z[j] > zmax ? z[j] : zmax;
-    T sum = 0;
-    for (ptrdiff_t j = 0; j < n; j++) {
-        z[j] = EXP(z[j] - zmax);
-        sum += z[j];
+    const ptrdiff_t rows = n < 2048 ? 2048 / n : 1;  /* a chunk stays in L1 cache */
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += rows) {
+        const ptrdiff_t k = m - i0 < rows ? m - i0 : rows;
+        T *restrict chunk = z + i0 * n;
+        for (ptrdiff_t i = 0; i < k; i++) {
+            T *restrict row = chunk + i * n;
+            for (ptrdiff_t j = 0; j < n; j++)
+                row[j] += b[j];
+            T zmax = row[0];
+            for (ptrdiff_t j = 1; j < n; j++)
+                zmax = row[j] > zmax ? row[j] : zmax;
+            for (ptrdiff_t j = 0; j < n; j++)
+                row[j] -= zmax;
+        }
+        for (ptrdiff_t j = 0; j < k * n; j++)
+            chunk[j] = EXP(chunk[j]);
+        for (ptrdiff_t i = 0; i < k; i++) {
+            T *restrict row = chunk + i * n;
+            T sum = 0;
+            for (ptrdiff_t j = 0; j < n; j++)
+                sum += row[j];
+            for (ptrdiff_t j = 0; j < n; j++)
+                row[j] /= sum;
+        }
     }
-    for (ptrdiff_t j = 0; j < n; j++)
-        z[j] /= sum;
 }
 
 CNNBP_VECTOR_LOOP
@@ -55,7 +74,11 @@ void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
                          double slope, const T *restrict b, T *restrict z)
 {
     const T s = (T)slope;
-    /* One switch per call, then plain counted loops GCC can vectorise. */
+    if (activation == CNNBP_SOFTMAX) {
+        FN(softmax_rows)(m, n, b, z);
+        return;
+    }
+    /* One switch per row, then plain counted loops GCC can vectorise. */
     for (ptrdiff_t i = 0; i < m; i++) {
         T *restrict row = z + i * n;
         switch (activation) {
@@ -117,11 +140,6 @@ void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
                 T x = row[j] + b[j];
                 row[j] = x * FN(logistic)(x);
             }
-            break;
-        case CNNBP_SOFTMAX:
-            for (ptrdiff_t j = 0; j < n; j++)
-                row[j] += b[j];
-            FN(softmax_row)(n, row);
             break;
         case CNNBP_EXP:
             for (ptrdiff_t j = 0; j < n; j++)

@@ -5,14 +5,15 @@
  * header then includes that file twice more, once with T = float and once
  * with T = double, so each kernel is written once and compiled twice.
  * Inside a body: T is the element type, FN(name) the suffixed function name
- * (cnnbp_name_f32 / cnnbp_name_f64), and EXP, EXPM1, LOG1P, ERF, LOG, TANH, SQRT, FABS, T_EPS the
- * matching math functions and machine epsilon, and T_TINY = smallest
+ * (cnnbp_name_f32 / cnnbp_name_f64), and EXP (exp.h's), EXPM1, LOG1P, ERF, LOG, TANH, SQRT,
+ * FABS, T_EPS the matching math functions and machine epsilon, and T_TINY = smallest
  * normal / epsilon, below which kernels flush values to zero (see FLUSH).
  */
 #include <float.h>
 #include <math.h>
 #include <string.h>
 #include "cnn_bp.h"
+#include "exp.h"
 
 /* Memory-bound loops get an AVX2 clone chosen at load time (GCC's ifunc
  * dispatch), so a portable wheel still runs 8 floats per instruction on
@@ -36,7 +37,7 @@
 
 #define T float
 #define S f32
-#define EXP expf
+#define EXP cnnbp_exp_f32  /* exp.h: inlined, so loops over it vectorise */
 #define EXPM1 expm1f
 #define LOG1P log1pf
 #define ERF erff
@@ -62,7 +63,7 @@
 
 #define T double
 #define S f64
-#define EXP exp
+#define EXP cnnbp_exp_f64
 #define EXPM1 expm1
 #define LOG1P log1p
 #define ERF erf

@@ -43,6 +43,65 @@ def test_relu_propagates_nan_and_softmax_survives_large_inputs():
     assert np.all(np.isfinite(z))
 
 
+def _exp(x):
+    """The kernels' exp (csrc/exp.h) of a float32/float64 array, through the
+    'exp' output activation with a zero bias."""
+    z = np.ascontiguousarray(x).reshape(1, -1).copy()
+    _engine.py_bias_activation(z, np.zeros(z.shape[1], z.dtype), act.activation_code("exp"))
+    return z.ravel()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_is_within_an_ulp(dtype):
+    # against exp in long double (x86's 64-bit mantissa: exact enough here),
+    # over the whole finite range, the subnormal results included
+    rng = np.random.RandomState(0)
+    info = np.finfo(dtype)
+    hi = np.log(info.max)
+    lo = np.log(info.smallest_subnormal)
+    x = np.concatenate([rng.uniform(lo, hi, 20000), rng.uniform(-1, 1, 20000),
+                        rng.uniform(-1e-6, 1e-6, 1000)]).astype(dtype)
+    got = _exp(x)
+    ref = np.exp(x.astype(np.longdouble))
+    assert np.all(got[ref > 0] > 0)
+    err = np.abs(got.astype(np.longdouble) - ref) / np.spacing(ref.astype(dtype))
+    assert err.max() <= 1.1, err.max()
+    assert np.median(err) <= 0.3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_of_special_values(dtype):
+    info = np.finfo(dtype)
+    hi, lo = np.log(info.max), np.log(info.smallest_subnormal)
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e4, -1e4, hi * 1.001,
+                  lo - 1, 1.0], dtype=dtype)  # e^(lo - 1): under half the least subnormal
+    got = _exp(x)
+    assert got[0] == 1 and got[1] == 1  # exactly: softmax's largest entry
+    assert got[2] == np.inf and got[3] == 0 and np.isnan(got[4])
+    assert got[5] == np.inf and got[6] == 0 and got[7] == np.inf and got[8] == 0
+    np.testing.assert_allclose(got[9], np.e, rtol=2 * info.eps)
+    # the largest finite result and the smallest subnormal one are reached
+    edge = np.array([np.nextafter(hi, 0), np.nextafter(lo, 0)], dtype=dtype)
+    got = _exp(edge)
+    assert np.isfinite(got[0]) and got[0] > info.max / 2
+    assert got[1] == info.smallest_subnormal
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 2e-5), (np.float64, 1e-13)])
+@pytest.mark.parametrize("shape", [(1000, 10), (3, 3000), (1, 1)])
+def test_softmax_of_many_rows_matches_numpy(dtype, rtol, shape):
+    # rows are taken in chunks (3000 columns: a row at a time); float32's
+    # tolerance is that of a sum of 3000 terms
+    rng = np.random.RandomState(2)
+    z = rng.normal(scale=4, size=shape).astype(dtype)
+    b = rng.normal(size=shape[1]).astype(dtype)
+    expected = act.forward("softmax", (z + b).astype(np.float64))
+    _engine.py_bias_activation(z, b, act.activation_code("softmax"))
+    assert z.dtype == dtype
+    np.testing.assert_allclose(z, expected, rtol=rtol, atol=1e-30)
+    np.testing.assert_allclose(z.sum(axis=1), 1, rtol=rtol * 10)
+
+
 @pytest.mark.parametrize("name", act.HIDDEN_ACTIVATIONS)
 def test_delta_derivative_matches_numpy(name):
     rng = np.random.RandomState(1)

@@ -1829,12 +1829,13 @@ def _restore(layer_units, hidden_activation, loss, dtype, params, optimizer,
 
 
 # ---------------------------------------------------------------------------
-# Thin wrappers so tests reach the C kernels directly (float64, in place).
+# Thin wrappers so tests reach the C kernels directly (in place; float64
+# but for py_bias_activation, which takes float32 too).
 # ---------------------------------------------------------------------------
 
-def py_bias_activation(double[:, ::1] z, const double[::1] b, int activation,
+def py_bias_activation(floating[:, ::1] z, const floating[::1] b, int activation,
                        double slope=0.01):
-    """z := f(z + b) in place (tests only)."""
+    """z := f(z + b) in place, float32 or float64 (tests only)."""
     if b.shape[0] != z.shape[1] or not 0 <= activation < CNNBP_N_ACTIVATIONS:
         raise ValueError("bad shapes or activation code")
     bias_activation(z.shape[0], z.shape[1], activation, slope, &b[0], &z[0, 0])
