@@ -38,7 +38,7 @@ static inline T FN(gelu_tanh_u)(T z) { return SQRT_2_OVER_PI * (z + GELU_C * z *
 /* Softmax of the rows of z + b in place: exp(z - max z) / sum, as
  * scikit-learn computes it. The exponentials of a chunk of rows are taken in
  * one long loop, which vectorises (a row of 10 outputs is too short a loop:
- * its latencies dominated); the sums keep their order, column by column. */
+ * its latencies dominated); each row is summed left to right. */
 static inline __attribute__((always_inline)) void FN(softmax_rows)(
     ptrdiff_t m, ptrdiff_t n, const T *restrict b, T *restrict z)
 {
