@@ -40,6 +40,21 @@ def test_sparse_input_gives_sklearn_model(sparse_digits, fmt, solver, assert_sam
     assert_same_model(ours, dense, rtol=1e-9)
 
 
+def test_misaligned_csr_arrays_fit_and_predict_as_aligned_ones(sparse_digits, misaligned):
+    # The engine reads CSR's values, column indices and row pointers as C
+    # arrays: misaligned ones (int64, so no dtype conversion copies them)
+    # are copied first, never misread.
+    X, y = sparse_digits[0][:300], sparse_digits[1][:300]
+    X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    odd = X.copy()
+    odd.data, odd.indices, odd.indptr = (misaligned(a) for a in (X.data, X.indices, X.indptr))
+    assert not any(a.flags.aligned for a in (odd.data, odd.indices, odd.indptr))
+    models = [MLPClassifier((8,), max_iter=3, random_state=0).fit(A, y) for A in (X, odd)]
+    for a, b in zip(models[0].coefs_, models[1].coefs_):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(models[0].predict_proba(odd), models[0].predict_proba(X))
+
+
 def test_sparse_input_is_never_densified():
     """A 300 x 2,000,000 CSR matrix with 3 nonzeros per row: densified it
     would take 2.4 GB (float32); fit and predict allocate a few copies of

@@ -1144,8 +1144,9 @@ cdef int _set_rows(Rows *rows, X, dtype, ptrdiff_t n_features,
     if m != n_features or n == 0:
         raise ValueError(f"X must have shape (n, {n_features}) with n > 0, got {X.shape}")
     data = X.data
-    indices = np.ascontiguousarray(X.indices, dtype=np.intp)
-    indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
+    # (aligned too: ascontiguousarray keeps misaligned intp, which C may not read)
+    indices = np.require(X.indices, np.intp, ["C", "A"])
+    indptr = np.require(X.indptr, np.intp, ["C", "A"])
     if data.size:
         _check_block("X.data", data, dtype, -1, -1)
     if (indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[n] > indices.shape[0]
