@@ -160,3 +160,29 @@ def test_save_rejects_unfitted_and_foreign_models(tmp_path):
     with pytest.raises(TypeError, match="cnn_bp"):
         save(SklearnMLP(), tmp_path / "b.npz")
     assert cnn_bp.ModelFileError.__mro__[1] is ValueError
+
+
+@pytest.mark.parametrize("name", ["model.cnnbp", "model", "model.npz"])
+def test_save_writes_exactly_the_path_given(digits, tmp_path, name):
+    """save adds no extension (numpy's savez would add .npz), returns the
+    path, and load reads that same path back."""
+    X, y = digits
+    model = MLPClassifier((8,), max_iter=3, random_state=0).fit(X, y)
+    path = tmp_path / name
+    assert save(model, path) == path
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    np.testing.assert_array_equal(load(path).predict_proba(X), model.predict_proba(X))
+    assert load(str(path)).n_iter_ == model.n_iter_
+
+
+def test_save_to_an_open_binary_file(digits, tmp_path):
+    X, y = digits
+    model = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    buffer = io.BytesIO()
+    assert save(model, buffer) is buffer
+    buffer.seek(0)
+    np.testing.assert_array_equal(load(buffer).predict(X), model.predict(X))
+    with open(tmp_path / "m.bin", "wb") as file:
+        save(model, file)
+    with open(tmp_path / "m.bin", "rb") as file:
+        np.testing.assert_array_equal(load(file).predict(X), model.predict(X))

@@ -54,7 +54,7 @@ def _text_array(values, what):
 
 
 def save(model, path):
-    """Write a fitted MLPClassifier or MLPRegressor to `path` (a ``.npz`` file).
+    """Write a fitted MLPClassifier or MLPRegressor to `path` (an ``.npz`` archive).
 
     The file holds arrays and plain settings only; :func:`load` never
     unpickles or executes anything from it.
@@ -62,8 +62,14 @@ def save(model, path):
     Parameters
     ----------
     model : fitted MLPClassifier or MLPRegressor
-    path : str or path-like
-        Destination; numpy adds ``.npz`` if the name lacks it.
+    path : str, path-like or binary file object
+        Destination, written exactly as named whatever its extension (no
+        ``.npz`` is added), or an open file, written from its position.
+
+    Returns
+    -------
+    path : str, path-like or file object
+        `path`, as given: what :func:`load` reads the model back from.
 
     Raises
     ------
@@ -127,7 +133,12 @@ def save(model, path):
                    for k, v in arrays.items()},  # fmt: skip
     }
     blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    np.savez(path, **{_HEADER: blob}, **arrays)
+    if hasattr(path, "write"):
+        np.savez(path, **{_HEADER: blob}, **arrays)
+    else:  # numpy would append .npz to a name without it
+        with open(path, "wb") as file:
+            np.savez(file, **{_HEADER: blob}, **arrays)
+    return path
 
 
 class ModelFileError(ValueError):
@@ -140,8 +151,9 @@ def load(path):
 
     Parameters
     ----------
-    path : str or path-like
-        A ``.npz`` file written by :func:`cnn_bp.save`.
+    path : str, path-like or binary file object
+        A file written by :func:`cnn_bp.save` (whatever its extension), or
+        an open file positioned at such a model.
 
     Returns
     -------
