@@ -1,8 +1,13 @@
 """Bad input gets a clear error and leaves a fitted model exactly as it was;
 faults during training leave a consistent model; concurrent predictions agree."""
 
+import json
 import pickle
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -160,7 +165,7 @@ def test_nonfinite_loss_with_finite_weights_stops_with_a_warning(digits):
     X, y = digits
     model = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=1e6,
                          momentum=0.0, max_iter=20, random_state=0)  # fmt: skip
-    with pytest.warns(RuntimeWarning, match="training loss became inf"):
+    with pytest.warns(RuntimeWarning, match="the loss became inf"):
         model.fit(X * 1e3, y * 1e3)
     assert np.isfinite(model.loss_curve_).all() and model.n_iter_ < 20
     assert np.isfinite(model._engine.params).all()
@@ -208,3 +213,117 @@ def test_concurrent_predictions_match_sequential(digits):
         for g in got:
             np.testing.assert_array_equal(g, want)
     assert isinstance(cnn_bp.__version__, str)
+
+
+# -- one estimator, two threads: the second fit raises, nothing crashes ------
+
+def _training(model, *args, **kwargs):
+    """Start model.fit(*args) in a thread; return it once the engine has
+    trained a first slice (the fit then runs for a while yet)."""
+    thread = threading.Thread(target=model.fit, args=args, kwargs=kwargs)
+    thread.start()
+    while "_engine" not in vars(model) or model._engine.rows_trained == 0:
+        assert thread.is_alive()
+        time.sleep(0.001)
+    return thread
+
+
+def test_a_second_fit_while_training_raises_and_leaves_the_fit_alone():
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(6000, 100), rng.randint(0, 2, 6000)
+    params = dict(hidden_layer_sizes=(64,), batch_size=20, max_iter=4, random_state=0)
+    model = MLPClassifier(**params)
+    thread = _training(model, X, y)
+    engine = model._engine
+    model.set_params(batch_size=2000)  # parameters may change; the running fit keeps its own
+    with pytest.raises(RuntimeError, match="being fitted in another thread"):
+        model.partial_fit(X[:4000], y[:4000])
+    with pytest.raises(RuntimeError, match="being fitted in another thread"):
+        model.set_params(warm_start=True).fit(X[:100], y[:100])
+    # the engine itself refuses a second pass, or new optimizer state, while one runs
+    Y = np.zeros((len(X), 1))
+    with pytest.raises(RuntimeError, match="being trained in another thread"):
+        engine.run_epoch(X, Y, None, None, 2000, 0.0)
+    with pytest.raises(RuntimeError, match="being trained in another thread"):
+        engine.set_optimizer("adam", 0.1)
+    assert model.predict_proba(X[:5]).shape == (5, 2)  # predict works meanwhile
+    thread.join()
+    alone = MLPClassifier(**params).fit(X, y)
+    np.testing.assert_array_equal(model._engine.params, alone._engine.params)
+    assert model.n_iter_ == alone.n_iter_ == 4
+    model.set_params(warm_start=False).fit(X[:100], y[:100])  # free again
+
+
+def test_concurrent_partial_fit_reproduction_never_crashes():
+    """The reported crash, 20 times in a subprocess: a partial_fit in a
+    thread, then set_params(batch_size=...) and partial_fit from another
+    (which reallocated the work blocks mid-epoch: SIGSEGV)."""
+    code = textwrap.dedent("""
+        import threading, time
+        import numpy as np
+        import cnn_bp
+        rng = np.random.RandomState(0)
+        X, y = rng.rand(4000, 200), rng.randint(0, 2, 4000)
+        refused = 0
+        for _ in range(20):
+            m = cnn_bp.MLPClassifier((256,), batch_size=20, random_state=0)
+            m.partial_fit(X[:40], y[:40], classes=[0, 1])
+            t = threading.Thread(target=m.partial_fit, args=(X, y))
+            t.start()
+            time.sleep(0.02)
+            m.set_params(batch_size=2000)
+            try:
+                m.partial_fit(X[:2000], y[:2000])
+            except RuntimeError:
+                refused += 1
+            t.join()
+            assert np.isfinite(m.predict_proba(X[:10])).all()
+        print("refused", refused)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[-1]) > 0  # the race was really run
+
+
+# -- Ctrl-C within an epoch ---------------------------------------------------
+
+def test_ctrl_c_interrupts_an_epoch_between_mini_batches():
+    """SIGINT during a long epoch returns from fit between two mini-batches
+    (the compiled epoch runs in slices of ~20 ms), with scikit-learn's
+    warning and a usable model: n_iter_ and loss_curve_ count finished
+    epochs, t_ the rows trained. Run in a subprocess, which signals itself
+    once training is under way."""
+    code = textwrap.dedent("""
+        import json, os, signal, threading, time, warnings
+        import numpy as np
+        import cnn_bp
+        rng = np.random.RandomState(0)
+        X, y = rng.rand(30000, 200), rng.randint(0, 3, 30000)
+        model = cnn_bp.MLPClassifier((256,), batch_size=50, max_iter=50, random_state=0)
+        sent = []
+
+        def interrupt():
+            while "_engine" not in vars(model) or model._engine.rows_trained == 0:
+                time.sleep(0.001)
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt).start()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(X, y)
+        latency = time.monotonic() - sent[0]
+        print(json.dumps(dict(
+            t=model.t_, n_iter=model.n_iter_, curve=len(model.loss_curve_),
+            warnings=[str(w.message) for w in caught], latency=latency,
+            finite=bool(np.isfinite(model.predict_proba(X[:100])).all()))))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert "Training interrupted by user." in out["warnings"]
+    assert out["n_iter"] == out["curve"] == out["t"] // 30000
+    assert out["t"] % 30000 != 0  # stopped inside an epoch, between two batches
+    assert out["t"] % 50 == 0 and out["finite"]

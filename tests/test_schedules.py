@@ -90,3 +90,44 @@ def test_schedules_clone_and_conflict_with_sklearn_schedules(digits):
                       lr_schedule=StepDecay(2)).fit(X[:50], y[:50])  # fmt: skip
     with pytest.raises(ValueError, match="step_size"):
         StepDecay(0)
+
+
+@pytest.mark.parametrize("bad", [-0.01, -1e-300, float("nan"), float("inf"), "0.1", None,
+                                 True])
+def test_a_schedule_value_that_is_no_learning_rate_is_an_error(digits, bad):
+    """A rate < 0, NaN, inf or a non-number raises ValueError naming the
+    epoch and the value; at the first epoch nothing trains, so a fitted model
+    stays as it was; later, the model is the one of the epochs before."""
+    X, y = digits
+    model = MLPClassifier((8,), max_iter=5, random_state=0).fit(X, y)
+    before = model._engine.params.copy(), model.n_iter_, list(model.loss_curve_)
+    model.set_params(lr_schedule=lambda epoch, lr: bad)
+    with pytest.raises(ValueError, match=f"lr_schedule returned {bad!r} for epoch 0"):
+        model.fit(X, y)
+    np.testing.assert_array_equal(model._engine.params, before[0])
+    assert (model.n_iter_, model.loss_curve_) == before[1:]
+    late = MLPClassifier((8,), max_iter=5, random_state=0,
+                         lr_schedule=lambda epoch, lr: lr if epoch < 3 else bad)
+    with pytest.raises(ValueError, match=f"returned {bad!r} for epoch 3"):
+        late.fit(X, y)
+    three = MLPClassifier((8,), max_iter=3, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(late._engine.params, three._engine.params)
+    assert late.n_iter_ == len(late.loss_curve_) == 3
+    # partial_fit numbers epochs over its calls
+    chunks = MLPClassifier((8,), random_state=0, lr_schedule=lambda epoch, lr: lr if epoch < 2 else bad)
+    for _ in range(2):
+        chunks.partial_fit(X, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match="for epoch 2"):
+        chunks.partial_fit(X, y)
+    assert chunks.n_iter_ == 1 and len(chunks.loss_curve_) == 2
+
+
+def test_a_zero_rate_takes_no_step(digits):
+    """0, where CosineAnnealing(T_max) ends (as torch's), is a rate: the
+    epoch runs and the weights stay."""
+    X, y = digits
+    model = MLPClassifier((8,), solver="sgd", momentum=0.0, max_iter=2, random_state=0,
+                          lr_schedule=lambda epoch, lr: lr if epoch == 0 else 0.0).fit(X, y)
+    one = MLPClassifier((8,), solver="sgd", momentum=0.0, max_iter=1, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(model._engine.params, one._engine.params)
+    assert model.n_iter_ == 2

@@ -5,6 +5,7 @@ after several epochs; float32 results agree to float32 accuracy.
 """
 
 import inspect
+import warnings
 
 import numpy as np
 import pytest
@@ -181,3 +182,118 @@ def test_float32_is_kept_and_close(digits, solver, assert_same_model):
     assert all(c.dtype == np.float32 for c in ours.coefs_ + ours.intercepts_)
     assert ours.predict_proba(X32).dtype == np.float32
     assert_same_model(ours, theirs, rtol=1e-5)
+
+
+# -- weights set by hand on an estimator never fitted, then partial_fit -------
+#
+# One step on X = [[1, 2]], y = [1], a 2-1-1 network with identity hidden
+# unit, W^1 = [[0.5], [-0.25]], b^1 = [0.1], W^2 = [[2]], b^2 = [0], alpha = 0:
+#   z^1 = 1 * 0.5 + 2 * (-0.25) + 0.1 = 0.1,   a^1 = 0.1
+#   z^2 = 0.1 * 2 + 0 = 0.2
+# Regressor (identity output, half squared error):
+#   loss = (0.2 - 1)^2 / 2 = 0.32,   delta^2 = 0.2 - 1 = -0.8
+# Classifier (logistic output, log-loss, y = 1):
+#   p = s(0.2) = 1 / (1 + exp(-0.2)),  loss = -log(p),  delta^2 = p - 1
+# Backward, for either delta^2 = d:
+#   dW^2 = a^1 d = 0.1 d,  db^2 = d,  delta^1 = d * W^2 * f'(z^1) = 2 d
+#   dW^1 = x^T delta^1 = [[2 d], [4 d]],  db^1 = 2 d
+# sgd (momentum 0), learning rate 0.1: each parameter moves by -0.1 x its gradient.
+# adam's first step, learning rate 0.1: m = (1 - b1) g, v = (1 - b2) g^2, and
+# the step -0.1 * sqrt(1 - b2) / (1 - b1) * m / (sqrt(v) + eps) is -0.1 * sign(g)
+# up to eps / (sqrt(1 - b2) |g|) < 1e-5 relative.
+
+_X1, _Y1 = np.array([[1.0, 2.0]]), np.array([1])
+
+
+def _hand_set(model):
+    """The weights above and the attributes scikit-learn's partial_fit reads,
+    all public, on an estimator that was never fitted."""
+    model.coefs_ = [np.array([[0.5], [-0.25]]), np.array([[2.0]])]
+    model.intercepts_ = [np.array([0.1]), np.array([0.0])]
+    model.n_features_in_, model.n_layers_, model.n_outputs_ = 2, 3, 1
+    classifier = type(model).__name__ == "MLPClassifier"
+    model.out_activation_ = "logistic" if classifier else "identity"
+    model.n_iter_, model.t_, model.loss_curve_, model.best_loss_ = 0, 0, [], np.inf
+    return model
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+def test_hand_set_weights_then_one_partial_fit_step(kind, solver):
+    params = dict(hidden_layer_sizes=(1,), activation="identity", solver=solver,
+                  learning_rate_init=0.1, momentum=0.0, alpha=0.0, random_state=0)
+    if kind == "MLPClassifier":
+        p = 1 / (1 + np.exp(-0.2))
+        d, loss = p - 1, -np.log(p)
+    else:
+        d, loss = 0.2 - 1, 0.32
+    grads = [np.array([[2 * d], [4 * d]]), np.array([[0.1 * d]]), np.array([2 * d]),
+             np.array([d])]
+    steps = [-0.1 * g if solver == "sgd" else -0.1 * np.sign(g) for g in grads]
+    start = [np.array([[0.5], [-0.25]]), np.array([[2.0]]), np.array([0.1]), np.array([0.0])]
+    expected = [w + s for w, s in zip(start, steps)]
+    models = _pair(kind, **params)
+    for model in models:
+        _hand_set(model)
+        if kind == "MLPClassifier":
+            model.partial_fit(_X1, _Y1, classes=[0, 1])
+        else:
+            model.partial_fit(_X1, _Y1)
+    ours, theirs = models
+    for model in models:  # ours worked by hand; scikit-learn's likewise
+        for got, want in zip(model.coefs_ + model.intercepts_, expected):
+            np.testing.assert_allclose(got, want, rtol=1e-5)
+        np.testing.assert_allclose(model.loss_curve_, [loss], rtol=1e-12)
+        assert model.n_iter_ == 1 and model.t_ == 1
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    # and both train on from there alike
+    for model in models:
+        model.partial_fit(_X1, _Y1)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert ours.t_ == theirs.t_ == 2
+
+
+def test_hand_set_weights_without_bookkeeping_start_as_a_fresh_fit():
+    """Only coefs_ and intercepts_ set: the rest starts as a first fit's."""
+    model = cnn_bp.MLPRegressor(hidden_layer_sizes=(1,), activation="identity", solver="sgd",
+                                momentum=0.0, learning_rate_init=0.1, alpha=0.0)
+    model.coefs_ = [np.array([[0.5], [-0.25]]), np.array([[2.0]])]
+    model.intercepts_ = [np.array([0.1]), np.array([0.0])]
+    model.partial_fit(_X1, [1.0])
+    np.testing.assert_allclose(model.coefs_[1], [[2.0 + 0.1 * 0.08]])
+    assert (model.n_iter_, model.t_, model.n_features_in_, model.n_layers_,
+            model.out_activation_) == (1, 1, 2, 3, "identity")
+    np.testing.assert_allclose(model.loss_curve_, [0.32])
+
+
+# -- diverging sgd with early stopping: the best model is kept ---------------
+
+def test_divergence_with_early_stopping_keeps_the_best_model():
+    """scikit-learn >= 1.6 (its issue 29504) finishes such a fit with the
+    weights of the best validation score and does not raise; cnn_bp stops at
+    the diverging epoch with those same weights, and warns."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    params = dict(solver="sgd", learning_rate_init=1, activation="identity",
+                  early_stopping=True, random_state=0)
+    ours, theirs = _pair("MLPRegressor", **params)
+    with pytest.warns(RuntimeWarning, match="diverged.*best validation score"):
+        ours.fit(X, y)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs.fit(X, y)  # raises on scikit-learn < 1.6
+    for model in (ours, theirs):
+        assert all(np.isfinite(w).all() for w in model.coefs_ + model.intercepts_)
+        assert np.isfinite(model.predict(X)).all()
+    assert ours.stopped_early_ and ours.n_iter_ == len(ours.loss_curve_) < ours.max_iter
+    np.testing.assert_allclose(ours.best_validation_score_, theirs.best_validation_score_,
+                               rtol=1e-9)
+    # the kept weights are scikit-learn's best ones
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9)
+    # without early stopping, the error stays (as scikit-learn's)
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        cnn_bp.MLPRegressor(**{**params, "early_stopping": False}).fit(X, y)

@@ -120,3 +120,27 @@ def test_partial_fit_early_stopping_needs_validation_data(digits):
     assert model.validation_scores_ is None
     model.set_params(early_stopping=True).partial_fit(X, y, X_val=X_val, y_val=y_val)
     assert len(model.validation_scores_) == 1 and len(model.loss_curve_) == 2
+
+
+@pytest.mark.parametrize("max_iter", [3, 300])  # ending at max_iter, or stopped early
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_partial_fit_after_an_early_stopping_fit_needs_validation_data(digits, cls, max_iter):
+    """scikit-learn's partial_fit raises ValueError("partial_fit does not
+    support early_stopping=True") after any fit with early stopping; cnn_bp
+    gives that error without validation data (with X_val/y_val it trains),
+    whether or not the fit stopped early, and leaves the model as it was."""
+    X, y = digits
+    params = dict(hidden_layer_sizes=(8,), early_stopping=True, max_iter=max_iter,
+                  random_state=0)
+    model = cls(**params).fit(X, y)
+    assert model.stopped_early_ == (max_iter == 300)
+    before = model._engine.params.copy(), model.n_iter_, list(model.loss_curve_)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        model.partial_fit(X, y)
+    np.testing.assert_array_equal(model._engine.params, before[0])
+    assert (model.n_iter_, model.loss_curve_) == before[1:]
+    from sklearn import neural_network as sk
+
+    theirs = getattr(sk, cls.__name__)(**params).fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        theirs.partial_fit(X, y)

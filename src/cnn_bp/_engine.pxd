@@ -102,6 +102,13 @@ cdef class Engine:
     cdef readonly tuple coefs
     cdef readonly tuple intercepts
     cdef readonly object last_nogil_interval
+    cdef readonly Py_ssize_t stopped_at  # row where the last run_epoch stopped
+    cdef readonly long long rows_trained  # rows of all run_epoch calls, summed
+    cdef bint _busy              # a training pass is running on the buffers
+    cdef _idle(self)
+    cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
+                     ptrdiff_t batch_size, bint threads, ptrdiff_t start,
+                     double total, double budget) except? -1
     cdef _set_penalties(self, double alpha, double alpha_l1)
     cdef _reserve(self, ptrdiff_t cap, bint gather_x, bint shared=*)
     cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z)

@@ -872,9 +872,13 @@ cdef void _pair(void *job0, void *job1, cnnbp_job job) noexcept nogil:
 cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                    const void *Y, bint y_u8, const floating *SW,
                    const ptrdiff_t *order, ptrdiff_t n, ptrdiff_t batch,
-                   bint threads) noexcept nogil:
-    """One pass over n rows in mini-batches of `batch`, rows taken in `order`
-    (NULL: in storage order); returns sum_batches loss_b * m_b.
+                   bint threads, ptrdiff_t *start_at, double total,
+                   double deadline) noexcept nogil:
+    """A pass over n rows in mini-batches of `batch`, rows taken in `order`
+    (NULL: in storage order), from row start_at[0]; returns `total` plus
+    sum_batches loss_b * m_b. Stops early, after a batch that ends at or past
+    `deadline` (on _now's clock), leaving in start_at[0] the row to go on
+    from (n when the pass is complete).
 
     With `threads` (and the helper free), a batch of at least SPLIT_ROWS
     rows is shared with the helper thread, in two hand-overs: phase 0, each
@@ -887,8 +891,8 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     counts)."""
     cdef floating *p = <floating *> net.params
     cdef floating *g = <floating *> net.grads
-    cdef ptrdiff_t start = 0, m, phase
-    cdef double total = 0, data_loss, s
+    cdef ptrdiff_t start = start_at[0], first = start_at[0], m, phase
+    cdef double data_loss, s
     cdef Part t0, t1
     memset(&t0, 0, sizeof(Part))
     t0.net, t0.w, t0.X, t0.Y, t0.y_u8, t0.SW, t0.order = net, w, X, Y, y_u8, SW, order
@@ -909,6 +913,8 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         split_update = opt
     cdef bint helper = threads and w.g2 != NULL and cnnbp_helper_acquire()
     while start < n:
+        if start > first and _now() >= deadline:
+            break  # the caller's time slice is up (it may check for Ctrl-C)
         m = min(batch, n - start)
         t0.start = t1.start = start
         t0.m = t1.m = m
@@ -940,6 +946,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         start += m
     if helper:
         cnnbp_helper_release()
+    start_at[0] = start
     return total
 
 
@@ -1326,6 +1333,9 @@ cdef class Engine:
         self.optimizer_state = None
         self._work = None
         self.last_nogil_interval = None
+        self.stopped_at = 0
+        self.rows_trained = 0
+        self._busy = False
         memset(&self.opt, 0, sizeof(Optim))
         memset(&self.work, 0, sizeof(Work))
 
@@ -1390,6 +1400,7 @@ cdef class Engine:
 
     @dropout.setter
     def dropout(self, rates):
+        self._idle()
         n_hidden = len(self.layer_units) - 2
         rates = ((float(rates),) * n_hidden if np.ndim(rates) == 0
                  else tuple(float(r) for r in rates))
@@ -1468,6 +1479,7 @@ cdef class Engine:
         """
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}")
+        self._idle()
         cdef ptrdiff_t n = self.net.n_params
         new_state = aligned_empty((2, n), self.dtype, zero=True)
         if state is not None:
@@ -1574,8 +1586,10 @@ cdef class Engine:
         return n
 
     def run_epoch(self, X, Y, sample_weight, order, Py_ssize_t batch_size,
-                  double alpha, double alpha_l1=0.0, int n_threads=1):
-        """One epoch of mini-batch training, in one nogil call.
+                  double alpha, double alpha_l1=0.0, int n_threads=1,
+                  Py_ssize_t start=0, double total=0.0, seconds=None):
+        """One epoch of mini-batch training, or a time slice of one, in one
+        nogil call.
 
         With ``n_threads=2`` a helper thread on another core shares each
         batch of at least `SPLIT_ROWS` rows (not with dropout or batch
@@ -1602,12 +1616,32 @@ cdef class Engine:
             thread (threadpoolctl; see cnn_bp._threads.training_threads):
             two callers of a multi-threaded OpenBLAS run ~20x slower. When
             another engine has the helper, this one works alone.
+        start : int
+            Position in `order` (row, for order None) of the first batch:
+            0, or `stopped_at` of the previous call of the same epoch.
+        total : float
+            The previous calls' total of the same epoch, which this call
+            adds to (so the sum is the same however the epoch is sliced).
+        seconds : float or None
+            Return after the first batch that ends this many seconds after
+            the call began (None: run to the end of the epoch); `stopped_at`
+            then tells where to go on. Slices let the caller see Ctrl-C.
 
         Returns
         -------
         total : float
-            Sum over batches of (batch loss x batch rows); divided by
-            n_samples it is scikit-learn's ``loss_`` for the epoch.
+            `total` plus, over this call's batches, batch loss x batch rows;
+            over a whole epoch, divided by n_samples, it is scikit-learn's
+            ``loss_`` for the epoch.
+
+        Raises
+        ------
+        RuntimeError
+            If another thread is training with this engine, or no optimizer
+            was set.
+        ValueError
+            Data the engine cannot take, or a bad start, batch size or
+            thread count.
         """
         if self.solver is None:
             raise RuntimeError("set_optimizer must be called before run_epoch")
@@ -1622,31 +1656,61 @@ cdef class Engine:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if n_threads not in (1, 2):
             raise ValueError(f"n_threads must be 1 or 2, got {n_threads}")
+        if not 0 <= start <= n:
+            raise ValueError(f"start must be in [0, {n}], got {start}")
+        cdef double budget = np.inf if seconds is None else float(seconds)
         batch_size = min(batch_size, n)
         # dropout masks and batch statistics span a batch: one thread
         cdef bint threads = (n_threads == 2 and not self.batch_norm
                              and not any(self.dropout))
-        self._reserve(batch_size, order is not None and x.x != NULL, threads)
-        self._set_penalties(alpha, alpha_l1)
+        self._idle()
+        self._busy = True  # under the GIL since _idle: no other thread between
+        try:
+            self._reserve(batch_size, order is not None and x.x != NULL, threads)
+            self._set_penalties(alpha, alpha_l1)
+            total = self._run(&x, Y, sample_weight, order, n, batch_size, threads,
+                              start, total, budget)
+        finally:
+            self._busy = False
+        return total
+
+    cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
+                     ptrdiff_t batch_size, bint threads, ptrdiff_t start,
+                     double total, double budget) except? -1:
+        """run_epoch's nogil part, on checked arguments and reserved blocks."""
         cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)
         cdef void *y = _data(Y)
         cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
-        cdef double total, t0, t1
+        cdef ptrdiff_t stop = start
+        cdef double t0, t1
         if self.dtype == np.float64:
             with nogil:
                 t0 = _now()
-                total = _epoch(&self.net, &self.opt, &self.work, &x, y, y_u8,
-                               <double *> sw, rows, n, batch_size, threads)
+                total = _epoch(&self.net, &self.opt, &self.work, x, y, y_u8,
+                               <double *> sw, rows, n, batch_size, threads, &stop,
+                               total, t0 + budget)
                 t1 = _now()
         else:
             with nogil:
                 t0 = _now()
-                total = _epoch(&self.net, &self.opt, &self.work, &x, y, y_u8,
-                               <float *> sw, rows, n, batch_size, threads)
+                total = _epoch(&self.net, &self.opt, &self.work, x, y, y_u8,
+                               <float *> sw, rows, n, batch_size, threads, &stop,
+                               total, t0 + budget)
                 t1 = _now()
         self.last_nogil_interval = (t0, t1)
+        self.rows_trained += stop - start
+        self.stopped_at = stop
         return total
+
+    cdef _idle(self):
+        """Raise if a training pass runs on this engine's buffers (in another
+        thread): a second one, or a change of optimizer, dropout or block
+        sizes, would reallocate or free memory that pass is reading."""
+        if self._busy:
+            raise RuntimeError(
+                "this network is being trained in another thread; its training "
+                "buffers, optimizer and dropout cannot change until that ends")
 
     def loss_gradient(self, X, Y, sample_weight, double alpha, params=None,
                       double alpha_l1=0.0, bint gradient=True, bint training=False):
@@ -1688,22 +1752,27 @@ cdef class Engine:
         cdef Rows x
         cdef list keep = []
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
-        if params is not None:
-            self.params[...] = np.asarray(params).reshape(self.params.shape)
-        self._reserve(min(n, FULL_BATCH_ROWS), False)
-        self._set_penalties(alpha, alpha_l1)
         cdef void *y = _data(Y)
         cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double loss
-        if self.dtype == np.float64:
-            with nogil:
-                loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
-                                           <double *> sw, n, gradient, training)
-        else:
-            with nogil:
-                loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
-                                           <float *> sw, n, gradient, training)
+        self._idle()
+        self._busy = True  # under the GIL since _idle: no other thread between
+        try:
+            if params is not None:
+                self.params[...] = np.asarray(params).reshape(self.params.shape)
+            self._reserve(min(n, FULL_BATCH_ROWS), False)
+            self._set_penalties(alpha, alpha_l1)
+            if self.dtype == np.float64:
+                with nogil:
+                    loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
+                                               <double *> sw, n, gradient, training)
+            else:
+                with nogil:
+                    loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
+                                               <float *> sw, n, gradient, training)
+        finally:
+            self._busy = False
         return loss
 
     def trace(self, X, Y, sample_weight, double alpha, double alpha_l1=0.0):

@@ -8,7 +8,9 @@ arithmetic, a whole epoch per call, happens in ``cnn_bp._engine.Engine``.
 """
 
 import copy
+import functools
 import math
+import threading
 import warnings
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
@@ -54,6 +56,40 @@ _NON_FINITE = (
     "Solver produced non-finite parameter weights. The input data may"
     " contain large values and need to be preprocessed."
 )
+
+
+# Training returns to Python this often (seconds of compiled work), so that
+# Ctrl-C interrupts a long epoch between two mini-batches.
+_SLICE_SECONDS = 0.02
+
+# Estimators being fitted now (their ids), with the lock that guards the set:
+# a second fit of the same estimator would rebuild what the first is using.
+_fitting = set()
+_fitting_lock = threading.Lock()
+
+
+def _exclusive(fit_method):
+    """Let one fit, partial_fit or warm start of an estimator run at a time;
+    a second one, from another thread or a callback, raises RuntimeError
+    before touching anything (predict may run alongside)."""
+
+    @functools.wraps(fit_method)
+    def wrapper(self, *args, **kwargs):
+        with _fitting_lock:
+            if id(self) in _fitting:
+                raise RuntimeError(
+                    f"This {type(self).__name__} is being fitted in another thread "
+                    f"(or by a callback of its own fit): {fit_method.__name__} cannot "
+                    "run until that fit returns. Fit a clone to train in parallel."
+                )
+            _fitting.add(id(self))
+        try:
+            return fit_method(self, *args, **kwargs)
+        finally:
+            with _fitting_lock:
+                _fitting.discard(id(self))
+
+    return wrapper
 
 
 def _engine_array(a, dtype):
@@ -191,9 +227,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
     def _sync_engine(self):
         """Rebuild the engine if the user assigned coefs_ / intercepts_ arrays
-        of their own, so that every pass uses exactly what the attributes show."""
-        engine = self._engine
-        if engine.holds(self.coefs_, self.intercepts_):
+        of their own (or set them on an estimator never fitted), so that
+        every pass uses exactly what the attributes show."""
+        engine = self.__dict__.get("_engine")
+        if engine is not None and engine.holds(self.coefs_, self.intercepts_):
             return
         coefs = [np.asarray(c) for c in self.coefs_]
         intercepts = [np.asarray(b) for b in self.intercepts_]
@@ -207,7 +244,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     f"shape {dst.shape} is needed"
                 )
             dst[...] = src
-        if new.params.shape == engine.params.shape:
+        if engine is not None and new.params.shape == engine.params.shape:
             # the state beyond coefs_ and intercepts_: batch norm's scales and
             # running estimates, dropout's stream
             for dst, src in zip(new.batch_norm_scales, engine.batch_norm_scales):
@@ -308,18 +345,40 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             intercept = np.zeros(fan_out)
         return coef.astype(dtype, copy=False), intercept.astype(dtype, copy=False)
 
-    def _initialize(self, y, layer_units, dtype):
-        self.n_iter_ = 0
-        self.t_ = 0
-        self.n_outputs_ = y.shape[1]
-        self.n_layers_ = len(layer_units)
+    def _output_activation(self):
+        """out_activation_ for this estimator's loss and targets."""
         if not is_classifier(self):
-            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
-        elif self._label_binarizer.y_type_ == "multiclass":
-            self.out_activation_ = "softmax"
-        else:
-            self.out_activation_ = "logistic"
+            return "exp" if self.loss == "poisson" else "identity"
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
+    def _fresh_record(self, layer_units):
+        """The fitted attributes of a network of `layer_units` that has not
+        trained yet, but for its parameters (and classes_)."""
+        record = dict(n_iter_=0, t_=0, n_layers_=len(layer_units),
+                      n_outputs_=layer_units[-1], n_features_in_=layer_units[0],
+                      out_activation_=self._output_activation())  # fmt: skip
+        if self.solver in _STOCHASTIC_SOLVERS:
+            record.update(loss_curve_=[], _no_improvement_count=0, stopped_early_=False)
+            if self.early_stopping:
+                record.update(validation_scores_=[], validation_loss_curve_=[],
+                              best_validation_score_=-np.inf, best_loss_=None)  # fmt: skip
+            else:
+                record.update(best_loss_=np.inf, validation_scores_=None,
+                              validation_loss_curve_=None, best_validation_score_=None)  # fmt: skip
+        return record
+
+    def _adopt(self, layer_units):
+        """Train on from coefs_ and intercepts_ set by hand on an estimator
+        never fitted, as scikit-learn does (its documentation works one SGD
+        step so): the engine is built from them, and fitted attributes not
+        set by hand start as a fresh fit's."""
+        for name, value in self._fresh_record(layer_units).items():
+            self.__dict__.setdefault(name, value)
+        self._sync_engine()
+        self._best_params = self._engine.params.copy()
+
+    def _initialize(self, y, layer_units, dtype):
+        self.__dict__.update(self._fresh_record(layer_units))
         engine = self._new_engine(layer_units, self._loss_name(), dtype)
         # Draw in scikit-learn's order: W^1, b^1, W^2, b^2, ... The bound of
         # each layer follows its activation; with one activation string,
@@ -335,18 +394,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 intercept[...] = 0
         self._attach(engine)
         self._best_params = engine.params.copy()
-
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self.loss_curve_ = []
-            self._no_improvement_count = 0
-            self.stopped_early_ = False
-            if self.early_stopping:
-                self._start_validation_record()
-            else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.validation_loss_curve_ = None
-                self.best_validation_score_ = None
 
     def _start_validation_record(self):
         """Empty per-epoch validation records: early stopping starts."""
@@ -365,6 +412,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         __dict__ taken by the caller, else here)."""
         state = self.__dict__.copy() if state is None else state
         stochastic = self.solver in _STOCHASTIC_SOLVERS
+        if self.early_stopping and incremental and validation[0] is None:
+            # scikit-learn's error (its partial_fit has no validation data)
+            raise ValueError(
+                "partial_fit does not support early_stopping=True without validation "
+                "data: pass X_val and y_val, the same on every call"
+            )
         if incremental and self.early_stopping and getattr(self, "stopped_early_", False):
             warnings.warn(
                 f"Early stopping ended training after {len(self.validation_scores_)} "
@@ -380,6 +433,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                                                 validation)  # fmt: skip
             if stochastic:
                 train, validation = self._validation_split(X, y, sample_weight, validation)
+                # the first epoch's scheduled rate, checked before anything trains
+                rate = None if self.lr_schedule is None else self._scheduled_rate()
             elif validation[0] is not None:
                 raise ValueError("X_val is for early stopping, which lbfgs does not do")
         except BaseException:
@@ -387,7 +442,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self.__dict__.update(state)
             raise
         if stochastic:
-            self._fit_stochastic(train, validation, incremental)
+            self._fit_stochastic(train, validation, incremental, rate)
         else:
             start = self._engine.params.copy()
             self._fit_lbfgs(X, y, sample_weight)
@@ -398,11 +453,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
     def _prepare(self, X, y, sample_weight, incremental, validation):
         """Everything before training: checks, the network, engine-ready data."""
-        if self.early_stopping and incremental and validation[0] is None:
-            raise ValueError(
-                "partial_fit does not support early_stopping=True without validation "
-                "data: pass X_val and y_val, the same on every call"
-            )
         if self.lr_schedule is not None and self.learning_rate != "constant":
             raise ValueError(
                 f"lr_schedule replaces scikit-learn's learning_rate={self.learning_rate!r} "
@@ -441,7 +491,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if first_pass:
             self._initialize(y, layer_units, X.dtype)
         else:
-            self._sync_engine()
+            if "_engine" in self.__dict__:
+                self._sync_engine()
+            else:
+                self._adopt(layer_units)
             if list(self._engine.layer_units) != layer_units:
                 raise ValueError(
                     f"The fitted network has layer sizes {self._engine.layer_units}"
@@ -507,6 +560,21 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.loss_ = result.fun
         engine.params[...] = result.x
 
+    def _scheduled_rate(self):
+        """lr_schedule's rate for the next epoch (numbered over all fits and
+        partial_fit calls: len(loss_curve_)), checked to be a finite number >= 0
+        (0, where an annealing ends as torch's CosineAnnealingLR does, takes
+        no step; a negative rate would climb the loss)."""
+        epoch = len(self.loss_curve_)
+        rate = self.lr_schedule(epoch, self.learning_rate_init)
+        if (isinstance(rate, Real) and not isinstance(rate, (bool, np.bool_))
+                and math.isfinite(rate) and rate >= 0):  # fmt: skip
+            return float(rate)
+        raise ValueError(
+            f"lr_schedule returned {rate!r} for epoch {epoch} (lr_init="
+            f"{self.learning_rate_init}); a learning rate must be a finite number >= 0"
+        )
+
     def _start_optimizer(self):
         if self.solver == "sgd":
             settings = dict(momentum=self.momentum, nesterov=self.nesterovs_momentum)
@@ -559,7 +627,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         return (X_train, y_train, sw_train), (
             X_val, self._given_targets(y_val), sw_val, self._targets(y_val))
 
-    def _fit_stochastic(self, train, validation, incremental):
+    def _fit_stochastic(self, train, validation, incremental, rate=None):
+        """The epoch loop; `rate`: lr_schedule's checked rate for the first epoch."""
         engine = self._engine
         if not incremental or engine.solver is None:
             self._start_optimizer()
@@ -589,6 +658,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         good = np.empty_like(engine.params)  # parameters after the last finite epoch
+        # what this call trained, for an interruption (Ctrl-C) at any point
+        epochs_before, t_before, rows_before = len(self.loss_curve_), self.t_, engine.rows_trained
         # scikit-learn's callbacks (set_callbacks): the fit is a task, each
         # epoch a subtask; arguments are lazy, so no callbacks cost nothing.
         hook_data = dict(X=X_train, y=lambda: self._given_targets(y_train))
@@ -608,14 +679,18 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                         _shuffle(sample_idx, self._random_state)
                         order = sample_idx
                     if self.lr_schedule is not None:
-                        engine.learning_rate = float(
-                            self.lr_schedule(len(self.loss_curve_), self.learning_rate_init)
-                        )
+                        engine.learning_rate = rate if self.n_iter_ == 0 else self._scheduled_rate()
                     np.copyto(good, engine.params)
-                    total = engine.run_epoch(
-                        X_train, Y_train, sw_train, order, batch_size, self.alpha,
-                        alpha_l1=self.alpha_l1, n_threads=n_threads,
-                    )
+                    # the epoch in slices of compiled work, between which
+                    # Python sees a pending Ctrl-C
+                    total, start = 0.0, 0
+                    while start < n_samples:
+                        total = engine.run_epoch(
+                            X_train, Y_train, sw_train, order, batch_size, self.alpha,
+                            alpha_l1=self.alpha_l1, n_threads=n_threads, start=start,
+                            total=total, seconds=_SLICE_SECONDS,
+                        )
+                        start = engine.stopped_at
                     if not (math.isfinite(total) and all_finite(engine.params)):
                         self._stop_diverged(good, total)
                         break
@@ -650,6 +725,14 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                             ConvergenceWarning,
                         )
         except KeyboardInterrupt:
+            # As scikit-learn: keep what was trained, warn. The mini-batches
+            # of an unfinished epoch stay trained: t_ counts their rows, while
+            # n_iter_ and loss_curve_ count finished epochs only.
+            self.n_iter_ = len(self.loss_curve_) - epochs_before
+            self.t_ = t_before + (engine.rows_trained - rows_before)
+            if not all_finite(engine.params):
+                engine.params[...] = good
+                self._start_optimizer()
             warnings.warn("Training interrupted by user.")
 
         if early_stopping and (self.stopped_early_ or not incremental):
@@ -675,16 +758,25 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     def _stop_diverged(self, good, total):
         """The last epoch gave a non-finite loss or weights: put back the
         parameters from before it and restart the optimizer (its state holds
-        the overflow), then raise (weights; as scikit-learn) or warn (loss
-        only; scikit-learn would go on)."""
-        weights_finite = np.isfinite(self._engine.params).all()
+        the overflow). Non-finite weights raise, as in scikit-learn, unless
+        early stopping has a best model to return to (scikit-learn >= 1.6
+        returns that one too); a non-finite loss alone warns (scikit-learn
+        would go on)."""
+        weights_finite = all_finite(self._engine.params)
         self._engine.params[...] = good
         self._start_optimizer()
         kept = f"The model keeps its parameters from after epoch {self.n_iter_}."
-        if not weights_finite:
+        if self.early_stopping:
+            # the caller restores the best parameters; later partial_fit
+            # calls do nothing, as after any early stop
+            self.stopped_early_ = True
+            kept = ("Early stopping keeps the parameters of the best validation score, "
+                    f"{self.best_validation_score_}.")  # fmt: skip
+        elif not weights_finite:
             raise ValueError(f"{_NON_FINITE} {kept}")
+        what = f"the loss became {total}" if weights_finite else "the weights overflowed"
         warnings.warn(
-            f"The training loss became {total} in epoch {self.n_iter_ + 1}: training "
+            f"Training diverged in epoch {self.n_iter_ + 1} ({what}): training "
             f"stopped; lower learning_rate_init or scale the data. {kept}",
             RuntimeWarning,
         )
@@ -741,6 +833,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 self.best_loss_ = self.loss_curve_[-1]
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_exclusive
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Fit the model to data matrix X and target(s) y.
 
@@ -770,8 +863,20 @@ or (n_val, n_outputs), default=None
         ------
         ValueError
             Invalid parameters, NaN/inf or badly shaped input, validation data
-            without early_stopping, or a solver that produced non-finite
-            weights.
+            without early_stopping, an lr_schedule rate that is not a finite
+            number >= 0 (the model keeps the epochs trained before it), or a
+            solver that produced non-finite weights (the model keeps those
+            of the last finite epoch; with early_stopping, the best model is
+            kept instead, with a RuntimeWarning, as scikit-learn >= 1.6 does).
+        RuntimeError
+            If the estimator is being fitted in another thread.
+
+        Notes
+        -----
+        Ctrl-C (KeyboardInterrupt) stops training between two mini-batches,
+        with a warning, as scikit-learn does: the model keeps what was
+        trained; ``n_iter_`` and ``loss_curve_`` count finished epochs, and
+        ``t_`` the rows trained.
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False,
                          validation=(X_val, y_val, sample_weight_val))  # fmt: skip
@@ -1043,7 +1148,8 @@ default='adam'
         others. ``cnn_bp.schedules`` has CosineAnnealing, StepDecay and Warmup
         (torch's CosineAnnealingLR, StepLR, LinearLR). None keeps
         scikit-learn's behaviour, where learning_rate schedules only sgd; with
-        a schedule, learning_rate must stay 'constant'.
+        a schedule, learning_rate must stay 'constant'. A rate that is not a
+        finite number >= 0 raises ValueError naming the epoch.
     scoring : str, callable or None, default=None
         What early stopping watches on the validation data: None for
         scikit-learn's (accuracy for the classifier, R^2 for the regressor),
@@ -1290,6 +1396,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
+    @_exclusive
     def partial_fit(self, X, y, sample_weight=None, classes=None, *, X_val=None, y_val=None,
                     sample_weight_val=None):  # fmt: skip
         """Update the model with one epoch over the given data.
@@ -1312,6 +1419,14 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         -------
         self : object
             The trained model.
+
+        Raises
+        ------
+        ValueError
+            early_stopping=True without X_val and y_val (scikit-learn's
+            error), X_val without early_stopping, or bad input.
+        RuntimeError
+            If the estimator is being fitted in another thread.
         """
         state = self.__dict__.copy()
         try:
@@ -1475,6 +1590,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
+    @_exclusive
     def partial_fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
                     sample_weight_val=None):  # fmt: skip
         """Update the model with one epoch over the given data.
@@ -1508,8 +1624,10 @@ or (n_val, n_outputs), default=None
         Raises
         ------
         ValueError
-            early_stopping=True without X_val and y_val, X_val without
-            early_stopping, or bad input.
+            early_stopping=True without X_val and y_val (scikit-learn's
+            error), X_val without early_stopping, or bad input.
+        RuntimeError
+            If the estimator is being fitted in another thread.
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True,
                          validation=(X_val, y_val, sample_weight_val))  # fmt: skip
