@@ -180,11 +180,13 @@ int cnnbp_loss_activation(int loss);
     void cnnbp_multiply_##S(ptrdiff_t size, const T *restrict x,               \
                             T *restrict y_inout);                              \
     /* Training batch: zhat_out := (z - mu) / sqrt(var + eps) with the       \
-     * batch's per-column mean and variance, z_inout := gamma zhat_out,      \
-     * inv_std_out := 1 / sqrt(var + eps), mean_out := mu; the running       \
-     * estimates move by `momentum` (left alone for m = 1). */               \
+     * batch's per-column mean and variance (rows weighted by sw, or NULL),  \
+     * z_inout := gamma zhat_out, inv_std_out := 1 / sqrt(var + eps),        \
+     * mean_out := mu; the running estimates move by `momentum` (left alone  \
+     * when the weights sum to 1 or less). */                                \
     void cnnbp_batch_norm_train_##S(ptrdiff_t m, ptrdiff_t n, double eps,      \
-                                    double momentum, const T *restrict gamma,  \
+                                    double momentum, const T *restrict sw,     \
+                                    const T *restrict gamma,                   \
                                     T *restrict z_inout, T *restrict zhat_out, \
                                     T *restrict inv_std_out,                   \
                                     T *restrict mean_out,                      \
@@ -196,9 +198,10 @@ int cnnbp_loss_activation(int loss);
                                     const T *restrict running_mean,            \
                                     const T *restrict running_var,             \
                                     T *restrict z_inout);                      \
-    /* delta_inout: dC/dY in, dC/dZ out; adds the gamma and beta gradients;  \
-     * scratch: 2 n values. */                                                \
+    /* delta_inout: dC/dY in, dC/dZ out (rows weighted by sw, or NULL, as   \
+     * in training); adds the gamma and beta gradients; scratch: 2 n values. */ \
     void cnnbp_batch_norm_backward_##S(ptrdiff_t m, ptrdiff_t n,               \
+                                       const T *restrict sw,                   \
                                        const T *restrict gamma,                \
                                        const T *restrict zhat,                 \
                                        const T *restrict inv_std,              \

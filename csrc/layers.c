@@ -3,14 +3,18 @@
  * batch normalisation (before the activation) and inverted dropout (after).
  *
  * Batch normalisation (Ioffe & Szegedy 2015, Alg. 1 and Sec. 3), per unit j
- * over the m rows of a training batch, Z the (m, n) block A^{l-1} W^l:
- *     mu_j = mean_i Z_ij      var_j = mean_i (Z_ij - mu_j)^2   (biased)
+ * over the m rows of a training batch, Z the (m, n) block A^{l-1} W^l, row i
+ * weighing w_i (its sample weight, or 1), S = sum_i w_i:
+ *     mu_j = sum_i w_i Z_ij / S      var_j = sum_i w_i (Z_ij - mu_j)^2 / S
  *     Zhat = (Z - mu) / sqrt(var + eps)      Y = gamma Zhat + beta
+ * (weights as frequencies: a row of weight 2 counts as two rows, one of
+ * weight 0 as none, as scikit-learn's sample_weight means).
  * beta is the layer's bias b^l (added with the activation, as for any
  * layer); gamma sits after the biases in the flat parameter buffer.
  * Prediction uses running estimates instead of the batch's, moved after
  * every training batch as PyTorch's BatchNorm1d does:
- *     r := (1 - momentum) r + momentum batch,   with var m / (m - 1).
+ *     r := (1 - momentum) r + momentum batch,   with var S / (S - 1)
+ * (Bessel's correction for frequency weights; m / (m - 1) unweighted).
  */
 #ifndef T
 #define CNNBP_BODY "layers.c"
@@ -60,31 +64,41 @@ void FN(multiply)(ptrdiff_t size, const T *restrict x, T *restrict y)
 
 CNNBP_VECTOR_LOOP
 void FN(batch_norm_train)(ptrdiff_t m, ptrdiff_t n, double eps, double momentum,
-                          const T *restrict gamma, T *restrict z,
-                          T *restrict zhat, T *restrict inv_std,
+                          const T *restrict sw, const T *restrict gamma,
+                          T *restrict z, T *restrict zhat, T *restrict inv_std,
                           T *restrict mean, T *restrict running_mean,
                           T *restrict running_var)
 {
-    const T inv_m = (T)1 / (T)m;
+    double weight = (double)m; /* S */
+    if (sw) {
+        weight = 0;
+        for (ptrdiff_t i = 0; i < m; i++)
+            weight += sw[i];
+    }
+    const T inv_s = (T)(1 / weight);
     memset(mean, 0, (size_t)n * sizeof(T));
     memset(inv_std, 0, (size_t)n * sizeof(T));
-    for (ptrdiff_t i = 0; i < m; i++)
+    for (ptrdiff_t i = 0; i < m; i++) {
+        const T wi = sw ? sw[i] : 1;
         for (ptrdiff_t j = 0; j < n; j++)
-            mean[j] += z[i * n + j];
+            mean[j] += wi * z[i * n + j];
+    }
     for (ptrdiff_t j = 0; j < n; j++)
-        mean[j] *= inv_m;
+        mean[j] *= inv_s;
     /* two passes: the variance never suffers E[z^2] - E[z]^2 cancellation */
-    for (ptrdiff_t i = 0; i < m; i++)
+    for (ptrdiff_t i = 0; i < m; i++) {
+        const T wi = sw ? sw[i] : 1;
         for (ptrdiff_t j = 0; j < n; j++) {
             const T d = z[i * n + j] - mean[j];
-            inv_std[j] += d * d;
+            inv_std[j] += wi * d * d;
         }
+    }
     for (ptrdiff_t j = 0; j < n; j++) {
-        const T var = inv_std[j] * inv_m;
-        if (m > 1) {
+        const T var = inv_std[j] * inv_s;
+        if (weight > 1) {
             running_mean[j] = (T)((1 - momentum) * running_mean[j] + momentum * mean[j]);
             running_var[j] = (T)((1 - momentum) * running_var[j] +
-                                 momentum * var * ((double)m / (double)(m - 1)));
+                                 momentum * var * (weight / (weight - 1)));
         }
         inv_std[j] = 1 / SQRT(var + (T)eps);
     }
@@ -107,19 +121,28 @@ void FN(batch_norm_apply)(ptrdiff_t m, ptrdiff_t n, double eps,
                                        SQRT(running_var[j] + (T)eps));
 }
 
-/* dC/dZ from dC/dY (Ioffe & Szegedy 2015, Sec. 3), for a cost summed over
- * the rows: with S1 = sum_i dY_i and S2 = sum_i dY_i Zhat_i per unit,
+/* dC/dZ from dC/dY (Ioffe & Szegedy 2015, Sec. 3, with row weights w_i as
+ * in batch_norm_train), for a cost summed over the rows: with S1 = sum_i
+ * dY_i and S2 = sum_i dY_i Zhat_i per unit,
  *     dgamma += S2     dbeta += S1
- *     dZ = gamma inv_std (dY - S1 / m - Zhat S2 / m).
+ *     dZ_i = gamma inv_std (dY_i - w_i S1 / S - w_i Zhat_i S2 / S)
+ * (mu and var depend on row i through w_i; unweighted, w_i = 1 and S = m).
  * `scratch` holds 2 n values. */
 CNNBP_VECTOR_LOOP
-void FN(batch_norm_backward)(ptrdiff_t m, ptrdiff_t n, const T *restrict gamma,
-                             const T *restrict zhat, const T *restrict inv_std,
-                             T *restrict scratch, T *restrict dgamma,
-                             T *restrict dbeta, T *restrict delta)
+void FN(batch_norm_backward)(ptrdiff_t m, ptrdiff_t n, const T *restrict sw,
+                             const T *restrict gamma, const T *restrict zhat,
+                             const T *restrict inv_std, T *restrict scratch,
+                             T *restrict dgamma, T *restrict dbeta,
+                             T *restrict delta)
 {
     T *restrict s1 = scratch, *restrict s2 = scratch + n;
-    const T inv_m = (T)1 / (T)m;
+    double weight = (double)m; /* S */
+    if (sw) {
+        weight = 0;
+        for (ptrdiff_t i = 0; i < m; i++)
+            weight += sw[i];
+    }
+    const T inv_s = (T)(1 / weight);
     memset(scratch, 0, 2 * (size_t)n * sizeof(T));
     for (ptrdiff_t i = 0; i < m; i++)
         for (ptrdiff_t j = 0; j < n; j++) {
@@ -129,13 +152,15 @@ void FN(batch_norm_backward)(ptrdiff_t m, ptrdiff_t n, const T *restrict gamma,
     for (ptrdiff_t j = 0; j < n; j++) {
         dgamma[j] += s2[j];
         dbeta[j] += s1[j];
-        s1[j] *= inv_m;
-        s2[j] *= inv_m;
+        s1[j] *= inv_s;
+        s2[j] *= inv_s;
     }
-    for (ptrdiff_t i = 0; i < m; i++)
+    for (ptrdiff_t i = 0; i < m; i++) {
+        const T wi = sw ? sw[i] : 1;
         for (ptrdiff_t j = 0; j < n; j++)
             delta[i * n + j] = gamma[j] * inv_std[j] *
-                               (delta[i * n + j] - s1[j] - zhat[i * n + j] * s2[j]);
+                               (delta[i * n + j] - wi * (s1[j] + zhat[i * n + j] * s2[j]));
+    }
 }
 
 #endif

@@ -115,6 +115,29 @@ def test_batch_norm_forward_train_and_predict():
     np.testing.assert_allclose(engine.predict(X, layer=1), hidden, rtol=1e-12, atol=1e-14)
 
 
+def test_batch_norm_weighs_batch_statistics_by_sample_weight():
+    """A row of integer weight k counts as k rows in the batch statistics (and
+    a row of weight 0 as none): the weighted mean, variance and running
+    estimates (with S / (S - 1), S the weight sum) and a training epoch equal
+    those of the batch with each row repeated k times."""
+    X, Y = _data(n=12)
+    sw = np.array([0, 1, 2, 3, 1, 0, 4, 1, 2, 1, 3, 2], dtype=np.float64)
+    engines = [_engine([4, 6, 3], activation="tanh", batch_norm=True) for _ in range(2)]
+    for engine in engines:
+        engine.set_optimizer("sgd", 0.1, momentum=0.0)
+    weighted, repeated = engines
+    rows = np.repeat(np.arange(12), sw.astype(int))
+    total_w = weighted.run_epoch(X, Y, sw, None, 12, 0.0)
+    total_r = repeated.run_epoch(X[rows], Y[rows], None, None, len(rows), 0.0)
+    np.testing.assert_allclose(total_w / 12, total_r / len(rows), rtol=1e-12)  # mean losses
+    np.testing.assert_allclose(weighted.params, repeated.params, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(weighted.running, repeated.running, rtol=1e-12)
+    Z = X[rows] @ _engine([4, 6, 3], activation="tanh", batch_norm=True).coefs[0]
+    np.testing.assert_allclose(weighted.running_vars[0],
+                               (1 - BN_MOMENTUM) + BN_MOMENTUM * Z.var(axis=0, ddof=1),
+                               rtol=1e-12)  # fmt: skip
+
+
 def test_batch_norm_trace_shows_the_normalised_preactivation():
     X, Y = _data(n=30)
     engine = _engine([4, 5, 3], activation="gelu", batch_norm=True)

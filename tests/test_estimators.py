@@ -188,7 +188,10 @@ def test_regressor_multi_output_shapes():
 
 
 def test_class_weight_multiplies_sample_weight(digits):
-    from sklearn.utils.class_weight import compute_sample_weight
+    """As scikit-learn's LogisticRegression: sample_weight times the class
+    weights of compute_class_weight(class_weight, ..., sample_weight=), whose
+    'balanced' counts weigh the rows by sample_weight."""
+    from sklearn.utils.class_weight import compute_class_weight
 
     X, y = digits[0][:400], digits[1][:400]
     sw = np.random.RandomState(0).uniform(0.5, 2, size=len(y))
@@ -196,10 +199,11 @@ def test_class_weight_multiplies_sample_weight(digits):
     weights = {c: 1.0 + c / 3 for c in range(10)}
     for class_weight in (weights, "balanced"):
         ours = MLPClassifier(class_weight=class_weight, **params).fit(X, y, sample_weight=sw)
-        expected = sw * compute_sample_weight(class_weight, y)
-        plain = MLPClassifier(**params).fit(X, y, sample_weight=expected)
+        per_class = compute_class_weight(class_weight, classes=np.arange(10), y=y,
+                                         sample_weight=sw)  # fmt: skip
+        plain = MLPClassifier(**params).fit(X, y, sample_weight=sw * per_class[y])
         for a, b in zip(ours.coefs_, plain.coefs_):
-            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, b, rtol=1e-12)
     # binary, string labels
     labels = np.where(y > 4, "big", "small")
     ours = MLPClassifier(class_weight={"big": 3.0, "small": 1.0}, **params).fit(X, labels)
@@ -209,10 +213,26 @@ def test_class_weight_multiplies_sample_weight(digits):
     assert not np.array_equal(ours.coefs_[0], unweighted.coefs_[0])
 
 
+def test_balanced_partial_fit_weighs_by_the_call_s_rows(digits):
+    """partial_fit with class_weight='balanced' weighs each call by its own
+    rows' class counts (classes absent from the call count for nothing)."""
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = digits[0][:300], digits[1][:300] % 4
+    params = dict(hidden_layer_sizes=(16,), random_state=0)
+    ours = MLPClassifier(class_weight="balanced", **params)
+    plain = MLPClassifier(**params)
+    for rows in (slice(0, 100), slice(100, 300)):
+        chunk = y[rows] if rows.start else np.where(y[rows] == 3, 2, y[rows])  # no 3s
+        ours.partial_fit(X[rows], chunk, classes=np.arange(4))
+        plain.partial_fit(X[rows], chunk, classes=np.arange(4),
+                          sample_weight=compute_sample_weight("balanced", chunk))
+    for a, b in zip(ours.coefs_ + ours.intercepts_, plain.coefs_ + plain.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
 def test_class_weight_errors(digits):
     X, y = digits[0][:200], digits[1][:200]
-    with pytest.raises(ValueError, match="not supported for partial_fit"):
-        MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=np.arange(10))
     with pytest.raises(ValueError, match="multilabel"):
         MLPClassifier(class_weight={0: 1.0}).fit(X, np.column_stack([y > 4, y % 2]))
     with pytest.raises(ValueError, match="class_weight"):

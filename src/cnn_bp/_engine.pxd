@@ -58,6 +58,8 @@ cdef struct Rows:
     const ptrdiff_t *indptr
     const ptrdiff_t *rows        # CSR row of block row i, or NULL: first_row + i
     ptrdiff_t first_row
+    const void *sw               # the block rows' sample weights, or NULL (for
+                                 # batch statistics; set by the training passes)
 
 
 cdef struct Work:

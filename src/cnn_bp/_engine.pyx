@@ -368,16 +368,18 @@ cdef inline ptrdiff_t _width(const Net *net) noexcept nogil:
     return net.blk_off[net.n_layers] + net.units[net.n_layers]
 
 
-cdef void _normalise(const Net *net, const Work *w, ptrdiff_t m, ptrdiff_t l,
-                     bint training, floating *z) noexcept nogil:
+cdef void _normalise(const Net *net, const Work *w, const Rows *x, ptrdiff_t m,
+                     ptrdiff_t l, bint training, floating *z) noexcept nogil:
     """Z^l := gamma^l Zhat^l (batch normalisation of layer l, in place; its
-    beta is b^l, added with the activation): from the batch's statistics when
-    training (moving the running estimates), else from the running ones."""
+    beta is b^l, added with the activation): from the batch's statistics
+    (rows weighted by x.sw) when training, moving the running estimates,
+    else from the running ones."""
     cdef ptrdiff_t n = net.units[l], at = net.blk_off[l], width = _width(net)
     cdef const floating *gamma = <const floating *> net.params + net.gamma_off[l - 1]
     cdef floating *running = <floating *> net.running
     if training:
-        batch_norm_train(m, n, _BN_EPSILON, _BN_MOMENTUM, gamma, z,
+        batch_norm_train(m, n, _BN_EPSILON, _BN_MOMENTUM, <const floating *> x.sw,
+                         gamma, z,
                          <floating *> w.zhat + w.cap * at, <floating *> w.bn + at,
                          <floating *> w.bn + width, running + at,
                          running + width + at)
@@ -460,7 +462,7 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
             cnnbp_helper_wait()
             add(n_out, <const floating *> w.part, z)
         if l < L and net.gamma_off[l - 1] >= 0:
-            _normalise(net, w, m, l, training, z)
+            _normalise(net, w, x, m, l, training, z)
         if w.z != NULL:
             _keep_z(z, p + net.b_off[l - 1], m, n_out,
                     <floating *> w.z + cap * net.blk_off[l] + r0 * n_out)
@@ -489,17 +491,18 @@ cdef double _output_loss(const Net *net, const floating *y, const floating *sw,
                        <floating *> w.a + at, <floating *> w.delta + at)
 
 
-cdef void _bias_gradient(const Net *net, const Work *w, ptrdiff_t r0,
+cdef void _bias_gradient(const Net *net, const Rows *x, const Work *w, ptrdiff_t r0,
                          ptrdiff_t m, ptrdiff_t l, floating *g,
                          ptrdiff_t g0) noexcept nogil:
     """db^l += sum over rows r0..r0 + m - 1 of delta^l, into g (g[i - g0]:
     parameter i's gradient); for a batch-normalised layer (whole batches,
     r0 = 0) dgamma^l and dbeta^l = db^l instead, and delta^l := dC/dZ^l of
-    the normalisation."""
+    the normalisation (rows weighted by x.sw, as its statistics were)."""
     cdef ptrdiff_t at = net.blk_off[l], n_out = net.units[l]
     cdef floating *d = <floating *> w.delta + w.cap * at + r0 * n_out
     if l < net.n_layers and net.gamma_off[l - 1] >= 0:
-        batch_norm_backward(m, n_out, <const floating *> net.params + net.gamma_off[l - 1],
+        batch_norm_backward(m, n_out, <const floating *> x.sw,
+                            <const floating *> net.params + net.gamma_off[l - 1],
                             <floating *> w.zhat + w.cap * at,
                             <floating *> w.bn + at, <floating *> w.bn + _width(net),
                             g + (net.gamma_off[l - 1] - g0),
@@ -565,7 +568,7 @@ cdef void _backward(const Net *net, const Rows *x, const Work *w, ptrdiff_t r0,
     (g[i - g0]: parameter i's gradient), and takes delta^{l-1} back."""
     cdef ptrdiff_t l
     for l in range(net.n_layers, 0, -1):
-        _bias_gradient(net, w, r0, m, l, g, g0)
+        _bias_gradient(net, x, w, r0, m, l, g, g0)
         if l >= first:
             _weight_gradient(net, x, w, r0, m, l, 0, net.units[l - 1], training, g, g0)
         if l > 1:
@@ -582,13 +585,15 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     net.grads (zeroed first unless `accumulate`) and returns the weighted
     data loss sum_i sw_i C_i. The backward pass of a network with dropout or
     batch normalisation needs `training` (the caller checks)."""
-    _forward(net, x, m, w, <floating *> w.a, training, 0, False, BATCH, net.n_layers)
+    cdef Rows xs = x[0]
+    xs.sw = sw  # batch statistics weigh the rows as the loss does
+    _forward(net, &xs, m, w, <floating *> w.a, training, 0, False, BATCH, net.n_layers)
     cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
     if not backward:
         return data_loss
     if not accumulate:
         memset(net.grads, 0, net.n_params * sizeof(floating))
-    _backward(net, x, w, 0, m, 1, training, <floating *> net.grads, 0)
+    _backward(net, &xs, w, 0, m, 1, training, <floating *> net.grads, 0)
     return data_loss
 
 
@@ -817,6 +822,7 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
             if SW != NULL:
                 swb = SW + t.start + t.r0
         xb = t.batch
+        xb.sw = swb
         if xb.x != NULL:
             xb.x = <const floating *> xb.x + t.r0 * n_in
         elif xb.rows != NULL:

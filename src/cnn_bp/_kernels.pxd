@@ -123,11 +123,11 @@ cdef extern from "cnn_bp.h" nogil:
     void cnnbp_multiply_f32(ptrdiff_t size, const float *x, float *y)
     void cnnbp_multiply_f64(ptrdiff_t size, const double *x, double *y)
     void cnnbp_batch_norm_train_f32(ptrdiff_t m, ptrdiff_t n, double eps,
-                                    double momentum, const float *gamma, float *z,
+                                    double momentum, const float *sw, const float *gamma, float *z,
                                     float *zhat, float *inv_std, float *mean,
                                     float *running_mean, float *running_var)
     void cnnbp_batch_norm_train_f64(ptrdiff_t m, ptrdiff_t n, double eps,
-                                    double momentum, const double *gamma, double *z,
+                                    double momentum, const double *sw, const double *gamma, double *z,
                                     double *zhat, double *inv_std, double *mean,
                                     double *running_mean, double *running_var)
     void cnnbp_batch_norm_apply_f32(ptrdiff_t m, ptrdiff_t n, double eps,
@@ -136,11 +136,13 @@ cdef extern from "cnn_bp.h" nogil:
     void cnnbp_batch_norm_apply_f64(ptrdiff_t m, ptrdiff_t n, double eps,
                                     const double *gamma, const double *running_mean,
                                     const double *running_var, double *z)
-    void cnnbp_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t n, const float *gamma,
+    void cnnbp_batch_norm_backward_f32(ptrdiff_t m, ptrdiff_t n, const float *sw,
+                                       const float *gamma,
                                        const float *zhat, const float *inv_std,
                                        float *scratch, float *dgamma, float *dbeta,
                                        float *delta)
-    void cnnbp_batch_norm_backward_f64(ptrdiff_t m, ptrdiff_t n, const double *gamma,
+    void cnnbp_batch_norm_backward_f64(ptrdiff_t m, ptrdiff_t n, const double *sw,
+                                       const double *gamma,
                                        const double *zhat, const double *inv_std,
                                        double *scratch, double *dgamma, double *dbeta,
                                        double *delta)
@@ -340,15 +342,16 @@ cdef inline void multiply(ptrdiff_t size, const floating *x,
 
 
 cdef inline void batch_norm_train(ptrdiff_t m, ptrdiff_t n, double eps,
-                                  double momentum, const floating *gamma,
+                                  double momentum, const floating *sw,
+                                  const floating *gamma,
                                   floating *z, floating *zhat, floating *inv_std,
                                   floating *mean, floating *running_mean,
                                   floating *running_var) noexcept nogil:
     if floating is float:
-        cnnbp_batch_norm_train_f32(m, n, eps, momentum, gamma, z, zhat, inv_std,
+        cnnbp_batch_norm_train_f32(m, n, eps, momentum, sw, gamma, z, zhat, inv_std,
                                    mean, running_mean, running_var)
     else:
-        cnnbp_batch_norm_train_f64(m, n, eps, momentum, gamma, z, zhat, inv_std,
+        cnnbp_batch_norm_train_f64(m, n, eps, momentum, sw, gamma, z, zhat, inv_std,
                                    mean, running_mean, running_var)
 
 
@@ -362,15 +365,16 @@ cdef inline void batch_norm_apply(ptrdiff_t m, ptrdiff_t n, double eps,
         cnnbp_batch_norm_apply_f64(m, n, eps, gamma, running_mean, running_var, z)
 
 
-cdef inline void batch_norm_backward(ptrdiff_t m, ptrdiff_t n, const floating *gamma,
+cdef inline void batch_norm_backward(ptrdiff_t m, ptrdiff_t n, const floating *sw,
+                                     const floating *gamma,
                                      const floating *zhat, const floating *inv_std,
                                      floating *scratch, floating *dgamma,
                                      floating *dbeta, floating *delta) noexcept nogil:
     if floating is float:
-        cnnbp_batch_norm_backward_f32(m, n, gamma, zhat, inv_std, scratch, dgamma,
+        cnnbp_batch_norm_backward_f32(m, n, sw, gamma, zhat, inv_std, scratch, dgamma,
                                       dbeta, delta)
     else:
-        cnnbp_batch_norm_backward_f64(m, n, gamma, zhat, inv_std, scratch, dgamma,
+        cnnbp_batch_norm_backward_f64(m, n, sw, gamma, zhat, inv_std, scratch, dgamma,
                                       dbeta, delta)
 
 

@@ -1185,8 +1185,11 @@ default='adam'
         intercept b^l is beta (initially 0); the scale gamma (initially 1) is
         trained by the same solver (without the L2 term). Prediction uses
         running estimates, moved by 0.1 of each batch's mean and unbiased
-        variance (PyTorch's BatchNorm1d convention). Batch statistics are
-        unweighted; sample weights weigh the loss only.
+        variance (PyTorch's BatchNorm1d convention). Sample weights weigh
+        the batch statistics as they weigh the loss, as frequencies (a row
+        of weight 2 counts as two rows; the running variance's correction is
+        S / (S - 1), S the batch's weight sum, and a batch whose weights sum
+        to 1 or less leaves the running estimates as they are).
     alpha_l1 : float, default=0.0
         Strength of an L1 penalty alpha_l1 * ||W||_1 on the weights (not the
         biases), divided like alpha's by the batch's sum of sample weights;
@@ -1343,21 +1346,24 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     def _weigh_classes(self, y, sample_weight, incremental):
         """sample_weight (None: ones) times the weight of each row's class, as
-        scikit-learn's linear models apply class_weight; y is the indicator
-        matrix of _indicator."""
+        scikit-learn's LogisticRegression applies class_weight: 'balanced'
+        gives class c the weight S / (k S_c), S the weight sum of the rows,
+        S_c that of class c's and k the number of classes among them (in
+        partial_fit: among this call's rows); y is _indicator's matrix."""
         if self.class_weight is None:
             return sample_weight
         kind = self._label_binarizer.y_type_
         if kind not in ("binary", "multiclass"):
             raise ValueError(f"class_weight is not supported for {kind} targets")
-        if incremental and self.class_weight == "balanced":
-            raise ValueError(
-                "class_weight 'balanced' is not supported for partial_fit: the class "
-                "frequencies of all the data are unknown; give a dict instead"
-            )
-        labels = y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0].astype(np.intp)
-        labels = self.classes_[labels]
-        weights = compute_sample_weight(self.class_weight, labels)
+        codes = y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0].astype(np.intp)
+        if self.class_weight != "balanced":
+            weights = compute_sample_weight(self.class_weight, self.classes_[codes])
+            return weights if sample_weight is None else sample_weight * weights
+        counts = np.bincount(codes, weights=sample_weight, minlength=len(self.classes_))
+        # k counts classes of positive weight: rows of weight 0 are no rows
+        per_class = np.divide(counts.sum(), np.count_nonzero(counts) * counts,
+                              out=np.zeros(len(counts)), where=counts > 0)  # fmt: skip
+        weights = per_class[codes]
         return weights if sample_weight is None else sample_weight * weights
 
     def _indicator(self, y):
@@ -1481,7 +1487,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
+        # class_weight weighs rows by one class each: not multilabel targets
+        tags.classifier_tags.multi_label = self.class_weight is None
         return tags
 
 
@@ -1497,9 +1504,10 @@ MLPClassifier.__doc__ = f"""Multi-layer perceptron classifier trained by backpro
     class_weight : dict, 'balanced' or None, default=None
         Weights of the classes, {{label: weight}}, multiplying sample_weight
         as in scikit-learn's linear models; 'balanced' weighs each class by
-        n_samples / (n_classes * its count) in the data given to fit (not
-        available to partial_fit, which sees only part of the data). Binary
-        and multiclass targets only. Raises ValueError otherwise.
+        n_samples / (n_classes * its count) in the data given to fit, counts
+        and n_samples summing sample weights (as LogisticRegression does);
+        partial_fit counts the rows of each call. Binary and multiclass
+        targets only: ValueError otherwise.
 
     Attributes
     ----------
