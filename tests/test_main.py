@@ -141,3 +141,12 @@ def test_thread_benchmark_smoke_run():
     result = _run_script(ROOT / "benchmarks" / "bench_threads.py", "--quick")
     assert result.returncode == 0, result.stderr
     assert "ratio" in result.stdout
+
+
+def test_interrupt_benchmark_smoke_run():
+    result = _run_script(ROOT / "benchmarks" / "bench_interrupt.py", "--quick")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|") for line in result.stdout.splitlines()
+            if line.startswith(("| cnn_bp", "| scikit-learn"))]  # fmt: skip
+    assert len(rows) == 2
+    assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)

@@ -1,0 +1,81 @@
+"""How soon Ctrl-C stops a fit: cnn_bp and scikit-learn, in one process.
+
+Each fit trains on random 60000 x 784 float64 data, hidden (512,) (an epoch
+of about a second on 2 cores); once it is half-way through an epoch, a thread
+sends this process SIGINT, as Ctrl-C does, and the time from the signal to the
+return of ``fit`` is the latency. Both estimators catch the KeyboardInterrupt
+and return the model trained so far. Prints a markdown table: seconds per
+epoch, latency (the median of --repeats interruptions), and how many rows of
+the interrupted epoch were trained (cnn_bp's ``t_``).
+
+    python benchmarks/bench_interrupt.py [--quick] [--repeats N]
+"""
+
+import argparse
+import os
+import signal
+import threading
+import time
+import warnings
+
+import numpy as np
+from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
+
+import cnn_bp
+
+
+def _interrupt_after(seconds, sent):
+    def fire():
+        time.sleep(seconds)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=fire)
+    thread.start()
+    return thread
+
+
+def _epoch_seconds(cls, X, y, hidden):
+    model = cls(hidden, max_iter=1, random_state=0)
+    start = time.monotonic()
+    model.fit(X, y)
+    return time.monotonic() - start
+
+
+def _latency(cls, X, y, hidden, epoch):
+    """Seconds from SIGINT, sent half-way through the second epoch, to the
+    return of fit; and the model."""
+    model = cls(hidden, max_iter=100, random_state=0)
+    sent = []
+    thread = _interrupt_after(1.5 * epoch, sent)
+    model.fit(X, y)
+    returned = time.monotonic()
+    thread.join()
+    if not sent or returned < sent[0]:
+        raise RuntimeError("the fit ended before the signal: raise max_iter")
+    return returned - sent[0], model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    n, hidden, repeats = (4000, (64,), 1) if args.quick else (60000, (512,), args.repeats)
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(n, 784), rng.randint(0, 10, n)
+    warnings.simplefilter("ignore")  # "Training interrupted by user.", convergence
+    print(f"random {n} x 784 float64, hidden {hidden}, SIGINT half-way through epoch 2\n")
+    print("| system | s/epoch | Ctrl-C to return (s, median) | rows of the epoch trained |")
+    print("|---|---|---|---|")
+    for name, cls in (("cnn_bp", cnn_bp.MLPClassifier), ("scikit-learn", SklearnMLPClassifier)):
+        epoch = _epoch_seconds(cls, X, y, hidden)
+        results = [_latency(cls, X, y, hidden, epoch) for _ in range(repeats)]
+        latency = float(np.median([r[0] for r in results]))
+        model = results[-1][1]
+        rows = f"{model.t_ - n * model.n_iter_}" if name == "cnn_bp" else "(not counted)"
+        print(f"| {name} | {epoch:.3f} | {latency:.4f} | {rows} |")
+
+
+if __name__ == "__main__":
+    main()
