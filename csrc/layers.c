@@ -62,6 +62,18 @@ void FN(multiply)(ptrdiff_t size, const T *restrict x, T *restrict y)
         y[i] *= x[i];
 }
 
+/* S = sum_i w_i of a batch's m rows (m when sw is NULL: unweighted). */
+static inline double FN(row_weights)(ptrdiff_t m, const T *restrict sw)
+{
+    double weight = (double)m;
+    if (sw) {
+        weight = 0;
+        for (ptrdiff_t i = 0; i < m; i++)
+            weight += sw[i];
+    }
+    return weight;
+}
+
 CNNBP_VECTOR_LOOP
 void FN(batch_norm_train)(ptrdiff_t m, ptrdiff_t n, double eps, double momentum,
                           const T *restrict sw, const T *restrict gamma,
@@ -69,12 +81,7 @@ void FN(batch_norm_train)(ptrdiff_t m, ptrdiff_t n, double eps, double momentum,
                           T *restrict mean, T *restrict running_mean,
                           T *restrict running_var)
 {
-    double weight = (double)m; /* S */
-    if (sw) {
-        weight = 0;
-        for (ptrdiff_t i = 0; i < m; i++)
-            weight += sw[i];
-    }
+    const double weight = FN(row_weights)(m, sw); /* S */
     const T inv_s = (T)(1 / weight);
     memset(mean, 0, (size_t)n * sizeof(T));
     memset(inv_std, 0, (size_t)n * sizeof(T));
@@ -136,12 +143,7 @@ void FN(batch_norm_backward)(ptrdiff_t m, ptrdiff_t n, const T *restrict sw,
                              T *restrict delta)
 {
     T *restrict s1 = scratch, *restrict s2 = scratch + n;
-    double weight = (double)m; /* S */
-    if (sw) {
-        weight = 0;
-        for (ptrdiff_t i = 0; i < m; i++)
-            weight += sw[i];
-    }
+    const double weight = FN(row_weights)(m, sw); /* S */
     const T inv_s = (T)(1 / weight);
     memset(scratch, 0, 2 * (size_t)n * sizeof(T));
     for (ptrdiff_t i = 0; i < m; i++)
