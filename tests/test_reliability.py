@@ -217,41 +217,69 @@ def test_concurrent_predictions_match_sequential(digits):
 
 # -- one estimator, two threads: the second fit raises, nothing crashes ------
 
-def _training(model, *args, **kwargs):
-    """Start model.fit(*args) in a thread; return it once the engine has
-    trained a first slice (the fit then runs for a while yet)."""
-    thread = threading.Thread(target=model.fit, args=args, kwargs=kwargs)
-    thread.start()
-    while "_engine" not in vars(model) or model._engine.rows_trained == 0:
-        assert thread.is_alive()
-        time.sleep(0.001)
-    return thread
-
-
 def test_a_second_fit_while_training_raises_and_leaves_the_fit_alone():
     rng = np.random.RandomState(0)
-    X, y = rng.rand(6000, 100), rng.randint(0, 2, 6000)
-    params = dict(hidden_layer_sizes=(64,), batch_size=20, max_iter=4, random_state=0)
+    X, y = rng.rand(2000, 50), rng.randint(0, 2, 2000)
+    gate, waiting = threading.Event(), threading.Event()
+
+    def held(epoch, lr):  # the fit waits before its second epoch until released
+        if epoch == 1:
+            waiting.set()
+            gate.wait()
+        return lr
+
+    params = dict(hidden_layer_sizes=(16,), batch_size=20, max_iter=3, random_state=0,
+                  lr_schedule=held)
     model = MLPClassifier(**params)
-    thread = _training(model, X, y)
-    engine = model._engine
-    model.set_params(batch_size=2000)  # parameters may change; the running fit keeps its own
-    with pytest.raises(RuntimeError, match="being fitted in another thread"):
-        model.partial_fit(X[:4000], y[:4000])
-    with pytest.raises(RuntimeError, match="being fitted in another thread"):
-        model.set_params(warm_start=True).fit(X[:100], y[:100])
-    # the engine itself refuses a second pass, or new optimizer state, while one runs
-    Y = np.zeros((len(X), 1))
+    thread = threading.Thread(target=model.fit, args=(X, y))
+    thread.start()
+    try:
+        assert waiting.wait(60)
+        model.set_params(batch_size=2000)  # parameters may change: the fit keeps its own
+        with pytest.raises(RuntimeError, match="being fitted in another thread"):
+            model.partial_fit(X[:1000], y[:1000])
+        with pytest.raises(RuntimeError, match="being fitted in another thread"):
+            model.set_params(warm_start=True).fit(X[:100], y[:100])
+        assert model.predict_proba(X[:5]).shape == (5, 2)  # predict works meanwhile
+    finally:
+        gate.set()
+        thread.join()
+    gate.set()
+    alone = MLPClassifier(**params).fit(X, y)
+    np.testing.assert_array_equal(model._engine.params, alone._engine.params)
+    assert model.n_iter_ == alone.n_iter_ == 3
+    model.set_params(warm_start=False, batch_size=20).fit(X[:100], y[:100])  # free again
+
+
+def test_the_engine_refuses_a_second_pass_while_one_runs():
+    """A pass without the GIL holds the engine's buffers: a second pass,
+    new optimizer state or dropout rates from another thread raise."""
+    from cnn_bp import _activations as act
+    from cnn_bp._engine import Engine
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(20000, 200)
+    Y = np.eye(2)[rng.randint(0, 2, 20000)]
+    engine = Engine([200, 256, 2], [act.activation_code("relu")], act.loss_code("log_loss"),
+                    np.float64)  # fmt: skip
+    engine.set_optimizer("adam", 1e-3)
+    thread = threading.Thread(target=engine.run_epoch, args=(X, Y, None, None, 20, 0.0))
+    thread.start()
+    while True:  # until the pass holds the engine (setting dropout to 0 is harmless)
+        assert thread.is_alive()
+        try:
+            engine.dropout = 0.0
+        except RuntimeError as exc:
+            assert "being trained in another thread" in str(exc)
+            break
     with pytest.raises(RuntimeError, match="being trained in another thread"):
         engine.run_epoch(X, Y, None, None, 2000, 0.0)
     with pytest.raises(RuntimeError, match="being trained in another thread"):
-        engine.set_optimizer("adam", 0.1)
-    assert model.predict_proba(X[:5]).shape == (5, 2)  # predict works meanwhile
+        engine.set_optimizer("sgd", 0.1)
+    assert thread.is_alive()  # the pass takes ~1 s: all of the above ran during it
     thread.join()
-    alone = MLPClassifier(**params).fit(X, y)
-    np.testing.assert_array_equal(model._engine.params, alone._engine.params)
-    assert model.n_iter_ == alone.n_iter_ == 4
-    model.set_params(warm_start=False).fit(X[:100], y[:100])  # free again
+    engine.set_optimizer("sgd", 0.1)  # free again
+    engine.dropout = 0.0
 
 
 def test_concurrent_partial_fit_reproduction_never_crashes():

@@ -1226,6 +1226,12 @@ cdef class Engine:
         (start, end) on ``time.monotonic``'s clock of the last `run_epoch`'s
         GIL-free section, read inside it: intervals of two threads can only
         overlap if neither holds the GIL there.
+    stopped_at : int
+        Where the last `run_epoch` stopped: the `start` of the next slice of
+        the same epoch, or n_samples when the epoch is complete.
+    rows_trained : int
+        Rows trained by all `run_epoch` calls of this engine (an epoch's
+        n_samples once complete): what a fit interrupted mid-epoch trained.
 
     Raises
     ------

@@ -476,7 +476,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
-        sample_weight = self._weigh_classes(y, sample_weight, incremental)
+        sample_weight = self._weigh_classes(y, sample_weight)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [X.shape[1], *hidden_layer_sizes, y.shape[1]]
@@ -512,7 +512,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             sample_weight = _engine_array(sample_weight, X.dtype)
         return X, y, sample_weight
 
-    def _weigh_classes(self, y, sample_weight, incremental):
+    def _weigh_classes(self, y, sample_weight):
         """sample_weight times the class weights (MLPClassifier's class_weight);
         the regressor has none."""
         return sample_weight
@@ -1344,7 +1344,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         self._check_fitted()
         return self._predict(X)
 
-    def _weigh_classes(self, y, sample_weight, incremental):
+    def _weigh_classes(self, y, sample_weight):
         """sample_weight (None: ones) times the weight of each row's class, as
         scikit-learn's LogisticRegression applies class_weight: 'balanced'
         gives class c the weight S / (k S_c), S the weight sum of the rows,
