@@ -18,6 +18,7 @@ KERNELS = [
     "csrc/layers.c",
     "csrc/sparse.c",
     "csrc/helper.c",
+    "csrc/thread_blas.c",
 ]
 
 # -fno-trapping-math lets GCC if-convert the flush-to-zero selects (FLUSH in

@@ -82,6 +82,8 @@ cdef struct Work:
     ptrdiff_t g0
     void *part                   # shared one-row prediction: the helper's part of
                                  # Z^l (up to n_l values, see _forward), or NULL
+    bint single                  # products on the calling thread only (BLIS):
+                                 # passes whose threads share a batch
 
 
 cdef class Engine:

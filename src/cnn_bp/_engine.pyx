@@ -21,11 +21,13 @@ after it (csrc/layers.c; training passes draw masks and use batch statistics,
 prediction uses neither dropout nor batch statistics).
 
 Two cores: a helper thread (csrc/helper.c) can share each training batch,
-with BLAS on one thread per caller: half the rows forward and back, their
-gradient summed apart, then half of the update (_epoch). Matrix products of
-a 200-row batch are too small for BLAS's own threads to pay; this way the
-element-wise work, the row gathering and the optimizer run on both cores
-too. A one-row prediction of a mid-sized network shares each layer's units
+each thread's products on that thread alone (w.single: a private OpenBLAS
+kept at one thread, cnn_bp._threads.thread_blas; the process's BLAS and its
+thread count, a process-wide setting, are never touched): half the rows forward and
+back, their gradient summed apart, then half of the update (_epoch). Matrix
+products of a 200-row batch are too small for BLAS's own threads to pay;
+this way the element-wise work, the row gathering and the optimizer run on
+both cores too. A one-row prediction of a mid-sized network shares each layer's units
 with the helper likewise (_forward), its products kept off BLAS's threads.
 
 Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
@@ -38,7 +40,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from ._threads import available_cores
+from ._threads import available_cores, thread_blas
 
 cimport numpy as cnp
 from libc.math cimport pow, sqrt
@@ -49,6 +51,8 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cython cimport floating
 
 from ._kernels cimport (
+    cnnbp_thread_blas, cnnbp_sgemm_fn, cnnbp_dgemm_fn, cnnbp_sdot_fn, cnnbp_ddot_fn,
+    cnnbp_sasum_fn, cnnbp_dasum_fn,
     CNNBP_N_ACTIVATIONS, CNNBP_N_LOSSES, CNNBP_SOFTMAX, CNNBP_IDENTITY,
     CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_LEAKY_RELU,
     CNNBP_SELU, CNNBP_SOFTPLUS, CNNBP_GELU, CNNBP_GELU_TANH, CNNBP_SILU,
@@ -68,6 +72,26 @@ from ._kernels cimport (
 )
 
 cnp.import_array()
+
+
+def _set_thread_blas():
+    """Point cnnbp_thread_blas at the private one-thread OpenBLAS
+    (cnn_bp._threads.thread_blas); left NULL, batches are not shared."""
+    addresses = thread_blas()
+    if addresses is None:
+        return
+    cdef size_t[6] a
+    for i, name in enumerate(("sgemm", "dgemm", "sdot", "ddot", "sasum", "dasum")):
+        a[i] = addresses[name]
+    cnnbp_thread_blas.sgemm = <cnnbp_sgemm_fn> a[0]
+    cnnbp_thread_blas.dgemm = <cnnbp_dgemm_fn> a[1]
+    cnnbp_thread_blas.sdot = <cnnbp_sdot_fn> a[2]
+    cnnbp_thread_blas.ddot = <cnnbp_ddot_fn> a[3]
+    cnnbp_thread_blas.sasum = <cnnbp_sasum_fn> a[4]
+    cnnbp_thread_blas.dasum = <cnnbp_dasum_fn> a[5]
+
+
+_set_thread_blas()
 
 cdef enum:
     SOLVER_SGD = 0
@@ -294,8 +318,8 @@ cdef void _product(const Net *net, const Rows *x, const Work *w, floating *a,
         csr_matmul(m, n_out, <const floating *> x.data, x.indices, x.indptr,
                    x.rows, x.first_row, wl, z)
     else:
-        gemm(NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in, wl, n_out,
-             zero, z, n_out)
+        gemm(w.single, NO_TRANS, NO_TRANS, m, n_out, n_in, one, a_prev, n_in, wl,
+             n_out, zero, z, n_out)
 
 
 cdef void _row_inputs(const Net *net, const Rows *x, const Work *w, floating *a,
@@ -535,7 +559,7 @@ cdef void _weight_gradient(const Net *net, const Rows *x, const Work *w,
         csr_transpose_matmul_add(m, n_out, <const floating *> x.data, x.indices,
                                  x.indptr, x.rows, x.first_row, d, dw)
         return
-    gemm(TRANS, NO_TRANS, i1 - i0, n_out, m, one, a_prev, n_in, d, n_out,
+    gemm(w.single, TRANS, NO_TRANS, i1 - i0, n_out, m, one, a_prev, n_in, d, n_out,
          one, dw, n_out)
 
 
@@ -548,7 +572,7 @@ cdef void _delta_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_t r0,
     cdef floating one = 1, zero = 0
     cdef floating *d_prev = <floating *> w.delta + at
     cdef const floating *z_prev = NULL
-    gemm(NO_TRANS, TRANS, m, n_in, n_out, one,
+    gemm(w.single, NO_TRANS, TRANS, m, n_in, n_out, one,
          <floating *> w.delta + cap * net.blk_off[l] + r0 * n_out, n_out,
          <const floating *> net.params + net.w_off[l - 1], n_out, zero, d_prev, n_in)
     if _drops(net, l - 1, training):
@@ -1563,7 +1587,8 @@ cdef class Engine:
         """Work blocks for `cap` rows, kept while large enough (and while the
         dropout they were made for is on); the block that gathers rows of X
         only for shuffled dense X (CSR rows are read in place); with
-        `shared`, the helper thread's partial gradient (w.g2)."""
+        `shared`, the helper thread's partial gradient (w.g2), and products
+        on each thread alone (w.single, through cnnbp_thread_blas)."""
         units = self.layer_units
         if self.work.cap < cap or (any(self.dropout) and self.work.mask == NULL):
             cap = max(cap, self.work.cap)
@@ -1582,6 +1607,7 @@ cdef class Engine:
             g2 = aligned_empty(self.params.size - self.work.g0, self.dtype)
             self._work.append(g2)
             self.work.g2 = _data(g2)
+        self.work.single = shared
 
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1:
@@ -1624,10 +1650,11 @@ cdef class Engine:
         alpha, alpha_l1 : float
             L2 and L1 penalties.
         n_threads : {1, 2}
-            2: share batches with the helper thread. BLAS must then use one
-            thread (threadpoolctl; see cnn_bp._threads.training_threads):
-            two callers of a multi-threaded OpenBLAS run ~20x slower. When
-            another engine has the helper, this one works alone.
+            2: share batches with the helper thread, each thread's products
+            on that thread alone (the private one-thread OpenBLAS; the
+            process's BLAS is left as it is), when that BLAS could be loaded.
+            When another engine has the helper, this one works alone, its
+            products still on one thread.
         start : int
             Position in `order` (row, for order None) of the first batch:
             0, or `stopped_at` of the previous call of the same epoch.
@@ -1674,7 +1701,8 @@ cdef class Engine:
         batch_size = min(batch_size, n)
         # dropout masks and batch statistics span a batch: one thread
         cdef bint threads = (n_threads == 2 and not self.batch_norm
-                             and not any(self.dropout))
+                             and not any(self.dropout)
+                             and cnnbp_thread_blas.sgemm != NULL)
         self._idle()
         self._busy = True  # under the GIL since _idle: no other thread between
         try:

@@ -667,7 +667,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         fit_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
         try:
             self.n_iter_ = 0
-            # BLAS is set once per fit: resetting its threads costs ~4 ms
             work = n_samples * engine.params.size * (1 if incremental else self.max_iter)
             with training_threads(work) as n_threads:
                 for _ in range(self.max_iter):

@@ -1,26 +1,34 @@
-"""How many cores a training epoch uses.
+"""How many cores a training epoch uses, and the BLAS its threads call.
 
 With two cores free, the engine shares each batch with a helper thread
 (``Engine.run_epoch(n_threads=2)``: half the rows forward and back, their
-gradient summed apart, half of the update each) while BLAS keeps to one thread per
-caller, so that the two threads' matrix products do not compete with BLAS's
-own threads. The model is the same either way, to round-off.
+gradient summed apart, half of the update each). A 200-row batch's products
+are too small for BLAS's own threads to pay, so each of the two threads runs
+its products on itself alone, through a private instance of OpenBLAS (the
+scipy-openblas32 package's library, loaded without exporting its symbols)
+kept at one thread. The process's BLAS, which numpy and scipy call, and its
+thread count, a setting of the whole process, are never changed.
+
+Why not the alternatives (measured on a 2-core AVX-512 Xeon): OpenBLAS's
+``openblas_set_num_threads_local`` in scipy's OpenBLAS 0.3.30 (pthreads
+build) changed the count of every thread, not only the caller's; and BLIS
+(the blis package) ran a 1500^3 product at 108 GF/s in float32 and 53 in
+float64 against OpenBLAS's 166 and 85 on one thread, and a digits-sized epoch
+1.24-1.53x slower. The model is the same with or without the helper, to
+round-off.
 """
 import contextlib
+import ctypes
+import importlib.util
 import os
-import threading
+import sys
 
-from threadpoolctl import ThreadpoolController
-
-_controller = None  # the process's BLAS libraries (threadpoolctl), found once
-# Held by the fit that set BLAS to one thread: only it may set it back, so
-# that fits running side by side cannot restore BLAS under one another.
-_blas_owner = threading.Lock()
-
-# Sharing pays when the fit is longer than changing BLAS's thread count
-# costs (~4 ms, paid by the next multi-threaded product after the fit):
-# rows x parameters x epochs >= 2^27 is ~15 ms of training.
+# Sharing pays when the fit is longer than waking the helper and handing
+# work over costs: rows x parameters x epochs >= 2^27 is ~15 ms of training.
 MIN_SHARED_WORK = 1 << 27
+
+_SYMBOLS = ("sgemm", "dgemm", "sdot", "ddot", "sasum", "dasum")
+_thread_blas = None  # the loaded library (kept alive), once loaded
 
 
 def available_cores():
@@ -31,35 +39,80 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+def _library_path():
+    """The scipy-openblas32 library's file, found without importing the
+    package: its import loads the library with global symbols, which
+    libraries loaded later (scipy's own) could then bind to."""
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    lib_dir = os.path.join(spec.submodule_search_locations[0], "lib")
+    suffix = ".dll" if sys.platform == "win32" else ""
+    names = sorted(f for f in os.listdir(lib_dir)
+                   if f.startswith(("libscipy_openblas", "scipy_openblas"))
+                   and f.endswith(suffix) and not f.endswith((".a", ".lib")))  # fmt: skip
+    return os.path.join(lib_dir, names[0]) if names else None
+
+
+def thread_blas():
+    """Addresses of the private one-thread OpenBLAS's sgemm, dgemm, sdot,
+    ddot, sasum and dasum (Fortran conventions), loaded on the first call
+    with its symbols local to it; None when it cannot be loaded (then
+    batches are not shared)."""
+    global _thread_blas
+    if _thread_blas is None:
+        path = _library_path()
+        if path is None:
+            return None
+        try:
+            lib = ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_LOCAL", 0))
+            lib.scipy_openblas_set_num_threads(1)
+            functions = {name: getattr(lib, f"scipy_{name}_") for name in _SYMBOLS}
+        except (OSError, AttributeError):
+            return None
+        _thread_blas = (lib, functions)
+    return {name: ctypes.cast(fn, ctypes.c_void_p).value
+            for name, fn in _thread_blas[1].items()}  # fmt: skip
+
+
+def keep_thread_blas_single():
+    """Set the private OpenBLAS back to one thread if threadpoolctl, which
+    lists it like any BLAS, changed it (threadpool_limits(k) applies to every
+    BLAS it finds; it restores 1 on leaving, this covers the time between)."""
+    if _thread_blas is not None:
+        lib = _thread_blas[0]
+        if lib.scipy_openblas_get_num_threads() != 1:
+            lib.scipy_openblas_set_num_threads(1)
+
+
+def _is_thread_blas(info):
+    return _thread_blas is not None and info["filepath"] == _thread_blas[0]._name
+
+
+def process_blas_threads():
+    """The thread count of each BLAS of the process (threadpoolctl), cnn_bp's
+    private one left out."""
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info()
+            if lib["user_api"] == "blas" and not _is_thread_blas(lib)]  # fmt: skip
+
+
 @contextlib.contextmanager
 def training_threads(work):
     """Context for the epochs of a fit; yields `Engine.run_epoch`'s ``n_threads``.
 
     `work` is rows x parameters x (at most) epochs of the fit; below
     MIN_SHARED_WORK (a partial_fit of a small chunk, a tiny network) the
-    answer is 1.
-
-    2 when the process may run on two or more cores, no other fit holds the
-    helper's BLAS setting, and no BLAS library is limited to one thread
-    (``threadpoolctl.threadpool_limits``, as joblib's workers and users
-    running several fits in threads do); BLAS then uses one thread per
-    caller until the context ends (set once: OpenBLAS takes
-    ~4 ms to change its thread count, the time of two digits epochs).
-    Otherwise 1, and BLAS is left alone.
+    answer is 1. Otherwise 2 when the process may run on two or more cores,
+    the private BLAS is loaded, and the process's BLAS is not limited to
+    one thread (threadpool_limits(1), as joblib's workers and users fitting
+    in several threads set: a sign that the cores are taken). Nothing is
+    changed for it.
     """
-    global _controller
-    if work < MIN_SHARED_WORK or available_cores() < 2 or not _blas_owner.acquire(blocking=False):
+    if (work < MIN_SHARED_WORK or available_cores() < 2 or _thread_blas is None
+            or min(process_blas_threads(), default=2) < 2):  # fmt: skip
         yield 1
         return
-    try:
-        if _controller is None:
-            _controller = ThreadpoolController()
-        blas = _controller.select(user_api="blas")
-        if not blas.lib_controllers or min(
-                lib.num_threads for lib in blas.lib_controllers) < 2:
-            yield 1
-            return
-        with blas.limit(limits=1):
-            yield 2
-    finally:
-        _blas_owner.release()
+    keep_thread_blas_single()
+    yield 2
