@@ -17,7 +17,7 @@ KERNELS = [
     "csrc/blocks.c",
     "csrc/layers.c",
     "csrc/sparse.c",
-    "csrc/helper.c",
+    "csrc/pool.c",
     "csrc/thread_blas.c",
 ]
 

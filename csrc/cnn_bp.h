@@ -228,22 +228,28 @@ int cnnbp_loss_activation(int loss);
 CNNBP_DECLARE(float, f32)
 CNNBP_DECLARE(double, f64)
 
-/* helper.c: the process's one helper thread for half-batches. */
+/* pool.c: helper threads that take parts of batches (and of one-row
+ * predictions), shared by the whole process. */
+#define CNNBP_MAX_HELPERS 255
 typedef void (*cnnbp_job)(void *arg);
-/* 1: the caller has the helper until cnnbp_helper_release (the thread is
- * started on first use); 0: another engine has it, or no thread could be
- * started. */
-int cnnbp_helper_acquire(void);
-/* Run fn(arg) on the helper; one job at a time, each waited for. */
-void cnnbp_helper_post(cnnbp_job fn, void *arg);
-void cnnbp_helper_wait(void);
-/* For the helper's owner: 1 if the helper is spinning (a job starts within a
+/* Takes up to `want` free helpers (starting their threads on first use),
+ * writes their ids to ids[0..got-1] and returns got: they are the caller's
+ * until cnnbp_helpers_release. Fewer when others hold the rest. */
+int cnnbp_helpers_acquire(int want, int *ids);
+void cnnbp_helpers_release(int n, const int *ids);
+/* Run fn(arg) on helper `id`; one job at a time, each waited for. */
+void cnnbp_helper_post(int id, cnnbp_job fn, void *arg);
+void cnnbp_helper_wait(int id);
+/* For the helper's owner: 1 if it is spinning (a job starts within a
  * microsecond); 0 if it was asleep, in which case it is woken to spin again
  * for a while, without a job. */
-int cnnbp_helper_awake(void);
-void cnnbp_helper_release(void);
-/* Jobs the helper has finished since the process (or fork) began. */
+int cnnbp_helper_awake(int id);
+/* Jobs all helpers have finished since the process (or fork) began. */
 unsigned cnnbp_helper_jobs(void);
+/* T, the threads a fit may use: threadpoolctl's limit if set, else
+ * OMP_NUM_THREADS, else the cores the process may run on. */
+int cnnbp_get_num_threads(void);
+void cnnbp_set_num_threads(int n);  /* n <= 0: no limit */
 
 /* thread_blas.c: the BLAS that threads sharing a batch call for their
  * products, each call on the calling thread alone: a private instance of

@@ -1,12 +1,13 @@
-"""Batches shared with the helper thread (Engine.run_epoch(n_threads=2)).
+"""Batches shared with helper threads (Engine.run_epoch(n_threads=T)).
 
-The helper takes half of each batch's rows forward and back, summing their
-gradient in a buffer of its own (a large dW^1: half of its rows, over all
-the batch rows, after a hand-over), and half of the update; the parameters
-must come out as the one-thread pass gives them (to round-off: sums in two
-halves, and OpenBLAS's results depend by an ulp on the shapes it is handed),
-whatever the data layout, network, solver, batch remainder or competition
-for the helper, in both ways of taking dW^1.
+Each of T parts takes its rows of a batch forward and back, summing their
+gradient in a buffer of its own (a large dW^1: its share of the rows of
+dW^1, over all the batch rows, after a hand-over), and its share of the
+update; the parameters must come out as the one-thread pass gives them (to
+round-off: sums in parts, and OpenBLAS's results depend by an ulp on the
+shapes it is handed), whatever the data layout, network, solver, batch
+remainder, thread count or competition for the helpers, in both ways of
+taking dW^1.
 """
 
 import contextlib
@@ -55,9 +56,9 @@ def _epochs(engine, X, Y, sw, order, batch, n_threads, epochs):
     return engine.params.copy(), np.array(losses)
 
 
-def _assert_same_training(make, X, Y, sw, order, batch, dtype):
+def _assert_same_training(make, X, Y, sw, order, batch, dtype, n_threads=2):
     one = _train(make(), X, Y, sw, order, batch, 1)
-    two = _train(make(), X, Y, sw, order, batch, 2)
+    two = _train(make(), X, Y, sw, order, batch, n_threads)
     assert not np.array_equal(one[0], make().params)  # it trained
     np.testing.assert_allclose(two[0], one[0], rtol=RTOL[dtype], atol=RTOL[dtype])
     np.testing.assert_allclose(two[1], one[1], rtol=RTOL[dtype])
@@ -194,14 +195,26 @@ def test_helper_is_restarted_after_fork():
     np.testing.assert_allclose(params, expected, rtol=1e-11, atol=1e-11)
 
 
-def test_run_epoch_rejects_other_thread_counts():
+def test_run_epoch_rejects_thread_counts_below_one():
     X, Y, _, order = _data(np.float64)
     engine = _engine(np.float64)
     before = engine.params.copy()
-    for bad in (0, 3, -1):
-        with pytest.raises(ValueError, match="n_threads must be 1 or 2"):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="n_threads must be >= 1"):
             engine.run_epoch(X, Y, None, order, 100, 0.0, n_threads=bad)
     np.testing.assert_array_equal(engine.params, before)
+
+
+@pytest.mark.parametrize("n_threads", [3, 4, 8])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_more_threads_than_two_give_the_one_thread_model(dtype, n_threads, w1_mode):
+    """T parts of a batch, whatever the cores (threads beyond them only take
+    turns): the parameters and losses of the one-thread pass, to round-off,
+    in both ways of taking dW^1, with a remainder batch of fewer parts."""
+    X, Y, sw, order = _data(dtype, n=1000)
+    for batch in (256, 200):  # up to 8 parts of 32 rows, the remainder 232 in 7; 6
+        _assert_same_training(lambda: _engine(dtype), X, Y, sw, order, batch, dtype,
+                              n_threads=n_threads)  # fmt: skip
 
 
 def _blas_threads():

@@ -77,13 +77,17 @@ cdef struct Work:
                                  # then 2 x width scratch values; or NULL
     void *mask                   # dropout: each element's 0 or 1/(1 - rate), as a
     void *kept                   # dropout: A^l * mask, what layer l + 1 reads
-    void *g2                     # two-thread epochs: part 1's partial gradient of
-                                 # parameters [g0, n_params) (g2[i - g0]), or NULL
+    void *g2                     # shared epochs: parts 1..n_g2's partial gradients
+                                 # of parameters [g0, n_params), one after the
+                                 # other (part k's: g2 + (k - 1) (n_params - g0),
+                                 # parameter i at [i - g0]), or NULL
     ptrdiff_t g0
+    ptrdiff_t n_g2               # how many such buffers g2 holds
     void *part                   # shared one-row prediction: the helper's part of
                                  # Z^l (up to n_l values, see _forward), or NULL
-    bint single                  # products on the calling thread only (BLIS):
-                                 # passes whose threads share a batch
+    bint single                  # products on the calling thread alone (the
+                                 # private BLAS): passes whose threads share a batch
+    int helper                   # a shared one-row prediction's helper (pool.c id)
 
 
 cdef class Engine:
@@ -111,10 +115,10 @@ cdef class Engine:
     cdef bint _busy              # a training pass is running on the buffers
     cdef _idle(self)
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
-                     ptrdiff_t batch_size, bint threads, ptrdiff_t start,
+                     ptrdiff_t batch_size, int threads, ptrdiff_t start,
                      double total, double budget) except? -1
     cdef _set_penalties(self, double alpha, double alpha_l1)
-    cdef _reserve(self, ptrdiff_t cap, bint gather_x, bint shared=*)
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x, ptrdiff_t shared=*)
     cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z)
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1

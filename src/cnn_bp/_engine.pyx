@@ -20,14 +20,14 @@ batch normalisation of A^{l-1} W^l before f and inverted dropout of A^l
 after it (csrc/layers.c; training passes draw masks and use batch statistics,
 prediction uses neither dropout nor batch statistics).
 
-Two cores: a helper thread (csrc/helper.c) can share each training batch,
-each thread's products on that thread alone (w.single: a private OpenBLAS
-kept at one thread, cnn_bp._threads.thread_blas; the process's BLAS and its
-thread count, a process-wide setting, are never touched): half the rows forward and
-back, their gradient summed apart, then half of the update (_epoch). Matrix
-products of a 200-row batch are too small for BLAS's own threads to pay;
-this way the element-wise work, the row gathering and the optimizer run on
-both cores too. A one-row prediction of a mid-sized network shares each layer's units
+Threads: helper threads (csrc/pool.c) can share each training batch, each
+thread's products on that thread alone (w.single: a private OpenBLAS kept
+at one thread, cnn_bp._threads.thread_blas; the process's BLAS and its
+thread count, a process-wide setting, are never touched): each its rows
+forward and back, their gradient summed apart, then its share of the update
+(_epoch). Matrix products of a 200-row batch are too small for BLAS's own
+threads to pay; this way the element-wise work, the row gathering and the
+optimizer run on every core too. A one-row prediction of a mid-sized network shares each layer's units
 with the helper likewise (_forward), its products kept off BLAS's threads.
 
 Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
@@ -40,12 +40,13 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from ._threads import available_cores, thread_blas
+from ._threads import available_cores, register_with_threadpoolctl, thread_blas
 
 cimport numpy as cnp
 from libc.math cimport pow, sqrt
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cython cimport floating
@@ -63,8 +64,9 @@ from ._kernels cimport (
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
     cnnbp_row_argmax_f32, cnnbp_row_argmax_f64,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
-    cnnbp_helper_acquire, cnnbp_helper_awake, cnnbp_helper_jobs, cnnbp_helper_post,
-    cnnbp_helper_release, cnnbp_helper_wait, cnnbp_job, csr_matmul,
+    CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_awake, cnnbp_helper_jobs,
+    cnnbp_helper_post, cnnbp_helpers_release, cnnbp_helper_wait, cnnbp_job,
+    cnnbp_get_num_threads, cnnbp_set_num_threads, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
     gather_rows, gemm, is_finite, max_norm_columns, multiply, nadam_update,
     output_loss, row_product,
@@ -92,6 +94,7 @@ def _set_thread_blas():
 
 
 _set_thread_blas()
+register_with_threadpoolctl()
 
 cdef enum:
     SOLVER_SGD = 0
@@ -184,6 +187,13 @@ def shared_row_bytes(lo=None, hi=None):
     if lo is not None:
         _SHARED_ROW_MIN, _SHARED_ROW_MAX = lo, hi
     return _SHARED_ROW_MIN, _SHARED_ROW_MAX
+
+
+def num_threads():
+    """T, the threads a fit may use: threadpoolctl's limit if one is set
+    (threadpool_limits), else OMP_NUM_THREADS, else the cores this process
+    may run on."""
+    return cnnbp_get_num_threads()
 
 
 def helper_jobs():
@@ -481,9 +491,9 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
         else:  # inputs 0..h - 1 here, h..n_in - 1 by the helper
             h = n_in // 2
             job.l, job.k0 = l, h
-            cnnbp_helper_post(row_part, &job)
+            cnnbp_helper_post(w.helper, row_part, &job)
             _row_inputs(net, x, w, a, l, 0, h, z)
-            cnnbp_helper_wait()
+            cnnbp_helper_wait(w.helper)
             add(n_out, <const floating *> w.part, z)
         if l < L and net.gamma_off[l - 1] >= 0:
             _normalise(net, w, x, m, l, training, z)
@@ -774,8 +784,9 @@ cdef struct Part:
     # One thread's share of a training batch: its rows r0..r0 + mr - 1 of
     # the m batch rows forward and back (a part with mr = m does all).
     # Each part sums its rows' gradient into its own buffer (part 0:
-    # net.grads; part 1: w.g2, parameters [w.g0, n_params)); dW^1 below w.g0
-    # is split by rows instead, after the hand-over (both parts' delta^1).
+    # net.grads; part k > 0: buffer k - 1 of w.g2, parameters [w.g0,
+    # n_params)); dW^1 below w.g0 is split by rows instead, after the
+    # hand-over (every part's delta^1).
     const Net *net
     const Work *w
     const Rows *X
@@ -787,9 +798,10 @@ cdef struct Part:
     ptrdiff_t m
     ptrdiff_t r0
     ptrdiff_t mr
-    int tid
+    int tid                      # 0 (the caller) .. parts - 1
+    int parts                    # how many parts share the batch
     ptrdiff_t phase              # 0 forward and back, 1 the rest
-    const Optim *opt             # phase 1 updates, if set (two parts only):
+    const Optim *opt             # phase 1 updates, if set (shared batches only):
     ptrdiff_t u[4]               # parameters [u[0], u[1]) and [u[2], u[3])
     double s                     # with the batch's weight sum
     Rows batch                   # out of phase 0: the batch's input rows
@@ -798,10 +810,32 @@ cdef struct Part:
     double penalty               # out of phase 1 with opt: the ranges' _penalty
 
 
-cdef inline ptrdiff_t _w1_split(const Net *net, bint csr) noexcept nogil:
-    """The first row of W^1 that part 1 takes: half of them; CSR's dW^1
-    (one pass over the sparse rows) is all part 0's."""
-    return net.units[0] if csr else net.units[0] // 2
+cdef inline ptrdiff_t _w1_rows(const Net *net, bint csr, int k, int parts) noexcept nogil:
+    """The first row of W^1 whose dW^1 part k computes when dW^1 is split by
+    rows (part `parts`: n_0, the end); CSR's dW^1 (one pass over the sparse
+    rows) is all part 0's."""
+    if k == 0:
+        return 0
+    if csr or k >= parts:
+        return net.units[0]
+    return net.units[0] * k // parts
+
+
+cdef void _ranges(Part *t, int parts, bint csr) noexcept nogil:
+    """Phase 1's parameter ranges of each of the `parts` parts: its rows of
+    W^1 (as _w1_rows splits them, split or not) and an equal share of the
+    parameters after W^1, cut at cache-line multiples; together, every
+    parameter once."""
+    cdef const Net *net = t[0].net
+    cdef ptrdiff_t n1 = net.units[1], n_w1 = net.units[0] * net.units[1]
+    cdef ptrdiff_t rest = net.n_params - n_w1
+    cdef int k
+    for k in range(parts):
+        t[k].u[0] = _w1_rows(net, csr, k, parts) * n1
+        t[k].u[1] = _w1_rows(net, csr, k + 1, parts) * n1
+        t[k].u[2] = n_w1 + ((rest * k // parts) & ~(<ptrdiff_t> 15))
+        t[k].u[3] = net.n_params if k == parts - 1 else \
+            n_w1 + ((rest * (k + 1) // parts) & ~(<ptrdiff_t> 15))
 
 
 cdef void _part(Part *t, floating *dummy) noexcept nogil:
@@ -810,18 +844,19 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
     rows where they are), targets and weights, the forward pass, the output
     delta and the backward pass over its rows into its gradient buffer
     (zeroed first); a part of all m rows ends there, its sums being the
-    gradient. Phase 1 (two parts, in lockstep, so every row's delta^1 is
-    there): the part's rows of dW^1 when w.g0 > 0; then on the part's
-    parameter ranges, part 1's sums added to part 0's and, with t.opt, the
+    gradient. Phase 1 (parts in lockstep, so every row's delta^1 is there):
+    the part's rows of dW^1 when w.g0 > 0; then on the part's parameter
+    ranges, the other parts' sums added to part 0's and, with t.opt, the
     gradient finished and the update made."""
     cdef const Net *net = t.net
     cdef const Work *w = t.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
-    cdef ptrdiff_t i0, i1, k
-    # dW^1 is split by rows in phase 1 when two parts share the batch and
-    # part 1's buffer starts after it; else each part sums all of it
+    cdef ptrdiff_t i0, i1, k, lo, size = net.n_params - w.g0
+    cdef int j
+    # dW^1 is split by rows in phase 1 when parts share the batch and the
+    # other parts' buffers start after it; else each part sums all of it
     cdef bint split_w1 = t.mr < t.m and w.g0 > 0
-    cdef ptrdiff_t lo = w.g0 if split_w1 else 0  # phase 0 sums [lo, n_params)
+    cdef ptrdiff_t first = w.g0 if split_w1 else 0  # phase 0 sums [first, n_params)
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t g0 = 0
     cdef Rows xb
@@ -859,15 +894,14 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
         _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0, False, BATCH,
                  net.n_layers)
         t.data_loss = _output_loss(net, yb, swb, w, t.r0, t.mr)
-        if t.tid == 1:  # its own buffer, from parameter w.g0 on
-            g, g0 = <floating *> w.g2, w.g0
-        memset(g + (lo - g0), 0, (net.n_params - lo) * sizeof(floating))
+        if t.tid > 0:  # its own buffer, from parameter w.g0 on
+            g, g0 = <floating *> w.g2 + (t.tid - 1) * size, w.g0
+        memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
         _backward(net, &xb, w, t.r0, t.mr, 2 if split_w1 else 1, True, g, g0)
         return
     if split_w1:
-        i0, i1 = 0, _w1_split(net, t.batch.x == NULL)
-        if t.tid == 1:
-            i0, i1 = i1, n_in
+        i0 = _w1_rows(net, t.batch.x == NULL, t.tid, t.parts)
+        i1 = _w1_rows(net, t.batch.x == NULL, t.tid + 1, t.parts)
         if i1 > i0:
             memset(g + i0 * net.units[1], 0,
                    (i1 - i0) * net.units[1] * sizeof(floating))
@@ -875,9 +909,10 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
     t.penalty = 0
     for k in range(0, 4, 2):
         i0, i1 = t.u[k], t.u[k + 1]
-        lo = max(i0, w.g0)  # part 1's sums, from w.g0 on
+        lo = max(i0, w.g0)  # the other parts' sums, from w.g0 on
         if i1 > lo:
-            add(i1 - lo, <floating *> w.g2 + (lo - w.g0), g + lo)
+            for j in range(t.parts - 1):
+                add(i1 - lo, <floating *> w.g2 + j * size + (lo - w.g0), g + lo)
         if t.opt != NULL and i1 > i0:
             t.penalty += _finish_range(net, <floating *> net.params, g, t.s, i0, i1)
             _step(net, t.opt, <floating *> net.params, g, i0, i1)
@@ -891,18 +926,21 @@ cdef void _part_job_f64(void *t) noexcept nogil:
     _part(<Part *> t, <double *> NULL)
 
 
-cdef void _pair(void *job0, void *job1, cnnbp_job job) noexcept nogil:
-    """job(job0) here while the helper runs job(job1); returns when both
-    are done."""
-    cnnbp_helper_post(job, job1)
-    job(job0)
-    cnnbp_helper_wait()
+cdef void _together(Part *t, int parts, const int *helpers, cnnbp_job job) noexcept nogil:
+    """job(&t[0]) here while helper k - 1 runs job(&t[k]), k = 1..parts - 1;
+    returns when all are done."""
+    cdef int k
+    for k in range(1, parts):
+        cnnbp_helper_post(helpers[k - 1], job, &t[k])
+    job(&t[0])
+    for k in range(1, parts):
+        cnnbp_helper_wait(helpers[k - 1])
 
 
 cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                    const void *Y, bint y_u8, const floating *SW,
                    const ptrdiff_t *order, ptrdiff_t n, ptrdiff_t batch,
-                   bint threads, ptrdiff_t *start_at, double total,
+                   int threads, ptrdiff_t *start_at, double total,
                    double deadline) noexcept nogil:
     """A pass over n rows in mini-batches of `batch`, rows taken in `order`
     (NULL: in storage order), from row start_at[0]; returns `total` plus
@@ -910,72 +948,80 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     `deadline` (on _now's clock), leaving in start_at[0] the row to go on
     from (n when the pass is complete).
 
-    With `threads` (and the helper free), a batch of at least SPLIT_ROWS
-    rows is shared with the helper thread, in two hand-overs: phase 0, each
-    thread takes half of its rows forward and back, summing their gradient
-    apart (dW^1 of a large first layer excepted); phase 1, each computes
-    half of dW^1's rows (when it was excepted), adds the other's sums to
-    its half of the parameters and updates them. The parameters are those
-    of the one-thread pass to round-off (sums in two halves; OpenBLAS
-    rounds an ulp differently for other shapes, as for other thread
-    counts)."""
+    With `threads` > 1 (and helpers free: as many as are, up to threads - 1
+    and the buffers w.n_g2), a batch is shared among parts of at least
+    SPLIT_ROWS / 2 rows each, in two hand-overs: phase 0, each thread takes
+    its rows forward and back, summing their gradient apart (dW^1 of a large
+    first layer excepted); phase 1, each computes its rows of dW^1 (when it
+    was excepted), adds the others' sums to its ranges of the parameters
+    and updates them. The parameters are those of the one-thread pass to
+    round-off (sums in parts; OpenBLAS rounds an ulp differently for other
+    shapes, as for other thread counts)."""
     cdef floating *p = <floating *> net.params
     cdef floating *g = <floating *> net.grads
-    cdef ptrdiff_t start = start_at[0], first = start_at[0], m, phase
-    cdef double data_loss, s
-    cdef Part t0, t1
-    memset(&t0, 0, sizeof(Part))
-    t0.net, t0.w, t0.X, t0.Y, t0.y_u8, t0.SW, t0.order = net, w, X, Y, y_u8, SW, order
-    t1 = t0
-    t1.tid = 1
+    cdef ptrdiff_t start = start_at[0], first = start_at[0], m
+    cdef double data_loss, s, penalty
+    cdef int k, parts, ranged = 0
+    cdef int helpers[CNNBP_MAX_HELPERS]
+    cdef int got = 0
+    cdef Part *t = NULL
     cdef cnnbp_job part_job = _part_job_f32 if floating is float else _part_job_f64
-    # Phase 1's ranges: part 1 takes its rows of W^1 (split or not) and the
-    # parameters from there up to `cut`, part 0 the rest; `cut` lies past
-    # W^1 (part 1's rows of dW^1 are done only by part 1), where it
-    # balances the two, at a cache-line multiple.
-    cdef ptrdiff_t h = _w1_split(net, X.x == NULL) * net.units[1]
-    cdef ptrdiff_t cut = min(h + net.n_params // 2, net.n_params) & ~(<ptrdiff_t> 15)
-    cut = max(cut, net.units[0] * net.units[1])
-    t0.u[0], t0.u[1], t0.u[2], t0.u[3] = 0, h, cut, net.n_params
-    t1.u[0], t1.u[1] = h, cut
+    cdef bint csr = X.x == NULL
     cdef const Optim *split_update = NULL
     if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
         split_update = opt
-    cdef bint helper = threads and w.g2 != NULL and cnnbp_helper_acquire()
+    if threads > 1 and w.g2 != NULL:
+        got = cnnbp_helpers_acquire(min(threads - 1, <int> w.n_g2), helpers)
+    t = <Part *> calloc(got + 1, sizeof(Part))
+    if t == NULL:  # no memory for the parts' records: one thread
+        if got:
+            cnnbp_helpers_release(got, helpers)
+        got = 0
+        t = <Part *> calloc(1, sizeof(Part))
+    for k in range(got + 1):
+        t[k].net, t[k].w, t[k].X, t[k].Y, t[k].y_u8 = net, w, X, Y, y_u8
+        t[k].SW, t[k].order, t[k].tid = SW, order, k
     while start < n:
         if start > first and _now() >= deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
         m = min(batch, n - start)
-        t0.start = t1.start = start
-        t0.m = t1.m = m
-        if not helper or m < _SPLIT_ROWS:  # one part: phase 1 has nothing to add
-            t0.mr = m
-            t0.phase = 0
-            _part(&t0, p)
-            total += _finish(net, p, g, t0.data_loss, t0.weight) * m
+        parts = <int> min(<ptrdiff_t> got + 1, max(m // (_SPLIT_ROWS // 2), 1))
+        for k in range(parts):
+            t[k].start, t[k].m, t[k].parts = start, m, parts
+            t[k].r0 = m * k // parts
+            t[k].mr = m * (k + 1) // parts - t[k].r0
+            t[k].phase = 0
+        if parts == 1:  # one part: phase 1 has nothing to add
+            _part(&t[0], p)
+            total += _finish(net, p, g, t[0].data_loss, t[0].weight) * m
             _update(net, opt, p, g)
             start += m
             continue
-        t0.mr = m // 2
-        t1.r0 = t0.mr
-        t1.mr = m - t0.mr
-        t0.opt = t1.opt = split_update
-        for phase in range(2):
-            t0.phase = t1.phase = phase
-            if phase == 1:  # the batch's weight sum, for phase 1's update
-                s = t0.s = t1.s = t0.weight + t1.weight
-                if split_update != NULL:
-                    _advance(opt)
-            _pair(&t0, &t1, part_job)
-        data_loss = t0.data_loss + t1.data_loss
+        if parts != ranged:
+            _ranges(t, parts, csr)
+            ranged = parts
+        _together(t, parts, helpers, part_job)
+        data_loss, s = 0, 0
+        for k in range(parts):
+            data_loss += t[k].data_loss
+            s += t[k].weight
+        for k in range(parts):  # the batch's weight sum, for phase 1's update
+            t[k].phase, t[k].s, t[k].opt = 1, s, split_update
         if split_update != NULL:
-            total += (data_loss / s + (t0.penalty + t1.penalty) / s) * m
+            _advance(opt)
+        _together(t, parts, helpers, part_job)
+        if split_update != NULL:
+            penalty = 0
+            for k in range(parts):
+                penalty += t[k].penalty
+            total += (data_loss / s + penalty / s) * m
         else:
             total += _finish(net, p, g, data_loss, s) * m
             _update(net, opt, p, g)
         start += m
-    if helper:
-        cnnbp_helper_release()
+    if got:
+        cnnbp_helpers_release(got, helpers)
+    free(t)
     start_at[0] = start
     return total
 
@@ -1019,25 +1065,25 @@ cdef double _trace(const Net *net, const Rows *X, const floating *Y,
 
 
 cdef RowMode _row_mode(const Net *net, const Rows *X, ptrdiff_t n,
-                       ptrdiff_t itemsize) noexcept nogil:
+                       ptrdiff_t itemsize, int *helper) noexcept nogil:
     """How a prediction of n rows runs its products (RowMode, _forward):
     one dense row of a network in SHARED_ROW_BYTES (weights of `itemsize`
-    bytes), on two cores, is ROW_SHARED when the helper is free (then held)
-    and awake, else ROW_ALONE; a helper found asleep is woken for the next
-    row, as it takes longer to wake than this row takes to compute.
-    Anything else: BATCH."""
+    bytes), on two cores, is ROW_SHARED when a helper is free (then held,
+    its id in `helper`) and awake, else ROW_ALONE; a helper found asleep is
+    woken for the next row, as it takes longer to wake than this row takes
+    to compute. Anything else: BATCH."""
     cdef ptrdiff_t l, largest = 0
-    if n != 1 or X.x == NULL or not _two_cores:
+    if n != 1 or X.x == NULL or not _two_cores or cnnbp_get_num_threads() < 2:
         return BATCH
     for l in range(1, net.n_layers + 1):
         largest = max(largest, net.units[l - 1] * net.units[l] * itemsize)
     if not _SHARED_ROW_MIN <= largest <= _SHARED_ROW_MAX:
         return BATCH
-    if not cnnbp_helper_acquire():
+    if not cnnbp_helpers_acquire(1, helper):
         return ROW_ALONE
-    if cnnbp_helper_awake():
+    if cnnbp_helper_awake(helper[0]):
         return ROW_SHARED
-    cnnbp_helper_release()
+    cnnbp_helpers_release(1, helper)
     return ROW_ALONE
 
 
@@ -1056,11 +1102,11 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
     cdef ptrdiff_t start = 0, m
     cdef floating *block = a + cap * net.blk_off[layer]
-    cdef RowMode row = _row_mode(net, X, n, sizeof(floating))
     cdef bint finite = True
     cdef Rows xb
     cdef Work w
     memset(&w, 0, sizeof(Work))
+    cdef RowMode row = _row_mode(net, X, n, sizeof(floating), &w.helper)
     w.cap = cap
     w.part = a + cap * _width(net)
     while finite and start < n:
@@ -1074,7 +1120,7 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
             memcpy(out + start * n_out, block, m * n_out * sizeof(floating))
         start += m
     if row == ROW_SHARED:
-        cnnbp_helper_release()
+        cnnbp_helpers_release(1, &w.helper)
     return finite
 
 
@@ -1583,12 +1629,12 @@ cdef class Engine:
                 slots[i][0] = _data(arrays[i])
         return arrays
 
-    cdef _reserve(self, ptrdiff_t cap, bint gather_x, bint shared=False):
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x, ptrdiff_t shared=0):
         """Work blocks for `cap` rows, kept while large enough (and while the
         dropout they were made for is on); the block that gathers rows of X
         only for shuffled dense X (CSR rows are read in place); with
-        `shared`, the helper thread's partial gradient (w.g2), and products
-        on each thread alone (w.single, through cnnbp_thread_blas)."""
+        `shared` > 0, that many helper parts' partial gradients (w.g2), and
+        products on each thread alone (w.single, through cnnbp_thread_blas)."""
         units = self.layer_units
         if self.work.cap < cap or (any(self.dropout) and self.work.mask == NULL):
             cap = max(cap, self.work.cap)
@@ -1601,13 +1647,14 @@ cdef class Engine:
             x = aligned_empty(self.work.cap * units[0], self.dtype)
             self._work.append(x)
             self.work.x = _data(x)
-        if shared and self.work.g2 == NULL:
+        if shared > self.work.n_g2:
             n_w1 = units[0] * units[1]
             self.work.g0 = n_w1 if n_w1 * self.dtype.itemsize > SHARED_W1_BYTES else 0
-            g2 = aligned_empty(self.params.size - self.work.g0, self.dtype)
-            self._work.append(g2)
+            g2 = aligned_empty(shared * (self.params.size - self.work.g0), self.dtype)
+            self._work.append(g2)  # (an older, smaller g2 stays until reallocation)
             self.work.g2 = _data(g2)
-        self.work.single = shared
+            self.work.n_g2 = shared
+        self.work.single = shared > 0
 
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1:
@@ -1629,7 +1676,7 @@ cdef class Engine:
         """One epoch of mini-batch training, or a time slice of one, in one
         nogil call.
 
-        With ``n_threads=2`` a helper thread on another core shares each
+        With ``n_threads`` T > 1, up to T - 1 helper threads share each
         batch of at least `SPLIT_ROWS` rows (not with dropout or batch
         normalisation, whose masks and statistics span the batch); the
         parameters come out as with one thread, to round-off.
@@ -1649,11 +1696,12 @@ cdef class Engine:
             Rows per mini-batch (the last batch may be smaller), >= 1.
         alpha, alpha_l1 : float
             L2 and L1 penalties.
-        n_threads : {1, 2}
-            2: share batches with the helper thread, each thread's products
-            on that thread alone (the private one-thread OpenBLAS; the
-            process's BLAS is left as it is), when that BLAS could be loaded.
-            When another engine has the helper, this one works alone, its
+        n_threads : int
+            T >= 1: share each batch with up to T - 1 helper threads (as many
+            as are free, parts of at least SPLIT_ROWS / 2 rows), each
+            thread's products on that thread alone (the private one-thread
+            OpenBLAS; the process's BLAS is left as it is), when that BLAS
+            could be loaded. Without free helpers this one works alone, its
             products still on one thread.
         start : int
             Position in `order` (row, for order None) of the first batch:
@@ -1693,20 +1741,22 @@ cdef class Engine:
                 raise ValueError("order holds an index outside [0, n_samples)")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if n_threads not in (1, 2):
-            raise ValueError(f"n_threads must be 1 or 2, got {n_threads}")
+        if n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
         if not 0 <= start <= n:
             raise ValueError(f"start must be in [0, {n}], got {start}")
         cdef double budget = np.inf if seconds is None else float(seconds)
         batch_size = min(batch_size, n)
-        # dropout masks and batch statistics span a batch: one thread
-        cdef bint threads = (n_threads == 2 and not self.batch_norm
-                             and not any(self.dropout)
-                             and cnnbp_thread_blas.sgemm != NULL)
+        # dropout masks and batch statistics span a batch: one thread; and
+        # parts of at least SPLIT_ROWS / 2 rows
+        cdef int threads = n_threads
+        if self.batch_norm or any(self.dropout) or cnnbp_thread_blas.sgemm == NULL:
+            threads = 1
+        threads = min(threads, max(1, batch_size // (_SPLIT_ROWS // 2)))
         self._idle()
         self._busy = True  # under the GIL since _idle: no other thread between
         try:
-            self._reserve(batch_size, order is not None and x.x != NULL, threads)
+            self._reserve(batch_size, order is not None and x.x != NULL, threads - 1)
             self._set_penalties(alpha, alpha_l1)
             total = self._run(&x, Y, sample_weight, order, n, batch_size, threads,
                               start, total, budget)
@@ -1715,7 +1765,7 @@ cdef class Engine:
         return total
 
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
-                     ptrdiff_t batch_size, bint threads, ptrdiff_t start,
+                     ptrdiff_t batch_size, int threads, ptrdiff_t start,
                      double total, double budget) except? -1:
         """run_epoch's nogil part, on checked arguments and reserved blocks."""
         cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)

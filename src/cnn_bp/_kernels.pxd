@@ -186,13 +186,16 @@ cdef extern from "cnn_bp.h" nogil:
         const ptrdiff_t *indptr, const ptrdiff_t *rows, ptrdiff_t first_row,
         const double *delta, double *g)
     # csrc/helper.c: the helper thread
+    enum: CNNBP_MAX_HELPERS
     ctypedef void (*cnnbp_job)(void *arg) noexcept nogil
-    int cnnbp_helper_acquire()
-    void cnnbp_helper_post(cnnbp_job fn, void *arg)
-    void cnnbp_helper_wait()
-    int cnnbp_helper_awake()
-    void cnnbp_helper_release()
+    int cnnbp_helpers_acquire(int want, int *ids)
+    void cnnbp_helpers_release(int n, const int *ids)
+    void cnnbp_helper_post(int id, cnnbp_job fn, void *arg)
+    void cnnbp_helper_wait(int id)
+    int cnnbp_helper_awake(int id)
     unsigned cnnbp_helper_jobs()
+    int cnnbp_get_num_threads()
+    void cnnbp_set_num_threads(int n)
 
 
 cdef inline void bias_activation(ptrdiff_t m, ptrdiff_t n, int activation,

@@ -1,21 +1,28 @@
-"""How many cores a training epoch uses, and the BLAS its threads call.
+"""How many threads a training epoch uses, and the BLAS they call.
 
-With two cores free, the engine shares each batch with a helper thread
-(``Engine.run_epoch(n_threads=2)``: half the rows forward and back, their
-gradient summed apart, half of the update each). A 200-row batch's products
-are too small for BLAS's own threads to pay, so each of the two threads runs
-its products on itself alone, through a private instance of OpenBLAS (the
-scipy-openblas32 package's library, loaded without exporting its symbols)
-kept at one thread. The process's BLAS, which numpy and scipy call, and its
-thread count, a setting of the whole process, are never changed.
+A fit shares each batch among T threads, itself and T - 1 helper threads
+(csrc/pool.c; ``Engine.run_epoch(n_threads=T)``: each its rows forward and
+back, their gradient summed apart, each its share of the update). T is the
+number of cores the process may run on, or OMP_NUM_THREADS, or what
+``threadpoolctl.threadpool_limits`` sets: cnn_bp registers its pool with
+threadpoolctl (user_api "cnn_bp"), so ``threadpool_limits(limits=k)`` sets T
+to k and ``threadpool_info()`` lists it, as scikit-learn's OpenMP code
+behaves. A fit under ``threadpool_limits(1, user_api="blas")`` (joblib's
+workers, users fitting in several threads) keeps to one thread too.
+
+A 200-row batch's products are too small for BLAS's own threads to pay, so
+each thread runs its products on itself alone, through a private instance
+of OpenBLAS (the scipy-openblas32 package's library, loaded without
+exporting its symbols) kept at one thread. The process's BLAS, which numpy
+and scipy call, and its thread count, a setting of the whole process, are
+never changed.
 
 Why not the alternatives (measured on a 2-core AVX-512 Xeon): OpenBLAS's
 ``openblas_set_num_threads_local`` in scipy's OpenBLAS 0.3.30 (pthreads
 build) changed the count of every thread, not only the caller's; and BLIS
 (the blis package) ran a 1500^3 product at 108 GF/s in float32 and 53 in
 float64 against OpenBLAS's 166 and 85 on one thread, and a digits-sized epoch
-1.24-1.53x slower. The model is the same with or without the helper, to
-round-off.
+1.24-1.53x slower. The model is the same for every T, to round-off.
 """
 import contextlib
 import ctypes
@@ -85,17 +92,46 @@ def keep_thread_blas_single():
             lib.scipy_openblas_set_num_threads(1)
 
 
-def _is_thread_blas(info):
-    return _thread_blas is not None and info["filepath"] == _thread_blas[0]._name
+_process_blas = None  # threadpoolctl's controllers of the process's BLAS, found once
 
 
 def process_blas_threads():
     """The thread count of each BLAS of the process (threadpoolctl), cnn_bp's
-    private one left out."""
-    from threadpoolctl import threadpool_info
+    private one left out. The libraries are found once (a scan of the loaded
+    libraries takes ~2 ms); their counts are read on each call."""
+    global _process_blas
+    if _process_blas is None:
+        from threadpoolctl import ThreadpoolController
 
-    return [lib["num_threads"] for lib in threadpool_info()
-            if lib["user_api"] == "blas" and not _is_thread_blas(lib)]  # fmt: skip
+        ours = None if _thread_blas is None else os.path.realpath(_thread_blas[0]._name)
+        _process_blas = [lib for lib in ThreadpoolController().select(user_api="blas")
+                         .lib_controllers if os.path.realpath(lib.filepath) != ours]  # fmt: skip
+    return [lib.num_threads for lib in _process_blas]
+
+
+def register_with_threadpoolctl():
+    """Let threadpoolctl list and limit the helper pool: a controller found
+    in the engine's extension module (``_engine*``) by its symbol."""
+    from threadpoolctl import LibController, register
+
+    class PoolController(LibController):
+        user_api = "cnn_bp"
+        internal_api = "cnn_bp"
+        filename_prefixes = ("_engine",)
+        check_symbols = ("cnnbp_get_num_threads",)
+
+        def get_num_threads(self):
+            return self.dynlib.cnnbp_get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            self.dynlib.cnnbp_set_num_threads(num_threads)
+
+        def get_version(self):
+            from ._version import __version__
+
+            return __version__
+
+    register(PoolController)
 
 
 @contextlib.contextmanager
@@ -104,15 +140,16 @@ def training_threads(work):
 
     `work` is rows x parameters x (at most) epochs of the fit; below
     MIN_SHARED_WORK (a partial_fit of a small chunk, a tiny network) the
-    answer is 1. Otherwise 2 when the process may run on two or more cores,
-    the private BLAS is loaded, and the process's BLAS is not limited to
-    one thread (threadpool_limits(1), as joblib's workers and users fitting
-    in several threads set: a sign that the cores are taken). Nothing is
-    changed for it.
+    answer is 1. Otherwise T (the pool's thread count, see the module
+    docstring), or 1 when the private BLAS could not be loaded or the
+    process's BLAS is limited to one thread. Nothing is changed for it.
     """
-    if (work < MIN_SHARED_WORK or available_cores() < 2 or _thread_blas is None
+    from ._engine import num_threads
+
+    threads = num_threads()
+    if (threads < 2 or work < MIN_SHARED_WORK or _thread_blas is None
             or min(process_blas_threads(), default=2) < 2):  # fmt: skip
         yield 1
         return
     keep_thread_blas_single()
-    yield 2
+    yield threads

@@ -1,0 +1,248 @@
+/*
+ * pool.c -- the helper threads that take parts of training batches.
+ *
+ * A training epoch (_epoch in _engine.pyx) shares every batch with up to
+ * T - 1 helpers: the caller posts each helper a job (its rows forward and
+ * back; then its share of the update), does its own part, and waits for
+ * theirs. A one-row prediction shares the inputs of its mid-sized layers
+ * with one helper alike.
+ *
+ * Helpers are started on first use, up to CNNBP_MAX_HELPERS, and serve the
+ * whole process; an engine takes some for one slice of an epoch
+ * (cnnbp_helpers_acquire / _release): as many as are free, so fits running
+ * side by side share them, and none ever waits for another. Between the
+ * jobs of an epoch (two per batch, microseconds to milliseconds apart) a
+ * helper spins so that a job starts within a microsecond; after ~2 ms
+ * without one it sleeps on a condition variable (waking takes tens of
+ * microseconds, on a busy machine milliseconds, so a prediction that finds
+ * its helper asleep nudges it awake and works alone). Helpers block all
+ * signals (Python handles them in the main thread); a forked child starts
+ * afresh, with no helpers and none held.
+ *
+ * T, the threads a fit may use (the caller and T - 1 helpers), is the
+ * number of cores the process may run on, or OMP_NUM_THREADS, or what
+ * threadpoolctl set (cnnbp_set_num_threads, through cnn_bp._threads'
+ * controller): as scikit-learn's OpenMP code chooses.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "cnn_bp.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+#define SPIN_SECONDS 2e-3
+
+typedef struct {
+    pthread_mutex_t owner;  /* held by the engine using the helper */
+    pthread_mutex_t lock;   /* guards sleeping and nudged, with wake */
+    pthread_cond_t wake;
+    atomic_uint posted;     /* jobs posted so far */
+    atomic_uint finished;   /* jobs finished so far */
+    cnnbp_job fn;
+    void *arg;
+    atomic_int started;
+    int sleeping;
+    int nudged;             /* wake without a job */
+} helper_t;
+
+static helper_t H[CNNBP_MAX_HELPERS];
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int thread_limit;  /* threadpoolctl's limit; 0: none set */
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void init_helpers(void)
+{
+    for (int i = 0; i < CNNBP_MAX_HELPERS; i++) {
+        helper_t *h = &H[i];
+        pthread_mutex_init(&h->owner, NULL);
+        pthread_mutex_init(&h->lock, NULL);
+        pthread_cond_init(&h->wake, NULL);
+        atomic_store(&h->posted, 0);
+        atomic_store(&h->finished, 0);
+        atomic_store(&h->started, 0);
+        h->sleeping = 0;
+        h->nudged = 0;
+    }
+}
+
+/* In a forked child no helper thread exists and no lock is held: afresh. */
+static void reset_in_child(void)
+{
+    init_helpers();
+    pthread_mutex_init(&start_lock, NULL);
+}
+
+static void init_pool(void)
+{
+    init_helpers();
+    pthread_atfork(NULL, NULL, reset_in_child);
+}
+
+static void *serve(void *arg)
+{
+    helper_t *h = arg;
+    unsigned seen = 0;
+    for (;;) {
+        /* spin for a while, then sleep until a job is posted */
+        double until = now() + SPIN_SECONDS;
+        unsigned spins = 0;
+        while (atomic_load_explicit(&h->posted, memory_order_acquire) == seen) {
+            CPU_RELAX();
+            if (++spins % 256 == 0 && now() > until) {
+                pthread_mutex_lock(&h->lock);
+                h->sleeping = 1;
+                while (atomic_load_explicit(&h->posted, memory_order_acquire) == seen
+                       && !h->nudged)
+                    pthread_cond_wait(&h->wake, &h->lock);
+                h->sleeping = h->nudged = 0;
+                pthread_mutex_unlock(&h->lock);
+                until = now() + SPIN_SECONDS;  /* spin again */
+            }
+        }
+        seen++;
+        h->fn(h->arg);
+        atomic_store_explicit(&h->finished, seen, memory_order_release);
+    }
+    return NULL;
+}
+
+/* Start helper i's thread if it has none (its owner is held). */
+static int start(int i)
+{
+    if (atomic_load_explicit(&H[i].started, memory_order_acquire))
+        return 1;
+    pthread_mutex_lock(&start_lock);
+    int ok = atomic_load(&H[i].started);
+    if (!ok) {
+        sigset_t all, old;
+        pthread_t thread;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);  /* the thread inherits it */
+        ok = pthread_create(&thread, NULL, serve, &H[i]) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (ok) {
+            pthread_detach(thread);
+            atomic_store_explicit(&H[i].started, 1, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&start_lock);
+    return ok;
+}
+
+int cnnbp_helpers_acquire(int want, int *ids)
+{
+    pthread_once(&init_once, init_pool);
+    int got = 0;
+    for (int i = 0; i < CNNBP_MAX_HELPERS && got < want; i++) {
+        if (pthread_mutex_trylock(&H[i].owner) != 0)
+            continue;
+        if (!start(i)) {
+            pthread_mutex_unlock(&H[i].owner);
+            break;
+        }
+        ids[got++] = i;
+    }
+    return got;
+}
+
+void cnnbp_helpers_release(int n, const int *ids)
+{
+    for (int k = 0; k < n; k++)
+        pthread_mutex_unlock(&H[ids[k]].owner);
+}
+
+void cnnbp_helper_post(int id, cnnbp_job fn, void *arg)
+{
+    helper_t *h = &H[id];
+    h->fn = fn;
+    h->arg = arg;
+    atomic_fetch_add_explicit(&h->posted, 1, memory_order_release);
+    pthread_mutex_lock(&h->lock);
+    if (h->sleeping)
+        pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void cnnbp_helper_wait(int id)
+{
+    helper_t *h = &H[id];
+    unsigned target = atomic_load_explicit(&h->posted, memory_order_relaxed);
+    unsigned spins = 0;
+    while (atomic_load_explicit(&h->finished, memory_order_acquire) != target) {
+        CPU_RELAX();
+        if (++spins > 4096)  /* the helper lost its core: let it have ours */
+            sched_yield();
+    }
+}
+
+int cnnbp_helper_awake(int id)
+{
+    helper_t *h = &H[id];
+    pthread_mutex_lock(&h->lock);
+    int asleep = h->sleeping;
+    if (asleep) {
+        h->nudged = 1;
+        pthread_cond_signal(&h->wake);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return !asleep;
+}
+
+unsigned cnnbp_helper_jobs(void)
+{
+    pthread_once(&init_once, init_pool);
+    unsigned jobs = 0;
+    for (int i = 0; i < CNNBP_MAX_HELPERS; i++)
+        jobs += atomic_load_explicit(&H[i].finished, memory_order_acquire);
+    return jobs;
+}
+
+/* The cores this process may run on (its affinity mask), at least 1. */
+static int cores(void)
+{
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        return CPU_COUNT(&set) > 0 ? CPU_COUNT(&set) : 1;
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int cnnbp_get_num_threads(void)
+{
+    int limit = atomic_load(&thread_limit);
+    if (limit > 0)
+        return limit;
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env != NULL) {
+        int n = atoi(env);  /* "4" or "4,2" (nested levels: the first) */
+        if (n > 0)
+            return n;
+    }
+    return cores();
+}
+
+void cnnbp_set_num_threads(int n)
+{
+    atomic_store(&thread_limit, n > 0 ? n : 0);
+}

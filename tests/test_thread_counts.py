@@ -1,0 +1,123 @@
+"""The same model whatever the thread count T, forced through threadpoolctl.
+
+``threadpool_limits(limits=T, user_api="cnn_bp")`` sets the threads a fit
+shares its batches among (the caller and T - 1 helpers), also above the
+number of cores (threads beyond them take turns). Each fit here is compared
+with the T = 1 fit of the same estimator and data: float64 to rtol 1e-6,
+float32 to rtol 1e-4, after 20 epochs.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from cnn_bp import MLPClassifier, MLPRegressor
+from cnn_bp import _engine as engine_module
+from cnn_bp import _threads
+
+THREADS = [2, 3, 4, 8]
+RTOL = {np.float32: 1e-4, np.float64: 1e-6}
+
+
+@pytest.fixture(autouse=True)
+def _share_every_fit(monkeypatch):
+    """Share even these small fits' batches (MIN_SHARED_WORK skips fits
+    too small to pay for the hand-overs)."""
+    if _threads._thread_blas is None:
+        pytest.skip("the private one-thread BLAS (scipy-openblas32) is not installed")
+    monkeypatch.setattr(_threads, "MIN_SHARED_WORK", 0)
+
+
+def _data(dtype, n=1000, n_features=30, n_classes=4, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, n_features)).astype(dtype)
+    y = (X[:, :n_classes] @ rng.normal(size=n_classes) > 0) + 2 * (X[:, 5] > 0.5)
+    return X, y, rng.uniform(0.5, 2, n)
+
+
+def _fit(make, threads, X, y, **fit_params):
+    with threadpool_limits(limits=threads, user_api="cnn_bp"):
+        assert engine_module.num_threads() == threads
+        return make().fit(X, y, **fit_params)
+
+
+def _assert_same(model, reference, dtype):
+    rtol = RTOL[dtype]
+    for a, b in zip(model.coefs_ + model.intercepts_,
+                    reference.coefs_ + reference.intercepts_):  # fmt: skip
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+    np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=rtol)
+
+
+def _check(make, dtype, threads, X=None, y=None, **fit_params):
+    if X is None:
+        X, y, _ = _data(dtype)
+    reference = _fit(make, 1, X, y, **fit_params)
+    jobs = engine_module.helper_jobs()
+    model = _fit(make, threads, X, y, **fit_params)
+    assert engine_module.helper_jobs() > jobs  # the batches really were shared
+    _assert_same(model, reference, dtype)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("solver", ["sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"])
+def test_every_solver(threads, solver):
+    _check(lambda: MLPClassifier((32, 16), solver=solver, max_iter=20, tol=0,
+                                 random_state=0), np.float64, threads)  # fmt: skip
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("hidden", [(), (24,), (24, 16), (24, 16, 8)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_to_three_hidden_layers(threads, hidden, dtype):
+    _check(lambda: MLPRegressor(hidden_layer_sizes=hidden, max_iter=20, tol=0,
+                                random_state=0), dtype, threads)  # fmt: skip
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_and_csr_with_and_without_weights(threads, sparse, weighted, dtype):
+    X, y, sw = _data(dtype)
+    X[np.abs(X) < 1] = 0  # ~68 % zeros
+    X = sp.csr_matrix(X) if sparse else X
+    fit_params = {"sample_weight": sw} if weighted else {}
+    _check(lambda: MLPClassifier((32,), max_iter=20, tol=0, random_state=0), dtype,
+           threads, X, y, **fit_params)  # fmt: skip
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_a_large_first_layer_splits_dw1_by_rows(threads):
+    """dW^1 over SHARED_W1_BYTES is computed by rows after the hand-over."""
+    X, y, _ = _data(np.float64, n_features=300)
+    _check(lambda: MLPClassifier((200,), max_iter=5, tol=0, random_state=0), np.float64,
+           threads, X, y)  # fmt: skip
+
+
+@pytest.mark.parametrize("threads", [2, 8])
+@pytest.mark.parametrize("kw", [dict(solver="lbfgs"), dict(dropout=0.2),
+                                dict(batch_norm=True)])  # fmt: skip
+def test_what_keeps_to_one_thread_gives_its_model(threads, kw):
+    """L-BFGS (full-batch products on BLAS's threads), dropout and batch
+    normalisation (masks and statistics span the batch) do not share
+    batches yet: the thread count leaves them unchanged."""
+    X, y, _ = _data(np.float64)
+    make = lambda: MLPClassifier((32,), max_iter=20, tol=0, random_state=0, **kw)  # noqa: E731
+    reference = _fit(make, 1, X, y)
+    model = _fit(make, threads, X, y)
+    for a, b in zip(model.coefs_, reference.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_threadpoolctl_lists_and_limits_the_pool():
+    pools = [i for i in threadpool_info() if i["user_api"] == "cnn_bp"]
+    assert len(pools) == 1 and pools[0]["num_threads"] == engine_module.num_threads()
+    default = engine_module.num_threads()
+    assert default >= 1
+    with threadpool_limits(limits=5):
+        assert engine_module.num_threads() == 5
+        with threadpool_limits(limits=1, user_api="cnn_bp"):
+            assert engine_module.num_threads() == 1
+    assert engine_module.num_threads() == default
