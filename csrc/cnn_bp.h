@@ -234,7 +234,9 @@ CNNBP_DECLARE(double, f64)
 typedef void (*cnnbp_job)(void *arg);
 /* Takes up to `want` free helpers (starting their threads on first use),
  * writes their ids to ids[0..got-1] and returns got: they are the caller's
- * until cnnbp_helpers_release. Fewer when others hold the rest. */
+ * until cnnbp_helpers_release(got, ids), which every call (even got = 0)
+ * must be paired with. Fewer when others hold the rest, or when the caller's
+ * share of T, T / (callers now), is smaller. */
 int cnnbp_helpers_acquire(int want, int *ids);
 void cnnbp_helpers_release(int n, const int *ids);
 /* Run fn(arg) on helper `id`; one job at a time, each waited for. */

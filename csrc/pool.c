@@ -9,8 +9,9 @@
  *
  * Helpers are started on first use, up to CNNBP_MAX_HELPERS, and serve the
  * whole process; an engine takes some for one slice of an epoch
- * (cnnbp_helpers_acquire / _release): as many as are free, so fits running
- * side by side share them, and none ever waits for another. Between the
+ * (cnnbp_helpers_acquire / _release): as many as are free, up to its share
+ * of T (fits running side by side split T between them, the split made
+ * anew at every slice), and none ever waits for another. Between the
  * jobs of an epoch (two per batch, microseconds to milliseconds apart) a
  * helper spins so that a job starts within a microsecond; after ~2 ms
  * without one it sleeps on a condition variable (waking takes tens of
@@ -60,6 +61,7 @@ typedef struct {
 static helper_t H[CNNBP_MAX_HELPERS];
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int thread_limit;  /* threadpoolctl's limit; 0: none set */
+static atomic_int callers;       /* callers holding (or having asked for) helpers */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static double now(void)
@@ -89,6 +91,7 @@ static void reset_in_child(void)
 {
     init_helpers();
     pthread_mutex_init(&start_lock, NULL);
+    atomic_store(&callers, 0);
 }
 
 static void init_pool(void)
@@ -151,6 +154,12 @@ static int start(int i)
 int cnnbp_helpers_acquire(int want, int *ids)
 {
     pthread_once(&init_once, init_pool);
+    /* fits side by side share the T threads: each caller, itself included,
+     * takes at most T / (callers now) of them (rebalanced at every slice) */
+    int active = atomic_fetch_add(&callers, 1) + 1;
+    int share = cnnbp_get_num_threads() / active - 1;
+    if (want > share)
+        want = share;
     int got = 0;
     for (int i = 0; i < CNNBP_MAX_HELPERS && got < want; i++) {
         if (pthread_mutex_trylock(&H[i].owner) != 0)
@@ -168,6 +177,7 @@ void cnnbp_helpers_release(int n, const int *ids)
 {
     for (int k = 0; k < n; k++)
         pthread_mutex_unlock(&H[ids[k]].owner);
+    atomic_fetch_sub(&callers, 1);
 }
 
 void cnnbp_helper_post(int id, cnnbp_job fn, void *arg)

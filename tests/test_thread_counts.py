@@ -121,3 +121,18 @@ def test_threadpoolctl_lists_and_limits_the_pool():
         with threadpool_limits(limits=1, user_api="cnn_bp"):
             assert engine_module.num_threads() == 1
     assert engine_module.num_threads() == default
+
+
+def test_fits_side_by_side_split_the_threads():
+    """Each caller takes at most T / (callers now) threads, itself included:
+    under T = 4 a lone caller gets 3 helpers, a second one meanwhile 1."""
+    with threadpool_limits(limits=4, user_api="cnn_bp"):
+        first = engine_module.py_take_helpers(8)
+        second = engine_module.py_take_helpers(8)
+        engine_module.py_give_helpers(second)
+        engine_module.py_give_helpers(first)
+        assert (len(first), len(second)) == (3, 1)
+        assert not set(first) & set(second)
+        X, y, _ = _data(np.float64)
+        model = MLPClassifier((32,), max_iter=2, random_state=0).fit(X, y)
+        assert model._engine.last_threads == 4  # alone again: all of T

@@ -111,6 +111,7 @@ cdef class Engine:
     cdef readonly tuple intercepts
     cdef readonly object last_nogil_interval
     cdef readonly Py_ssize_t stopped_at  # row where the last run_epoch stopped
+    cdef readonly int last_threads       # threads the last run_epoch took
     cdef readonly long long rows_trained  # rows of all run_epoch calls, summed
     cdef bint _busy              # a training pass is running on the buffers
     cdef _idle(self)

@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from ._threads import available_cores, register_with_threadpoolctl, thread_blas
 
 cimport numpy as cnp
-from libc.math cimport pow, sqrt
+from libc.math cimport NAN, pow, sqrt
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
@@ -194,6 +194,21 @@ def num_threads():
     (threadpool_limits), else OMP_NUM_THREADS, else the cores this process
     may run on."""
     return cnnbp_get_num_threads()
+
+
+def py_take_helpers(int want):
+    """Helpers a caller would take now (cnnbp_helpers_acquire), for tests;
+    give them back with py_give_helpers."""
+    cdef int ids[CNNBP_MAX_HELPERS]
+    cdef int got = cnnbp_helpers_acquire(min(want, CNNBP_MAX_HELPERS), ids)
+    return [ids[k] for k in range(got)]
+
+
+def py_give_helpers(list ids):
+    cdef int c_ids[CNNBP_MAX_HELPERS]
+    for k, i in enumerate(ids):
+        c_ids[k] = i
+    cnnbp_helpers_release(len(ids), c_ids)
 
 
 def helper_jobs():
@@ -941,12 +956,13 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                    const void *Y, bint y_u8, const floating *SW,
                    const ptrdiff_t *order, ptrdiff_t n, ptrdiff_t batch,
                    int threads, ptrdiff_t *start_at, double total,
-                   double deadline) noexcept nogil:
+                   double deadline, int *used) noexcept nogil:
     """A pass over n rows in mini-batches of `batch`, rows taken in `order`
     (NULL: in storage order), from row start_at[0]; returns `total` plus
     sum_batches loss_b * m_b. Stops early, after a batch that ends at or past
     `deadline` (on _now's clock), leaving in start_at[0] the row to go on
-    from (n when the pass is complete).
+    from (n when the pass is complete), and in used[0] the threads it took
+    (1 + the helpers it had; 0, and NaN returned: no memory for its records).
 
     With `threads` > 1 (and helpers free: as many as are, up to threads - 1
     and the buffers w.n_g2), a batch is shared among parts of at least
@@ -964,20 +980,24 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     cdef int k, parts, ranged = 0
     cdef int helpers[CNNBP_MAX_HELPERS]
     cdef int got = 0
+    cdef bint asked = threads > 1 and w.g2 != NULL
     cdef Part *t = NULL
     cdef cnnbp_job part_job = _part_job_f32 if floating is float else _part_job_f64
     cdef bint csr = X.x == NULL
     cdef const Optim *split_update = NULL
     if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
         split_update = opt
-    if threads > 1 and w.g2 != NULL:
+    if asked:
         got = cnnbp_helpers_acquire(min(threads - 1, <int> w.n_g2), helpers)
     t = <Part *> calloc(got + 1, sizeof(Part))
     if t == NULL:  # no memory for the parts' records: one thread
-        if got:
+        if asked:
             cnnbp_helpers_release(got, helpers)
-        got = 0
+        asked, got = False, 0
         t = <Part *> calloc(1, sizeof(Part))
+        if t == NULL:
+            used[0] = 0
+            return NAN
     for k in range(got + 1):
         t[k].net, t[k].w, t[k].X, t[k].Y, t[k].y_u8 = net, w, X, Y, y_u8
         t[k].SW, t[k].order, t[k].tid = SW, order, k
@@ -1019,10 +1039,11 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
             total += _finish(net, p, g, data_loss, s) * m
             _update(net, opt, p, g)
         start += m
-    if got:
+    if asked:
         cnnbp_helpers_release(got, helpers)
     free(t)
     start_at[0] = start
+    used[0] = got + 1
     return total
 
 
@@ -1080,6 +1101,7 @@ cdef RowMode _row_mode(const Net *net, const Rows *X, ptrdiff_t n,
     if not _SHARED_ROW_MIN <= largest <= _SHARED_ROW_MAX:
         return BATCH
     if not cnnbp_helpers_acquire(1, helper):
+        cnnbp_helpers_release(0, helper)
         return ROW_ALONE
     if cnnbp_helper_awake(helper[0]):
         return ROW_SHARED
@@ -1296,6 +1318,9 @@ cdef class Engine:
         (start, end) on ``time.monotonic``'s clock of the last `run_epoch`'s
         GIL-free section, read inside it: intervals of two threads can only
         overlap if neither holds the GIL there.
+    last_threads : int
+        Threads the last `run_epoch` shared its batches among (1 + the helpers
+        it could take).
     stopped_at : int
         Where the last `run_epoch` stopped: the `start` of the next slice of
         the same epoch, or n_samples when the epoch is complete.
@@ -1416,6 +1441,7 @@ cdef class Engine:
         self._work = None
         self.last_nogil_interval = None
         self.stopped_at = 0
+        self.last_threads = 1
         self.rows_trained = 0
         self._busy = False
         memset(&self.opt, 0, sizeof(Optim))
@@ -1774,23 +1800,27 @@ cdef class Engine:
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef ptrdiff_t stop = start
         cdef double t0, t1
+        cdef int used = 1
         if self.dtype == np.float64:
             with nogil:
                 t0 = _now()
                 total = _epoch(&self.net, &self.opt, &self.work, x, y, y_u8,
                                <double *> sw, rows, n, batch_size, threads, &stop,
-                               total, t0 + budget)
+                               total, t0 + budget, &used)
                 t1 = _now()
         else:
             with nogil:
                 t0 = _now()
                 total = _epoch(&self.net, &self.opt, &self.work, x, y, y_u8,
                                <float *> sw, rows, n, batch_size, threads, &stop,
-                               total, t0 + budget)
+                               total, t0 + budget, &used)
                 t1 = _now()
         self.last_nogil_interval = (t0, t1)
         self.rows_trained += stop - start
         self.stopped_at = stop
+        self.last_threads = used
+        if used == 0:
+            raise MemoryError("no memory for the records of an epoch's threads")
         return total
 
     cdef _idle(self):
