@@ -119,7 +119,7 @@ cdef class Engine:
                      ptrdiff_t batch_size, int threads, ptrdiff_t start,
                      double total, double budget) except? -1
     cdef _set_penalties(self, double alpha, double alpha_l1)
-    cdef _reserve(self, ptrdiff_t cap, bint gather_x, ptrdiff_t shared=*)
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x, ptrdiff_t shared=*, bint single=*)
     cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z)
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1

@@ -1655,12 +1655,14 @@ cdef class Engine:
                 slots[i][0] = _data(arrays[i])
         return arrays
 
-    cdef _reserve(self, ptrdiff_t cap, bint gather_x, ptrdiff_t shared=0):
+    cdef _reserve(self, ptrdiff_t cap, bint gather_x, ptrdiff_t shared=0,
+                  bint single=False):
         """Work blocks for `cap` rows, kept while large enough (and while the
         dropout they were made for is on); the block that gathers rows of X
         only for shuffled dense X (CSR rows are read in place); with
-        `shared` > 0, that many helper parts' partial gradients (w.g2), and
-        products on each thread alone (w.single, through cnnbp_thread_blas)."""
+        `shared` > 0, that many helper parts' partial gradients (w.g2); with
+        `single`, products on each thread alone (w.single, through
+        cnnbp_thread_blas), else on the process's BLAS and its threads."""
         units = self.layer_units
         if self.work.cap < cap or (any(self.dropout) and self.work.mask == NULL):
             cap = max(cap, self.work.cap)
@@ -1680,7 +1682,7 @@ cdef class Engine:
             self._work.append(g2)  # (an older, smaller g2 stays until reallocation)
             self.work.g2 = _data(g2)
             self.work.n_g2 = shared
-        self.work.single = shared > 0
+        self.work.single = single
 
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1:
@@ -1773,16 +1775,20 @@ cdef class Engine:
             raise ValueError(f"start must be in [0, {n}], got {start}")
         cdef double budget = np.inf if seconds is None else float(seconds)
         batch_size = min(batch_size, n)
-        # dropout masks and batch statistics span a batch: one thread; and
-        # parts of at least SPLIT_ROWS / 2 rows
-        cdef int threads = n_threads
-        if self.batch_norm or any(self.dropout) or cnnbp_thread_blas.sgemm == NULL:
-            threads = 1
+        # T threads, each with its products on itself alone, T = 1 included
+        # (BLAS's own threads would compete with the other fits and jobs
+        # that T leaves the other cores to); parts of at least SPLIT_ROWS / 2
+        # rows. Dropout masks and batch statistics span a batch: those
+        # networks keep to one thread, their products on BLAS's threads.
+        cdef bint single = (cnnbp_thread_blas.sgemm != NULL and not self.batch_norm
+                            and not any(self.dropout))
+        cdef int threads = n_threads if single else 1
         threads = min(threads, max(1, batch_size // (_SPLIT_ROWS // 2)))
         self._idle()
         self._busy = True  # under the GIL since _idle: no other thread between
         try:
-            self._reserve(batch_size, order is not None and x.x != NULL, threads - 1)
+            self._reserve(batch_size, order is not None and x.x != NULL, threads - 1,
+                          single)
             self._set_penalties(alpha, alpha_l1)
             total = self._run(&x, Y, sample_weight, order, n, batch_size, threads,
                               start, total, budget)

@@ -1,0 +1,139 @@
+"""Training speed by thread count T: cnn_bp, scikit-learn and PyTorch.
+
+For T = 1, 2, ... up to the cores this process may run on (or --max-threads,
+which may exceed them), one process times an epoch of each system on the
+same data and network as benchmarks/bench.py (random 60000 x 784 float32,
+hidden (100,), Adam, batch 200):
+
+- cnn_bp with its pool limited to T threads
+  (``threadpool_limits(T, user_api="cnn_bp")``; BLAS is left alone);
+- scikit-learn with BLAS limited to T threads;
+- PyTorch, when installed, with ``torch.set_num_threads(T)``.
+
+Prints seconds per epoch (best of --repeats fits of --epochs epochs) and each
+system's speed-up over its own T = 1. The T = 1 column is per-core
+efficiency, comparable across machines; the rest is this machine's scaling.
+
+Then the behaviour under load: another process spinning on one core, at the
+fit's priority and then at a higher one (nice -5, when permitted), while the
+default fit (T = all cores) and a one-thread fit run; their ratio should stay
+near 1 (the default fit's waiting threads spin briefly, then sleep).
+
+    python benchmarks/bench_scaling.py [--quick] [--max-threads N]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
+from threadpoolctl import threadpool_limits
+
+import cnn_bp
+from cnn_bp._threads import available_cores
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import best_of, fit_sklearn_like, fit_torch, quiesce, torch  # noqa: E402
+
+HIDDEN = (100,)
+
+
+def _cnn_bp(X, y, epochs):
+    return fit_sklearn_like(cnn_bp.MLPClassifier, X, y, HIDDEN, epochs)
+
+
+def _sklearn(X, y, epochs):
+    return fit_sklearn_like(SklearnMLPClassifier, X, y, HIDDEN, epochs)
+
+
+def _torch(X, y, epochs):
+    return fit_torch(X, y, HIDDEN, epochs)
+
+
+def epoch_seconds(system, threads, X, y, epochs, repeats):
+    """Best seconds per epoch of `system` limited to `threads` threads."""
+    quiesce()
+    if system is _torch:
+        torch.set_num_threads(threads)
+        return best_of(repeats, lambda: system(X, y, epochs)) / epochs
+    api = "cnn_bp" if system is _cnn_bp else "blas"
+    with threadpool_limits(limits=threads, user_api=api):
+        return best_of(repeats, lambda: system(X, y, epochs)) / epochs
+
+
+def scaling(X, y, max_threads, epochs, repeats):
+    systems = {"cnn_bp": _cnn_bp, "scikit-learn": _sklearn}
+    if torch is not None:
+        systems["torch"] = _torch
+    times = {name: {} for name in systems}
+    for threads in range(1, max_threads + 1):
+        for name, system in systems.items():
+            times[name][threads] = epoch_seconds(system, threads, X, y, epochs, repeats)
+    names = list(systems)
+    print("| T | " + " | ".join(f"{n} s/epoch | speed-up" for n in names) + " |")
+    print("|---|" + "---|---|" * len(names))
+    for threads in range(1, max_threads + 1):
+        cells = [f"{times[n][threads]:.4f} | {times[n][1] / times[n][threads]:.2f}"
+                 for n in names]  # fmt: skip
+        print(f"| {threads} | " + " | ".join(cells) + " |")
+    return times
+
+
+def _spinner(nice):
+    """A process spinning on one core at `nice` (relative to this one)."""
+    code = "import os, time\nos.nice(%d)\nwhile True: pass" % nice
+    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+
+
+def under_load(X, y, epochs, repeats):
+    rows = []
+    for label, nice in (("same priority", 0), ("higher priority (nice -5)", -5)):
+        spinner = _spinner(nice)
+        time.sleep(0.2)
+        try:
+            if spinner.poll() is not None:  # os.nice(-5) needs the privilege
+                rows.append((label, None, None))
+                continue
+            default = epoch_seconds(_cnn_bp, cnn_bp._engine.num_threads(), X, y, epochs,
+                                    repeats)  # fmt: skip
+            one = epoch_seconds(_cnn_bp, 1, X, y, epochs, repeats)
+            rows.append((label, default, one))
+        finally:
+            spinner.kill()
+            spinner.wait()
+    print(f"\nunder load (another process spinning on one core; default T = "
+          f"{cnn_bp._engine.num_threads()}):\n")
+    print("| load | default s/epoch | T = 1 s/epoch | default / T = 1 |")
+    print("|---|---|---|---|")
+    for label, default, one in rows:
+        if default is None:
+            print(f"| {label} | – | – | (not permitted here) |")
+        else:
+            print(f"| {label} | {default:.4f} | {one:.4f} | {default / one:.2f} |")
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-threads", type=int, default=available_cores())
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    n, epochs, repeats = (2000, 1, 1) if args.quick else (60000, args.epochs, args.repeats)
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(n, 784).astype(np.float32), rng.randint(10, size=n)
+    print(f"random {n} x 784 float32, hidden {HIDDEN}, Adam, batch 200; "
+          f"{available_cores()} cores\n")
+    scaling(X, y, args.max_threads, epochs, repeats)
+    under_load(X, y, epochs, repeats)
+
+
+if __name__ == "__main__":
+    main()
