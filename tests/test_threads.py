@@ -58,7 +58,8 @@ def _epochs(engine, X, Y, sw, order, batch, n_threads, epochs):
 
 def _assert_same_training(make, X, Y, sw, order, batch, dtype, n_threads=2):
     one = _train(make(), X, Y, sw, order, batch, 1)
-    two = _train(make(), X, Y, sw, order, batch, n_threads)
+    with threadpool_limits(limits=n_threads, user_api="cnn_bp"):  # the pool's T
+        two = _train(make(), X, Y, sw, order, batch, n_threads)
     assert not np.array_equal(one[0], make().params)  # it trained
     np.testing.assert_allclose(two[0], one[0], rtol=RTOL[dtype], atol=RTOL[dtype])
     np.testing.assert_allclose(two[1], one[1], rtol=RTOL[dtype])

@@ -48,7 +48,7 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, clock_gettime, timespec
 from cython cimport floating
 
 from ._kernels cimport (
@@ -170,6 +170,13 @@ cdef bint _two_cores = available_cores() >= 2
 # thread (see _epoch); for smaller ones the hand-over costs more than it saves.
 SPLIT_ROWS = 64
 cdef ptrdiff_t _SPLIT_ROWS = SPLIT_ROWS
+
+# Threads sharing batches that ran less than this fraction of the time (CPU
+# time over the hand-overs' wall time, per thread) were waiting for cores
+# taken by other work: the engine then takes fewer (Engine._adapt), trying
+# again after PROBE_SECONDS, doubling while it fails.
+LOCKSTEP_EFFICIENCY = 0.6
+PROBE_SECONDS = 0.25
 
 # A shared batch's threads each sum the gradient of their own rows, the
 # helper's in a second buffer, so that a batch takes two hand-overs whatever
@@ -823,6 +830,7 @@ cdef struct Part:
     double data_loss             # out of phase 0: weighted loss of the rows
     double weight                # out of phase 0: their weight sum (mr unweighted)
     double penalty               # out of phase 1 with opt: the ranges' _penalty
+    double cpu                   # out: CPU seconds the thread spent on its phases
 
 
 cdef inline ptrdiff_t _w1_rows(const Net *net, bint csr, int k, int parts) noexcept nogil:
@@ -934,61 +942,83 @@ cdef void _part(Part *t, floating *dummy) noexcept nogil:
 
 
 cdef void _part_job_f32(void *t) noexcept nogil:
+    cdef double c0 = _cpu_now()
     _part(<Part *> t, <float *> NULL)
+    (<Part *> t).cpu += _cpu_now() - c0
 
 
 cdef void _part_job_f64(void *t) noexcept nogil:
+    cdef double c0 = _cpu_now()
     _part(<Part *> t, <double *> NULL)
+    (<Part *> t).cpu += _cpu_now() - c0
 
 
-cdef void _together(Part *t, int parts, const int *helpers, cnnbp_job job) noexcept nogil:
+cdef double _together(Part *t, int parts, const int *helpers,
+                      cnnbp_job job) noexcept nogil:
     """job(&t[0]) here while helper k - 1 runs job(&t[k]), k = 1..parts - 1;
-    returns when all are done."""
+    returns, when all are done, the seconds it took."""
     cdef int k
+    cdef double begin = _now()
     for k in range(1, parts):
         cnnbp_helper_post(helpers[k - 1], job, &t[k])
     job(&t[0])
     for k in range(1, parts):
         cnnbp_helper_wait(helpers[k - 1])
+    return _now() - begin
 
 
-cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
-                   const void *Y, bint y_u8, const floating *SW,
-                   const ptrdiff_t *order, ptrdiff_t n, ptrdiff_t batch,
-                   int threads, ptrdiff_t *start_at, double total,
-                   double deadline, int *used) noexcept nogil:
+cdef struct Slice:
+    # One call of _epoch: a slice of an epoch, and what it did.
+    ptrdiff_t start              # in: the row to start at; out: to go on from
+    double total                 # in: the epoch's total so far; out: with this slice's
+    double deadline              # in: stop after the batch that ends past it (_now)
+    int helpers                  # in: helpers to share batches with, at most
+    int used                     # out: threads it had (1 + helpers; 0: no memory)
+    double shared                # out: seconds of its shared hand-overs
+    double cpu                   # out: CPU seconds its threads spent in them
+
+
+cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
+                 const void *Y, bint y_u8, const floating *SW,
+                 const ptrdiff_t *order, ptrdiff_t n, ptrdiff_t batch,
+                 Slice *sl) noexcept nogil:
     """A pass over n rows in mini-batches of `batch`, rows taken in `order`
-    (NULL: in storage order), from row start_at[0]; returns `total` plus
-    sum_batches loss_b * m_b. Stops early, after a batch that ends at or past
-    `deadline` (on _now's clock), leaving in start_at[0] the row to go on
-    from (n when the pass is complete), and in used[0] the threads it took
-    (1 + the helpers it had; 0, and NaN returned: no memory for its records).
+    (NULL: in storage order), from row sl.start, adding sum_batches
+    loss_b * m_b to sl.total. Stops early, after a batch that ends at or past
+    sl.deadline, leaving in sl.start the row to go on from (n when the pass
+    is complete), in sl.used the threads it had (1 + its helpers; 0, and a
+    NaN total: no memory for its records), and in sl.shared and sl.cpu the
+    seconds its shared hand-overs took and the CPU seconds its threads spent
+    in them (on a machine busy with other work, far less than used x shared:
+    a thread waiting for a core holds up the batch).
 
-    With `threads` > 1 (and helpers free: as many as are, up to threads - 1
-    and the buffers w.n_g2), a batch is shared among parts of at least
-    SPLIT_ROWS / 2 rows each, in two hand-overs: phase 0, each thread takes
-    its rows forward and back, summing their gradient apart (dW^1 of a large
-    first layer excepted); phase 1, each computes its rows of dW^1 (when it
-    was excepted), adds the others' sums to its ranges of the parameters
-    and updates them. The parameters are those of the one-thread pass to
-    round-off (sums in parts; OpenBLAS rounds an ulp differently for other
-    shapes, as for other thread counts)."""
+    With sl.helpers > 0 (and helpers free: as many as are, up to it, the
+    buffers w.n_g2 and this caller's share, see cnnbp_helpers_acquire), a
+    batch is shared among parts of at least SPLIT_ROWS / 2 rows each, in two
+    hand-overs: phase 0, each thread takes its rows forward and back,
+    summing their gradient apart (dW^1 of a large first layer excepted);
+    phase 1, each computes its rows of dW^1 (when it was excepted), adds the
+    others' sums to its ranges of the parameters and updates them. The
+    parameters are those of the one-thread pass to round-off (sums in parts;
+    OpenBLAS rounds an ulp differently for other shapes, as for other thread
+    counts)."""
     cdef floating *p = <floating *> net.params
     cdef floating *g = <floating *> net.grads
-    cdef ptrdiff_t start = start_at[0], first = start_at[0], m
-    cdef double data_loss, s, penalty
+    cdef ptrdiff_t start = sl.start, m
+    cdef double data_loss, s, penalty, total = sl.total
     cdef int k, parts, ranged = 0
     cdef int helpers[CNNBP_MAX_HELPERS]
     cdef int got = 0
-    cdef bint asked = threads > 1 and w.g2 != NULL
+    cdef bint asked = sl.helpers > 0 and w.g2 != NULL
     cdef Part *t = NULL
     cdef cnnbp_job part_job = _part_job_f32 if floating is float else _part_job_f64
     cdef bint csr = X.x == NULL
     cdef const Optim *split_update = NULL
     if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
         split_update = opt
+    sl.shared, sl.cpu = 0, 0
     if asked:
-        got = cnnbp_helpers_acquire(min(threads - 1, <int> w.n_g2), helpers)
+        got = cnnbp_helpers_acquire(min(sl.helpers, <int> w.n_g2), helpers)
     t = <Part *> calloc(got + 1, sizeof(Part))
     if t == NULL:  # no memory for the parts' records: one thread
         if asked:
@@ -996,13 +1026,13 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         asked, got = False, 0
         t = <Part *> calloc(1, sizeof(Part))
         if t == NULL:
-            used[0] = 0
-            return NAN
+            sl.used, sl.total = 0, NAN
+            return
     for k in range(got + 1):
         t[k].net, t[k].w, t[k].X, t[k].Y, t[k].y_u8 = net, w, X, Y, y_u8
         t[k].SW, t[k].order, t[k].tid = SW, order, k
     while start < n:
-        if start > first and _now() >= deadline:
+        if start > sl.start and _now() >= sl.deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
         m = min(batch, n - start)
         parts = <int> min(<ptrdiff_t> got + 1, max(m // (_SPLIT_ROWS // 2), 1))
@@ -1020,7 +1050,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         if parts != ranged:
             _ranges(t, parts, csr)
             ranged = parts
-        _together(t, parts, helpers, part_job)
+        sl.shared += _together(t, parts, helpers, part_job)
         data_loss, s = 0, 0
         for k in range(parts):
             data_loss += t[k].data_loss
@@ -1029,7 +1059,7 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
             t[k].phase, t[k].s, t[k].opt = 1, s, split_update
         if split_update != NULL:
             _advance(opt)
-        _together(t, parts, helpers, part_job)
+        sl.shared += _together(t, parts, helpers, part_job)
         if split_update != NULL:
             penalty = 0
             for k in range(parts):
@@ -1041,10 +1071,10 @@ cdef double _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         start += m
     if asked:
         cnnbp_helpers_release(got, helpers)
+    for k in range(got + 1):
+        sl.cpu += t[k].cpu
     free(t)
-    start_at[0] = start
-    used[0] = got + 1
-    return total
+    sl.start, sl.total, sl.used = start, total, got + 1
 
 
 cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
@@ -1186,6 +1216,14 @@ cdef double _now() noexcept nogil:
     """CLOCK_MONOTONIC in seconds (time.monotonic's clock), callable without the GIL."""
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + 1e-9 * ts.tv_nsec
+
+
+cdef double _cpu_now() noexcept nogil:
+    """The calling thread's CPU time in seconds: what it ran, not what it
+    waited for a core."""
+    cdef timespec ts
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
     return ts.tv_sec + 1e-9 * ts.tv_nsec
 
 
@@ -1442,6 +1480,9 @@ cdef class Engine:
         self.last_nogil_interval = None
         self.stopped_at = 0
         self.last_threads = 1
+        self._cap = -1
+        self._probe_at = 0
+        self._probe_every = PROBE_SECONDS
         self.rows_trained = 0
         self._busy = False
         memset(&self.opt, 0, sizeof(Optim))
@@ -1804,30 +1845,60 @@ cdef class Engine:
         cdef void *y = _data(Y)
         cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
-        cdef ptrdiff_t stop = start
         cdef double t0, t1
-        cdef int used = 1
+        cdef Slice sl
+        sl.start, sl.total, sl.helpers = start, total, self._helpers_for(threads - 1)
         if self.dtype == np.float64:
             with nogil:
                 t0 = _now()
-                total = _epoch(&self.net, &self.opt, &self.work, x, y, y_u8,
-                               <double *> sw, rows, n, batch_size, threads, &stop,
-                               total, t0 + budget, &used)
+                sl.deadline = t0 + budget
+                _epoch(&self.net, &self.opt, &self.work, x, y, y_u8, <double *> sw, rows,
+                       n, batch_size, &sl)
                 t1 = _now()
         else:
             with nogil:
                 t0 = _now()
-                total = _epoch(&self.net, &self.opt, &self.work, x, y, y_u8,
-                               <float *> sw, rows, n, batch_size, threads, &stop,
-                               total, t0 + budget, &used)
+                sl.deadline = t0 + budget
+                _epoch(&self.net, &self.opt, &self.work, x, y, y_u8, <float *> sw, rows,
+                       n, batch_size, &sl)
                 t1 = _now()
         self.last_nogil_interval = (t0, t1)
-        self.rows_trained += stop - start
-        self.stopped_at = stop
-        self.last_threads = used
-        if used == 0:
+        self.rows_trained += sl.start - start
+        self.stopped_at = sl.start
+        self.last_threads = sl.used
+        if sl.used == 0:
             raise MemoryError("no memory for the records of an epoch's threads")
-        return total
+        self._adapt(threads - 1, sl.used - 1, sl.cpu, sl.shared)
+        return sl.total
+
+    cdef int _helpers_for(self, int wanted):
+        """Helpers the next slice asks for: `wanted`, unless helpers lately
+        kept the batches waiting (_adapt): then the number that did not,
+        with one more tried now and then."""
+        if self._cap < 0 or self._cap >= wanted:
+            return wanted
+        if _now() >= self._probe_at:
+            return self._cap + 1
+        return self._cap
+
+    cdef _adapt(self, int wanted, int had, double cpu, double seconds):
+        """Learn from a slice that shared its batches with `had` helpers,
+        its threads spending `cpu` CPU seconds in `seconds` of hand-overs.
+        Threads in lockstep are only as fast as the slowest: on a machine
+        busy with other work, one waiting for a core holds up the others, and
+        fewer threads finish sooner. So when the threads ran less than
+        LOCKSTEP_EFFICIENCY of the time, the next slices take one helper fewer,
+        trying the number again after a wait that doubles (PROBE_SECONDS up
+        to 64 x) while it keeps failing; a try that runs well restores it."""
+        if had < 1 or seconds <= 0:
+            return
+        if cpu < LOCKSTEP_EFFICIENCY * (had + 1) * seconds:
+            self._cap = had - 1
+            self._probe_at = _now() + self._probe_every
+            self._probe_every = min(2 * self._probe_every, 64 * PROBE_SECONDS)
+        elif self._cap >= 0 and had > self._cap:
+            self._cap = -1 if had >= wanted else had
+            self._probe_every = PROBE_SECONDS
 
     cdef _idle(self):
         """Raise if a training pass runs on this engine's buffers (in another
