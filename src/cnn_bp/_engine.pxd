@@ -100,6 +100,7 @@ cdef class Engine:
     cdef object _rng             # uint64 array backing net.rng
     cdef readonly object running # (2, width) array backing net.running
     cdef object _work            # arrays backing the Work blocks, or None
+    cdef object _g2              # the array backing work.g2, or None
     cdef readonly object dtype
     cdef int _typenum            # dtype's numpy type number (NPY_FLOAT / NPY_DOUBLE)
     cdef readonly tuple layer_units

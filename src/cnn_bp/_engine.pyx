@@ -27,8 +27,9 @@ thread count, a process-wide setting, are never touched): each its rows
 forward and back, their gradient summed apart, then its share of the update
 (_epoch). Matrix products of a 200-row batch are too small for BLAS's own
 threads to pay; this way the element-wise work, the row gathering and the
-optimizer run on every core too. A one-row prediction of a mid-sized network shares each layer's units
-with the helper likewise (_forward), its products kept off BLAS's threads.
+optimizer run on every core too. A one-row prediction of a mid-sized
+network shares each layer's units with a helper likewise (_forward), its
+products kept off BLAS's threads.
 
 Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
 `intercepts` are numpy views into it. The gradient and optimizer-state
@@ -178,11 +179,12 @@ cdef ptrdiff_t _SPLIT_ROWS = SPLIT_ROWS
 LOCKSTEP_EFFICIENCY = 0.6
 PROBE_SECONDS = 0.25
 
-# A shared batch's threads each sum the gradient of their own rows, the
-# helper's in a second buffer, so that a batch takes two hand-overs whatever
-# the depth. dW^1 larger than this is the exception: summing it twice would
-# add its size to a fit's memory, so it is split by rows after the backward
-# pass instead (which needs both threads' delta^1: a hand-over more).
+# A shared batch's threads each sum the gradient of their own rows, each
+# helper in a buffer of its own, so that a batch takes two hand-overs
+# whatever the depth. dW^1 larger than this is the exception: summing it in
+# every buffer would add its size per thread to a fit's memory, so it is
+# split by rows after the backward pass instead (every part's delta^1 is
+# there once the first hand-over ends).
 SHARED_W1_BYTES = 1 << 18
 
 
@@ -212,14 +214,17 @@ def py_take_helpers(int want):
 
 
 def py_give_helpers(list ids):
+    """Give back what py_take_helpers returned (once)."""
     cdef int c_ids[CNNBP_MAX_HELPERS]
+    if len(ids) > CNNBP_MAX_HELPERS or not all(0 <= i < CNNBP_MAX_HELPERS for i in ids):
+        raise ValueError(f"not helper ids from py_take_helpers: {ids}")
     for k, i in enumerate(ids):
         c_ids[k] = i
     cnnbp_helpers_release(len(ids), c_ids)
 
 
 def helper_jobs():
-    """Jobs the helper thread has finished in this process (tests: whether
+    """Jobs the helper threads have finished in this process (tests: whether
     a pass was shared)."""
     return cnnbp_helper_jobs()
 
@@ -1719,9 +1724,9 @@ cdef class Engine:
         if shared > self.work.n_g2:
             n_w1 = units[0] * units[1]
             self.work.g0 = n_w1 if n_w1 * self.dtype.itemsize > SHARED_W1_BYTES else 0
-            g2 = aligned_empty(shared * (self.params.size - self.work.g0), self.dtype)
-            self._work.append(g2)  # (an older, smaller g2 stays until reallocation)
-            self.work.g2 = _data(g2)
+            self._g2 = aligned_empty(shared * (self.params.size - self.work.g0),
+                                     self.dtype)  # (an older, smaller one is freed)
+            self.work.g2 = _data(self._g2)
             self.work.n_g2 = shared
         self.work.single = single
 
