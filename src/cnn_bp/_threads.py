@@ -17,12 +17,11 @@ exporting its symbols) kept at one thread. The process's BLAS, which numpy
 and scipy call, and its thread count, a setting of the whole process, are
 never changed.
 
-Why not the alternatives (measured on a 2-core AVX-512 Xeon): OpenBLAS's
-``openblas_set_num_threads_local`` in scipy's OpenBLAS 0.3.30 (pthreads
-build) changed the count of every thread, not only the caller's; and BLIS
-(the blis package) ran a 1500^3 product at 108 GF/s in float32 and 53 in
-float64 against OpenBLAS's 166 and 85 on one thread, and a digits-sized epoch
-1.24-1.53x slower. The model is the same for every T, to round-off.
+The alternatives were measured and not taken (the figures are in the
+README's Speed section): OpenBLAS's ``openblas_set_num_threads_local``, in
+scipy's pthreads build, changed the count of every thread, not only the
+caller's; BLIS (the blis package) ran slower per thread than OpenBLAS on an
+AVX-512 machine. The model is the same for every T, to round-off.
 """
 import contextlib
 import ctypes
