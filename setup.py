@@ -18,6 +18,7 @@ KERNELS = [
     "csrc/layers.c",
     "csrc/sparse.c",
     "csrc/pool.c",
+    "csrc/team.c",
     "csrc/thread_blas.c",
 ]
 

@@ -2,10 +2,13 @@
  * cnn_bp.h -- the one header of cnn_bp's C99 kernels.
  *
  * Layering: these kernels are element-wise loops over contiguous, row-major
- * blocks. They allocate nothing, call no Python and draw no random numbers;
- * the Cython engine (cnn_bp/_engine.pyx) owns the buffers and calls BLAS for
- * the matrix products, and the Python estimators validate everything before
- * a kernel sees it.
+ * blocks. They allocate nothing and call no Python; dropout's masks come
+ * from a counter-based generator (SplitMix64 of seed and position, so any
+ * range of a mask can be drawn apart). The Cython engine
+ * (cnn_bp/_engine.pyx) owns the buffers and calls BLAS for the matrix
+ * products, and the Python estimators validate everything before a kernel
+ * sees it. Two files are not kernels: pool.c, the helper threads, and
+ * team.c, the parallel layer that splits work among them.
  *
  * Every kernel exists for float (_f32) and double (_f64), generated from one
  * body by a macro. Arguments: sizes first, then `const` inputs, then outputs
@@ -252,6 +255,96 @@ unsigned cnnbp_helper_jobs(void);
  * OMP_NUM_THREADS, else the cores the process may run on. */
 int cnnbp_get_num_threads(void);
 void cnnbp_set_num_threads(int n);  /* n <= 0: no limit */
+/* The cores this process may run on (its affinity mask), at least 1. */
+int cnnbp_available_cores(void);
+
+/* team.c: the parallel layer. A training slice's team is the caller and
+ * the helpers it could take; each batch is split among `parts` of them in
+ * shares of rows and of parameters, run in two hand-overs (phase 0: rows
+ * forward and back, each into its own gradient sums; phase 1: split dW^1,
+ * the reduction and the update, by parameter ranges). */
+#define CNNBP_SPLIT_ROWS 64  /* batches of fewer rows are not shared: parts
+                                have at least CNNBP_SPLIT_ROWS / 2 rows */
+typedef struct cnnbp_share cnnbp_share;
+typedef void (*cnnbp_share_fn)(void *batch, cnnbp_share *s);
+struct cnnbp_share {           /* one thread's share of a batch */
+    int tid;                   /* 0 (the caller) .. parts - 1 */
+    int parts;                 /* threads sharing the batch */
+    int phase;                 /* the hand-over: 0 or 1 */
+    ptrdiff_t m;               /* the batch's rows */
+    ptrdiff_t r0, mr;          /* this share's rows: r0 .. r0 + mr - 1 */
+    ptrdiff_t w1[2];           /* its rows of W^1 [w1[0], w1[1]) of a split dW^1 */
+    ptrdiff_t u[4];            /* its parameters [u[0], u[1]) and [u[2], u[3]) */
+    double out[2];             /* what its job returns to the engine */
+    double cpu;                /* CPU seconds its thread spent in its jobs */
+    cnnbp_share_fn fn;         /* the job running: fn(batch, this) */
+    void *batch;
+};
+typedef struct {
+    ptrdiff_t n_in, n1;        /* the widths of W^1 */
+    ptrdiff_t n_params;
+    ptrdiff_t g0;              /* helpers' sums start at parameter g0 (0, or n_in n1:
+                                  dW^1 split by rows in phase 1) */
+    int csr;                   /* X is CSR: dW^1 is one pass, part 0's */
+    int asked;                 /* helpers were asked for (and must be released) */
+    int got;                   /* helpers held */
+    int ranged;                /* parts the shares' ranges were made for */
+    cnnbp_share *share;        /* got + 1 shares */
+    double shared;             /* seconds of the shared hand-overs */
+    double cpu;                /* out of cnnbp_team_end: CPU seconds of its threads */
+    int ids[CNNBP_MAX_HELPERS];
+} cnnbp_team;
+/* Takes up to `want` helpers (as cnnbp_helpers_acquire) for a slice of an
+ * epoch; returns the team's threads (1 + helpers), or 0 when no memory for
+ * its records. Every call is paired with cnnbp_team_end. */
+int cnnbp_team_begin(cnnbp_team *t, int want, ptrdiff_t n_in, ptrdiff_t n1,
+                     ptrdiff_t n_params, ptrdiff_t g0, int csr);
+/* Splits a batch of m rows among as many threads as have min_rows each
+ * (up to the team's) and returns how many: parts. */
+int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows);
+/* fn(batch, share k) on thread k, k = 0..parts - 1 (0: the caller), for
+ * the hand-over `phase`; returns, all done, the seconds it took. */
+double cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
+                      void *batch);
+void cnnbp_team_end(cnnbp_team *t);
+/* Phase 1's reduction: g[i] += the other parts' sums over s's ranges (sums:
+ * part k's, k > 0, at (k - 1) (n_params - g0), parameter i at [i - g0]). */
+void cnnbp_team_reduce_f32(const cnnbp_team *t, const cnnbp_share *s,
+                           const float *sums, float *g);
+void cnnbp_team_reduce_f64(const cnnbp_team *t, const cnnbp_share *s,
+                           const double *sums, double *g);
+
+/* A one-row prediction: how its products run (cnnbp_row_mode). */
+enum { CNNBP_ROW_BATCH, CNNBP_ROW_ALONE, CNNBP_ROW_SHARED };
+/* BATCH (BLAS on the block) unless the network's largest W^l takes bytes in
+ * [lo, hi] and two cores and threads are there; then SHARED when a helper
+ * is free (then held, its id in *helper) and awake, else ALONE (a helper
+ * found asleep is woken for the next row). */
+int cnnbp_row_mode(ptrdiff_t largest_bytes, ptrdiff_t lo, ptrdiff_t hi, int *helper);
+typedef void (*cnnbp_range_fn)(void *ctx, ptrdiff_t k0, ptrdiff_t k1);
+/* fn(ctx, n / 2, n) on `helper` while this thread runs fn(ctx, 0, n / 2). */
+void cnnbp_split_inputs(int helper, ptrdiff_t n, cnnbp_range_fn fn, void *ctx);
+
+/* Threads in lockstep are as fast as the slowest: on a machine busy with
+ * other work, one waiting for a core holds up the rest, and fewer threads
+ * finish sooner. When a slice's threads ran less than LOCKSTEP_EFFICIENCY
+ * of its hand-overs' time, the next slices take one helper fewer, trying
+ * one more after PROBE_SECONDS, a wait that doubles (up to 64 x) while the
+ * try fails; a try that runs well restores the number. */
+#define CNNBP_LOCKSTEP_EFFICIENCY 0.6
+#define CNNBP_PROBE_SECONDS 0.25
+typedef struct {
+    int cap;                   /* helpers the slices may ask for (-1: all) */
+    double probe_at;           /* when to try one more (CLOCK_MONOTONIC) */
+    double probe_every;        /* seconds between such tries */
+} cnnbp_lockstep;
+void cnnbp_lockstep_init(cnnbp_lockstep *l);
+/* Helpers the next slice asks for, `wanted` at most. */
+int cnnbp_lockstep_helpers(const cnnbp_lockstep *l, int wanted);
+/* Learn from a slice that had `had` helpers, its threads spending `cpu`
+ * CPU seconds in `seconds` of shared hand-overs. */
+void cnnbp_lockstep_learn(cnnbp_lockstep *l, int wanted, int had, double cpu,
+                          double seconds);
 
 /* thread_blas.c: the BLAS that threads sharing a batch call for their
  * products, each call on the calling thread alone: a private instance of

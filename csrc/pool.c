@@ -1,7 +1,7 @@
 /*
  * pool.c -- the helper threads that take parts of training batches.
  *
- * A training epoch (_epoch in _engine.pyx) shares every batch with up to
+ * The parallel layer (team.c) shares every training batch with up to
  * T - 1 helpers: the caller posts each helper a job (its rows forward and
  * back; then its share of the update), does its own part, and waits for
  * theirs. A one-row prediction shares the inputs of its mid-sized layers
@@ -226,8 +226,7 @@ unsigned cnnbp_helper_jobs(void)
     return jobs;
 }
 
-/* The cores this process may run on (its affinity mask), at least 1. */
-static int cores(void)
+int cnnbp_available_cores(void)
 {
 #ifdef __linux__
     cpu_set_t set;
@@ -249,7 +248,7 @@ int cnnbp_get_num_threads(void)
         if (n > 0)
             return n;
     }
-    return cores();
+    return cnnbp_available_cores();
 }
 
 void cnnbp_set_num_threads(int n)

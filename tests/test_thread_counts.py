@@ -147,7 +147,7 @@ def test_threads_waiting_for_cores_are_given_back():
     """Threads in lockstep are as fast as the slowest: with T = 8 forced on
     at most 4 cores, each thread runs at most half the time, so slice after
     slice the engine takes one helper fewer, down to what the cores run
-    (Engine._adapt); the model stays the T = 1 model to round-off."""
+    (cnnbp_lockstep_learn, csrc/team.c); the model stays the T = 1 model to round-off."""
     rng = np.random.RandomState(0)
     X, Y = rng.normal(size=(20000, 30)), np.eye(4)[rng.randint(4, size=20000)]
     order = np.arange(20000, dtype=np.intp)

@@ -2,6 +2,8 @@
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
 
+from ._kernels cimport cnnbp_lockstep
+
 
 cdef struct Net:
     # Read-only description of a network plus pointers to its parameters.
@@ -115,11 +117,7 @@ cdef class Engine:
     cdef readonly int last_threads       # threads the last run_epoch took
     cdef readonly long long rows_trained  # rows of all run_epoch calls, summed
     cdef bint _busy              # a training pass is running on the buffers
-    cdef int _cap                # helpers the slices may ask for (-1: all); _adapt
-    cdef double _probe_at        # when to try one helper more (_now's clock)
-    cdef double _probe_every     # seconds between such tries
-    cdef int _helpers_for(self, int wanted)
-    cdef _adapt(self, int wanted, int had, double cpu, double seconds)
+    cdef cnnbp_lockstep _lockstep  # helpers the slices take on a busy machine
     cdef _idle(self)
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
                      ptrdiff_t batch_size, int threads, ptrdiff_t start,

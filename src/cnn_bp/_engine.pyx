@@ -4,9 +4,13 @@ runs the forward pass, the backward pass and the optimizer update without the
 GIL, a whole epoch of mini-batches per call.
 
 Layering, calls going one way:
-    C kernels (csrc/: element-wise loops; no Python, no allocation, no RNG)
-    -> this engine (owns the buffers, calls BLAS, runs nogil)
+    C kernels (csrc/: element-wise loops, no Python, no allocation; dropout's
+        masks from a counter-based generator, SplitMix64)
+    -> this engine (owns the buffers, calls BLAS, runs nogil; the mathematics
+        over row ranges and parameter ranges, which knows no threads)
     -> the estimators (cnn_bp/_mlp.py: validation, RNG, warnings, bookkeeping)
+Beside the engine, the parallel layer (csrc/team.c over csrc/pool.c's helper
+threads) splits a training batch, and a one-row prediction, among threads.
 
 Mathematics, layers l = 1..L, a mini-batch of m rows stored row-major:
     forward    Z^l = A^{l-1} W^l + b^l,   A^l = f(Z^l),   A^0 = X
@@ -14,22 +18,25 @@ Mathematics, layers l = 1..L, a mini-batch of m rows stored row-major:
     backward   delta^l = (delta^{l+1} (W^{l+1})^T) * f'(A^l)
     gradients  dC/dW^l = ((A^{l-1})^T delta^l + alpha W^l) / s
                dC/db^l = sum_rows(delta^l) / s,    s = sum of sample weights
-f' is read off the stored A^l, so Z^l is never kept: each block holds Z^l
+f' is read off the stored A^l where that is exact, so Z^l is kept only for
+the activations whose derivative needs it (gelu, gelu_tanh, silu:
+cnnbp_derivative_needs_z) and for inspection; otherwise each block holds Z^l
 only until the activation overwrites it in place. A hidden layer may add
 batch normalisation of A^{l-1} W^l before f and inverted dropout of A^l
 after it (csrc/layers.c; training passes draw masks and use batch statistics,
 prediction uses neither dropout nor batch statistics).
 
-Threads: helper threads (csrc/pool.c) can share each training batch, each
-thread's products on that thread alone (w.single: a private OpenBLAS kept
-at one thread, cnn_bp._threads.thread_blas; the process's BLAS and its
-thread count, a process-wide setting, are never touched): each its rows
-forward and back, their gradient summed apart, then its share of the update
-(_epoch). Matrix products of a 200-row batch are too small for BLAS's own
-threads to pay; this way the element-wise work, the row gathering and the
-optimizer run on every core too. A one-row prediction of a mid-sized
-network shares each layer's units with a helper likewise (_forward), its
-products kept off BLAS's threads.
+Threads: a training slice (_epoch) takes a team of T threads, the caller and
+up to T - 1 helpers, and each batch is split among them (csrc/team.c): each
+takes its rows forward and back (_share, phase 0), then its share of the
+reduction and the update by parameter ranges (phase 1). Each thread's
+products run on that thread alone (w.single: a private OpenBLAS kept at one
+thread, cnn_bp._threads.thread_blas; the process's BLAS and its thread
+count, a process-wide setting, are never touched). Matrix products of a
+200-row batch are too small for BLAS's own threads to pay; this way the
+element-wise work, the row gathering and the optimizer run on every core
+too. A one-row prediction of a mid-sized network shares each layer's inputs
+with a helper likewise (_forward, cnnbp_split_inputs).
 
 Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
 `intercepts` are numpy views into it. The gradient and optimizer-state
@@ -41,7 +48,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from ._threads import available_cores, register_with_threadpoolctl, thread_blas
+from ._threads import register_with_threadpoolctl, thread_blas
 
 cimport numpy as cnp
 from libc.math cimport NAN, pow, sqrt
@@ -49,7 +56,7 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
-from posix.time cimport CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, clock_gettime, timespec
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cython cimport floating
 
 from ._kernels cimport (
@@ -65,9 +72,12 @@ from ._kernels cimport (
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
     cnnbp_row_argmax_f32, cnnbp_row_argmax_f64,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
-    CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_awake, cnnbp_helper_jobs,
-    cnnbp_helper_post, cnnbp_helpers_release, cnnbp_helper_wait, cnnbp_job,
-    cnnbp_get_num_threads, cnnbp_set_num_threads, csr_matmul,
+    CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_jobs, cnnbp_helpers_release,
+    cnnbp_get_num_threads, CNNBP_SPLIT_ROWS, CNNBP_ROW_BATCH, CNNBP_ROW_ALONE,
+    CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team, cnnbp_team_begin,
+    cnnbp_team_split, cnnbp_team_run, cnnbp_team_end, team_reduce, cnnbp_range_fn,
+    cnnbp_row_mode, cnnbp_split_inputs, cnnbp_lockstep_init, cnnbp_lockstep_helpers,
+    cnnbp_lockstep_learn, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
     gather_rows, gemm, is_finite, max_norm_columns, multiply, nadam_update,
     output_loss, row_product,
@@ -154,30 +164,18 @@ cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_BYTES[1]
 cdef enum:
     SHARED_LAYER_WEIGHTS = 9216
 
-# How _forward runs its products: BLAS on the block (BATCH); or, for one
-# dense row of a network in SHARED_ROW_BYTES, the layers of at least
-# SHARED_LAYER_WEIGHTS weights summed row by row of W^l (row_product), by
-# this thread alone (ROW_ALONE: the helper is busy or asleep) or with the
-# helper (ROW_SHARED). ROW_ALONE keeps off BLAS too: OpenBLAS would wake its
-# worker for such a row, which then spins for ~0.1 s on the core the helper
-# needs for the rows that follow (784-1024-512-10 after a pause, when it did:
-# 0.66-1.0 of 2 helper jobs a row, median 69-84 us; since, 2 of 2).
-cdef enum RowMode:
-    BATCH, ROW_ALONE, ROW_SHARED
-# One-row sharing needs two cores (checked at import).
-cdef bint _two_cores = available_cores() >= 2
+# How _forward runs a one-row prediction's products (cnnbp_row_mode):
+# BLAS on the block (CNNBP_ROW_BATCH); or, for one dense row of a network in
+# SHARED_ROW_BYTES, the layers of at least SHARED_LAYER_WEIGHTS weights
+# summed row by row of W^l (row_product), by this thread alone (ROW_ALONE:
+# the helper is busy or asleep) or with a helper (ROW_SHARED). ROW_ALONE
+# keeps off BLAS too: OpenBLAS would wake its worker for such a row, which
+# then spins for ~0.1 s on the core the helper needs for the rows that follow.
 
-# Training batches of at least this many rows are shared with the helper
-# thread (see _epoch); for smaller ones the hand-over costs more than it saves.
-SPLIT_ROWS = 64
-cdef ptrdiff_t _SPLIT_ROWS = SPLIT_ROWS
-
-# Threads sharing batches that ran less than this fraction of the time (CPU
-# time over the hand-overs' wall time, per thread) were waiting for cores
-# taken by other work: the engine then takes fewer (Engine._adapt), trying
-# again after PROBE_SECONDS, doubling while it fails.
-LOCKSTEP_EFFICIENCY = 0.6
-PROBE_SECONDS = 0.25
+# Training batches of at least this many rows are shared among threads
+# (parts of at least half as many; csrc/team.c): for smaller ones the
+# hand-over costs more than it saves.
+SPLIT_ROWS = CNNBP_SPLIT_ROWS
 
 # A shared batch's threads each sum the gradient of their own rows, each
 # helper in a buffer of its own, so that a batch takes two hand-overs
@@ -371,27 +369,30 @@ cdef void _row_inputs(const Net *net, const Rows *x, const Work *w, floating *a,
                 wl + k0 * n_out, z)
 
 
-cdef struct RowPart:
-    # The helper's inputs k0..n_{l-1} - 1 of layer l in a shared one-row
-    # prediction (_forward): _row_inputs' arguments; z is w.part.
+cdef struct RowJob:
+    # Layer l of a one-row prediction: _row_inputs' arguments; z its Z^l.
     const Net *net
     const Rows *x
     const Work *w
     void *a
     ptrdiff_t l
-    ptrdiff_t k0
+    void *z
 
 
-cdef void _row_part_f32(void *job) noexcept nogil:
-    cdef RowPart *j = <RowPart *> job
-    _row_inputs(j.net, j.x, j.w, <float *> j.a, j.l, j.k0, j.net.units[j.l - 1],
-                <float *> j.w.part)
+cdef void _row_range(RowJob *j, ptrdiff_t k0, ptrdiff_t k1,
+                     floating *dummy) noexcept nogil:
+    """Inputs k0..k1 - 1 of the row's Z^l: into z from input 0, else into
+    w.part (which the caller then adds; cnnbp_split_inputs)."""
+    _row_inputs(j.net, j.x, j.w, <floating *> j.a, j.l, k0, k1,
+                <floating *> (j.z if k0 == 0 else j.w.part))
 
 
-cdef void _row_part_f64(void *job) noexcept nogil:
-    cdef RowPart *j = <RowPart *> job
-    _row_inputs(j.net, j.x, j.w, <double *> j.a, j.l, j.k0, j.net.units[j.l - 1],
-                <double *> j.w.part)
+cdef void _row_range_f32(void *j, ptrdiff_t k0, ptrdiff_t k1) noexcept nogil:
+    _row_range(<RowJob *> j, k0, k1, <float *> NULL)
+
+
+cdef void _row_range_f64(void *j, ptrdiff_t k0, ptrdiff_t k1) noexcept nogil:
+    _row_range(<RowJob *> j, k0, k1, <double *> NULL)
 
 
 cdef inline bint _by_rows(const Net *net, ptrdiff_t l) noexcept nogil:
@@ -472,7 +473,7 @@ cdef bint _activate(const Net *net, ptrdiff_t l, ptrdiff_t m, floating *z,
 
 cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                    floating *a, bint training, ptrdiff_t r0, bint check,
-                   RowMode row, ptrdiff_t last) noexcept nogil:
+                   int row, ptrdiff_t last) noexcept nogil:
     """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, up to layer
     `last` (L: all; a prediction of hidden layer `last` stops there), into
     rows r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own
@@ -492,35 +493,33 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     Z^1 is checked once normalised, which keeps inf and NaN (an affine map:
     inf * 0 is NaN too). True otherwise.
 
-    `row` (RowMode): BATCH for any block. ROW_ALONE and ROW_SHARED (one
-    dense row, not training) sum the rows of W^l weighted by A^{l-1} in the
-    layers _by_rows picks; ROW_SHARED (the caller holds the helper, awake;
-    w.part has room for n_l values) splits those inputs in two halves, the
-    helper summing the second's rows into w.part while this thread sums the
-    first's into Z^l, which then adds w.part. A row's product streams all
+    `row` (cnnbp_row_mode): CNNBP_ROW_BATCH for any block. ROW_ALONE and
+    ROW_SHARED (one dense row, not training) sum the rows of W^l weighted
+    by A^{l-1} in the layers _by_rows picks; ROW_SHARED (the caller holds
+    helper w.helper, awake; w.part has room for n_l values) splits those
+    inputs in two halves (cnnbp_split_inputs), the helper summing the
+    second's rows into w.part while this thread sums the first's into Z^l,
+    which then adds w.part. A row's product streams all
     of W^l once; two cores stream it twice as fast, each its own contiguous
     half (784-512-256-10 in float64: 70-93 -> 42-69 us a row, noisy VM)."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
     cdef floating *z
-    cdef ptrdiff_t l, n_in, n_out, h, L = net.n_layers
-    cdef RowPart job
-    cdef cnnbp_job row_part = _row_part_f32 if floating is float else _row_part_f64
+    cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
+    cdef RowJob job
+    cdef cnnbp_range_fn row_range = _row_range_f32 if floating is float else _row_range_f64
     job.net, job.x, job.w, job.a = net, x, w, a
     for l in range(1, last + 1):
         # Z^l = A^{l-1} W^l    (m, n_l)
         n_in, n_out = net.units[l - 1], net.units[l]
         z = a + cap * net.blk_off[l] + r0 * n_out
-        if row == BATCH or not _by_rows(net, l):
+        if row == CNNBP_ROW_BATCH or not _by_rows(net, l):
             _product(net, x, w, a, l, m, r0, training)
-        elif row == ROW_ALONE:
+        elif row == CNNBP_ROW_ALONE:
             _row_inputs(net, x, w, a, l, 0, n_in, z)
-        else:  # inputs 0..h - 1 here, h..n_in - 1 by the helper
-            h = n_in // 2
-            job.l, job.k0 = l, h
-            cnnbp_helper_post(w.helper, row_part, &job)
-            _row_inputs(net, x, w, a, l, 0, h, z)
-            cnnbp_helper_wait(w.helper)
+        else:  # the helper sums half of the inputs into w.part
+            job.l, job.z = l, z
+            cnnbp_split_inputs(w.helper, n_in, row_range, &job)
             add(n_out, <const floating *> w.part, z)
         if l < L and net.gamma_off[l - 1] >= 0:
             _normalise(net, w, x, m, l, training, z)
@@ -648,7 +647,8 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     batch normalisation needs `training` (the caller checks)."""
     cdef Rows xs = x[0]
     xs.sw = sw  # batch statistics weigh the rows as the loss does
-    _forward(net, &xs, m, w, <floating *> w.a, training, 0, False, BATCH, net.n_layers)
+    _forward(net, &xs, m, w, <floating *> w.a, training, 0, False, CNNBP_ROW_BATCH,
+             net.n_layers)
     cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
     if not backward:
         return data_loss
@@ -807,169 +807,93 @@ cdef const floating *_target_rows(const void *Y, bint y_u8, const ptrdiff_t *row
     return block
 
 
-cdef struct Part:
-    # One thread's share of a training batch: its rows r0..r0 + mr - 1 of
-    # the m batch rows forward and back (a part with mr = m does all).
-    # Each part sums its rows' gradient into its own buffer (part 0:
-    # net.grads; part k > 0: buffer k - 1 of w.g2, parameters [w.g0,
-    # n_params)); dW^1 below w.g0 is split by rows instead, after the
-    # hand-over (every part's delta^1).
+cdef struct Batch:
+    # One training batch, as every thread's share of it reads it (_share;
+    # the parallel layer, csrc/team.c, gives each its rows and parameters).
     const Net *net
     const Work *w
+    const cnnbp_team *team
     const Rows *X
     const void *Y
     bint y_u8
     const void *SW
     const ptrdiff_t *order       # NULL: rows as stored
     ptrdiff_t start              # the batch's first row in `order`
-    ptrdiff_t m
-    ptrdiff_t r0
-    ptrdiff_t mr
-    int tid                      # 0 (the caller) .. parts - 1
-    int parts                    # how many parts share the batch
-    ptrdiff_t phase              # 0 forward and back, 1 the rest
-    const Optim *opt             # phase 1 updates, if set (shared batches only):
-    ptrdiff_t u[4]               # parameters [u[0], u[1]) and [u[2], u[3])
-    double s                     # with the batch's weight sum
-    Rows batch                   # out of phase 0: the batch's input rows
-    double data_loss             # out of phase 0: weighted loss of the rows
-    double weight                # out of phase 0: their weight sum (mr unweighted)
-    double penalty               # out of phase 1 with opt: the ranges' _penalty
-    double cpu                   # out: CPU seconds the thread spent on its phases
+    Rows rows                    # its input rows (gathered into w.x: dense and an order)
+    const Optim *opt             # phase 1 updates the share's parameters, if set
+    double s                     # (phase 1) the batch's weight sum
 
 
-cdef inline ptrdiff_t _w1_rows(const Net *net, bint csr, int k, int parts) noexcept nogil:
-    """The first row of W^1 whose dW^1 part k computes when dW^1 is split by
-    rows (part `parts`: n_0, the end); CSR's dW^1 (one pass over the sparse
-    rows) is all part 0's."""
-    if k == 0:
-        return 0
-    if csr or k >= parts:
-        return net.units[0]
-    return net.units[0] * k // parts
-
-
-cdef void _ranges(Part *t, int parts, bint csr) noexcept nogil:
-    """Phase 1's parameter ranges of each of the `parts` parts: its rows of
-    W^1 (as _w1_rows splits them, split or not) and an equal share of the
-    parameters after W^1, cut at cache-line multiples; together, every
-    parameter once."""
-    cdef const Net *net = t[0].net
-    cdef ptrdiff_t n1 = net.units[1], n_w1 = net.units[0] * net.units[1]
-    cdef ptrdiff_t rest = net.n_params - n_w1
-    cdef int k
-    for k in range(parts):
-        t[k].u[0] = _w1_rows(net, csr, k, parts) * n1
-        t[k].u[1] = _w1_rows(net, csr, k + 1, parts) * n1
-        t[k].u[2] = n_w1 + ((rest * k // parts) & ~(<ptrdiff_t> 15))
-        t[k].u[3] = net.n_params if k == parts - 1 else \
-            n_w1 + ((rest * (k + 1) // parts) & ~(<ptrdiff_t> 15))
-
-
-cdef void _part(Part *t, floating *dummy) noexcept nogil:
-    """Run phase t.phase of part t. Phase 0: gather the part's rows (dense
-    rows of X into the work block, or read in place without an order; CSR
-    rows where they are), targets and weights, the forward pass, the output
-    delta and the backward pass over its rows into its gradient buffer
-    (zeroed first); a part of all m rows ends there, its sums being the
-    gradient. Phase 1 (parts in lockstep, so every row's delta^1 is there):
-    the part's rows of dW^1 when w.g0 > 0; then on the part's parameter
-    ranges, the other parts' sums added to part 0's and, with t.opt, the
-    gradient finished and the update made."""
-    cdef const Net *net = t.net
-    cdef const Work *w = t.w
+cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
+    """The mathematics of share s of batch b. Phase 0: gather its rows
+    (dense rows of X into the work block, with an order), targets and
+    weights; the forward pass, the output delta and the backward pass over
+    its rows into its own gradient sums (zeroed first; share 0: net.grads,
+    share k > 0: buffer k - 1 of w.g2, from parameter w.g0 on); s.out = its
+    weighted loss and weight sum. A share of all m rows ends there, its
+    sums being the gradient. Phase 1 (every share's delta^1 is there): its
+    rows s.w1 of dW^1 when w.g0 > 0 (summed by no share in phase 0), the
+    others' sums added on its parameter ranges s.u and, with b.opt, the
+    gradient finished and those parameters updated; s.out[0] = the ranges'
+    _penalty."""
+    cdef const Net *net = b.net
+    cdef const Work *w = b.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
-    cdef ptrdiff_t i0, i1, k, lo, size = net.n_params - w.g0
-    cdef int j
-    # dW^1 is split by rows in phase 1 when parts share the batch and the
-    # other parts' buffers start after it; else each part sums all of it
-    cdef bint split_w1 = t.mr < t.m and w.g0 > 0
+    cdef ptrdiff_t k, size = net.n_params - w.g0
+    cdef bint split_w1 = s.parts > 1 and w.g0 > 0
     cdef ptrdiff_t first = w.g0 if split_w1 else 0  # phase 0 sums [first, n_params)
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t g0 = 0
-    cdef Rows xb
-    cdef const floating *SW = <const floating *> t.SW
+    cdef const floating *SW = <const floating *> b.SW
     cdef const floating *swb = NULL
     cdef const floating *yb
-    if t.phase == 0:
-        t.batch = t.X[0]
-        if t.order != NULL:
-            if t.batch.x != NULL:
-                gather_rows(t.mr, n_in, <const floating *> t.X.x,
-                            t.order + t.start + t.r0, <floating *> w.x + t.r0 * n_in)
-                t.batch.x = w.x
-            else:
-                t.batch.rows = t.order + t.start
-            if SW != NULL:
-                gather_rows(t.mr, 1, SW, t.order + t.start + t.r0,
-                            <floating *> w.sw + t.r0)
-                swb = <floating *> w.sw + t.r0
-        else:
-            t.batch = _block_rows(t.X, t.start, n_in, dummy)
-            if SW != NULL:
-                swb = SW + t.start + t.r0
-        xb = t.batch
+    cdef Rows xb = b.rows
+    if s.phase == 0:
+        if b.order != NULL and b.X.x != NULL:
+            gather_rows(s.mr, n_in, <const floating *> b.X.x, b.order + b.start + s.r0,
+                        <floating *> w.x + s.r0 * n_in)
+        if SW != NULL and b.order != NULL:
+            gather_rows(s.mr, 1, SW, b.order + b.start + s.r0, <floating *> w.sw + s.r0)
+            swb = <floating *> w.sw + s.r0
+        elif SW != NULL:
+            swb = SW + b.start + s.r0
         xb.sw = swb
         if xb.x != NULL:
-            xb.x = <const floating *> xb.x + t.r0 * n_in
+            xb.x = <const floating *> xb.x + s.r0 * n_in
         elif xb.rows != NULL:
-            xb.rows = xb.rows + t.r0
+            xb.rows = xb.rows + s.r0
         else:
-            xb.first_row = xb.first_row + t.r0
-        yb = _target_rows(t.Y, t.y_u8, t.order, t.start + t.r0, t.mr, n_out,
-                          <floating *> w.y + t.r0 * n_out)
-        t.weight = t.mr if swb == NULL else _weight_sum(swb, t.mr)
-        _forward(net, &xb, t.mr, w, <floating *> w.a, True, t.r0, False, BATCH,
-                 net.n_layers)
-        t.data_loss = _output_loss(net, yb, swb, w, t.r0, t.mr)
-        if t.tid > 0:  # its own buffer, from parameter w.g0 on
-            g, g0 = <floating *> w.g2 + (t.tid - 1) * size, w.g0
+            xb.first_row = xb.first_row + s.r0
+        yb = _target_rows(b.Y, b.y_u8, b.order, b.start + s.r0, s.mr, n_out,
+                          <floating *> w.y + s.r0 * n_out)
+        _forward(net, &xb, s.mr, w, <floating *> w.a, True, s.r0, False,
+                 CNNBP_ROW_BATCH, net.n_layers)
+        s.out[0] = _output_loss(net, yb, swb, w, s.r0, s.mr)
+        s.out[1] = s.mr if swb == NULL else _weight_sum(swb, s.mr)
+        if s.tid > 0:
+            g, g0 = <floating *> w.g2 + (s.tid - 1) * size, w.g0
         memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
-        _backward(net, &xb, w, t.r0, t.mr, 2 if split_w1 else 1, True, g, g0)
+        _backward(net, &xb, w, s.r0, s.mr, 2 if split_w1 else 1, True, g, g0)
         return
-    if split_w1:
-        i0 = _w1_rows(net, t.batch.x == NULL, t.tid, t.parts)
-        i1 = _w1_rows(net, t.batch.x == NULL, t.tid + 1, t.parts)
-        if i1 > i0:
-            memset(g + i0 * net.units[1], 0,
-                   (i1 - i0) * net.units[1] * sizeof(floating))
-            _weight_gradient(net, &t.batch, w, 0, t.m, 1, i0, i1, True, g, 0)
-    t.penalty = 0
+    if split_w1 and s.w1[1] > s.w1[0]:
+        memset(g + s.w1[0] * net.units[1], 0,
+               (s.w1[1] - s.w1[0]) * net.units[1] * sizeof(floating))
+        _weight_gradient(net, &b.rows, w, 0, s.m, 1, s.w1[0], s.w1[1], True, g, 0)
+    team_reduce(b.team, s, <floating *> w.g2, g)
+    s.out[0] = 0
     for k in range(0, 4, 2):
-        i0, i1 = t.u[k], t.u[k + 1]
-        lo = max(i0, w.g0)  # the other parts' sums, from w.g0 on
-        if i1 > lo:
-            for j in range(t.parts - 1):
-                add(i1 - lo, <floating *> w.g2 + j * size + (lo - w.g0), g + lo)
-        if t.opt != NULL and i1 > i0:
-            t.penalty += _finish_range(net, <floating *> net.params, g, t.s, i0, i1)
-            _step(net, t.opt, <floating *> net.params, g, i0, i1)
+        if b.opt != NULL and s.u[k + 1] > s.u[k]:
+            s.out[0] += _finish_range(net, <floating *> net.params, g, b.s,
+                                      s.u[k], s.u[k + 1])
+            _step(net, b.opt, <floating *> net.params, g, s.u[k], s.u[k + 1])
 
 
-cdef void _part_job_f32(void *t) noexcept nogil:
-    cdef double c0 = _cpu_now()
-    _part(<Part *> t, <float *> NULL)
-    (<Part *> t).cpu += _cpu_now() - c0
+cdef void _share_f32(void *b, cnnbp_share *s) noexcept nogil:
+    _share(<Batch *> b, s, <float *> NULL)
 
 
-cdef void _part_job_f64(void *t) noexcept nogil:
-    cdef double c0 = _cpu_now()
-    _part(<Part *> t, <double *> NULL)
-    (<Part *> t).cpu += _cpu_now() - c0
-
-
-cdef double _together(Part *t, int parts, const int *helpers,
-                      cnnbp_job job) noexcept nogil:
-    """job(&t[0]) here while helper k - 1 runs job(&t[k]), k = 1..parts - 1;
-    returns, when all are done, the seconds it took."""
-    cdef int k
-    cdef double begin = _now()
-    for k in range(1, parts):
-        cnnbp_helper_post(helpers[k - 1], job, &t[k])
-    job(&t[0])
-    for k in range(1, parts):
-        cnnbp_helper_wait(helpers[k - 1])
-    return _now() - begin
+cdef void _share_f64(void *b, cnnbp_share *s) noexcept nogil:
+    _share(<Batch *> b, s, <double *> NULL)
 
 
 cdef struct Slice:
@@ -994,92 +918,72 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     is complete), in sl.used the threads it had (1 + its helpers; 0, and a
     NaN total: no memory for its records), and in sl.shared and sl.cpu the
     seconds its shared hand-overs took and the CPU seconds its threads spent
-    in them (on a machine busy with other work, far less than used x shared:
-    a thread waiting for a core holds up the batch).
+    in them (cnnbp_lockstep_learn).
 
-    With sl.helpers > 0 (and helpers free: as many as are, up to it, the
-    buffers w.n_g2 and this caller's share, see cnnbp_helpers_acquire), a
-    batch is shared among parts of at least SPLIT_ROWS / 2 rows each, in two
-    hand-overs: phase 0, each thread takes its rows forward and back,
-    summing their gradient apart (dW^1 of a large first layer excepted);
-    phase 1, each computes its rows of dW^1 (when it was excepted), adds the
-    others' sums to its ranges of the parameters and updates them. The
-    parameters are those of the one-thread pass to round-off (sums in parts;
-    OpenBLAS rounds an ulp differently for other shapes, as for other thread
-    counts)."""
+    With sl.helpers > 0 (as many as are free, up to it, the buffers w.n_g2
+    and this caller's share of T), each batch is split among a team of
+    threads (csrc/team.c) in two hand-overs of _share: rows forward and
+    back, then split dW^1, the reduction and the update by parameter
+    ranges. The parameters are those of the one-thread pass to round-off
+    (sums in parts; OpenBLAS rounds an ulp differently for other shapes)."""
     cdef floating *p = <floating *> net.params
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t start = sl.start, m
     cdef double data_loss, s, penalty, total = sl.total
-    cdef int k, parts, ranged = 0
-    cdef int helpers[CNNBP_MAX_HELPERS]
-    cdef int got = 0
-    cdef bint asked = sl.helpers > 0 and w.g2 != NULL
-    cdef Part *t = NULL
-    cdef cnnbp_job part_job = _part_job_f32 if floating is float else _part_job_f64
-    cdef bint csr = X.x == NULL
+    cdef int k, parts
+    cdef cnnbp_team team
+    cdef Batch b
+    cdef cnnbp_share_fn share = _share_f32 if floating is float else _share_f64
+    cdef int want = min(sl.helpers, <int> w.n_g2) if w.g2 != NULL else 0
     cdef const Optim *split_update = NULL
     if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
         split_update = opt
-    sl.shared, sl.cpu = 0, 0
-    if asked:
-        got = cnnbp_helpers_acquire(min(sl.helpers, <int> w.n_g2), helpers)
-    t = <Part *> calloc(got + 1, sizeof(Part))
-    if t == NULL:  # no memory for the parts' records: one thread
-        if asked:
-            cnnbp_helpers_release(got, helpers)
-        asked, got = False, 0
-        t = <Part *> calloc(1, sizeof(Part))
-        if t == NULL:
-            sl.used, sl.total = 0, NAN
-            return
-    for k in range(got + 1):
-        t[k].net, t[k].w, t[k].X, t[k].Y, t[k].y_u8 = net, w, X, Y, y_u8
-        t[k].SW, t[k].order, t[k].tid = SW, order, k
+    sl.used = cnnbp_team_begin(&team, want, net.units[0], net.units[1], net.n_params,
+                               w.g0, X.x == NULL)
+    if sl.used == 0:
+        cnnbp_team_end(&team)
+        sl.total, sl.shared, sl.cpu = NAN, 0, 0
+        return
+    b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
+    b.SW, b.order = SW, order
     while start < n:
         if start > sl.start and _now() >= sl.deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
         m = min(batch, n - start)
-        parts = <int> min(<ptrdiff_t> got + 1, max(m // (_SPLIT_ROWS // 2), 1))
+        parts = cnnbp_team_split(&team, m, CNNBP_SPLIT_ROWS // 2)
+        b.start, b.opt = start, NULL
+        b.rows = X[0]
+        if order == NULL:
+            b.rows = _block_rows(X, start, net.units[0], p)
+        elif X.x != NULL:
+            b.rows.x = w.x
+        else:
+            b.rows.rows = order + start
+        cnnbp_team_run(&team, parts, 0, share, &b)
+        data_loss, s = 0, 0
         for k in range(parts):
-            t[k].start, t[k].m, t[k].parts = start, m, parts
-            t[k].r0 = m * k // parts
-            t[k].mr = m * (k + 1) // parts - t[k].r0
-            t[k].phase = 0
-        if parts == 1:  # one part: phase 1 has nothing to add
-            _part(&t[0], p)
-            total += _finish(net, p, g, t[0].data_loss, t[0].weight) * m
+            data_loss += team.share[k].out[0]
+            s += team.share[k].out[1]
+        if parts == 1:  # its sums are the gradient
+            total += _finish(net, p, g, data_loss, s) * m
             _update(net, opt, p, g)
             start += m
             continue
-        if parts != ranged:
-            _ranges(t, parts, csr)
-            ranged = parts
-        sl.shared += _together(t, parts, helpers, part_job)
-        data_loss, s = 0, 0
-        for k in range(parts):
-            data_loss += t[k].data_loss
-            s += t[k].weight
-        for k in range(parts):  # the batch's weight sum, for phase 1's update
-            t[k].phase, t[k].s, t[k].opt = 1, s, split_update
+        b.s, b.opt = s, split_update
         if split_update != NULL:
             _advance(opt)
-        sl.shared += _together(t, parts, helpers, part_job)
+        cnnbp_team_run(&team, parts, 1, share, &b)
         if split_update != NULL:
             penalty = 0
             for k in range(parts):
-                penalty += t[k].penalty
+                penalty += team.share[k].out[0]
             total += (data_loss / s + penalty / s) * m
         else:
             total += _finish(net, p, g, data_loss, s) * m
             _update(net, opt, p, g)
         start += m
-    if asked:
-        cnnbp_helpers_release(got, helpers)
-    for k in range(got + 1):
-        sl.cpu += t[k].cpu
-    free(t)
-    sl.start, sl.total, sl.used = start, total, got + 1
+    cnnbp_team_end(&team)
+    sl.start, sl.total, sl.shared, sl.cpu = start, total, team.shared, team.cpu
 
 
 cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
@@ -1120,28 +1024,12 @@ cdef double _trace(const Net *net, const Rows *X, const floating *Y,
                    data_loss, n if SW == NULL else _weight_sum(SW, n))
 
 
-cdef RowMode _row_mode(const Net *net, const Rows *X, ptrdiff_t n,
-                       ptrdiff_t itemsize, int *helper) noexcept nogil:
-    """How a prediction of n rows runs its products (RowMode, _forward):
-    one dense row of a network in SHARED_ROW_BYTES (weights of `itemsize`
-    bytes), on two cores, is ROW_SHARED when a helper is free (then held,
-    its id in `helper`) and awake, else ROW_ALONE; a helper found asleep is
-    woken for the next row, as it takes longer to wake than this row takes
-    to compute. Anything else: BATCH."""
+cdef ptrdiff_t _largest_weights(const Net *net, ptrdiff_t itemsize) noexcept nogil:
+    """Bytes of the network's largest W^l."""
     cdef ptrdiff_t l, largest = 0
-    if n != 1 or X.x == NULL or not _two_cores or cnnbp_get_num_threads() < 2:
-        return BATCH
     for l in range(1, net.n_layers + 1):
         largest = max(largest, net.units[l - 1] * net.units[l] * itemsize)
-    if not _SHARED_ROW_MIN <= largest <= _SHARED_ROW_MAX:
-        return BATCH
-    if not cnnbp_helpers_acquire(1, helper):
-        cnnbp_helpers_release(0, helper)
-        return ROW_ALONE
-    if cnnbp_helper_awake(helper[0]):
-        return ROW_SHARED
-    cnnbp_helpers_release(1, helper)
-    return ROW_ALONE
+    return largest
 
 
 cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
@@ -1153,7 +1041,7 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     the outputs. With `check`, each block's rows are checked for inf and NaN
     (through Z^1, by _forward): False at the first that has any (out is then
     incomplete), else True. A single row of a network in SHARED_ROW_BYTES is
-    shared with the helper thread when it is free (_row_mode, _forward)."""
+    shared with a helper thread when one is free (cnnbp_row_mode, _forward)."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
@@ -1163,7 +1051,10 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     cdef Rows xb
     cdef Work w
     memset(&w, 0, sizeof(Work))
-    cdef RowMode row = _row_mode(net, X, n, sizeof(floating), &w.helper)
+    cdef int row = CNNBP_ROW_BATCH
+    if n == 1 and X.x != NULL:
+        row = cnnbp_row_mode(_largest_weights(net, sizeof(floating)), _SHARED_ROW_MIN,
+                             _SHARED_ROW_MAX, &w.helper)
     w.cap = cap
     w.part = a + cap * _width(net)
     while finite and start < n:
@@ -1176,7 +1067,7 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
         if finite:
             memcpy(out + start * n_out, block, m * n_out * sizeof(floating))
         start += m
-    if row == ROW_SHARED:
+    if row == CNNBP_ROW_SHARED:
         cnnbp_helpers_release(1, &w.helper)
     return finite
 
@@ -1221,14 +1112,6 @@ cdef double _now() noexcept nogil:
     """CLOCK_MONOTONIC in seconds (time.monotonic's clock), callable without the GIL."""
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + 1e-9 * ts.tv_nsec
-
-
-cdef double _cpu_now() noexcept nogil:
-    """The calling thread's CPU time in seconds: what it ran, not what it
-    waited for a core."""
-    cdef timespec ts
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
     return ts.tv_sec + 1e-9 * ts.tv_nsec
 
 
@@ -1485,9 +1368,7 @@ cdef class Engine:
         self.last_nogil_interval = None
         self.stopped_at = 0
         self.last_threads = 1
-        self._cap = -1
-        self._probe_at = 0
-        self._probe_every = PROBE_SECONDS
+        cnnbp_lockstep_init(&self._lockstep)
         self.rows_trained = 0
         self._busy = False
         memset(&self.opt, 0, sizeof(Optim))
@@ -1829,7 +1710,7 @@ cdef class Engine:
         cdef bint single = (cnnbp_thread_blas.sgemm != NULL and not self.batch_norm
                             and not any(self.dropout))
         cdef int threads = n_threads if single else 1
-        threads = min(threads, max(1, batch_size // (_SPLIT_ROWS // 2)))
+        threads = min(threads, max(1, batch_size // (CNNBP_SPLIT_ROWS // 2)))
         self._idle()
         self._busy = True  # under the GIL since _idle: no other thread between
         try:
@@ -1852,7 +1733,8 @@ cdef class Engine:
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double t0, t1
         cdef Slice sl
-        sl.start, sl.total, sl.helpers = start, total, self._helpers_for(threads - 1)
+        sl.start, sl.total, sl.helpers = start, total, cnnbp_lockstep_helpers(
+            &self._lockstep, threads - 1)
         if self.dtype == np.float64:
             with nogil:
                 t0 = _now()
@@ -1873,37 +1755,9 @@ cdef class Engine:
         self.last_threads = sl.used
         if sl.used == 0:
             raise MemoryError("no memory for the records of an epoch's threads")
-        self._adapt(threads - 1, sl.used - 1, sl.cpu, sl.shared)
+        cnnbp_lockstep_learn(&self._lockstep, threads - 1, sl.used - 1, sl.cpu,
+                             sl.shared)
         return sl.total
-
-    cdef int _helpers_for(self, int wanted):
-        """Helpers the next slice asks for: `wanted`, unless helpers lately
-        kept the batches waiting (_adapt): then the number that did not,
-        with one more tried now and then."""
-        if self._cap < 0 or self._cap >= wanted:
-            return wanted
-        if _now() >= self._probe_at:
-            return self._cap + 1
-        return self._cap
-
-    cdef _adapt(self, int wanted, int had, double cpu, double seconds):
-        """Learn from a slice that shared its batches with `had` helpers,
-        its threads spending `cpu` CPU seconds in `seconds` of hand-overs.
-        Threads in lockstep are only as fast as the slowest: on a machine
-        busy with other work, one waiting for a core holds up the others, and
-        fewer threads finish sooner. So when the threads ran less than
-        LOCKSTEP_EFFICIENCY of the time, the next slices take one helper fewer,
-        trying the number again after a wait that doubles (PROBE_SECONDS up
-        to 64 x) while it keeps failing; a try that runs well restores it."""
-        if had < 1 or seconds <= 0:
-            return
-        if cpu < LOCKSTEP_EFFICIENCY * (had + 1) * seconds:
-            self._cap = had - 1
-            self._probe_at = _now() + self._probe_every
-            self._probe_every = min(2 * self._probe_every, 64 * PROBE_SECONDS)
-        elif self._cap >= 0 and had > self._cap:
-            self._cap = -1 if had >= wanted else had
-            self._probe_every = PROBE_SECONDS
 
     cdef _idle(self):
         """Raise if a training pass runs on this engine's buffers (in another

@@ -185,17 +185,50 @@ cdef extern from "cnn_bp.h" nogil:
         ptrdiff_t m, ptrdiff_t n, const double *data, const ptrdiff_t *indices,
         const ptrdiff_t *indptr, const ptrdiff_t *rows, ptrdiff_t first_row,
         const double *delta, double *g)
-    # csrc/helper.c: the helper thread
+    # csrc/pool.c: the helper threads
     enum: CNNBP_MAX_HELPERS
-    ctypedef void (*cnnbp_job)(void *arg) noexcept nogil
     int cnnbp_helpers_acquire(int want, int *ids)
     void cnnbp_helpers_release(int n, const int *ids)
-    void cnnbp_helper_post(int id, cnnbp_job fn, void *arg)
-    void cnnbp_helper_wait(int id)
-    int cnnbp_helper_awake(int id)
     unsigned cnnbp_helper_jobs()
     int cnnbp_get_num_threads()
     void cnnbp_set_num_threads(int n)
+    # csrc/team.c: the parallel layer (the fields the engine reads)
+    enum: CNNBP_SPLIT_ROWS
+    enum: CNNBP_ROW_BATCH, CNNBP_ROW_ALONE, CNNBP_ROW_SHARED
+    ctypedef struct cnnbp_share:
+        int tid
+        int parts
+        int phase
+        ptrdiff_t m
+        ptrdiff_t r0
+        ptrdiff_t mr
+        ptrdiff_t w1[2]
+        ptrdiff_t u[4]
+        double out[2]
+    ctypedef void (*cnnbp_share_fn)(void *batch, cnnbp_share *s) noexcept nogil
+    ctypedef struct cnnbp_team:
+        cnnbp_share *share
+        double shared
+        double cpu
+    int cnnbp_team_begin(cnnbp_team *t, int want, ptrdiff_t n_in, ptrdiff_t n1,
+                         ptrdiff_t n_params, ptrdiff_t g0, int csr)
+    int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows)
+    double cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
+                          void *batch)
+    void cnnbp_team_end(cnnbp_team *t)
+    void cnnbp_team_reduce_f32(const cnnbp_team *t, const cnnbp_share *s,
+                               const float *sums, float *g)
+    void cnnbp_team_reduce_f64(const cnnbp_team *t, const cnnbp_share *s,
+                               const double *sums, double *g)
+    ctypedef void (*cnnbp_range_fn)(void *ctx, ptrdiff_t k0, ptrdiff_t k1) noexcept nogil
+    int cnnbp_row_mode(ptrdiff_t largest_bytes, ptrdiff_t lo, ptrdiff_t hi, int *helper)
+    void cnnbp_split_inputs(int helper, ptrdiff_t n, cnnbp_range_fn fn, void *ctx)
+    ctypedef struct cnnbp_lockstep:
+        pass
+    void cnnbp_lockstep_init(cnnbp_lockstep *l)
+    int cnnbp_lockstep_helpers(const cnnbp_lockstep *l, int wanted)
+    void cnnbp_lockstep_learn(cnnbp_lockstep *l, int wanted, int had, double cpu,
+                              double seconds)
 
 
 cdef inline void bias_activation(ptrdiff_t m, ptrdiff_t n, int activation,
@@ -324,6 +357,14 @@ cdef inline void row_product(ptrdiff_t k, ptrdiff_t n, const floating *x,
         cnnbp_row_product_f32(k, n, x, w, z)
     else:
         cnnbp_row_product_f64(k, n, x, w, z)
+
+
+cdef inline void team_reduce(const cnnbp_team *t, const cnnbp_share *s,
+                             const floating *sums, floating *g) noexcept nogil:
+    if floating is float:
+        cnnbp_team_reduce_f32(t, s, sums, g)
+    else:
+        cnnbp_team_reduce_f64(t, s, sums, g)
 
 
 cdef inline void add(ptrdiff_t size, const floating *x, floating *y) noexcept nogil:

@@ -1,0 +1,241 @@
+/*
+ * team.c -- the parallel layer: how T threads share a training batch and a
+ * one-row prediction. The engine's mathematics (_engine.pyx) takes row
+ * ranges and parameter ranges and knows no threads; this file decides the
+ * ranges, runs them on the caller and its helpers (pool.c), reduces the
+ * per-thread gradient sums, and learns when threads in lockstep wait for
+ * cores taken by other work.
+ *
+ * A shared batch takes two hand-overs (cnnbp_team_run), whatever the depth:
+ *   phase 0  each thread takes its rows r0..r0 + mr - 1 forward and back,
+ *            summing their gradient in a buffer of its own (dW^1 of a large
+ *            first layer excepted: see cnnbp_team_begin's g0);
+ *   phase 1  each computes its rows w1 of dW^1 (when excepted), adds the
+ *            others' sums to its parameter ranges u (cnnbp_reduce_*) and
+ *            updates them: the reduction and the update split by parameter
+ *            ranges, each thread its own slice (LIBXSMM's fully-connected
+ *            layers split their weight gradient likewise).
+ */
+#define _GNU_SOURCE
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cnn_bp.h"
+
+static double seconds_of(clockid_t clock)
+{
+    struct timespec t;
+    clock_gettime(clock, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The first row of W^1 in part k's ranges (part `parts`: n_0, the end):
+ * equal shares; CSR's all part 0's, whose dW^1 is one pass over the sparse
+ * rows. */
+static ptrdiff_t w1_row(const cnnbp_team *t, int k, int parts)
+{
+    if (k == 0)
+        return 0;
+    if (t->csr || k >= parts)
+        return t->n_in;
+    return t->n_in * k / parts;
+}
+
+/* Each part's rows of W^1 (those of dW^1 it computes when g0 > 0) and its
+ * parameter ranges: those rows of W^1 and an equal share of the parameters
+ * after W^1, cut at multiples of 16 values (cache lines); together, every
+ * parameter once. */
+static void make_ranges(cnnbp_team *t, int parts)
+{
+    ptrdiff_t n_w1 = t->n_in * t->n1, rest = t->n_params - n_w1;
+    for (int k = 0; k < parts; k++) {
+        cnnbp_share *s = &t->share[k];
+        s->w1[0] = w1_row(t, k, parts);
+        s->w1[1] = w1_row(t, k + 1, parts);
+        s->u[0] = s->w1[0] * t->n1;
+        s->u[1] = s->w1[1] * t->n1;
+        s->u[2] = n_w1 + ((rest * k / parts) & ~(ptrdiff_t)15);
+        s->u[3] = k == parts - 1 ? t->n_params
+                                 : n_w1 + ((rest * (k + 1) / parts) & ~(ptrdiff_t)15);
+    }
+    t->ranged = parts;
+}
+
+int cnnbp_team_begin(cnnbp_team *t, int want, ptrdiff_t n_in, ptrdiff_t n1,
+                     ptrdiff_t n_params, ptrdiff_t g0, int csr)
+{
+    memset(t, 0, offsetof(cnnbp_team, ids));
+    t->n_in = n_in;
+    t->n1 = n1;
+    t->n_params = n_params;
+    t->g0 = g0;
+    t->csr = csr;
+    t->asked = want > 0;
+    if (t->asked)
+        t->got = cnnbp_helpers_acquire(want, t->ids);
+    t->share = calloc((size_t)t->got + 1, sizeof(cnnbp_share));
+    if (t->share == NULL && t->asked) {  /* no memory for its records: one thread */
+        cnnbp_helpers_release(t->got, t->ids);
+        t->asked = 0;
+        t->got = 0;
+        t->share = calloc(1, sizeof(cnnbp_share));
+    }
+    if (t->share == NULL)
+        return 0;
+    for (int k = 0; k <= t->got; k++)
+        t->share[k].tid = k;
+    return t->got + 1;
+}
+
+int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows)
+{
+    ptrdiff_t most = m / (min_rows > 0 ? min_rows : 1);
+    int parts = (int)(most < t->got + 1 ? (most > 1 ? most : 1) : t->got + 1);
+    for (int k = 0; k < parts; k++) {
+        cnnbp_share *s = &t->share[k];
+        s->parts = parts;
+        s->m = m;
+        s->r0 = m * k / parts;
+        s->mr = m * (k + 1) / parts - s->r0;
+    }
+    if (parts != t->ranged)
+        make_ranges(t, parts);
+    return parts;
+}
+
+/* What a helper runs: its share's job, its CPU time counted. */
+static void share_job(void *arg)
+{
+    cnnbp_share *s = arg;
+    double c0 = seconds_of(CLOCK_THREAD_CPUTIME_ID);
+    s->fn(s->batch, s);
+    s->cpu += seconds_of(CLOCK_THREAD_CPUTIME_ID) - c0;
+}
+
+double cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
+                      void *batch)
+{
+    double begin = seconds_of(CLOCK_MONOTONIC);
+    for (int k = 0; k < parts; k++) {
+        t->share[k].phase = phase;
+        t->share[k].fn = fn;
+        t->share[k].batch = batch;
+    }
+    if (parts == 1) {  /* the caller alone: not a hand-over */
+        fn(batch, &t->share[0]);
+        return seconds_of(CLOCK_MONOTONIC) - begin;
+    }
+    for (int k = 1; k < parts; k++)
+        cnnbp_helper_post(t->ids[k - 1], share_job, &t->share[k]);
+    share_job(&t->share[0]);
+    for (int k = 1; k < parts; k++)
+        cnnbp_helper_wait(t->ids[k - 1]);
+    double took = seconds_of(CLOCK_MONOTONIC) - begin;
+    t->shared += took;
+    return took;
+}
+
+void cnnbp_team_end(cnnbp_team *t)
+{
+    if (t->asked)
+        cnnbp_helpers_release(t->got, t->ids);
+    t->cpu = 0;
+    if (t->share != NULL)
+        for (int k = 0; k <= t->got; k++)
+            t->cpu += t->share[k].cpu;
+    free(t->share);
+    t->share = NULL;
+    t->asked = 0;
+}
+
+/* g[i] += the other parts' sums of parameter i, over s's ranges; part k's
+ * sums (k > 0) are at sums + (k - 1) (n_params - g0), parameter i at
+ * [i - g0]. */
+#define CNNBP_REDUCE(T, S)                                                     \
+    void cnnbp_team_reduce_##S(const cnnbp_team *t, const cnnbp_share *s,     \
+                               const T *sums, T *g)                            \
+    {                                                                          \
+        ptrdiff_t size = t->n_params - t->g0;                                  \
+        for (int r = 0; r < 4; r += 2) {                                       \
+            ptrdiff_t lo = s->u[r] > t->g0 ? s->u[r] : t->g0, hi = s->u[r + 1]; \
+            for (int j = 0; hi > lo && j < s->parts - 1; j++)                  \
+                cnnbp_add_##S(hi - lo, sums + j * size + (lo - t->g0), g + lo); \
+        }                                                                      \
+    }
+CNNBP_REDUCE(float, f32)
+CNNBP_REDUCE(double, f64)
+
+/* One dense row's product split by inputs: fn(ctx, h, n) on the helper
+ * while this thread runs fn(ctx, 0, h), h = n / 2. */
+typedef struct {
+    cnnbp_range_fn fn;
+    void *ctx;
+    ptrdiff_t k0, k1;
+} range_job;
+
+static void run_range(void *arg)
+{
+    range_job *j = arg;
+    j->fn(j->ctx, j->k0, j->k1);
+}
+
+void cnnbp_split_inputs(int helper, ptrdiff_t n, cnnbp_range_fn fn, void *ctx)
+{
+    range_job job = {fn, ctx, n / 2, n};
+    cnnbp_helper_post(helper, run_range, &job);
+    fn(ctx, 0, n / 2);
+    cnnbp_helper_wait(helper);
+}
+
+int cnnbp_row_mode(ptrdiff_t largest_bytes, ptrdiff_t lo, ptrdiff_t hi, int *helper)
+{
+    static atomic_int cores;  /* the process's, counted once (0: not yet) */
+    if (atomic_load(&cores) == 0)
+        atomic_store(&cores, cnnbp_available_cores());
+    if (atomic_load(&cores) < 2 || cnnbp_get_num_threads() < 2 || largest_bytes < lo
+        || largest_bytes > hi)
+        return CNNBP_ROW_BATCH;
+    if (!cnnbp_helpers_acquire(1, helper)) {
+        cnnbp_helpers_release(0, helper);
+        return CNNBP_ROW_ALONE;
+    }
+    if (cnnbp_helper_awake(*helper))
+        return CNNBP_ROW_SHARED;
+    cnnbp_helpers_release(1, helper);
+    return CNNBP_ROW_ALONE;
+}
+
+/* Load adaptation (cnnbp_lockstep). */
+void cnnbp_lockstep_init(cnnbp_lockstep *l)
+{
+    l->cap = -1;
+    l->probe_at = 0;
+    l->probe_every = CNNBP_PROBE_SECONDS;
+}
+
+int cnnbp_lockstep_helpers(const cnnbp_lockstep *l, int wanted)
+{
+    if (l->cap < 0 || l->cap >= wanted)
+        return wanted;
+    if (seconds_of(CLOCK_MONOTONIC) >= l->probe_at)
+        return l->cap + 1;
+    return l->cap;
+}
+
+void cnnbp_lockstep_learn(cnnbp_lockstep *l, int wanted, int had, double cpu,
+                          double seconds)
+{
+    if (had < 1 || seconds <= 0)
+        return;
+    if (cpu < CNNBP_LOCKSTEP_EFFICIENCY * (had + 1) * seconds) {
+        l->cap = had - 1;
+        l->probe_at = seconds_of(CLOCK_MONOTONIC) + l->probe_every;
+        l->probe_every = 2 * l->probe_every < 64 * CNNBP_PROBE_SECONDS
+                             ? 2 * l->probe_every : 64 * CNNBP_PROBE_SECONDS;
+    } else if (l->cap >= 0 && had > l->cap) {
+        l->cap = had >= wanted ? -1 : had;
+        l->probe_every = CNNBP_PROBE_SECONDS;
+    }
+}
