@@ -96,13 +96,23 @@ def test_a_large_first_layer_splits_dw1_by_rows(threads):
            threads, X, y)  # fmt: skip
 
 
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("rate", [0.2, [0.5, 0.0, 0.1]])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_shares_its_batches(threads, rate, dtype):
+    """Each thread draws the masks of its own rows at their places in the
+    batch's stream: the masks, so the model, of the one-thread fit."""
+    hidden = (32,) if np.ndim(rate) == 0 else (24, 16, 8)
+    _check(lambda: MLPClassifier(hidden, dropout=rate, max_iter=20, tol=0,
+                                 random_state=0), dtype, threads)  # fmt: skip
+
+
 @pytest.mark.parametrize("threads", [2, 8])
-@pytest.mark.parametrize("kw", [dict(solver="lbfgs"), dict(dropout=0.2),
-                                dict(batch_norm=True)])  # fmt: skip
+@pytest.mark.parametrize("kw", [dict(solver="lbfgs"), dict(batch_norm=True)])
 def test_what_keeps_to_one_thread_gives_its_model(threads, kw):
-    """L-BFGS (full-batch products on BLAS's threads), dropout and batch
-    normalisation (masks and statistics span the batch) do not share
-    batches yet: the thread count leaves them unchanged."""
+    """L-BFGS (full-batch products on BLAS's threads) and batch
+    normalisation (statistics span the batch) do not share batches yet:
+    the thread count leaves them unchanged."""
     X, y, _ = _data(np.float64)
     make = lambda: MLPClassifier((32,), max_iter=20, tol=0, random_state=0, **kw)  # noqa: E731
     reference = _fit(make, 1, X, y)

@@ -131,19 +131,35 @@ def test_small_batches_stay_on_one_thread():
         np.testing.assert_allclose(two[0], one[0], rtol=1e-11, atol=1e-11)
 
 
-def test_dropout_and_batch_norm_keep_one_thread():
-    """Their masks and batch statistics span the batch: n_threads=2 is
-    ignored, so the result is the one-thread result exactly."""
+def _dropout_or_batch_norm(options, n_threads):
     X, Y, _, order = _data(np.float64)
-    for options in (dict(dropout=0.3), dict(batch_norm=True)):
-        results = []
-        for n_threads in (1, 2):
-            engine = Engine((20, 37, 5), act.activation_code("relu"),
-                            act.loss_code("log_loss"), np.float64, **options)
-            engine.params[...] = np.random.RandomState(0).uniform(-0.3, 0.3, engine.params.size)
-            engine.set_optimizer("adam", 0.01)
-            results.append(_train(engine, X, Y, None, order, 200, n_threads))
-        np.testing.assert_array_equal(results[1][0], results[0][0])
+    engine = Engine((20, 37, 5), act.activation_code("relu"),
+                    act.loss_code("log_loss"), np.float64, **options)
+    engine.params[...] = np.random.RandomState(0).uniform(-0.3, 0.3, engine.params.size)
+    engine.set_optimizer("adam", 0.01)
+    jobs = engine_module.helper_jobs()
+    params = _train(engine, X, Y, None, order, 200, n_threads)[0]
+    return params, engine_module.helper_jobs() - jobs, engine.dropout_rng
+
+
+def test_batch_norm_keeps_one_thread():
+    """Batch statistics span the batch: n_threads=2 is ignored, so the
+    result is the one-thread result exactly."""
+    one = _dropout_or_batch_norm(dict(batch_norm=True), 1)
+    two = _dropout_or_batch_norm(dict(batch_norm=True), 2)
+    np.testing.assert_array_equal(two[0], one[0])
+    assert two[1] == 0
+
+
+def test_dropout_shares_batches_with_the_masks_of_one_thread():
+    """Each thread draws its rows' masks at their places in the batch's
+    stream, which then moves on by the whole batch's masks: the one-thread
+    parameters (to round-off) and the same stream position after."""
+    one = _dropout_or_batch_norm(dict(dropout=0.3), 1)
+    two = _dropout_or_batch_norm(dict(dropout=0.3), 2)
+    np.testing.assert_allclose(two[0], one[0], rtol=1e-11, atol=1e-11)
+    assert two[2] == one[2] and one[2][1] > 0
+    assert two[1] > 0 or not TWO_CORES
 
 
 def _run_with_one_blas_thread(threads):

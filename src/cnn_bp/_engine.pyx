@@ -417,6 +417,23 @@ cdef inline bint _drops(const Net *net, ptrdiff_t l, bint training) noexcept nog
     return training and l < net.n_layers and net.dropout[l - 1] > 0
 
 
+cdef ptrdiff_t _mask_values(const Net *net, ptrdiff_t l) noexcept nogil:
+    """Mask values of one row in the dropout layers before layer l: a
+    batch's masks are drawn layer after layer, so layer l's start at stream
+    position net.rng[1] + batch rows x this."""
+    cdef ptrdiff_t k, values = 0
+    for k in range(1, l):
+        if _drops(net, k, True):
+            values += net.units[k]
+    return values
+
+
+cdef void _spend_masks(const Net *net, ptrdiff_t batch) noexcept nogil:
+    """Move dropout's stream past the masks of a batch of `batch` rows
+    (after its training forward pass, by whichever threads drew them)."""
+    net.rng[1] += <uint64_t> (batch * _mask_values(net, net.n_layers))
+
+
 cdef inline floating *_layer_output(const Net *net, const Work *w, floating *a,
                                     ptrdiff_t l, bint training) noexcept nogil:
     """What layer l + 1 reads of layer l: A^l, or A^l * mask under dropout."""
@@ -472,18 +489,21 @@ cdef bint _activate(const Net *net, ptrdiff_t l, ptrdiff_t m, floating *z,
 
 
 cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
-                   floating *a, bint training, ptrdiff_t r0, bint check,
-                   int row, ptrdiff_t last) noexcept nogil:
+                   floating *a, bint training, ptrdiff_t r0, ptrdiff_t batch,
+                   bint check, int row, ptrdiff_t last) noexcept nogil:
     """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, up to layer
     `last` (L: all; a prediction of hidden layer `last` stops there), into
     rows r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own
-    blocks); block L receives A^{L-1} W^L, whose bias and output activation
-    the caller applies (with the loss when training). Batch-normalised
-    layers normalise A^{l-1} W^l first; when `training`, layers with dropout
-    also leave A^l * mask in w.kept, which the next layer reads. With w.z
-    set, the pre-activation (A^{l-1} W^l + b^l, or gamma Zhat + b^l) is also
-    copied there before f overwrites it. Batch normalisation and dropout
-    take whole batches (r0 = 0).
+    blocks) of a batch of `batch` rows; block L receives A^{L-1} W^L, whose
+    bias and output activation the caller applies (with the loss when
+    training). Batch-normalised layers normalise A^{l-1} W^l first (whole
+    batches: r0 = 0); when `training`, layers with dropout also leave
+    A^l * mask in w.kept, which the next layer reads: the masks of these
+    rows, drawn at their places in the batch's stream, so that rows taken
+    apart get the masks the whole batch would (the caller then moves the
+    stream on, _spend_masks). With w.z set, the pre-activation
+    (A^{l-1} W^l + b^l, or gamma Zhat + b^l) is also copied there before f
+    overwrites it.
 
     With `check`, returns False, and stops, if Z^1 = X W^1 has inf or NaN:
     it has whenever X has (IEEE arithmetic: inf * 0 is NaN, NaN * w is NaN,
@@ -534,10 +554,11 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
             if not _activate(net, l, m, z, check and l == 1):
                 return False
             if _drops(net, l, training):
-                dropout(m * n_out, net.dropout[l - 1], net.rng[0], net.rng[1], z,
-                        <floating *> w.mask + cap * net.blk_off[l],
-                        <floating *> w.kept + cap * net.blk_off[l])
-                net.rng[1] += <uint64_t> (m * n_out)
+                dropout(m * n_out, net.dropout[l - 1], net.rng[0],
+                        net.rng[1] + <uint64_t> (batch * _mask_values(net, l)
+                                                 + r0 * n_out), z,
+                        <floating *> w.mask + cap * net.blk_off[l] + r0 * n_out,
+                        <floating *> w.kept + cap * net.blk_off[l] + r0 * n_out)
     return True
 
 
@@ -647,8 +668,10 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     batch normalisation needs `training` (the caller checks)."""
     cdef Rows xs = x[0]
     xs.sw = sw  # batch statistics weigh the rows as the loss does
-    _forward(net, &xs, m, w, <floating *> w.a, training, 0, False, CNNBP_ROW_BATCH,
+    _forward(net, &xs, m, w, <floating *> w.a, training, 0, m, False, CNNBP_ROW_BATCH,
              net.n_layers)
+    if training:
+        _spend_masks(net, m)
     cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
     if not backward:
         return data_loss
@@ -866,7 +889,7 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
             xb.first_row = xb.first_row + s.r0
         yb = _target_rows(b.Y, b.y_u8, b.order, b.start + s.r0, s.mr, n_out,
                           <floating *> w.y + s.r0 * n_out)
-        _forward(net, &xb, s.mr, w, <floating *> w.a, True, s.r0, False,
+        _forward(net, &xb, s.mr, w, <floating *> w.a, True, s.r0, s.m, False,
                  CNNBP_ROW_BATCH, net.n_layers)
         s.out[0] = _output_loss(net, yb, swb, w, s.r0, s.mr)
         s.out[1] = s.mr if swb == NULL else _weight_sum(swb, s.mr)
@@ -960,6 +983,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         else:
             b.rows.rows = order + start
         cnnbp_team_run(&team, parts, 0, share, &b)
+        _spend_masks(net, m)
         data_loss, s = 0, 0
         for k in range(parts):
             data_loss += team.share[k].out[0]
@@ -1060,7 +1084,7 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     while finite and start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
-        finite = _forward(net, &xb, m, &w, a, False, 0, check, row, layer)
+        finite = _forward(net, &xb, m, &w, a, False, 0, m, check, row, layer)
         if finite and layer == L:
             bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                             p + net.b_off[L - 1], block)
@@ -1632,9 +1656,9 @@ cdef class Engine:
         nogil call.
 
         With ``n_threads`` T > 1, up to T - 1 helper threads share each
-        batch of at least `SPLIT_ROWS` rows (not with dropout or batch
-        normalisation, whose masks and statistics span the batch); the
-        parameters come out as with one thread, to round-off.
+        batch of at least `SPLIT_ROWS` rows (not with batch normalisation,
+        whose statistics span the batch); the parameters come out as with
+        one thread, to round-off, dropout's masks included.
 
         Parameters
         ----------
@@ -1705,10 +1729,9 @@ cdef class Engine:
         # T threads, each with its products on itself alone, T = 1 included
         # (BLAS's own threads would compete with the other fits and jobs
         # that T leaves the other cores to); parts of at least SPLIT_ROWS / 2
-        # rows. Dropout masks and batch statistics span a batch: those
-        # networks keep to one thread, their products on BLAS's threads.
-        cdef bint single = (cnnbp_thread_blas.sgemm != NULL and not self.batch_norm
-                            and not any(self.dropout))
+        # rows. Batch statistics span a batch: batch-normalised networks
+        # keep to one thread, their products on BLAS's threads.
+        cdef bint single = cnnbp_thread_blas.sgemm != NULL and not self.batch_norm
         cdef int threads = n_threads if single else 1
         threads = min(threads, max(1, batch_size // (CNNBP_SPLIT_ROWS // 2)))
         self._idle()
