@@ -195,6 +195,28 @@ int cnnbp_loss_activation(int loss);
                                     T *restrict mean_out,                      \
                                     T *restrict running_mean_inout,            \
                                     T *restrict running_var_inout);            \
+    /* Parts of batch_norm_train for threads sharing a batch: each part's \
+     * weight (returned), mean and m2 = sum_i w_i (z_i - mean)^2; their      \
+     * combination into the batch's mean and inv_std (and the running       \
+     * estimates); each part's rows normalised. */                          \
+    double cnnbp_batch_norm_moments_##S(ptrdiff_t m, ptrdiff_t n,              \
+                                        const T *restrict sw,                  \
+                                        const T *restrict z,                   \
+                                        T *restrict mean_out,                  \
+                                        T *restrict m2_out);                   \
+    void cnnbp_batch_norm_combine_##S(int parts, ptrdiff_t n, ptrdiff_t stride, \
+                                      const double *restrict weights,          \
+                                      const T *restrict moments, double eps,   \
+                                      double momentum, T *restrict mean_out,   \
+                                      T *restrict inv_std_out,                 \
+                                      T *restrict running_mean_inout,          \
+                                      T *restrict running_var_inout);          \
+    void cnnbp_batch_norm_normalise_##S(ptrdiff_t m, ptrdiff_t n,              \
+                                        const T *restrict mean,                \
+                                        const T *restrict inv_std,             \
+                                        const T *restrict gamma,               \
+                                        T *restrict z_inout,                   \
+                                        T *restrict zhat_out);                 \
     /* Prediction: z_inout := gamma (z - running_mean) / sqrt(running_var + eps). */ \
     void cnnbp_batch_norm_apply_##S(ptrdiff_t m, ptrdiff_t n, double eps,      \
                                     const T *restrict gamma,                   \
@@ -212,6 +234,28 @@ int cnnbp_loss_activation(int loss);
                                        T *restrict dgamma_inout,               \
                                        T *restrict dbeta_inout,                \
                                        T *restrict delta_inout);               \
+    /* batch_norm_backward in steps, for threads sharing a batch: each     \
+     * part's S1 and S2; their sums into dgamma and dbeta, and S1 / S,      \
+     * S2 / S into scratch_out (2 n values); each part's delta := dZ. */     \
+    void cnnbp_batch_norm_backward_sums_##S(ptrdiff_t m, ptrdiff_t n,          \
+                                            const T *restrict zhat,            \
+                                            const T *restrict delta,           \
+                                            T *restrict s1_out,                \
+                                            T *restrict s2_out);               \
+    void cnnbp_batch_norm_backward_combine_##S(int parts, ptrdiff_t n,         \
+                                               ptrdiff_t stride, const T *sums, \
+                                               double weight,                  \
+                                               T *restrict dgamma_inout,       \
+                                               T *restrict dbeta_inout,        \
+                                               T *scratch_out);                \
+    void cnnbp_batch_norm_backward_apply_##S(ptrdiff_t m, ptrdiff_t n,         \
+                                             const T *restrict sw,             \
+                                             const T *restrict gamma,          \
+                                             const T *restrict zhat,           \
+                                             const T *restrict inv_std,        \
+                                             const T *restrict s1,             \
+                                             const T *restrict s2,             \
+                                             T *restrict delta_inout);         \
     /* sparse.c: X a CSR matrix (data, indices, indptr); batch row i is     \
      * rows[i], or first_row + i when rows is NULL. */                         \
     /* out[i, :] := sum_k data[k] w[indices[k], :] over row i: Z = X_B W. */   \

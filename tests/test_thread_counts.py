@@ -107,14 +107,31 @@ def test_dropout_shares_its_batches(threads, rate, dtype):
                                  random_state=0), dtype, threads)  # fmt: skip
 
 
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("hidden", [(32,), (24, 16, 8)])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_shares_its_batches(threads, hidden, weighted, dtype):
+    """The threads stop at each normalised layer for the whole batch's
+    statistics (forward) and sums (back): the one-thread model, running
+    estimates included."""
+    X, y, sw = _data(dtype)
+    fit_params = {"sample_weight": sw} if weighted else {}
+    make = lambda: MLPClassifier(hidden, batch_norm=True, dropout=0.1, max_iter=20,  # noqa: E731
+                                 tol=0, random_state=0)  # fmt: skip
+    _check(make, dtype, threads, X, y, **fit_params)
+    reference, model = _fit(make, 1, X, y, **fit_params), _fit(make, threads, X, y, **fit_params)
+    for a, b in zip(model.running_means_ + model.running_vars_,
+                    reference.running_means_ + reference.running_vars_):  # fmt: skip
+        np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
 @pytest.mark.parametrize("threads", [2, 8])
-@pytest.mark.parametrize("kw", [dict(solver="lbfgs"), dict(batch_norm=True)])
-def test_what_keeps_to_one_thread_gives_its_model(threads, kw):
-    """L-BFGS (full-batch products on BLAS's threads) and batch
-    normalisation (statistics span the batch) do not share batches yet:
-    the thread count leaves them unchanged."""
+def test_lbfgs_keeps_to_one_thread_and_its_model(threads):
+    """L-BFGS's full-batch products stay on BLAS's threads: the thread count
+    leaves it unchanged."""
     X, y, _ = _data(np.float64)
-    make = lambda: MLPClassifier((32,), max_iter=20, tol=0, random_state=0, **kw)  # noqa: E731
+    make = lambda: MLPClassifier((32,), solver="lbfgs", max_iter=20, tol=0, random_state=0)  # noqa: E731
     reference = _fit(make, 1, X, y)
     model = _fit(make, threads, X, y)
     for a, b in zip(model.coefs_, reference.coefs_):

@@ -131,24 +131,28 @@ def test_small_batches_stay_on_one_thread():
         np.testing.assert_allclose(two[0], one[0], rtol=1e-11, atol=1e-11)
 
 
-def _dropout_or_batch_norm(options, n_threads):
+def _dropout_or_batch_norm(options, n_threads, sw=None):
     X, Y, _, order = _data(np.float64)
-    engine = Engine((20, 37, 5), act.activation_code("relu"),
+    engine = Engine((20, 37, 11, 5), act.activation_code("relu"),
                     act.loss_code("log_loss"), np.float64, **options)
     engine.params[...] = np.random.RandomState(0).uniform(-0.3, 0.3, engine.params.size)
     engine.set_optimizer("adam", 0.01)
     jobs = engine_module.helper_jobs()
-    params = _train(engine, X, Y, None, order, 200, n_threads)[0]
-    return params, engine_module.helper_jobs() - jobs, engine.dropout_rng
+    params = _train(engine, X, Y, sw, order, 200, n_threads)[0]
+    return params, engine_module.helper_jobs() - jobs, engine
 
 
-def test_batch_norm_keeps_one_thread():
-    """Batch statistics span the batch: n_threads=2 is ignored, so the
-    result is the one-thread result exactly."""
-    one = _dropout_or_batch_norm(dict(batch_norm=True), 1)
-    two = _dropout_or_batch_norm(dict(batch_norm=True), 2)
-    np.testing.assert_array_equal(two[0], one[0])
-    assert two[1] == 0
+@pytest.mark.parametrize("weighted", [False, True])
+def test_batch_norm_shares_batches_with_the_whole_batch_statistics(weighted):
+    """Each thread stops at every normalised layer, forward and back; the
+    caller combines the parts' moments (Chan et al.'s pairwise formula) and
+    sums: the one-thread parameters and running estimates, to round-off."""
+    sw = np.random.RandomState(3).uniform(0.5, 2, 1000) if weighted else None
+    one = _dropout_or_batch_norm(dict(batch_norm=True), 1, sw)
+    two = _dropout_or_batch_norm(dict(batch_norm=True), 2, sw)
+    np.testing.assert_allclose(two[0], one[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(two[2].running, one[2].running, rtol=1e-10, atol=1e-12)
+    assert two[1] > 0 or not TWO_CORES
 
 
 def test_dropout_shares_batches_with_the_masks_of_one_thread():
@@ -158,7 +162,7 @@ def test_dropout_shares_batches_with_the_masks_of_one_thread():
     one = _dropout_or_batch_norm(dict(dropout=0.3), 1)
     two = _dropout_or_batch_norm(dict(dropout=0.3), 2)
     np.testing.assert_allclose(two[0], one[0], rtol=1e-11, atol=1e-11)
-    assert two[2] == one[2] and one[2][1] > 0
+    assert two[2].dropout_rng == one[2].dropout_rng and one[2].dropout_rng[1] > 0
     assert two[1] > 0 or not TWO_CORES
 
 

@@ -85,6 +85,10 @@ cdef struct Work:
                                  # parameter i at [i - g0]), or NULL
     ptrdiff_t g0
     ptrdiff_t n_g2               # how many such buffers g2 holds
+    void *sums                   # shared batch-normalised epochs: parts 0..n_g2's
+                                 # sums at a normalised layer (2 n_l values each,
+                                 # part k's at k sums_stride), or NULL
+    ptrdiff_t sums_stride
     void *part                   # shared one-row prediction: the helper's part of
                                  # Z^l (up to n_l values, see _forward), or NULL
     bint single                  # products on the calling thread alone (the
@@ -103,6 +107,7 @@ cdef class Engine:
     cdef readonly object running # (2, width) array backing net.running
     cdef object _work            # arrays backing the Work blocks, or None
     cdef object _g2              # the array backing work.g2, or None
+    cdef object _sums            # the array backing work.sums, or None
     cdef readonly object dtype
     cdef int _typenum            # dtype's numpy type number (NPY_FLOAT / NPY_DOUBLE)
     cdef readonly tuple layer_units

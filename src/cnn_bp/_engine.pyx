@@ -69,6 +69,8 @@ from ._kernels cimport (
     CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR,
     adagrad_update, adam_update,
     adamw_update, add, batch_norm_apply, batch_norm_backward, batch_norm_train,
+    batch_norm_moments, batch_norm_combine, batch_norm_normalise,
+    batch_norm_backward_sums, batch_norm_backward_combine, batch_norm_backward_apply,
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
     cnnbp_row_argmax_f32, cnnbp_row_argmax_f64,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
@@ -447,24 +449,54 @@ cdef inline ptrdiff_t _width(const Net *net) noexcept nogil:
     return net.blk_off[net.n_layers] + net.units[net.n_layers]
 
 
-cdef void _normalise(const Net *net, const Work *w, const Rows *x, ptrdiff_t m,
-                     ptrdiff_t l, bint training, floating *z) noexcept nogil:
-    """Z^l := gamma^l Zhat^l (batch normalisation of layer l, in place; its
-    beta is b^l, added with the activation): from the batch's statistics
-    (rows weighted by x.sw) when training, moving the running estimates,
-    else from the running ones."""
+cdef struct Stage:
+    # Where a thread's part of a shared, batch-normalised training pass
+    # stops and goes on: at every normalised layer, forward and back, the
+    # batch's statistics and sums need every part's rows (the caller
+    # combines the parts' sums in between, _combine).
+    void *sums                   # this part's sums there (2 n_l values), or NULL:
+                                 # the whole batch is here, no stop
+    ptrdiff_t at                 # in: 0, from the start; l: go on at layer l, its
+                                 # sums combined; out: 0 done, l stopped at layer l
+
+
+cdef inline bint _normalised(const Net *net, ptrdiff_t l) noexcept nogil:
+    """Whether hidden layer l is batch-normalised."""
+    return l < net.n_layers and net.gamma_off[l - 1] >= 0
+
+
+cdef bint _normalise(const Net *net, const Work *w, const Rows *x, ptrdiff_t m,
+                     ptrdiff_t l, ptrdiff_t r0, bint training, floating *z,
+                     Stage *st) noexcept nogil:
+    """Z^l := gamma^l Zhat^l on rows r0..r0 + m - 1 (batch normalisation of
+    layer l, in place; its beta is b^l, added with the activation): from
+    the batch's statistics (rows weighted by x.sw) when training, moving
+    the running estimates, else from the running ones. A part of a shared
+    batch (st.sums set) first leaves its moments in st.sums and returns
+    False (stop); called again (st.at = l) it normalises with the batch's,
+    combined. True when Z^l is normalised."""
     cdef ptrdiff_t n = net.units[l], at = net.blk_off[l], width = _width(net)
     cdef const floating *gamma = <const floating *> net.params + net.gamma_off[l - 1]
     cdef floating *running = <floating *> net.running
-    if training:
-        batch_norm_train(m, n, _BN_EPSILON, _BN_MOMENTUM, <const floating *> x.sw,
-                         gamma, z,
-                         <floating *> w.zhat + w.cap * at, <floating *> w.bn + at,
-                         <floating *> w.bn + width, running + at,
-                         running + width + at)
-    else:
+    cdef floating *zhat = <floating *> w.zhat + w.cap * at + r0 * n
+    cdef floating *sums
+    if not training:
         batch_norm_apply(m, n, _BN_EPSILON, gamma, running + at,
                          running + width + at, z)
+    elif st == NULL or st.sums == NULL:
+        batch_norm_train(m, n, _BN_EPSILON, _BN_MOMENTUM, <const floating *> x.sw,
+                         gamma, z, zhat, <floating *> w.bn + at,
+                         <floating *> w.bn + width, running + at,
+                         running + width + at)
+    elif st.at != l:
+        sums = <floating *> st.sums
+        batch_norm_moments(m, n, <const floating *> x.sw, z, sums, sums + n)
+        st.at = l
+        return False
+    else:
+        batch_norm_normalise(m, n, <floating *> w.bn + width, <floating *> w.bn + at,
+                             gamma, z, zhat)
+    return True
 
 
 cdef bint _activate(const Net *net, ptrdiff_t l, ptrdiff_t m, floating *z,
@@ -490,7 +522,7 @@ cdef bint _activate(const Net *net, ptrdiff_t l, ptrdiff_t m, floating *z,
 
 cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                    floating *a, bint training, ptrdiff_t r0, ptrdiff_t batch,
-                   bint check, int row, ptrdiff_t last) noexcept nogil:
+                   bint check, int row, ptrdiff_t last, Stage *st) noexcept nogil:
     """A^l = f(A^{l-1} W^l + b^l) for the hidden layers l < L, up to layer
     `last` (L: all; a prediction of hidden layer `last` stops there), into
     rows r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own
@@ -503,7 +535,9 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     apart get the masks the whole batch would (the caller then moves the
     stream on, _spend_masks). With w.z set, the pre-activation
     (A^{l-1} W^l + b^l, or gamma Zhat + b^l) is also copied there before f
-    overwrites it.
+    overwrites it. A part of a shared, batch-normalised batch (`st`, else
+    NULL) stops at each normalised layer (st.at, see _normalise) and goes
+    on from there when called again.
 
     With `check`, returns False, and stops, if Z^1 = X W^1 has inf or NaN:
     it has whenever X has (IEEE arithmetic: inf * 0 is NaN, NaN * w is NaN,
@@ -528,12 +562,15 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
     cdef RowJob job
     cdef cnnbp_range_fn row_range = _row_range_f32 if floating is float else _row_range_f64
+    cdef ptrdiff_t first = 1 if st == NULL or st.at == 0 else st.at
     job.net, job.x, job.w, job.a = net, x, w, a
-    for l in range(1, last + 1):
+    for l in range(first, last + 1):
         # Z^l = A^{l-1} W^l    (m, n_l)
         n_in, n_out = net.units[l - 1], net.units[l]
         z = a + cap * net.blk_off[l] + r0 * n_out
-        if row == CNNBP_ROW_BATCH or not _by_rows(net, l):
+        if st != NULL and st.at == l:
+            pass  # going on: Z^l is there, and the batch's statistics
+        elif row == CNNBP_ROW_BATCH or not _by_rows(net, l):
             _product(net, x, w, a, l, m, r0, training)
         elif row == CNNBP_ROW_ALONE:
             _row_inputs(net, x, w, a, l, 0, n_in, z)
@@ -541,8 +578,8 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
             job.l, job.z = l, z
             cnnbp_split_inputs(w.helper, n_in, row_range, &job)
             add(n_out, <const floating *> w.part, z)
-        if l < L and net.gamma_off[l - 1] >= 0:
-            _normalise(net, w, x, m, l, training, z)
+        if _normalised(net, l) and not _normalise(net, w, x, m, l, r0, training, z, st):
+            return True  # stopped at st.at
         if w.z != NULL:
             _keep_z(z, p + net.b_off[l - 1], m, n_out,
                     <floating *> w.z + cap * net.blk_off[l] + r0 * n_out)
@@ -559,6 +596,8 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                                                  + r0 * n_out), z,
                         <floating *> w.mask + cap * net.blk_off[l] + r0 * n_out,
                         <floating *> w.kept + cap * net.blk_off[l] + r0 * n_out)
+    if st != NULL:
+        st.at = 0
     return True
 
 
@@ -572,24 +611,40 @@ cdef double _output_loss(const Net *net, const floating *y, const floating *sw,
                        <floating *> w.a + at, <floating *> w.delta + at)
 
 
-cdef void _bias_gradient(const Net *net, const Rows *x, const Work *w, ptrdiff_t r0,
-                         ptrdiff_t m, ptrdiff_t l, floating *g,
-                         ptrdiff_t g0) noexcept nogil:
+cdef bint _bias_gradient(const Net *net, const Rows *x, const Work *w, ptrdiff_t r0,
+                         ptrdiff_t m, ptrdiff_t l, floating *g, ptrdiff_t g0,
+                         Stage *st) noexcept nogil:
     """db^l += sum over rows r0..r0 + m - 1 of delta^l, into g (g[i - g0]:
-    parameter i's gradient); for a batch-normalised layer (whole batches,
-    r0 = 0) dgamma^l and dbeta^l = db^l instead, and delta^l := dC/dZ^l of
-    the normalisation (rows weighted by x.sw, as its statistics were)."""
-    cdef ptrdiff_t at = net.blk_off[l], n_out = net.units[l]
+    parameter i's gradient); for a batch-normalised layer dgamma^l and
+    dbeta^l = db^l instead, and delta^l := dC/dZ^l of the normalisation
+    (rows weighted by x.sw, as its statistics were). A part of a shared
+    batch (st.sums set) leaves its rows' sums in st.sums there and returns
+    False (stop); called again (st.at = l), the caller has added the
+    batch's to dgamma^l and dbeta^l (_combine), and it takes delta^l on."""
+    cdef ptrdiff_t at = net.blk_off[l], n_out = net.units[l], width = _width(net)
     cdef floating *d = <floating *> w.delta + w.cap * at + r0 * n_out
-    if l < net.n_layers and net.gamma_off[l - 1] >= 0:
-        batch_norm_backward(m, n_out, <const floating *> x.sw,
-                            <const floating *> net.params + net.gamma_off[l - 1],
-                            <floating *> w.zhat + w.cap * at,
-                            <floating *> w.bn + at, <floating *> w.bn + _width(net),
+    cdef const floating *gamma
+    cdef floating *zhat = <floating *> w.zhat + w.cap * at + r0 * n_out
+    cdef floating *sums
+    if not _normalised(net, l):
+        column_sums(m, n_out, d, g + (net.b_off[l - 1] - g0))
+        return True
+    gamma = <const floating *> net.params + net.gamma_off[l - 1]
+    if st == NULL or st.sums == NULL:
+        batch_norm_backward(m, n_out, <const floating *> x.sw, gamma, zhat,
+                            <floating *> w.bn + at, <floating *> w.bn + width,
                             g + (net.gamma_off[l - 1] - g0),
                             g + (net.b_off[l - 1] - g0), d)
+    elif st.at != l:
+        sums = <floating *> st.sums
+        batch_norm_backward_sums(m, n_out, zhat, d, sums, sums + n_out)
+        st.at = l
+        return False
     else:
-        column_sums(m, n_out, d, g + (net.b_off[l - 1] - g0))
+        batch_norm_backward_apply(m, n_out, <const floating *> x.sw, gamma, zhat,
+                                  <floating *> w.bn + at, <floating *> w.bn + width,
+                                  <floating *> w.bn + width + n_out, d)
+    return True
 
 
 cdef void _weight_gradient(const Net *net, const Rows *x, const Work *w,
@@ -642,18 +697,25 @@ cdef void _delta_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_t r0,
 
 cdef void _backward(const Net *net, const Rows *x, const Work *w, ptrdiff_t r0,
                     ptrdiff_t m, ptrdiff_t first, bint training, floating *g,
-                    ptrdiff_t g0) noexcept nogil:
+                    ptrdiff_t g0, Stage *st) noexcept nogil:
     """The backward pass over rows r0..r0 + m - 1 of the blocks (x: those
     rows of A^0), after _forward and _output_loss: for l = L, ..., 1, adds
     their sums of delta^l and, for l >= first, of (A^{l-1})^T delta^l into g
-    (g[i - g0]: parameter i's gradient), and takes delta^{l-1} back."""
+    (g[i - g0]: parameter i's gradient), and takes delta^{l-1} back. A part
+    of a shared, batch-normalised batch (`st`, else NULL) stops at each
+    normalised layer (st.at, see _bias_gradient) and goes on from there
+    when called again."""
     cdef ptrdiff_t l
-    for l in range(net.n_layers, 0, -1):
-        _bias_gradient(net, x, w, r0, m, l, g, g0)
+    cdef ptrdiff_t top = net.n_layers if st == NULL or st.at == 0 else st.at
+    for l in range(top, 0, -1):
+        if not _bias_gradient(net, x, w, r0, m, l, g, g0, st):
+            return  # stopped at st.at
         if l >= first:
             _weight_gradient(net, x, w, r0, m, l, 0, net.units[l - 1], training, g, g0)
         if l > 1:
             _delta_back(net, w, l, r0, m, training, g)
+    if st != NULL:
+        st.at = 0
 
 
 cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
@@ -669,7 +731,7 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
     cdef Rows xs = x[0]
     xs.sw = sw  # batch statistics weigh the rows as the loss does
     _forward(net, &xs, m, w, <floating *> w.a, training, 0, m, False, CNNBP_ROW_BATCH,
-             net.n_layers)
+             net.n_layers, NULL)
     if training:
         _spend_masks(net, m)
     cdef double data_loss = _output_loss(net, y, sw, w, 0, m)
@@ -677,7 +739,7 @@ cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
         return data_loss
     if not accumulate:
         memset(net.grads, 0, net.n_params * sizeof(floating))
-    _backward(net, &xs, w, 0, m, 1, training, <floating *> net.grads, 0)
+    _backward(net, &xs, w, 0, m, 1, training, <floating *> net.grads, 0, NULL)
     return data_loss
 
 
@@ -843,72 +905,107 @@ cdef struct Batch:
     const ptrdiff_t *order       # NULL: rows as stored
     ptrdiff_t start              # the batch's first row in `order`
     Rows rows                    # its input rows (gathered into w.x: dense and an order)
-    const Optim *opt             # phase 1 updates the share's parameters, if set
-    double s                     # (phase 1) the batch's weight sum
+    const Optim *opt             # SHARE_UPDATE updates the share's parameters, if set
+    double s                     # the batch's weight sum (SHARE_UPDATE)
+    void *sums                   # parts' sums at normalised layers (w.sums), or NULL:
+                                 # the passes run through (no batch normalisation,
+                                 # or one part)
+    ptrdiff_t at                 # SHARE_ON: the layer to go on at, and whether
+    bint back                    # backward
+    ptrdiff_t stop               # out of SHARE_START / SHARE_ON (part 0's): the
+    bint stop_back               # layer the parts stopped at (0: none), backward?
+
+
+# _share's phases (a team's hand-overs, cnnbp_team_run): a part's rows forward
+# and back; then, in a batch-normalised network, on from each normalised
+# layer once the caller combined the parts' sums there; then the reduction
+# and the update by parameter ranges.
+cdef enum:
+    SHARE_START = 0
+    SHARE_UPDATE = 1
+    SHARE_ON = 2
 
 
 cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
-    """The mathematics of share s of batch b. Phase 0: gather its rows
-    (dense rows of X into the work block, with an order), targets and
-    weights; the forward pass, the output delta and the backward pass over
-    its rows into its own gradient sums (zeroed first; share 0: net.grads,
-    share k > 0: buffer k - 1 of w.g2, from parameter w.g0 on); s.out = its
-    weighted loss and weight sum. A share of all m rows ends there, its
-    sums being the gradient. Phase 1 (every share's delta^1 is there): its
-    rows s.w1 of dW^1 when w.g0 > 0 (summed by no share in phase 0), the
-    others' sums added on its parameter ranges s.u and, with b.opt, the
-    gradient finished and those parameters updated; s.out[0] = the ranges'
-    _penalty."""
+    """The mathematics of share s of batch b.
+
+    SHARE_START: gather its rows (dense rows of X into the work block, with
+    an order) and weights; s.out[1] = their weight sum; the forward pass,
+    the output delta (s.out[0] = the rows' weighted loss) and the backward
+    pass over its rows into its own gradient sums (zeroed first; share 0:
+    net.grads, share k > 0: buffer k - 1 of w.g2, from parameter w.g0 on).
+    A share of all m rows ends there, its sums being the gradient. With
+    b.sums (batch normalisation, shared), the passes stop at each
+    normalised layer, leaving the share's sums there (Stage), and go on in
+    SHARE_ON from b.at once the caller has combined them.
+
+    SHARE_UPDATE (every share's delta^1 is there): its rows s.w1 of dW^1
+    when w.g0 > 0 (summed by no share before), the others' sums added on its
+    parameter ranges s.u and, with b.opt, the gradient finished and those
+    parameters updated; s.out[0] = the ranges' _penalty."""
     cdef const Net *net = b.net
     cdef const Work *w = b.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
     cdef ptrdiff_t k, size = net.n_params - w.g0
     cdef bint split_w1 = s.parts > 1 and w.g0 > 0
-    cdef ptrdiff_t first = w.g0 if split_w1 else 0  # phase 0 sums [first, n_params)
+    cdef ptrdiff_t first = w.g0 if split_w1 else 0  # its backward sums [first, n_params)
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t g0 = 0
     cdef const floating *SW = <const floating *> b.SW
     cdef const floating *swb = NULL
-    cdef const floating *yb
     cdef Rows xb = b.rows
-    if s.phase == 0:
+    cdef Stage st
+    if s.phase == SHARE_UPDATE:
+        if split_w1 and s.w1[1] > s.w1[0]:
+            memset(g + s.w1[0] * net.units[1], 0,
+                   (s.w1[1] - s.w1[0]) * net.units[1] * sizeof(floating))
+            _weight_gradient(net, &b.rows, w, 0, s.m, 1, s.w1[0], s.w1[1], True, g, 0)
+        team_reduce(b.team, s, <floating *> w.g2, g)
+        s.out[0] = 0
+        for k in range(0, 4, 2):
+            if b.opt != NULL and s.u[k + 1] > s.u[k]:
+                s.out[0] += _finish_range(net, <floating *> net.params, g, b.s,
+                                          s.u[k], s.u[k + 1])
+                _step(net, b.opt, <floating *> net.params, g, s.u[k], s.u[k + 1])
+        return
+    # this share's rows of the batch
+    if SW != NULL:
+        swb = (<floating *> w.sw if b.order != NULL else SW + b.start) + s.r0
+    xb.sw = swb
+    if xb.x != NULL:
+        xb.x = <const floating *> xb.x + s.r0 * n_in
+    elif xb.rows != NULL:
+        xb.rows = xb.rows + s.r0
+    else:
+        xb.first_row = xb.first_row + s.r0
+    if s.tid > 0:
+        g, g0 = <floating *> w.g2 + (s.tid - 1) * size, w.g0
+    st.sums = NULL if b.sums == NULL else <floating *> b.sums + s.tid * w.sums_stride
+    st.at = 0
+    if s.phase == SHARE_START:
         if b.order != NULL and b.X.x != NULL:
             gather_rows(s.mr, n_in, <const floating *> b.X.x, b.order + b.start + s.r0,
                         <floating *> w.x + s.r0 * n_in)
         if SW != NULL and b.order != NULL:
             gather_rows(s.mr, 1, SW, b.order + b.start + s.r0, <floating *> w.sw + s.r0)
-            swb = <floating *> w.sw + s.r0
-        elif SW != NULL:
-            swb = SW + b.start + s.r0
-        xb.sw = swb
-        if xb.x != NULL:
-            xb.x = <const floating *> xb.x + s.r0 * n_in
-        elif xb.rows != NULL:
-            xb.rows = xb.rows + s.r0
-        else:
-            xb.first_row = xb.first_row + s.r0
-        yb = _target_rows(b.Y, b.y_u8, b.order, b.start + s.r0, s.mr, n_out,
-                          <floating *> w.y + s.r0 * n_out)
-        _forward(net, &xb, s.mr, w, <floating *> w.a, True, s.r0, s.m, False,
-                 CNNBP_ROW_BATCH, net.n_layers)
-        s.out[0] = _output_loss(net, yb, swb, w, s.r0, s.mr)
         s.out[1] = s.mr if swb == NULL else _weight_sum(swb, s.mr)
-        if s.tid > 0:
-            g, g0 = <floating *> w.g2 + (s.tid - 1) * size, w.g0
+    else:
+        st.at = b.at
+    if s.phase == SHARE_START or not b.back:
+        _forward(net, &xb, s.mr, w, <floating *> w.a, True, s.r0, s.m, False,
+                 CNNBP_ROW_BATCH, net.n_layers, &st)
+        if st.at != 0:
+            if s.tid == 0:
+                b.stop, b.stop_back = st.at, False
+            return
+        s.out[0] = _output_loss(net, _target_rows(b.Y, b.y_u8, b.order, b.start + s.r0,
+                                                  s.mr, n_out,
+                                                  <floating *> w.y + s.r0 * n_out),
+                                swb, w, s.r0, s.mr)
         memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
-        _backward(net, &xb, w, s.r0, s.mr, 2 if split_w1 else 1, True, g, g0)
-        return
-    if split_w1 and s.w1[1] > s.w1[0]:
-        memset(g + s.w1[0] * net.units[1], 0,
-               (s.w1[1] - s.w1[0]) * net.units[1] * sizeof(floating))
-        _weight_gradient(net, &b.rows, w, 0, s.m, 1, s.w1[0], s.w1[1], True, g, 0)
-    team_reduce(b.team, s, <floating *> w.g2, g)
-    s.out[0] = 0
-    for k in range(0, 4, 2):
-        if b.opt != NULL and s.u[k + 1] > s.u[k]:
-            s.out[0] += _finish_range(net, <floating *> net.params, g, b.s,
-                                      s.u[k], s.u[k + 1])
-            _step(net, b.opt, <floating *> net.params, g, s.u[k], s.u[k + 1])
+    _backward(net, &xb, w, s.r0, s.mr, 2 if split_w1 else 1, True, g, g0, &st)
+    if st.at != 0 and s.tid == 0:
+        b.stop, b.stop_back = st.at, True
 
 
 cdef void _share_f32(void *b, cnnbp_share *s) noexcept nogil:
@@ -930,6 +1027,32 @@ cdef struct Slice:
     double cpu                   # out: CPU seconds its threads spent in them
 
 
+cdef void _combine(const Net *net, const Work *w, const Batch *b,
+                   const cnnbp_team *team, int parts, floating *g) noexcept nogil:
+    """The parts' sums at normalised layer b.stop, combined. Forward: the
+    batch's mean (w.bn's scratch) and inv_std, moving the running
+    estimates. Backward: dgamma and dbeta added into g (part 0's sums), and
+    S1 / S, S2 / S into w.bn's scratch for the parts to take delta on."""
+    cdef ptrdiff_t l = b.stop, n = net.units[l], at = net.blk_off[l]
+    cdef ptrdiff_t width = _width(net)
+    cdef floating *bn = <floating *> w.bn
+    cdef floating *running = <floating *> net.running
+    cdef double weights[CNNBP_MAX_HELPERS + 1]
+    cdef double weight = 0
+    cdef int k
+    for k in range(parts):
+        weights[k] = team.share[k].out[1]
+        weight += weights[k]
+    if not b.stop_back:
+        batch_norm_combine(parts, n, w.sums_stride, weights, <const floating *> b.sums,
+                           _BN_EPSILON, _BN_MOMENTUM, bn + width, bn + at, running + at,
+                           running + width + at)
+    else:
+        batch_norm_backward_combine(parts, n, w.sums_stride, <const floating *> b.sums,
+                                    weight, g + net.gamma_off[l - 1], g + net.b_off[l - 1],
+                                    bn + width)
+
+
 cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                  const void *Y, bint y_u8, const floating *SW,
                  const ptrdiff_t *order, ptrdiff_t n, ptrdiff_t batch,
@@ -947,8 +1070,11 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     and this caller's share of T), each batch is split among a team of
     threads (csrc/team.c) in two hand-overs of _share: rows forward and
     back, then split dW^1, the reduction and the update by parameter
-    ranges. The parameters are those of the one-thread pass to round-off
-    (sums in parts; OpenBLAS rounds an ulp differently for other shapes)."""
+    ranges; a batch-normalised network adds one at every normalised layer
+    forward and one back, after which this thread combines the parts'
+    sums (_combine). The parameters are those of the one-thread pass to
+    round-off (sums in parts; OpenBLAS rounds an ulp differently for other
+    shapes)."""
     cdef floating *p = <floating *> net.params
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t start = sl.start, m
@@ -982,7 +1108,13 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
             b.rows.x = w.x
         else:
             b.rows.rows = order + start
-        cnnbp_team_run(&team, parts, 0, share, &b)
+        b.sums = w.sums if parts > 1 else NULL
+        b.stop = 0
+        cnnbp_team_run(&team, parts, SHARE_START, share, &b)
+        while b.stop != 0:  # the parts stopped at a normalised layer
+            _combine(net, w, &b, &team, parts, g)
+            b.at, b.back, b.stop = b.stop, b.stop_back, 0
+            cnnbp_team_run(&team, parts, SHARE_ON, share, &b)
         _spend_masks(net, m)
         data_loss, s = 0, 0
         for k in range(parts):
@@ -996,7 +1128,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         b.s, b.opt = s, split_update
         if split_update != NULL:
             _advance(opt)
-        cnnbp_team_run(&team, parts, 1, share, &b)
+        cnnbp_team_run(&team, parts, SHARE_UPDATE, share, &b)
         if split_update != NULL:
             penalty = 0
             for k in range(parts):
@@ -1084,7 +1216,7 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     while finite and start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)
-        finite = _forward(net, &xb, m, &w, a, False, 0, m, check, row, layer)
+        finite = _forward(net, &xb, m, &w, a, False, 0, m, check, row, layer, NULL)
         if finite and layer == L:
             bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
                             p + net.b_off[L - 1], block)
@@ -1613,7 +1745,9 @@ cdef class Engine:
         only for shuffled dense X (CSR rows are read in place); with
         `shared` > 0, that many helper parts' partial gradients (w.g2); with
         `single`, products on each thread alone (w.single, through
-        cnnbp_thread_blas), else on the process's BLAS and its threads."""
+        cnnbp_thread_blas), else on the process's BLAS and its threads; for
+        a batch-normalised network, the parts' sums at its normalised layers
+        (w.sums)."""
         units = self.layer_units
         if self.work.cap < cap or (any(self.dropout) and self.work.mask == NULL):
             cap = max(cap, self.work.cap)
@@ -1633,6 +1767,11 @@ cdef class Engine:
                                      self.dtype)  # (an older, smaller one is freed)
             self.work.g2 = _data(self._g2)
             self.work.n_g2 = shared
+            if self.batch_norm:  # each part's 2 n_l sums at a normalised layer
+                stride = (2 * max(units[1:len(units) - 1], default=1) + 15) // 16 * 16  # cache lines
+                self._sums = aligned_empty((shared + 1) * stride, self.dtype)
+                self.work.sums = _data(self._sums)
+                self.work.sums_stride = stride
         self.work.single = single
 
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
@@ -1656,9 +1795,9 @@ cdef class Engine:
         nogil call.
 
         With ``n_threads`` T > 1, up to T - 1 helper threads share each
-        batch of at least `SPLIT_ROWS` rows (not with batch normalisation,
-        whose statistics span the batch); the parameters come out as with
-        one thread, to round-off, dropout's masks included.
+        batch of at least `SPLIT_ROWS` rows; the parameters come out as with
+        one thread, to round-off (dropout's masks and batch normalisation's
+        statistics are the whole batch's).
 
         Parameters
         ----------
@@ -1729,9 +1868,8 @@ cdef class Engine:
         # T threads, each with its products on itself alone, T = 1 included
         # (BLAS's own threads would compete with the other fits and jobs
         # that T leaves the other cores to); parts of at least SPLIT_ROWS / 2
-        # rows. Batch statistics span a batch: batch-normalised networks
-        # keep to one thread, their products on BLAS's threads.
-        cdef bint single = cnnbp_thread_blas.sgemm != NULL and not self.batch_norm
+        # rows.
+        cdef bint single = cnnbp_thread_blas.sgemm != NULL
         cdef int threads = n_threads if single else 1
         threads = min(threads, max(1, batch_size // (CNNBP_SPLIT_ROWS // 2)))
         self._idle()

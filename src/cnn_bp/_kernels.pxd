@@ -169,6 +169,42 @@ cdef extern from "cnn_bp.h" nogil:
                                        const double *zhat, const double *inv_std,
                                        double *scratch, double *dgamma, double *dbeta,
                                        double *delta)
+    double cnnbp_batch_norm_moments_f32(ptrdiff_t m, ptrdiff_t n, const float *sw,
+                                        const float *z, float *mean, float *m2)
+    void cnnbp_batch_norm_combine_f32(int parts, ptrdiff_t n, ptrdiff_t stride,
+                                      const double *weights, const float *moments,
+                                      double eps, double momentum, float *mean,
+                                      float *inv_std, float *running_mean, float *running_var)
+    void cnnbp_batch_norm_normalise_f32(ptrdiff_t m, ptrdiff_t n, const float *mean,
+                                        const float *inv_std, const float *gamma,
+                                        float *z, float *zhat)
+    void cnnbp_batch_norm_backward_sums_f32(ptrdiff_t m, ptrdiff_t n, const float *zhat,
+                                            const float *delta, float *s1, float *s2)
+    void cnnbp_batch_norm_backward_combine_f32(int parts, ptrdiff_t n, ptrdiff_t stride,
+                                               const float *sums, double weight,
+                                               float *dgamma, float *dbeta, float *scratch)
+    void cnnbp_batch_norm_backward_apply_f32(ptrdiff_t m, ptrdiff_t n, const float *sw,
+                                             const float *gamma, const float *zhat,
+                                             const float *inv_std, const float *s1,
+                                             const float *s2, float *delta)
+    double cnnbp_batch_norm_moments_f64(ptrdiff_t m, ptrdiff_t n, const double *sw,
+                                        const double *z, double *mean, double *m2)
+    void cnnbp_batch_norm_combine_f64(int parts, ptrdiff_t n, ptrdiff_t stride,
+                                      const double *weights, const double *moments,
+                                      double eps, double momentum, double *mean,
+                                      double *inv_std, double *running_mean, double *running_var)
+    void cnnbp_batch_norm_normalise_f64(ptrdiff_t m, ptrdiff_t n, const double *mean,
+                                        const double *inv_std, const double *gamma,
+                                        double *z, double *zhat)
+    void cnnbp_batch_norm_backward_sums_f64(ptrdiff_t m, ptrdiff_t n, const double *zhat,
+                                            const double *delta, double *s1, double *s2)
+    void cnnbp_batch_norm_backward_combine_f64(int parts, ptrdiff_t n, ptrdiff_t stride,
+                                               const double *sums, double weight,
+                                               double *dgamma, double *dbeta, double *scratch)
+    void cnnbp_batch_norm_backward_apply_f64(ptrdiff_t m, ptrdiff_t n, const double *sw,
+                                             const double *gamma, const double *zhat,
+                                             const double *inv_std, const double *s1,
+                                             const double *s2, double *delta)
     void cnnbp_csr_matmul_f32(ptrdiff_t m, ptrdiff_t n, const float *data,
                               const ptrdiff_t *indices, const ptrdiff_t *indptr,
                               const ptrdiff_t *rows, ptrdiff_t first_row,
@@ -443,6 +479,69 @@ cdef inline void batch_norm_backward(ptrdiff_t m, ptrdiff_t n, const floating *s
     else:
         cnnbp_batch_norm_backward_f64(m, n, sw, gamma, zhat, inv_std, scratch, dgamma,
                                       dbeta, delta)
+
+
+cdef inline double batch_norm_moments(ptrdiff_t m, ptrdiff_t n, const floating *sw,
+                                      const floating *z, floating *mean,
+                                      floating *m2) noexcept nogil:
+    if floating is float:
+        return cnnbp_batch_norm_moments_f32(m, n, sw, z, mean, m2)
+    else:
+        return cnnbp_batch_norm_moments_f64(m, n, sw, z, mean, m2)
+
+
+cdef inline void batch_norm_combine(int parts, ptrdiff_t n, ptrdiff_t stride,
+                                    const double *weights, const floating *moments,
+                                    double eps, double momentum, floating *mean,
+                                    floating *inv_std, floating *running_mean,
+                                    floating *running_var) noexcept nogil:
+    if floating is float:
+        cnnbp_batch_norm_combine_f32(parts, n, stride, weights, moments, eps, momentum,
+                                     mean, inv_std, running_mean, running_var)
+    else:
+        cnnbp_batch_norm_combine_f64(parts, n, stride, weights, moments, eps, momentum,
+                                     mean, inv_std, running_mean, running_var)
+
+
+cdef inline void batch_norm_normalise(ptrdiff_t m, ptrdiff_t n, const floating *mean,
+                                      const floating *inv_std, const floating *gamma,
+                                      floating *z, floating *zhat) noexcept nogil:
+    if floating is float:
+        cnnbp_batch_norm_normalise_f32(m, n, mean, inv_std, gamma, z, zhat)
+    else:
+        cnnbp_batch_norm_normalise_f64(m, n, mean, inv_std, gamma, z, zhat)
+
+
+cdef inline void batch_norm_backward_sums(ptrdiff_t m, ptrdiff_t n, const floating *zhat,
+                                          const floating *delta, floating *s1,
+                                          floating *s2) noexcept nogil:
+    if floating is float:
+        cnnbp_batch_norm_backward_sums_f32(m, n, zhat, delta, s1, s2)
+    else:
+        cnnbp_batch_norm_backward_sums_f64(m, n, zhat, delta, s1, s2)
+
+
+cdef inline void batch_norm_backward_combine(int parts, ptrdiff_t n, ptrdiff_t stride,
+                                             const floating *sums, double weight,
+                                             floating *dgamma, floating *dbeta,
+                                             floating *scratch) noexcept nogil:
+    if floating is float:
+        cnnbp_batch_norm_backward_combine_f32(parts, n, stride, sums, weight, dgamma,
+                                              dbeta, scratch)
+    else:
+        cnnbp_batch_norm_backward_combine_f64(parts, n, stride, sums, weight, dgamma,
+                                              dbeta, scratch)
+
+
+cdef inline void batch_norm_backward_apply(ptrdiff_t m, ptrdiff_t n, const floating *sw,
+                                           const floating *gamma, const floating *zhat,
+                                           const floating *inv_std, const floating *s1,
+                                           const floating *s2,
+                                           floating *delta) noexcept nogil:
+    if floating is float:
+        cnnbp_batch_norm_backward_apply_f32(m, n, sw, gamma, zhat, inv_std, s1, s2, delta)
+    else:
+        cnnbp_batch_norm_backward_apply_f64(m, n, sw, gamma, zhat, inv_std, s1, s2, delta)
 
 
 cdef inline void csr_matmul(ptrdiff_t m, ptrdiff_t n, const floating *data,
