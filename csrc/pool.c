@@ -21,7 +21,8 @@
  * afresh, with no helpers and none held.
  *
  * T, the threads a fit may use (the caller and T - 1 helpers), is the
- * number of cores the process may run on, or OMP_NUM_THREADS, or what
+ * number of cores the process may run on, or OMP_NUM_THREADS (read when
+ * the module loads), or what
  * threadpoolctl set (cnnbp_set_num_threads, through cnn_bp._threads'
  * controller): as scikit-learn's OpenMP code chooses.
  */
@@ -237,18 +238,26 @@ int cnnbp_available_cores(void)
     return n > 0 ? (int)n : 1;
 }
 
+/* OMP_NUM_THREADS as the process started with it, read once, as OpenMP
+ * runtimes read it when they load (a library that sets it later for its
+ * own child processes, as Dask's nanny does, changes nothing here). */
+static int env_threads;
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+static void read_env(void)
+{
+    const char *env = getenv("OMP_NUM_THREADS");
+    int n = env != NULL ? atoi(env) : 0;  /* "4" or "4,2" (nested levels: the first) */
+    env_threads = n > 0 ? n : 0;
+}
+
 int cnnbp_get_num_threads(void)
 {
     int limit = atomic_load(&thread_limit);
     if (limit > 0)
         return limit;
-    const char *env = getenv("OMP_NUM_THREADS");
-    if (env != NULL) {
-        int n = atoi(env);  /* "4" or "4,2" (nested levels: the first) */
-        if (n > 0)
-            return n;
-    }
-    return cnnbp_available_cores();
+    pthread_once(&env_once, read_env);
+    return env_threads > 0 ? env_threads : cnnbp_available_cores();
 }
 
 void cnnbp_set_num_threads(int n)

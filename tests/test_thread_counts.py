@@ -7,6 +7,10 @@ with the T = 1 fit of the same estimator and data: float64 to rtol 1e-6,
 float32 to rtol 1e-4, after 20 epochs.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -117,8 +121,10 @@ def test_batch_norm_shares_its_batches(threads, hidden, weighted, dtype):
     estimates included."""
     X, y, sw = _data(dtype)
     fit_params = {"sample_weight": sw} if weighted else {}
-    make = lambda: MLPClassifier(hidden, batch_norm=True, dropout=0.1, max_iter=20,  # noqa: E731
-                                 tol=0, random_state=0)  # fmt: skip
+    def make():
+        return MLPClassifier(hidden, batch_norm=True, dropout=0.1, max_iter=20, tol=0,
+                             random_state=0)  # fmt: skip
+
     _check(make, dtype, threads, X, y, **fit_params)
     reference, model = _fit(make, 1, X, y, **fit_params), _fit(make, threads, X, y, **fit_params)
     for a, b in zip(model.running_means_ + model.running_vars_,
@@ -131,7 +137,9 @@ def test_lbfgs_keeps_to_one_thread_and_its_model(threads):
     """L-BFGS's full-batch products stay on BLAS's threads: the thread count
     leaves it unchanged."""
     X, y, _ = _data(np.float64)
-    make = lambda: MLPClassifier((32,), solver="lbfgs", max_iter=20, tol=0, random_state=0)  # noqa: E731
+    def make():
+        return MLPClassifier((32,), solver="lbfgs", max_iter=20, tol=0, random_state=0)
+
     reference = _fit(make, 1, X, y)
     model = _fit(make, threads, X, y)
     for a, b in zip(model.coefs_, reference.coefs_):
@@ -201,3 +209,21 @@ def test_threads_waiting_for_cores_are_given_back():
     assert max(used[-3:]) <= max(_threads.available_cores(), 2) + 1  # (+1: a probe)
     np.testing.assert_allclose(eight, one, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(eight_total, one_total, rtol=1e-12)
+
+
+def test_omp_num_threads_sets_t_when_the_module_loads():
+    """OMP_NUM_THREADS sets T, read as OpenMP runtimes read it, when the
+    module loads: a later change of the process environment (Dask's nanny
+    sets OMP_NUM_THREADS=1 for its workers) leaves T alone."""
+    code = (
+        "import os\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from cnn_bp import _engine\n"
+        "os.environ['OMP_NUM_THREADS'] = '1'\n"
+        "pool = [i for i in threadpool_info() if i['user_api'] == 'cnn_bp']\n"
+        "print(_engine.num_threads(), pool[0]['num_threads'])\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert out.split() == ["3", "3"]
