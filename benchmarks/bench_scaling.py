@@ -2,8 +2,9 @@
 
 For T = 1, 2, ... up to the cores this process may run on (or --max-threads,
 which may exceed them), one process times an epoch of each system on the
-same data and network as benchmarks/bench.py (random 60000 x 784 float32,
-hidden (100,), Adam, batch 200):
+same data and network as benchmarks/bench.py (random 60000 x 784, float32
+and hidden (100,) unless --dtype and --hidden say otherwise, Adam, batch
+200):
 
 - cnn_bp with its pool limited to T threads
   (``threadpool_limits(T, user_api="cnn_bp")``; BLAS is left alone);
@@ -20,6 +21,7 @@ default fit (T = all cores) and a one-thread fit run; their ratio should stay
 near 1 (the default fit's waiting threads spin briefly, then sleep).
 
     python benchmarks/bench_scaling.py [--quick] [--max-threads N]
+        [--hidden 512,256] [--dtype float64] [--no-load]
 """
 
 import argparse
@@ -40,19 +42,19 @@ from cnn_bp._threads import available_cores
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import best_of, fit_sklearn_like, fit_torch, quiesce, torch  # noqa: E402
 
-HIDDEN = (100,)
+HIDDEN = [(100,)]  # set by --hidden
 
 
 def _cnn_bp(X, y, epochs):
-    return fit_sklearn_like(cnn_bp.MLPClassifier, X, y, HIDDEN, epochs)
+    return fit_sklearn_like(cnn_bp.MLPClassifier, X, y, HIDDEN[0], epochs)
 
 
 def _sklearn(X, y, epochs):
-    return fit_sklearn_like(SklearnMLPClassifier, X, y, HIDDEN, epochs)
+    return fit_sklearn_like(SklearnMLPClassifier, X, y, HIDDEN[0], epochs)
 
 
 def _torch(X, y, epochs):
-    return fit_torch(X, y, HIDDEN, epochs)
+    return fit_torch(X, y, HIDDEN[0], epochs)
 
 
 def epoch_seconds(system, threads, X, y, epochs, repeats):
@@ -124,15 +126,20 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-threads", type=int, default=available_cores())
+    parser.add_argument("--hidden", default="100", help="hidden widths, e.g. 512,256")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--no-load", action="store_true", help="skip the runs under load")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", ConvergenceWarning)
+    HIDDEN[0] = tuple(int(h) for h in args.hidden.split(","))
     n, epochs, repeats = (2000, 1, 1) if args.quick else (60000, args.epochs, args.repeats)
     rng = np.random.RandomState(0)
-    X, y = rng.rand(n, 784).astype(np.float32), rng.randint(10, size=n)
-    print(f"random {n} x 784 float32, hidden {HIDDEN}, Adam, batch 200; "
+    X, y = rng.rand(n, 784).astype(args.dtype), rng.randint(10, size=n)
+    print(f"random {n} x 784 {args.dtype}, hidden {HIDDEN[0]}, Adam, batch 200; "
           f"{available_cores()} cores\n")
     scaling(X, y, args.max_threads, epochs, repeats)
-    under_load(X, y, epochs, repeats)
+    if not args.no_load:
+        under_load(X, y, epochs, repeats)
 
 
 if __name__ == "__main__":
