@@ -28,8 +28,10 @@ prediction uses neither dropout nor batch statistics).
 
 Threads: a training slice (_epoch) takes a team of T threads, the caller and
 up to T - 1 helpers, and each batch is split among them (csrc/team.c): each
-takes its rows forward and back (_share, phase 0), then its share of the
-reduction and the update by parameter ranges (phase 1). Each thread's
+takes its rows forward and back (_share: SHARE_START, with a stop at every
+batch-normalised layer for the whole batch's statistics, SHARE_ON), then its
+share of the reduction and the update by parameter ranges (SHARE_UPDATE);
+dropout masks are drawn at each row's place in the batch's stream. Each thread's
 products run on that thread alone (w.single: a private OpenBLAS kept at one
 thread, cnn_bp._threads.thread_blas; the process's BLAS and its thread
 count, a process-wide setting, are never touched). Matrix products of a
@@ -108,6 +110,7 @@ def _set_thread_blas():
 
 _set_thread_blas()
 register_with_threadpoolctl()
+cnnbp_get_num_threads()  # OMP_NUM_THREADS is read now, as OpenMP reads it at load
 
 cdef enum:
     SOLVER_SGD = 0
@@ -1144,11 +1147,13 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
 
 cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
                                 const void *Y, bint y_u8, const floating *SW,
-                                ptrdiff_t n, bint gradient,
-                                bint training) noexcept nogil:
-    """Loss and (if `gradient`) gradient over all n rows, in blocks of w.cap
-    rows whose gradient sums accumulate (the full-batch objective of L-BFGS;
-    batch statistics, when `training`, are those of each block)."""
+                                ptrdiff_t n, bint gradient, bint training,
+                                double *weight) noexcept nogil:
+    """The weighted data loss sum_i sw_i C_i over all n rows, and (if
+    `gradient`) its gradient's sums in net.grads, in blocks of w.cap rows
+    whose sums accumulate (the full-batch objective of L-BFGS before
+    _finish; batch statistics, when `training`, are those of each block);
+    the rows' weight sum s in *weight."""
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
     cdef ptrdiff_t start = 0, m
     cdef double data_loss = 0, s
@@ -1164,7 +1169,14 @@ cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
                                                  <floating *> w.y),
                                     swb, m, w, start > 0, gradient, training)
         start += m
-    s = n if SW == NULL else _weight_sum(SW, n)
+    weight[0] = n if SW == NULL else _weight_sum(SW, n)
+    return data_loss
+
+
+cdef double _objective(const Net *net, double data_loss, double s, bint gradient,
+                       floating *dummy) noexcept nogil:
+    """The loss from the data loss sum and the weight sum s, and with
+    `gradient` the gradient finished from its sums in net.grads (_finish)."""
     if not gradient:
         return data_loss / s + _penalty(net, <const floating *> net.params, 0, net.n_coefs) / s
     return _finish(net, <floating *> net.params, <floating *> net.grads, data_loss, s)
@@ -1768,7 +1780,8 @@ cdef class Engine:
             self.work.g2 = _data(self._g2)
             self.work.n_g2 = shared
             if self.batch_norm:  # each part's 2 n_l sums at a normalised layer
-                stride = (2 * max(units[1:len(units) - 1], default=1) + 15) // 16 * 16  # cache lines
+                widest = max(units[1:len(units) - 1], default=1)
+                stride = (2 * widest + 15) // 16 * 16  # whole cache lines
                 self._sums = aligned_empty((shared + 1) * stride, self.dtype)
                 self.work.sums = _data(self._sums)
                 self.work.sums_stride = stride
@@ -1930,7 +1943,8 @@ cdef class Engine:
                 "buffers, optimizer and dropout cannot change until that ends")
 
     def loss_gradient(self, X, Y, sample_weight, double alpha, params=None,
-                      double alpha_l1=0.0, bint gradient=True, bint training=False):
+                      double alpha_l1=0.0, bint gradient=True, bint training=False,
+                      bint finish=True):
         """Full-batch loss; the gradient is left in `grads`.
 
         Parameters
@@ -1951,11 +1965,18 @@ cdef class Engine:
             estimates move). False: the loss the model predicts with. A
             network with dropout or batch normalisation has a gradient only
             for training=True.
+        finish : bool
+            False: return the sums instead, ``(sum_i sw_i C_i, sum_i sw_i)``,
+            with the gradient's sums over the rows (no penalty, not divided)
+            in `grads`: sums over parts of the data add up, and
+            `finish_loss_gradient` then gives what one call over all of it
+            would (cnn_bp.dask sums partitions so).
 
         Returns
         -------
         loss : float
-            ``sum_i sw_i C_i / s + alpha / 2 * ||W||^2 / s + alpha_l1 ||W||_1 / s``.
+            ``sum_i sw_i C_i / s + alpha / 2 * ||W||^2 / s + alpha_l1 ||W||_1 / s``
+            (with finish=False: the tuple of sums above).
 
         Raises
         ------
@@ -1972,7 +1993,7 @@ cdef class Engine:
         cdef void *y = _data(Y)
         cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
-        cdef double loss
+        cdef double data_loss, weight
         self._idle()
         self._busy = True  # under the GIL since _idle: no other thread between
         try:
@@ -1982,15 +2003,40 @@ cdef class Engine:
             self._set_penalties(alpha, alpha_l1)
             if self.dtype == np.float64:
                 with nogil:
-                    loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
-                                               <double *> sw, n, gradient, training)
+                    data_loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
+                                                    <double *> sw, n, gradient, training,
+                                                    &weight)
             else:
                 with nogil:
-                    loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
-                                               <float *> sw, n, gradient, training)
+                    data_loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
+                                                    <float *> sw, n, gradient, training,
+                                                    &weight)
         finally:
             self._busy = False
-        return loss
+        if not finish:
+            return data_loss, weight
+        return self.finish_loss_gradient(data_loss, weight, alpha, alpha_l1, gradient)
+
+    def finish_loss_gradient(self, double data_loss, double weight, double alpha,
+                             double alpha_l1=0.0, bint gradient=True):
+        """The loss from the sums `loss_gradient(..., finish=False)` returns
+        (added over parts of the data), and with `gradient` the gradient
+        finished in place from the sums in `grads` (the penalties' terms
+        added, divided by `weight`): what `loss_gradient` gives over all
+        the parts at once.
+
+        Raises
+        ------
+        ValueError
+            For negative penalties.
+        RuntimeError
+            If another thread is training with this engine.
+        """
+        self._idle()
+        self._set_penalties(alpha, alpha_l1)
+        if self.dtype == np.float64:
+            return _objective(&self.net, data_loss, weight, gradient, <double *> NULL)
+        return _objective(&self.net, data_loss, weight, gradient, <float *> NULL)
 
     def trace(self, X, Y, sample_weight, double alpha, double alpha_l1=0.0):
         """One training step's forward and backward pass over all rows (without

@@ -108,6 +108,38 @@ def _shuffle(indices, random_state):
     random_state.shuffle(indices)
 
 
+class _Epochs:
+    """The epochs of a fit on rows in memory: `run` trains one, shuffled
+    from the estimator's random state when it shuffles, in slices of
+    compiled work between which Python sees a pending Ctrl-C.
+    (cnn_bp.dask has another, whose epochs run where a cluster holds the rows.)"""
+
+    def __init__(self, model, X, y, sample_weight):
+        self.model, self.X, self.y, self.sample_weight = model, X, y, sample_weight
+        self.Y = model._targets(y)
+        self.n_samples = X.shape[0]
+        self.order = np.arange(self.n_samples, dtype=np.intp)
+        # for callbacks: the fit's data, its targets computed on demand
+        self.hook_data = dict(X=X, y=lambda: model._given_targets(y))
+
+    def run(self, batch_size, n_threads):
+        """One epoch; returns the sum over its batches of batch loss x batch rows."""
+        model, engine = self.model, self.model._engine
+        order = None
+        if model.shuffle:  # indices, not rows: the engine gathers each batch
+            _shuffle(self.order, model._random_state)
+            order = self.order
+        total, start = 0.0, 0
+        while start < self.n_samples:
+            total = engine.run_epoch(
+                self.X, self.Y, self.sample_weight, order, batch_size, model.alpha,
+                alpha_l1=model.alpha_l1, n_threads=n_threads, start=start, total=total,
+                seconds=_SLICE_SECONDS,
+            )
+            start = engine.stopped_at
+        return total
+
+
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     """Shared fitting and prediction logic; use MLPClassifier or MLPRegressor."""
 
@@ -543,6 +575,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                                         alpha_l1=self.alpha_l1)  # fmt: skip
             return loss, engine.grads.astype(np.float64)
 
+        self._minimize_lbfgs(loss_and_gradient)
+
+    def _minimize_lbfgs(self, loss_and_gradient):
+        """scipy's L-BFGS-B from the engine's parameters, as scikit-learn
+        runs it; `loss_and_gradient(params)` gives (loss, float64 gradient)."""
+        engine = self._engine
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         result = scipy.optimize.minimize(
             loss_and_gradient,
@@ -642,11 +680,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._start_validation_record()
         elif not early_stopping and self.best_loss_ is None:
             self.best_loss_ = np.inf
-        X_train, y_train, sw_train = train
-        Y_train = self._targets(y_train)
-
-        n_samples = X_train.shape[0]
-        sample_idx = np.arange(n_samples, dtype=np.intp)
+        epochs = self._epochs(train)
+        n_samples = epochs.n_samples
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
         else:
@@ -662,7 +697,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         epochs_before, t_before, rows_before = len(self.loss_curve_), self.t_, engine.rows_trained
         # scikit-learn's callbacks (set_callbacks): the fit is a task, each
         # epoch a subtask; arguments are lazy, so no callbacks cost nothing.
-        hook_data = dict(X=X_train, y=lambda: self._given_targets(y_train))
+        hook_data = epochs.hook_data
         fit_ctx = self._init_callback_context(max_subtasks=1 if incremental else self.max_iter)
         fit_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
         try:
@@ -672,24 +707,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 for _ in range(self.max_iter):
                     epoch_ctx = fit_ctx.subcontext(task_name="epoch")
                     epoch_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
-                    order = None
-                    if self.shuffle:
-                        # Shuffle indices, not rows; the engine gathers each batch.
-                        _shuffle(sample_idx, self._random_state)
-                        order = sample_idx
                     if self.lr_schedule is not None:
                         engine.learning_rate = rate if self.n_iter_ == 0 else self._scheduled_rate()
                     np.copyto(good, engine.params)
-                    # the epoch in slices of compiled work, between which
-                    # Python sees a pending Ctrl-C
-                    total, start = 0.0, 0
-                    while start < n_samples:
-                        total = engine.run_epoch(
-                            X_train, Y_train, sw_train, order, batch_size, self.alpha,
-                            alpha_l1=self.alpha_l1, n_threads=n_threads, start=start,
-                            total=total, seconds=_SLICE_SECONDS,
-                        )
-                        start = engine.stopped_at
+                    total = epochs.run(batch_size, n_threads)
                     if not (math.isfinite(total) and all_finite(engine.params)):
                         self._stop_diverged(good, total)
                         break
@@ -800,19 +821,28 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             print(msg + " Setting learning rate to %f" % engine.learning_rate)
         return False
 
+    def _validation_metrics(self, validation):
+        """(loss, score) of the model now on the validation data: the mean
+        data loss (no penalty) and `scoring`'s score (None: scikit-learn's,
+        accuracy or R^2; 'loss': minus the loss)."""
+        X_val, y_val, sw_val, Y_val = validation
+        # a forward pass, no gradient
+        val_loss = self._engine.loss_gradient(X_val, Y_val, sw_val, 0.0, gradient=False)
+        if self.scoring is None:
+            return val_loss, self._score(X_val, y_val, sample_weight=sw_val)
+        if self.scoring == "loss":
+            return val_loss, -val_loss
+        return val_loss, check_scoring(self, self.scoring)(self, X_val, y_val,
+                                                           sample_weight=sw_val)  # fmt: skip
+
+    def _epochs(self, train):
+        """What runs the epochs of `train` (X, y, sample_weight): _Epochs."""
+        return _Epochs(self, *train)
+
     def _update_no_improvement_count(self, early_stopping, validation):
         if early_stopping:
-            X_val, y_val, sw_val, Y_val = validation
-            # mean data loss (no penalty): a forward pass, no gradient
-            val_loss = self._engine.loss_gradient(X_val, Y_val, sw_val, 0.0, gradient=False)
+            val_loss, val_score = self._validation_metrics(validation)
             self.validation_loss_curve_.append(val_loss)
-            if self.scoring is None:  # scikit-learn's: accuracy or R^2
-                val_score = self._score(X_val, y_val, sample_weight=sw_val)
-            elif self.scoring == "loss":
-                val_score = -val_loss
-            else:
-                val_score = check_scoring(self, self.scoring)(self, X_val, y_val,
-                                                              sample_weight=sw_val)  # fmt: skip
             self.validation_scores_.append(val_score)
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
@@ -1355,15 +1385,20 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         if kind not in ("binary", "multiclass"):
             raise ValueError(f"class_weight is not supported for {kind} targets")
         codes = y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0].astype(np.intp)
-        if self.class_weight != "balanced":
-            weights = compute_sample_weight(self.class_weight, self.classes_[codes])
-            return weights if sample_weight is None else sample_weight * weights
-        counts = np.bincount(codes, weights=sample_weight, minlength=len(self.classes_))
-        # k counts classes of positive weight: rows of weight 0 are no rows
-        per_class = np.divide(counts.sum(), np.count_nonzero(counts) * counts,
-                              out=np.zeros(len(counts)), where=counts > 0)  # fmt: skip
-        weights = per_class[codes]
+        counts = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(codes, weights=sample_weight, minlength=len(self.classes_))
+        weights = self._class_weight_table(counts)[codes]
         return weights if sample_weight is None else sample_weight * weights
+
+    def _class_weight_table(self, counts=None):
+        """The weight of each class of classes_: class_weight's dict, or
+        'balanced' from the classes' weighted row `counts`."""
+        if self.class_weight != "balanced":
+            return compute_sample_weight(self.class_weight, self.classes_)
+        # k counts classes of positive weight: rows of weight 0 are no rows
+        return np.divide(counts.sum(), np.count_nonzero(counts) * counts,
+                         out=np.zeros(len(counts)), where=counts > 0)  # fmt: skip
 
     def _indicator(self, y):
         """Labels y (known to be in classes_) as the bool (n_samples,

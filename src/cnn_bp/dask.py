@@ -1,0 +1,669 @@
+"""One model trained on a Dask cluster, where the partitions of its data live.
+
+``DaskMLPClassifier`` and ``DaskMLPRegressor`` take every parameter of
+`cnn_bp.MLPClassifier` / `cnn_bp.MLPRegressor`, plus ``client`` (a
+``distributed.Client``; None: the default client). Their ``fit`` takes
+``dask.array`` or ``dask.dataframe`` X, y and sample_weight, chunked along
+rows only, and trains where the partitions are: no step gathers X or y on
+the client or on one worker, and each worker holds only its partitions and
+a model. Like ``xgboost.dask`` and ``lightgbm.dask``, they hand back a
+plain local model (`to_local`), and on numpy input they are the local
+estimator.
+
+Two schemes, by solver:
+
+- ``solver="lbfgs"``: the exact gradient. Each worker computes the loss and
+  gradient sums of its partitions with the compiled engine
+  (``Engine.loss_gradient(..., finish=False)``); the sums are added in a
+  tree of tasks, and scipy's L-BFGS steps on the client, as Spark MLlib's
+  ``MultilayerPerceptronClassifier`` does (treeAggregate). Only parameters
+  and gradients cross the network. The model is the in-memory fit's on the
+  same rows, to round-off.
+- the stochastic solvers (``adam``, ``sgd``, ...): iterative parameter
+  mixing (McDonald, Hall & Mann 2010, "Distributed training strategies for
+  the structured perceptron", NAACL; Zinkevich, Weimer, Smola & Li 2010,
+  "Parallelized stochastic gradient descent", NIPS). Each epoch every
+  worker trains a copy of the current model over its own partitions (in
+  order, or shuffled within the worker) with the compiled epoch; then the
+  copies' parameters, optimizer state (moments and step count) and batch
+  normalisation's running estimates are averaged, weighted by the rows each
+  trained. With one worker, or one partition, that is exactly the
+  in-memory fit with ``shuffle=False`` over those rows.
+
+Early stopping validates on ``X_val``/``y_val`` (numpy, scored on the
+client, or Dask collections, scored on the workers) or on whole partitions
+held out from the collection (``validation_fraction`` of them, drawn from
+the random state; at least one, and one left to train on); ``scoring`` is
+then None or ``"loss"``.
+"""
+
+import copy
+import inspect
+
+import numpy as np
+from sklearn.base import clone, is_classifier
+from sklearn.utils.validation import check_is_fitted
+
+try:
+    import dask
+    import dask.array as da
+    import dask.dataframe as dd
+    from distributed import default_client
+except ImportError as error:  # pragma: no cover - the extra is missing
+    raise ImportError(
+        "cnn_bp.dask needs Dask's array, dataframe and distributed packages: "
+        'pip install "cnn_bp[dask]"'
+    ) from error
+
+from ._mlp import (
+    _STOCHASTIC_SOLVERS,
+    MLPClassifier,
+    MLPRegressor,
+    _engine_array,
+    _exclusive,
+)
+from ._threads import training_threads
+
+__all__ = ["DaskMLPClassifier", "DaskMLPRegressor"]
+
+# Partial sums are added FAN_IN at a time, in a tree of tasks.
+FAN_IN = 4
+
+
+def _is_dask(data):
+    return isinstance(data, (da.Array, dd.DataFrame, dd.Series))
+
+
+def _rows_array(name, data, ndims):
+    """`data` as a dask array of known row chunks, whole along its columns."""
+    if isinstance(data, (dd.DataFrame, dd.Series)):
+        data = data.to_dask_array(lengths=True)
+    if not isinstance(data, da.Array):
+        raise TypeError(f"{name} must be a dask array or dask dataframe, got "
+                        f"{type(data).__name__}")  # fmt: skip
+    if data.ndim not in ndims:
+        raise ValueError(f"{name} must have {' or '.join(map(str, ndims))} dimensions, "
+                         f"got shape {data.shape}")  # fmt: skip
+    if any(np.isnan(c) for c in data.chunks[0]):
+        raise ValueError(
+            f"{name} has unknown chunk sizes (a dataframe's partitions before their "
+            "lengths are known): call .compute_chunk_sizes() on the array, or "
+            ".to_dask_array(lengths=True) on the dataframe"
+        )
+    if data.ndim == 2 and len(data.chunks[1]) > 1:
+        raise ValueError(
+            f"{name} is chunked along its columns (column chunks {data.chunks[1]}): "
+            f"each partition must hold whole rows; rechunk with {name}.rechunk({{1: -1}})"
+        )
+    return data
+
+
+def _collections(X, y, sample_weight):
+    """X, y and sample_weight as dask arrays with the same row partitions."""
+    X = _rows_array("X", X, (2,))
+    y = _rows_array("y", y, (1, 2))
+    if y.chunks[0] != X.chunks[0]:
+        raise ValueError(
+            f"y's row partitions {y.chunks[0]} do not match X's {X.chunks[0]}: "
+            "rechunk y to X's row chunks (y.rechunk({0: X.chunks[0]}))"
+        )
+    if sample_weight is not None:
+        sample_weight = _rows_array("sample_weight", sample_weight, (1,))
+        if sample_weight.chunks[0] != X.chunks[0]:
+            raise ValueError(
+                f"sample_weight's row partitions {sample_weight.chunks[0]} do not "
+                f"match X's {X.chunks[0]}"
+            )
+    if X.shape[0] == 0:
+        raise ValueError("X has no rows")
+    return X, y, sample_weight
+
+
+# -- tasks run on the workers --------------------------------------------------
+
+
+def _block(model, X, y, sample_weight, index):
+    """A partition as the engine trains on it: (X, Y, sample_weight), the
+    targets as `model` builds them, class weights applied; checked first."""
+    X = np.asarray(X)
+    if not np.isfinite(X).all():
+        raise ValueError(f"Input X contains NaN or infinity (partition {index} of the "
+                         "Dask collection)")  # fmt: skip
+    y = np.asarray(y)
+    if is_classifier(model):
+        unknown = np.setdiff1d(np.unique(y), model.classes_)
+        if len(unknown):
+            raise ValueError(f"partition {index} has labels {unknown} not among the "
+                             f"classes {model.classes_}")  # fmt: skip
+        Y = model._indicator(y)
+    else:
+        if not np.isfinite(y).all():
+            raise ValueError(f"Input y contains NaN or infinity (partition {index} of "
+                             "the Dask collection)")  # fmt: skip
+        Y = y.reshape(len(y), -1)
+    dtype = model._engine.dtype
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if not np.isfinite(sample_weight).all() or (sample_weight < 0).any():
+            raise ValueError(f"sample_weight of partition {index} has NaN, inf or "
+                             "negative values")  # fmt: skip
+    if is_classifier(model) and model.class_weight is not None:
+        weights = model._class_weight_table_[Y.argmax(axis=1) if Y.shape[1] > 1
+                                             else Y[:, 0].astype(np.intp)]  # fmt: skip
+        sample_weight = weights if sample_weight is None else sample_weight * weights
+    if sample_weight is not None:
+        sample_weight = _engine_array(sample_weight, dtype)
+    return _engine_array(X, dtype), model._targets(Y), sample_weight
+
+
+def _class_counts(model, y, sample_weight):
+    """Weighted rows of each class of model.classes_ in one partition."""
+    codes = np.searchsorted(model.classes_, np.asarray(y).ravel())
+    return np.bincount(codes, weights=None if sample_weight is None
+                       else np.asarray(sample_weight, dtype=np.float64),
+                       minlength=len(model.classes_))  # fmt: skip
+
+
+def _aligned(block):
+    """A prepared partition as the engine reads it: moved between workers,
+    its arrays may arrive unaligned (copied then, else as they are)."""
+    X, Y, sw = block
+    return (_engine_array(X, X.dtype), np.ascontiguousarray(Y),
+            None if sw is None else _engine_array(sw, sw.dtype))  # fmt: skip
+
+
+def _concatenate(*blocks):
+    """A worker's partitions as one block (rows in partition order)."""
+    if len(blocks) == 1:
+        return _aligned(blocks[0])
+    X = np.concatenate([b[0] for b in blocks])
+    Y = np.concatenate([b[1] for b in blocks])
+    sw = None if blocks[0][2] is None else np.concatenate([b[2] for b in blocks])
+    return _aligned((X, Y, sw))
+
+
+def _loss_gradient_sums(engine, params, block):
+    """(sum_i sw_i C_i, sum_i sw_i, the gradient's sums) over one partition."""
+    engine = copy.deepcopy(engine)  # tasks on one worker share its copy
+    X, Y, sw = _aligned(block)
+    data_loss, weight = engine.loss_gradient(X, Y, sw, 0.0, params, finish=False)
+    return data_loss, weight, engine.grads.copy()
+
+
+def _add(*parts):
+    return tuple(sum(values) for values in zip(*parts))
+
+
+def _train_shard(engine, shard, k, seed, shuffle, batch_size, alpha, alpha_l1):
+    """One epoch of a copy of `engine` over worker k's rows; returns the
+    trained copy and the epoch's sum of batch loss x batch rows."""
+    engine = copy.deepcopy(engine)
+    X, Y, sw = _aligned(shard)
+    if k > 0 and any(engine.dropout):  # each worker its own masks
+        engine.dropout_rng = (int(np.random.SeedSequence([engine.dropout_rng[0], k])
+                                  .generate_state(1, np.uint64)[0]) | 1, 0)  # fmt: skip
+    order = None
+    if shuffle:
+        order = np.random.RandomState([seed, k]).permutation(len(X)).astype(np.intp)
+    with training_threads(len(X) * engine.params.size) as n_threads:
+        total = engine.run_epoch(X, Y, sw, order, min(batch_size, len(X)), alpha,
+                                 alpha_l1=alpha_l1, n_threads=n_threads)  # fmt: skip
+    return engine, total
+
+
+def _validation_sums(model, params, block):
+    """Validation sums of one partition for the model with `params`:
+    (data loss, weight, score numerator, then R^2's sums per output)."""
+    model = copy.deepcopy(model)
+    engine = model._engine
+    engine.params[...] = params
+    X, Y, sw = _aligned(block)
+    data_loss, weight = engine.loss_gradient(X, Y, sw, 0.0, gradient=False, finish=False)
+    w = np.ones(len(X)) if sw is None else sw.astype(np.float64)
+    out = engine.predict(X)
+    if is_classifier(model):
+        right = model._labels(out) == model._labels(Y.astype(out.dtype))
+        return data_loss, weight, np.array([w @ right])
+    y, out = Y.astype(np.float64), out.astype(np.float64)
+    return data_loss, weight, np.concatenate([w @ (y - out) ** 2, w @ y, w @ y**2])
+
+
+def _predict_block(X, model, method):
+    return getattr(model, method)(X)
+
+
+# -- the client side ------------------------------------------------------------
+
+
+class _Partitions:
+    """Futures of prepared partitions (_block), the worker each is held by,
+    their rows, and the collections they came from."""
+
+    def __init__(self, client, blocks, workers, rows, X, y):
+        self.client, self.blocks, self.workers = client, blocks, workers
+        self.rows, self.X, self.y = rows, X, y
+
+    def subset(self, indices):
+        return _Partitions(self.client, *([part[i] for i in indices] for part in
+                                          (self.blocks, self.workers, self.rows)),
+                           self.X, self.y)  # fmt: skip
+
+
+class _ShardEpochs:
+    """The epochs of a Dask fit: iterative parameter mixing (module docstring)
+    over shards, each worker's partitions concatenated on that worker."""
+
+    def __init__(self, model, parts):
+        self.model, self.client = model, parts.client
+        by_worker = {}
+        for block, worker, rows in zip(parts.blocks, parts.workers, parts.rows):
+            by_worker.setdefault(worker, []).append((block, rows))
+        self.shards = [
+            (worker, self.client.submit(_concatenate, *[b for b, _ in held],
+                                        workers=[worker], pure=False),
+             sum(rows for _, rows in held))  # fmt: skip
+            for worker, held in sorted(by_worker.items())
+        ]
+        self.n_samples = sum(rows for _, _, rows in self.shards)
+        self.hook_data = dict(X=parts.X, y=lambda: parts.y)
+
+    def run(self, batch_size, n_threads):
+        model, client, engine = self.model, self.client, self.model._engine
+        seed = int(model._random_state.randint(2**31 - 1)) if model.shuffle else 0
+        state = client.scatter(engine, broadcast=True, hash=False)
+        trained = client.gather([
+            client.submit(_train_shard, state, shard, k, seed, model.shuffle, batch_size,
+                          model.alpha, model.alpha_l1, workers=[worker], pure=False)
+            for k, (worker, shard, _) in enumerate(self.shards)
+        ])  # fmt: skip
+        weights = np.array([rows for _, _, rows in self.shards], float) / self.n_samples
+        engine.params[...] = sum(w * e.params for w, (e, _) in zip(weights, trained))
+        engine.running[...] = sum(w * e.running for w, (e, _) in zip(weights, trained))
+        settings = trained[0][0].optimizer_settings()
+        if settings["state"] is not None:
+            settings["state"] = sum(w * e.optimizer_state for w, (e, _) in zip(weights, trained))
+        settings["t"] = int(round(sum(w * e.t for w, (e, _) in zip(weights, trained))))
+        settings["mu_product"] = sum(w * e.optimizer_settings()["mu_product"]
+                                     for w, (e, _) in zip(weights, trained))  # fmt: skip
+        engine.set_optimizer(**settings)
+        engine.dropout_rng = trained[0][0].dropout_rng
+        return sum(total for _, total in trained)
+
+
+def _tree_sum(client, parts):
+    """The sum of futures of tuples, added FAN_IN at a time."""
+    while len(parts) > 1:
+        parts = [client.submit(_add, *parts[i:i + FAN_IN], pure=False)
+                 for i in range(0, len(parts), FAN_IN)]  # fmt: skip
+    return parts[0].result()
+
+
+class _DaskMixin:
+    """What the Dask estimators add to the local ones (module docstring)."""
+
+    _parameter_constraints: dict = {"client": "no_validation"}
+
+    def _client(self):
+        if self.client is not None:
+            return self.client
+        try:
+            return default_client()
+        except ValueError as error:
+            raise ValueError(
+                "No Dask client: start one (distributed.Client(...)) or pass client="
+            ) from error
+
+    @_exclusive
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
+            sample_weight_val=None):
+        """Train on Dask collections where their partitions live (numpy and
+        sparse input: the local estimator's fit).
+
+        Parameters
+        ----------
+        X : dask array of shape (n_samples, n_features), or dask dataframe
+            Chunked along rows only (one chunk across the columns), with
+            known chunk sizes; float32 trains in float32, else float64.
+        y : dask array of shape (n_samples,) or (n_samples, n_outputs), or series
+            Row chunks equal to X's. A classifier takes labels (1-D).
+        sample_weight : dask array of shape (n_samples,), optional
+            Row chunks equal to X's.
+        X_val, y_val, sample_weight_val : optional
+            Early stopping's validation data: numpy (scored on the client)
+            or Dask collections (scored on the workers).
+
+        Returns
+        -------
+        self : the fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            Columns split among chunks, unknown chunk sizes, partitions of
+            y or sample_weight that differ from X's, NaN or inf found in a
+            partition, no client; the estimator is left as it was.
+        """
+        if not _is_dask(X):
+            return super().fit(X, y, sample_weight, X_val=X_val, y_val=y_val,
+                               sample_weight_val=sample_weight_val)  # fmt: skip
+        state = self.__dict__.copy()
+        try:
+            return self._fit_dask(X, y, sample_weight, (X_val, y_val, sample_weight_val))
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+
+    def _fit_dask(self, X, y, sample_weight, given):
+        client = self._client()
+        self._validate_params()
+        X, y, sample_weight = _collections(X, y, sample_weight)
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        if is_classifier(self) and y.ndim != 1:
+            raise ValueError("DaskMLPClassifier takes 1-D labels y")
+        if self.solver == "lbfgs" and given[0] is not None:
+            raise ValueError("X_val is for early stopping, which lbfgs does not do")
+        if stochastic and self.early_stopping and self.scoring not in (None, "loss"):
+            raise ValueError(
+                f"scoring={self.scoring!r}: early stopping on a Dask collection scores "
+                "with scoring=None (accuracy or R^2) or 'loss'"
+            )
+        self._start(client, X, y)
+        parts = self._blocks(client, X, y, sample_weight)
+        if not stochastic:
+            self._fit_lbfgs_dask(client, parts)
+            return self
+        train, validation = self._split_by_partition(client, parts, given)
+        self._fit_stochastic(train, validation, incremental=False,
+                             rate=None if self.lr_schedule is None else self._scheduled_rate())
+        return self
+
+    def _start(self, client, X, y):
+        """Initialise the network as a local fit on the same rows would: the
+        classes, widths and dtype from the collections' metadata, the weights
+        from the random state."""
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        if is_classifier(self):
+            classes = np.unique(client.compute(da.unique(y)).result())
+            meta_X, meta_y = np.zeros((len(classes), X.shape[1]), dtype), classes
+        else:
+            n_outputs = 1 if y.ndim == 1 else y.shape[1]
+            meta_X = np.zeros((2, X.shape[1]), dtype)
+            meta_y = np.zeros(2) if y.ndim == 1 else np.zeros((2, n_outputs))
+        self._prepare(meta_X, meta_y, None, False, (None, None, None))
+
+    def _blocks(self, client, X, y, sample_weight):
+        """Futures of the partitions as the engine takes them, prepared and
+        kept on the workers in contiguous runs (partition i of P on worker
+        i W // P of the W workers, sorted by address): fits of the same data
+        on the same cluster train the same shards, whatever the scheduler
+        did before."""
+        model = copy.copy(self)
+        model.__dict__.pop("client", None)
+        if is_classifier(self) and self.class_weight is not None:
+            counts = None
+            if self.class_weight == "balanced":
+                sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
+                       else [None] * y.numblocks[0])  # fmt: skip
+                counts = sum(client.gather(client.compute([
+                    dask.delayed(_class_counts)(model, yb, sb)
+                    for yb, sb in zip(y.to_delayed().ravel(), sws)])))  # fmt: skip
+            self._class_weight_table_ = self._class_weight_table(counts)
+            model._class_weight_table_ = self._class_weight_table_
+        model_future = client.scatter(model, broadcast=True, hash=False)
+        sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
+               else [None] * X.numblocks[0])  # fmt: skip
+        tasks = [dask.delayed(_block, pure=False)(model_future, xb, yb, sb, i)
+                 for i, (xb, yb, sb) in enumerate(zip(X.to_delayed().ravel(),
+                                                      y.to_delayed().ravel(), sws))]  # fmt: skip
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise ValueError("the Dask cluster has no workers")
+        held = [workers[i * len(workers) // len(tasks)] for i in range(len(tasks))]
+        blocks = [client.compute(task, workers=[worker], allow_other_workers=False)
+                  for task, worker in zip(tasks, held)]  # fmt: skip
+        client.gather(blocks)  # raise a partition's error now
+        return _Partitions(client, blocks, held, list(X.chunks[0]), X, y)
+
+    def _fit_lbfgs_dask(self, client, parts):
+        engine = self._engine
+        template = client.scatter(engine, broadcast=True, hash=False)
+
+        def loss_and_gradient(params):
+            p = client.scatter(params.astype(engine.dtype), broadcast=True, hash=False)
+            data_loss, weight, grads = _tree_sum(client, [
+                client.submit(_loss_gradient_sums, template, p, block, pure=False)
+                for block in parts.blocks])  # fmt: skip
+            engine.params[...] = params  # the penalty's terms are the iterate's
+            engine.grads[...] = grads
+            loss = engine.finish_loss_gradient(data_loss, weight, self.alpha, self.alpha_l1)
+            return loss, engine.grads.astype(np.float64)
+
+        start = engine.params.copy()
+        self._minimize_lbfgs(loss_and_gradient)
+        if not np.isfinite(engine.params).all():
+            engine.params[...] = start
+            raise ValueError("Training diverged: the weights overflowed. The model keeps "
+                             "its parameters from before fit.")  # fmt: skip
+
+    def _split_by_partition(self, client, parts, given):
+        """(train, validation) for _fit_stochastic: the training partitions,
+        and X_val / y_val or held-out partitions for early stopping."""
+        X_val, y_val, sw_val = given
+        if not self.early_stopping:
+            if X_val is not None or y_val is not None:
+                raise ValueError(
+                    "X_val and y_val are passed while early_stopping is False; "
+                    "validation data serves early stopping only: set early_stopping=True"
+                )
+            return parts, None
+        if X_val is not None and not _is_dask(X_val):
+            return parts, self._validation_split(None, None, None, given)[1]
+        if X_val is not None:
+            return parts, self._blocks(client, *_collections(X_val, y_val, sw_val))
+        n = len(parts.blocks)
+        if n < 2:
+            raise ValueError(
+                "early_stopping on a Dask collection holds out whole partitions: give X "
+                "at least 2 partitions, or pass X_val and y_val"
+            )
+        n_val = min(max(int(round(self.validation_fraction * n)), 1), n - 1)
+        held = sorted(self._random_state.permutation(n)[:n_val].tolist())
+        return parts.subset([i for i in range(n) if i not in held]), parts.subset(held)
+
+    def _epochs(self, train):
+        if isinstance(train, _Partitions):
+            return _ShardEpochs(self, train)
+        return super()._epochs(train)
+
+    def _validation_metrics(self, validation):
+        if not isinstance(validation, _Partitions):
+            return super()._validation_metrics(validation)
+        client = self._client()
+        model = copy.copy(self)
+        model.__dict__.pop("client", None)
+        model_future = client.scatter(model, broadcast=True, hash=False)
+        p = client.scatter(self._engine.params.copy(), broadcast=True, hash=False)
+        data_loss, weight, sums = _tree_sum(client, [
+            client.submit(_validation_sums, model_future, p, block, pure=False)
+            for block in validation.blocks])  # fmt: skip
+        loss = data_loss / weight
+        if self.scoring == "loss":
+            return loss, -loss
+        if is_classifier(self):
+            return loss, float(sums[0] / weight)
+        n = len(sums) // 3
+        residual, total, squares = sums[:n], sums[n:2 * n], sums[2 * n:]
+        spread = squares - total**2 / weight
+        return loss, float(np.mean(_r2(residual, spread)))
+
+    def to_local(self):
+        """The fitted local estimator: a `cnn_bp.MLPClassifier` or
+        `cnn_bp.MLPRegressor` with this one's parameters and weights."""
+        check_is_fitted(self)
+        local = self._local_class.__new__(self._local_class)
+        state = copy.deepcopy(self.__getstate__())
+        state.pop("client", None)
+        state.pop("_class_weight_table_", None)
+        local.__setstate__(state)
+        return local
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if state.get("client") is not None:  # a live connection does not pickle
+            state = dict(state, client=None)
+        return state
+
+    def __sklearn_clone__(self):
+        """A clone shares the client (a live connection is not copied)."""
+        params = self.get_params(deep=False)
+        client = params.pop("client")
+        return type(self)(**{k: clone(v, safe=False) for k, v in params.items()},
+                          client=client)  # fmt: skip
+
+    def _lazy(self, X, method, dtype, columns):
+        """`method` of the local model on each partition of dask X, lazily."""
+        X = _rows_array("X", X, (2,))
+        model = dask.delayed(self.to_local(), pure=True)
+        if columns is None:
+            return X.map_blocks(_predict_block, model, method, dtype=dtype, drop_axis=1,
+                                meta=np.empty((0,), dtype))  # fmt: skip
+        return X.map_blocks(_predict_block, model, method, dtype=dtype,
+                            chunks=(X.chunks[0], (columns,)),
+                            meta=np.empty((0, 0), dtype))  # fmt: skip
+
+    def predict(self, X):
+        """Predictions: for dask X a lazy dask array computed on the workers
+        (``to_local().predict`` of each partition), else the local estimator's.
+
+        Parameters
+        ----------
+        X : dask array or dataframe of shape (n_samples, n_features), or array-like
+
+        Returns
+        -------
+        y : dask array or ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        if not _is_dask(X):
+            return super().predict(X)
+        check_is_fitted(self)
+        if is_classifier(self):
+            return self._lazy(X, "predict", self.classes_.dtype, None)
+        outputs = None if self.n_outputs_ == 1 else self.n_outputs_
+        return self._lazy(X, "predict", self._engine.dtype, outputs)
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy (classifier) or R^2 (regressor): for dask X a lazy 0-d
+        dask array computed on the workers, else the local estimator's float.
+
+        Parameters
+        ----------
+        X : dask array or dataframe of shape (n_samples, n_features), or array-like
+        y : dask array or series of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : dask array of shape (n_samples,), optional
+
+        Returns
+        -------
+        score : dask array of shape () or float
+        """
+        if not _is_dask(X):
+            return super().score(X, y, sample_weight)
+        y = _rows_array("y", y, (1, 2))
+        w = (da.ones(y.shape[0], chunks=y.chunks[0]) if sample_weight is None
+             else _rows_array("sample_weight", sample_weight, (1,)))  # fmt: skip
+        pred = self.predict(X)
+        if is_classifier(self):
+            return (w * (pred == y)).sum() / w.sum()
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        p2 = pred.reshape(-1, 1) if pred.ndim == 1 else pred
+        wc = w[:, None]
+        residual = (wc * (y2 - p2) ** 2).sum(axis=0)
+        mean = (wc * y2).sum(axis=0) / w.sum()
+        spread = (wc * (y2 - mean) ** 2).sum(axis=0)
+        return da.mean(da.where(spread == 0, da.where(residual == 0, 1.0, 0.0),
+                                1 - residual / da.where(spread == 0, 1, spread)))
+
+
+def _r2(residual, spread):
+    """R^2 per output as scikit-learn's r2_score (force_finite: a constant
+    target scores 1 when predicted exactly, else 0)."""
+    safe = np.where(spread == 0, 1, spread)
+    return np.where(spread == 0, np.where(residual == 0, 1.0, 0.0), 1 - residual / safe)
+
+
+def _with_client(local_class):
+    """__init__ of local_class's parameters plus keyword-only client=None,
+    with the explicit signature scikit-learn's get_params and clone read."""
+    signature = inspect.signature(local_class.__init__)
+
+    def __init__(self, *args, client=None, **params):
+        local_class.__init__(self, *args, **params)
+        self.client = client
+
+    client = inspect.Parameter("client", inspect.Parameter.KEYWORD_ONLY, default=None)
+    __init__.__signature__ = signature.replace(
+        parameters=[*signature.parameters.values(), client])
+    __init__.__doc__ = local_class.__init__.__doc__
+    return __init__
+
+
+class DaskMLPClassifier(_DaskMixin, MLPClassifier):
+    """`cnn_bp.MLPClassifier` trained on a Dask cluster (see the module
+    docstring): every parameter of MLPClassifier, plus ``client``.
+
+    Parameters
+    ----------
+    client : distributed.Client or None, default=None
+        The cluster to train on; None: ``distributed.default_client()``.
+    **params
+        MLPClassifier's parameters, with its defaults.
+
+    Attributes
+    ----------
+    As `cnn_bp.MLPClassifier`'s.
+    """
+
+    _local_class = MLPClassifier
+    _parameter_constraints = {**MLPClassifier._parameter_constraints,
+                              **_DaskMixin._parameter_constraints}  # fmt: skip
+    __init__ = _with_client(MLPClassifier)
+
+    def predict_proba(self, X):
+        """Class probabilities: for dask X a lazy dask array of shape
+        (n_samples, n_classes) computed on the workers, else the local
+        estimator's ndarray.
+
+        Parameters
+        ----------
+        X : dask array or dataframe of shape (n_samples, n_features), or array-like
+
+        Returns
+        -------
+        proba : dask array or ndarray of shape (n_samples, n_classes)
+        """
+        if not _is_dask(X):
+            return super().predict_proba(X)
+        check_is_fitted(self)
+        return self._lazy(X, "predict_proba", self._engine.dtype, len(self.classes_))
+
+
+class DaskMLPRegressor(_DaskMixin, MLPRegressor):
+    """`cnn_bp.MLPRegressor` trained on a Dask cluster (see the module
+    docstring): every parameter of MLPRegressor, plus ``client``.
+
+    Parameters
+    ----------
+    client : distributed.Client or None, default=None
+        The cluster to train on; None: ``distributed.default_client()``.
+    **params
+        MLPRegressor's parameters, with its defaults.
+
+    Attributes
+    ----------
+    As `cnn_bp.MLPRegressor`'s.
+    """
+
+    _local_class = MLPRegressor
+    _parameter_constraints = {**MLPRegressor._parameter_constraints,
+                              **_DaskMixin._parameter_constraints}  # fmt: skip
+    __init__ = _with_client(MLPRegressor)

@@ -1,0 +1,216 @@
+"""cnn_bp.dask: one model trained where a Dask collection's partitions live,
+on a LocalCluster of two worker processes, checked against the local fit."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_regression
+
+da = pytest.importorskip("dask.array")
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+import cnn_bp  # noqa: E402
+from cnn_bp import MLPClassifier, MLPRegressor  # noqa: E402
+from cnn_bp.dask import DaskMLPClassifier, DaskMLPRegressor  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _environment():
+    """Dask's nanny leaves OMP_NUM_THREADS=1 and the like in this process's
+    environment (for the workers it starts): put it back for later tests."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)  # fmt: skip
+    with cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:1200] / 16.0, y[:1200]
+
+
+def _dask(X, y, chunks):
+    return da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=chunks)
+
+
+def _assert_same_model(model, reference, rtol):
+    for a, b in zip(model.coefs_ + model.intercepts_,
+                    reference.coefs_ + reference.intercepts_):  # fmt: skip
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+def test_lbfgs_is_the_local_fit_on_the_same_rows(client, digits):
+    """Exact distributed gradient: the partitions' sums, added in a tree."""
+    X, y = digits
+    params = dict(hidden_layer_sizes=(24,), solver="lbfgs", max_iter=40, random_state=0)
+    reference = MLPClassifier(**params).fit(X, y)
+    Xd, yd = _dask(X, y, 300)
+    assert Xd.numblocks[0] == 4
+    model = DaskMLPClassifier(**params).fit(Xd, yd)
+    _assert_same_model(model, reference, 1e-6)
+    assert model.n_iter_ == reference.n_iter_
+    np.testing.assert_allclose(model.loss_, reference.loss_, rtol=1e-9)
+
+
+def test_lbfgs_regressor_with_sample_weight(client):
+    X, y = make_regression(600, 8, noise=1.0, random_state=0)
+    y = y / y.std()
+    sw = np.random.RandomState(0).uniform(0.5, 2, 600)
+    params = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=30, random_state=1)
+    reference = MLPRegressor(**params).fit(X, y, sample_weight=sw)
+    Xd, yd = _dask(X, y, 150)
+    model = DaskMLPRegressor(**params).fit(Xd, yd, sample_weight=da.from_array(sw, 150))
+    _assert_same_model(model, reference, 1e-6)
+
+
+def test_adam_on_one_partition_is_the_local_fit_without_shuffling(client, digits):
+    X, y = digits
+    params = dict(hidden_layer_sizes=(32,), max_iter=5, shuffle=False, random_state=0)
+    reference = MLPClassifier(**params).fit(X, y)
+    model = DaskMLPClassifier(**params).fit(*_dask(X, y, len(X)))
+    _assert_same_model(model, reference, 1e-6)
+    np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=1e-6)
+    assert model.t_ == reference.t_ and model._engine.t == reference._engine.t
+
+
+def test_adam_on_one_worker_is_the_local_fit_without_shuffling(digits):
+    """Four partitions held by one worker train as one run over their rows."""
+    X, y = digits
+    params = dict(hidden_layer_sizes=(32,), max_iter=4, shuffle=False, random_state=0)
+    reference = MLPClassifier(**params).fit(X, y)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                       dashboard_address=None)  # fmt: skip
+    with cluster, distributed.Client(cluster, set_as_default=False) as one:
+        model = DaskMLPClassifier(**params, client=one).fit(*_dask(X, y, 300))
+    _assert_same_model(model, reference, 1e-6)
+    np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=1e-9)
+
+
+def test_adam_mixing_over_two_workers_learns_as_the_local_fit(client, digits):
+    """Averaged copies of the model (parameter mixing) train about as well
+    as one model over all the rows (in an epoch each copy takes only its
+    worker's share of the steps, so a little less far)."""
+    X, y = digits
+    X_test, y_test = load_digits(return_X_y=True)[0][1200:] / 16.0, load_digits(
+        return_X_y=True)[1][1200:]  # fmt: skip
+    params = dict(hidden_layer_sizes=(64,), max_iter=30, random_state=0)
+    local = MLPClassifier(**params).fit(X, y).score(X_test, y_test)
+    model = DaskMLPClassifier(**params).fit(*_dask(X, y, 300))
+    assert len(model.loss_curve_) == model.n_iter_ == 30
+    assert model.score(X_test, y_test) > local - 0.05
+
+
+def test_predictions_are_lazy_and_those_of_the_local_model(client, digits):
+    X, y = digits
+    Xd, yd = _dask(X, y, 400)
+    model = DaskMLPClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+    model.fit(Xd, yd)
+    local = model.to_local()
+    assert type(local) is MLPClassifier
+    labels = model.predict(Xd)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), local.predict(X))
+    proba = model.predict_proba(Xd)
+    assert isinstance(proba, da.Array) and proba.shape == (len(X), 10)
+    np.testing.assert_allclose(proba.compute(), local.predict_proba(X), rtol=1e-12)
+    score = model.score(Xd, yd)
+    assert isinstance(score, da.Array)
+    assert score.compute() == pytest.approx(local.score(X, y), rel=1e-12)
+    np.testing.assert_array_equal(model.predict(X), local.predict(X))  # numpy: local
+
+
+def test_regressor_predict_and_score(client):
+    X, y = make_regression(400, 6, n_targets=2, random_state=0)
+    y = y / y.std()
+    Xd = da.from_array(X, chunks=(100, -1))
+    yd = da.from_array(y, chunks=(100, -1))
+    model = DaskMLPRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+    model.fit(Xd, yd)
+    local = model.to_local()
+    np.testing.assert_allclose(model.predict(Xd).compute(), local.predict(X), rtol=1e-12)
+    assert model.score(Xd, yd).compute() == pytest.approx(local.score(X, y), rel=1e-9)
+
+
+def test_dataframes_train_too(client, digits):
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    frame = dd.from_pandas(pd.DataFrame(X), npartitions=3)
+    labels = dd.from_pandas(pd.Series(y), npartitions=3)
+    model = DaskMLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=20,
+                              random_state=0).fit(frame, labels)  # fmt: skip
+    reference = MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=20,
+                              random_state=0).fit(X, y)  # fmt: skip
+    _assert_same_model(model, reference, 1e-6)
+
+
+def test_early_stopping_on_held_out_partitions_and_on_given_data(client, digits):
+    X, y = digits
+    Xd, yd = _dask(X, y, 150)
+    model = DaskMLPClassifier(hidden_layer_sizes=(16,), early_stopping=True, max_iter=15,
+                              n_iter_no_change=100, learning_rate_init=0.01,
+                              random_state=0).fit(Xd, yd)  # fmt: skip
+    assert len(model.validation_scores_) == len(model.loss_curve_) == 15
+    assert len(model.validation_loss_curve_) == 15
+    assert model.best_validation_score_ == max(model.validation_scores_) > 0.8
+    # given as dask collections, scored on the workers; as numpy, on the client
+    given = DaskMLPClassifier(hidden_layer_sizes=(16,), early_stopping=True, max_iter=6,
+                              random_state=0)  # fmt: skip
+    given.fit(Xd[:900], yd[:900], X_val=Xd[900:], y_val=yd[900:])
+    on_client = clone(given).fit(Xd[:900], yd[:900], X_val=X[900:], y_val=y[900:])
+    np.testing.assert_allclose(given.validation_scores_, on_client.validation_scores_,
+                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(given.validation_loss_curve_,
+                               on_client.validation_loss_curve_, rtol=1e-9)  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["columns", "unknown", "mismatch", "nan"])
+def test_bad_collections_raise_and_leave_the_model_as_it_was(client, digits, case):
+    X, y = digits
+    model = DaskMLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    model.fit(*_dask(X, y, 400))
+    before = [c.copy() for c in model.coefs_]
+    Xd, yd = _dask(X, y, 400)
+    message = {"columns": "chunked along its columns", "unknown": "unknown chunk sizes",
+               "mismatch": "do not match", "nan": "NaN or infinity"}[case]  # fmt: skip
+    if case == "columns":
+        Xd = da.from_array(X, chunks=(400, 32))
+    elif case == "unknown":
+        Xd = Xd[Xd[:, 0] >= 0]  # a boolean mask: row counts unknown until computed
+    elif case == "mismatch":
+        yd = da.from_array(y, chunks=300)
+    else:
+        bad = X.copy()
+        bad[1000, 3] = np.nan
+        Xd = da.from_array(bad, chunks=(400, -1))
+    with pytest.raises(ValueError, match=message):
+        model.fit(Xd, yd)
+    for a, b in zip(model.coefs_, before):
+        np.testing.assert_array_equal(a, b)
+    assert model.n_iter_ == 3
+
+
+def test_pickle_clone_and_save(client, digits, tmp_path):
+    X, y = digits
+    model = DaskMLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0,
+                              client=client)  # fmt: skip
+    assert model.get_params()["client"] is client
+    assert clone(model).get_params()["hidden_layer_sizes"] == (8,)
+    model.fit(*_dask(X, y, 400))
+    again = pickle.loads(pickle.dumps(model))
+    assert again.client is None
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
+    path = cnn_bp.save(model.to_local(), tmp_path / "model.cnnbp")
+    np.testing.assert_array_equal(cnn_bp.load(path).predict(X), model.predict(X))
