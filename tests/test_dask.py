@@ -3,6 +3,7 @@ on a LocalCluster of two worker processes, checked against the local fit."""
 
 import os
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -214,3 +215,40 @@ def test_pickle_clone_and_save(client, digits, tmp_path):
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
     path = cnn_bp.save(model.to_local(), tmp_path / "model.cnnbp")
     np.testing.assert_array_equal(cnn_bp.load(path).predict(X), model.predict(X))
+
+
+def test_a_lost_worker_stops_the_fit_with_an_error(digits):
+    """A worker killed mid-fit takes its partitions: RuntimeError naming it,
+    the estimator left as it was (its nanny starts a new worker, at another
+    address, which holds none of them)."""
+    import signal
+    import threading
+
+    X, y = digits
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)  # fmt: skip
+    with cluster, distributed.Client(cluster, set_as_default=False) as c:
+        model = DaskMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+                                  client=c).fit(*_dask(X, y, 300))  # fmt: skip
+        before = [w.copy() for w in model.coefs_]
+        model.set_params(max_iter=100000, tol=0, n_iter_no_change=100000)
+        errors = []
+
+        def fit():
+            try:
+                model.fit(*_dask(X, y, 300))
+            except RuntimeError as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=fit)
+        thread.start()
+        time.sleep(3)
+        victim, pid = sorted(c.run(os.getpid).items())[0]
+        os.kill(pid, signal.SIGKILL)
+        thread.join(120)
+        assert not thread.is_alive()
+    assert len(errors) == 1 and victim in str(errors[0]), errors
+    assert "left the cluster" in str(errors[0])
+    for a, b in zip(model.coefs_, before):
+        np.testing.assert_array_equal(a, b)
+    assert model.max_iter == 100000 and model.n_iter_ == 2

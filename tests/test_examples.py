@@ -71,3 +71,12 @@ def test_dropout_batch_norm_example():
     for label in ("plain", "dropout 0.2", "batch_norm", "batch_norm + dropout"):
         assert float(rows[label][1]) > 0.95, rows[label]  # test accuracy
     assert "stopped_early_=True" in out[-1]
+
+
+def test_dask_fit_example_trains_one_model_on_a_local_cluster():
+    pytest.importorskip("distributed", reason="dask[distributed] not installed")
+    out = _run("dask_fit.py", "--data", "generated", "--epochs", "5", "--rows", "8000")
+    lbfgs = next(line for line in out.splitlines() if line.startswith("lbfgs"))
+    assert lbfgs.endswith("difference +0.0000"), lbfgs  # the exact distributed gradient
+    assert any(line.startswith("adam") for line in out.splitlines())
+    assert "predict on a dask array: Array, equal to the local model's: True" in out

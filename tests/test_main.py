@@ -150,3 +150,15 @@ def test_interrupt_benchmark_smoke_run():
             if line.startswith(("| cnn_bp", "| scikit-learn"))]  # fmt: skip
     assert len(rows) == 2
     assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
+
+
+def test_dask_benchmark_smoke_run():
+    pytest.importorskip("distributed", reason="dask[distributed] not installed")
+    result = _run_script(ROOT / "benchmarks" / "bench_dask.py", "--quick")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|") for line in result.stdout.splitlines()
+            if line.startswith(("| in memory", "| LocalCluster"))]  # fmt: skip
+    assert len(rows) == 3
+    for row in rows:  # seconds per epoch and of training: positive; a share in [0, 1)
+        assert float(row[2]) > 0 and float(row[3]) > 0
+        assert 0 <= float(row[4].strip(" %")) < 100

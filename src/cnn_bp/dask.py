@@ -39,6 +39,7 @@ then None or ``"loss"``.
 
 import copy
 import inspect
+import time
 
 import numpy as np
 from sklearn.base import clone, is_classifier
@@ -48,7 +49,7 @@ try:
     import dask
     import dask.array as da
     import dask.dataframe as dd
-    from distributed import default_client
+    from distributed import default_client, wait
 except ImportError as error:  # pragma: no cover - the extra is missing
     raise ImportError(
         "cnn_bp.dask needs Dask's array, dataframe and distributed packages: "
@@ -68,6 +69,8 @@ __all__ = ["DaskMLPClassifier", "DaskMLPRegressor"]
 
 # Partial sums are added FAN_IN at a time, in a tree of tasks.
 FAN_IN = 4
+# While waiting for tasks, check this often that no worker has left.
+WATCH_SECONDS = 1.0
 
 
 def _is_dask(data):
@@ -196,7 +199,8 @@ def _add(*parts):
 
 def _train_shard(engine, shard, k, seed, shuffle, batch_size, alpha, alpha_l1):
     """One epoch of a copy of `engine` over worker k's rows; returns the
-    trained copy and the epoch's sum of batch loss x batch rows."""
+    trained copy, the epoch's sum of batch loss x batch rows, and the
+    seconds the epoch took on the worker."""
     engine = copy.deepcopy(engine)
     X, Y, sw = _aligned(shard)
     if k > 0 and any(engine.dropout):  # each worker its own masks
@@ -205,10 +209,11 @@ def _train_shard(engine, shard, k, seed, shuffle, batch_size, alpha, alpha_l1):
     order = None
     if shuffle:
         order = np.random.RandomState([seed, k]).permutation(len(X)).astype(np.intp)
+    start = time.perf_counter()
     with training_threads(len(X) * engine.params.size) as n_threads:
         total = engine.run_epoch(X, Y, sw, order, min(batch_size, len(X)), alpha,
                                  alpha_l1=alpha_l1, n_threads=n_threads)  # fmt: skip
-    return engine, total
+    return engine, total, time.perf_counter() - start
 
 
 def _validation_sums(model, params, block):
@@ -266,16 +271,21 @@ class _ShardEpochs:
         ]
         self.n_samples = sum(rows for _, _, rows in self.shards)
         self.hook_data = dict(X=parts.X, y=lambda: parts.y)
+        # per epoch: (its seconds on the client, the slowest worker's seconds
+        # of training): the rest is communication and averaging
+        self.timings = []
 
     def run(self, batch_size, n_threads):
         model, client, engine = self.model, self.client, self.model._engine
+        start = time.perf_counter()
         seed = int(model._random_state.randint(2**31 - 1)) if model.shuffle else 0
-        state = client.scatter(engine, broadcast=True, hash=False)
-        trained = client.gather([
+        state = client.scatter(engine, hash=False)
+        results = _gather(client, [
             client.submit(_train_shard, state, shard, k, seed, model.shuffle, batch_size,
                           model.alpha, model.alpha_l1, workers=[worker], pure=False)
             for k, (worker, shard, _) in enumerate(self.shards)
-        ])  # fmt: skip
+        ], [worker for worker, _, _ in self.shards])  # fmt: skip
+        trained = [(e, total) for e, total, _ in results]
         weights = np.array([rows for _, _, rows in self.shards], float) / self.n_samples
         engine.params[...] = sum(w * e.params for w, (e, _) in zip(weights, trained))
         engine.running[...] = sum(w * e.running for w, (e, _) in zip(weights, trained))
@@ -287,15 +297,39 @@ class _ShardEpochs:
                                      for w, (e, _) in zip(weights, trained))  # fmt: skip
         engine.set_optimizer(**settings)
         engine.dropout_rng = trained[0][0].dropout_rng
+        self.timings.append((time.perf_counter() - start, max(r[2] for r in results)))
         return sum(total for _, total in trained)
 
 
-def _tree_sum(client, parts):
-    """The sum of futures of tuples, added FAN_IN at a time."""
+def _gather(client, futures, workers):
+    """The futures' results, or RuntimeError as soon as one of `workers`
+    (those holding the partitions the futures need) has left the cluster:
+    its partitions are gone, and tasks bound to it would wait for ever.
+    (Models and parameters go to the workers by scatter without broadcast:
+    a broadcast waits for every worker, a dead one too.)"""
+    while True:
+        try:
+            wait(futures, timeout=WATCH_SECONDS)
+            return client.gather(futures)
+        except Exception as error:
+            lost = set(workers) - set(client.scheduler_info()["workers"])
+            if lost:
+                client.cancel(futures)
+                raise RuntimeError(
+                    f"Dask worker(s) {sorted(lost)} left the cluster during training, "
+                    "with the partitions they held; the estimator is left as it was "
+                    "(fit again to train on the workers there are now)"
+                ) from error
+            if not isinstance(error, TimeoutError):
+                raise
+
+
+def _tree_sum(client, parts, workers):
+    """The sum of futures of tuples, added FAN_IN at a time (_gather)."""
     while len(parts) > 1:
         parts = [client.submit(_add, *parts[i:i + FAN_IN], pure=False)
                  for i in range(0, len(parts), FAN_IN)]  # fmt: skip
-    return parts[0].result()
+    return _gather(client, parts, workers)[0]
 
 
 class _DaskMixin:
@@ -410,7 +444,7 @@ class _DaskMixin:
                     for yb, sb in zip(y.to_delayed().ravel(), sws)])))  # fmt: skip
             self._class_weight_table_ = self._class_weight_table(counts)
             model._class_weight_table_ = self._class_weight_table_
-        model_future = client.scatter(model, broadcast=True, hash=False)
+        model_future = client.scatter(model, hash=False)
         sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
                else [None] * X.numblocks[0])  # fmt: skip
         tasks = [dask.delayed(_block, pure=False)(model_future, xb, yb, sb, i)
@@ -422,18 +456,18 @@ class _DaskMixin:
         held = [workers[i * len(workers) // len(tasks)] for i in range(len(tasks))]
         blocks = [client.compute(task, workers=[worker], allow_other_workers=False)
                   for task, worker in zip(tasks, held)]  # fmt: skip
-        client.gather(blocks)  # raise a partition's error now
+        _gather(client, blocks, held)  # raise a partition's error now
         return _Partitions(client, blocks, held, list(X.chunks[0]), X, y)
 
     def _fit_lbfgs_dask(self, client, parts):
         engine = self._engine
-        template = client.scatter(engine, broadcast=True, hash=False)
+        template = client.scatter(engine, hash=False)
 
         def loss_and_gradient(params):
-            p = client.scatter(params.astype(engine.dtype), broadcast=True, hash=False)
+            p = client.scatter(params.astype(engine.dtype), hash=False)
             data_loss, weight, grads = _tree_sum(client, [
                 client.submit(_loss_gradient_sums, template, p, block, pure=False)
-                for block in parts.blocks])  # fmt: skip
+                for block in parts.blocks], parts.workers)  # fmt: skip
             engine.params[...] = params  # the penalty's terms are the iterate's
             engine.grads[...] = grads
             loss = engine.finish_loss_gradient(data_loss, weight, self.alpha, self.alpha_l1)
@@ -482,11 +516,11 @@ class _DaskMixin:
         client = self._client()
         model = copy.copy(self)
         model.__dict__.pop("client", None)
-        model_future = client.scatter(model, broadcast=True, hash=False)
-        p = client.scatter(self._engine.params.copy(), broadcast=True, hash=False)
+        model_future = client.scatter(model, hash=False)
+        p = client.scatter(self._engine.params.copy(), hash=False)
         data_loss, weight, sums = _tree_sum(client, [
             client.submit(_validation_sums, model_future, p, block, pure=False)
-            for block in validation.blocks])  # fmt: skip
+            for block in validation.blocks], validation.workers)  # fmt: skip
         loss = data_loss / weight
         if self.scoring == "loss":
             return loss, -loss
