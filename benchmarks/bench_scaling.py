@@ -11,8 +11,8 @@ and hidden (100,) unless --dtype and --hidden say otherwise, Adam, batch
 - scikit-learn with BLAS limited to T threads;
 - PyTorch, when installed, with ``torch.set_num_threads(T)``.
 
-Prints seconds per epoch (best of --repeats fits of --epochs epochs) and each
-system's speed-up over its own T = 1. The T = 1 column is per-core
+Prints seconds per epoch (best of --repeats fits of --epochs epochs, the
+systems taking turns) and each system's speed-up over its own T = 1. The T = 1 column is per-core
 efficiency, comparable across machines; the rest is this machine's scaling.
 
 Then the behaviour under load: another process spinning on one core, at the
@@ -74,8 +74,12 @@ def scaling(X, y, max_threads, epochs, repeats):
         systems["torch"] = _torch
     times = {name: {} for name in systems}
     for threads in range(1, max_threads + 1):
-        for name, system in systems.items():
-            times[name][threads] = epoch_seconds(system, threads, X, y, epochs, repeats)
+        # the systems take turns, repeat after repeat, so that a spell of a
+        # slower (shared) machine falls on all of them alike
+        for _ in range(repeats):
+            for name, system in systems.items():
+                seconds = epoch_seconds(system, threads, X, y, epochs, 1)
+                times[name][threads] = min(times[name].get(threads, np.inf), seconds)
     names = list(systems)
     print("| T | " + " | ".join(f"{n} s/epoch | speed-up" for n in names) + " |")
     print("|---|" + "---|---|" * len(names))
