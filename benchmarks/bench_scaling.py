@@ -12,8 +12,9 @@ and hidden (100,) unless --dtype and --hidden say otherwise, Adam, batch
 - PyTorch, when installed, with ``torch.set_num_threads(T)``.
 
 Prints seconds per epoch (best of --repeats fits of --epochs epochs, the
-systems taking turns) and each system's speed-up over its own T = 1. The T = 1 column is per-core
-efficiency, comparable across machines; the rest is this machine's scaling.
+systems taking turns) and each system's speed-up over its own T = 1. The
+T = 1 column is per-core efficiency, comparable across machines; the rest
+is this machine's scaling.
 
 Then the behaviour under load: another process spinning on one core, at the
 fit's priority and then at a higher one (nice -5, when permitted), while the
