@@ -89,7 +89,7 @@ def workloads(quick, data_dir, epochs):
 
 def fit_sklearn_like(cls, X, y, hidden, epochs):
     model = cls(hidden_layer_sizes=hidden, max_iter=epochs, tol=0.0, random_state=0,
-                batch_size=BATCH, alpha=ALPHA, learning_rate_init=LR)  # fmt: skip
+                batch_size=BATCH, alpha=ALPHA, learning_rate_init=LR)
     model.fit(X, y)
     return model, model.predict
 
@@ -328,7 +328,7 @@ def print_training(rows, header=True):
               f"| {_ratio(s['cnn_bp'], s['bound'])} | {_ratio(s['sklearn'], s['bound'])} "
               f"| {_ratio(t, s['bound'])} | {_mb(mem['cnn_bp'][1])} | {_mb(mem['sklearn'][1])} "
               f"| {_mb(rss['cnn_bp'])} | {_mb(rss['sklearn'])} | {_mb(rss.get('torch'))} |",
-              flush=True)  # fmt: skip
+              flush=True)
 
 
 def print_prediction(rows):
@@ -342,7 +342,7 @@ def print_prediction(rows):
               f"| {_fmt(one['gemv'], 1e6, 1)} | {_ratio(one['sklearn'], one['cnn_bp'])} "
               f"| {_ratio(one['cnn_bp'], one['gemv'])} | {_fmt(bulk['cnn_bp'], 1e3, 2)} "
               f"| {_fmt(bulk['sklearn'], 1e3, 2)} | {_fmt(bulk.get('torch'), 1e3, 2)} "
-              f"| {_fmt(bulk['numpy'], 1e3, 2)} | {_ratio(bulk['cnn_bp'], bulk['numpy'])} |")  # fmt: skip
+              f"| {_fmt(bulk['numpy'], 1e3, 2)} | {_ratio(bulk['cnn_bp'], bulk['numpy'])} |")
 
 
 def plot(training, path):
@@ -359,7 +359,7 @@ def plot(training, path):
     for k, system in enumerate(names):
         values = [s.get(system) or 0 for _, _, _, s, _ in training]
         ax.bar(np.arange(len(labels)) + k * width, values, width,
-               label="GEMM-only bound" if system == "bound" else system)  # fmt: skip
+               label="GEMM-only bound" if system == "bound" else system)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("seconds per epoch (log scale)")
@@ -382,7 +382,7 @@ def main(argv=None):
         args.epochs, args.repeats = 1, 1
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; "
           f"cnn_bp {cnn_bp.__version__}, scikit-learn {sklearn.__version__}, "
-          f"torch {torch.__version__ if torch else 'not installed'}\n")  # fmt: skip
+          f"torch {torch.__version__ if torch else 'not installed'}\n")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         training, prediction = run(args)

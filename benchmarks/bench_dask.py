@@ -46,7 +46,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
     args = parser.parse_args(argv)
     rows, epochs, repeats = (2000, 1, 1) if args.quick else (args.rows, args.epochs,
-                                                             args.repeats)  # fmt: skip
+                                                             args.repeats)
     warnings.simplefilter("ignore", ConvergenceWarning)
 
     import dask
@@ -75,16 +75,16 @@ def main(argv=None):
     table = [("in memory", best, best, 0.0)]
     for n_workers in (1, 2):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)  # fmt: skip
+                               dashboard_address=None)
         with cluster, Client(cluster) as client:
             delayed = [dask.delayed(partition, nout=2)(rows, features, i, parts)
-                       for i in range(parts)]  # fmt: skip
+                       for i in range(parts)]
             sizes = [rows * (i + 1) // parts - rows * i // parts for i in range(parts)]
             Xd, yd = client.persist([
                 da.concatenate([da.from_delayed(d[0], (n, features), np.float64)
                                 for d, n in zip(delayed, sizes)]),
                 da.concatenate([da.from_delayed(d[1], (n,), int)
-                                for d, n in zip(delayed, sizes)])])  # fmt: skip
+                                for d, n in zip(delayed, sizes)])])
             walls, trains = [], []
             for _ in range(repeats):
                 captured.clear()
@@ -94,7 +94,7 @@ def main(argv=None):
                 trains.append(min(t[1] for t in timings))
             wall, train = min(walls), min(trains)
             table.append((f"LocalCluster, {n_workers} worker(s)", wall, train,
-                          1 - train / wall))  # fmt: skip
+                          1 - train / wall))
     print(f"random {rows} x {features} float64 in {parts} partitions, hidden (100,), "
           f"Adam, batch 200\n")
     print("| setting | s/epoch | training s (slowest worker) | communication share |")

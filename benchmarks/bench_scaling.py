@@ -86,7 +86,7 @@ def scaling(X, y, max_threads, epochs, repeats):
     print("|---|" + "---|---|" * len(names))
     for threads in range(1, max_threads + 1):
         cells = [f"{times[n][threads]:.4f} | {times[n][1] / times[n][threads]:.2f}"
-                 for n in names]  # fmt: skip
+                 for n in names]
         print(f"| {threads} | " + " | ".join(cells) + " |")
     return times
 
@@ -107,7 +107,7 @@ def under_load(X, y, epochs, repeats):
                 rows.append((label, None, None))
                 continue
             default = epoch_seconds(_cnn_bp, cnn_bp._engine.num_threads(), X, y, epochs,
-                                    repeats)  # fmt: skip
+                                    repeats)
             one = epoch_seconds(_cnn_bp, 1, X, y, epochs, repeats)
             rows.append((label, default, one))
         finally:

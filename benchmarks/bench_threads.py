@@ -21,7 +21,7 @@ from cnn_bp import MLPClassifier
 
 def _fit(X, y, seed, epochs):
     MLPClassifier(hidden_layer_sizes=(100,), max_iter=epochs, tol=0.0,
-                  random_state=seed).fit(X, y)  # fmt: skip
+                  random_state=seed).fit(X, y)
 
 
 def main(argv=None):
@@ -51,7 +51,7 @@ def main(argv=None):
             best_par = min(best_par, time.perf_counter() - start)
     print(f"two fits of {n}x784, (100,), {epochs} epochs, BLAS 1 thread each:")
     print(f"sequential {best_seq:.3f} s, two threads {best_par:.3f} s, "
-          f"ratio {best_par / best_seq:.2f}")  # fmt: skip
+          f"ratio {best_par / best_seq:.2f}")
     return best_par / best_seq
 
 

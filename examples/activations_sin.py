@@ -34,7 +34,7 @@ ACTIVATIONS = ["tanh", "relu", "elu", "leaky_relu", "selu", "softplus", "gelu", 
                ["gelu", "tanh"]]  # the last: one activation per hidden layer
 for activation in ACTIVATIONS:
     model = MLPRegressor(hidden_layer_sizes=(32, 32), activation=activation, solver="lbfgs",
-                         max_iter=args.max_iter, tol=1e-10, random_state=0)  # fmt: skip
+                         max_iter=args.max_iter, tol=1e-10, random_state=0)
     model.fit(x, y)
     mse = np.mean((model.predict(x) - y) ** 2)
     name = activation if isinstance(activation, str) else "+".join(activation)

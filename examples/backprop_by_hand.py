@@ -63,7 +63,7 @@ checks = {
     "delta2": (trace[2].delta[0, 0], delta2), "delta1": (trace[1].delta[0], delta1),
     "dC/dW2": (trace[2].dC_dW[:, 0], dW2), "dC/db2": (trace[2].dC_db[0], delta2),
     "dC/dW1": (trace[1].dC_dW, dW1), "dC/db1": (trace[1].dC_db, delta1),
-}  # fmt: skip
+}
 for name, (engine_value, hand_value) in checks.items():
     np.testing.assert_allclose(engine_value, hand_value, rtol=1e-12, err_msg=name)
 print(f"cnn_bp's trace agrees with the hand computation on all {len(checks)} quantities")

@@ -45,7 +45,7 @@ def load(data, rows):
         from sklearn.datasets import make_classification
 
         X, y = make_classification(70000, 100, n_informative=40, n_classes=10,
-                                   random_state=0)  # fmt: skip
+                                   random_state=0)
         X, y, X_test, y_test = X[10000:], y[10000:], X[:10000], y[:10000]
     return X[:rows], y[:rows], X_test, y_test
 
@@ -72,19 +72,19 @@ if __name__ == "__main__":  # worker processes import this file: run once
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     with Client(args.scheduler or cluster) as client:
         parts = [dask.delayed(partition, nout=2)(args.data, args.rows, i)
-                 for i in range(PARTITIONS)]  # fmt: skip
+                 for i in range(PARTITIONS)]
         sizes = [len(X) * (i + 1) // PARTITIONS - len(X) * i // PARTITIONS
-                 for i in range(PARTITIONS)]  # fmt: skip
+                 for i in range(PARTITIONS)]
         Xd, yd = client.persist([
             da.concatenate([da.from_delayed(p[0], (n, X.shape[1]), X.dtype)
                             for p, n in zip(parts, sizes)]),
             da.concatenate([da.from_delayed(p[1], (n,), y.dtype)
-                            for p, n in zip(parts, sizes)])])  # fmt: skip
+                            for p, n in zip(parts, sizes)])])
         print(f"dask array: {Xd.numblocks[0]} partitions of {sizes[0]} rows, read by "
               f"{len(client.scheduler_info()['workers'])} workers")
         for solver, epochs in (("adam", args.epochs), ("lbfgs", 3 * args.epochs)):
             params = dict(hidden_layer_sizes=(100,), solver=solver, max_iter=epochs,
-                          random_state=0)  # fmt: skip
+                          random_state=0)
             start = time.perf_counter()
             model = DaskMLPClassifier(**params).fit(Xd, yd)
             on_cluster = time.perf_counter() - start

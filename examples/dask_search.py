@@ -60,14 +60,16 @@ def main():
         n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
     )
     with Client(args.scheduler or cluster) as client:
-        print(f"dask: {len(client.scheduler_info()['workers'])} workers at {client.scheduler.address}")
+        n_workers = len(client.scheduler_info()["workers"])
+        print(f"dask: {n_workers} workers at {client.scheduler.address}")
         with parallel_backend("dask"):
             on_dask, seconds = search(n_jobs=-1)
     print(f"dask:       best {on_dask.best_params_}, {seconds:.1f} s")
     if cluster is not None:
         cluster.close()
 
-    same = (on_dask.cv_results_["mean_test_score"] == sequential.cv_results_["mean_test_score"]).all()
+    scores = [s.cv_results_["mean_test_score"] for s in (on_dask, sequential)]
+    same = (scores[0] == scores[1]).all()
     print("the three searches found identical scores:", bool(same))
 
 

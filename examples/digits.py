@@ -36,7 +36,7 @@ model = MLPClassifier(**params)
 start = time.perf_counter()
 model.fit(X_train, y_train)
 print(f"cnn_bp: {model.n_iter_} epochs in {time.perf_counter() - start:.2f} s, "
-      f"final training loss {model.loss_:.4f}")  # fmt: skip
+      f"final training loss {model.loss_:.4f}")
 
 # 3. What it learned: W^1 has one column of 64 weights per hidden unit,
 #    W^2 maps the 100 hidden activations to the 10 class scores.
@@ -48,4 +48,4 @@ reference = SklearnMLPClassifier(**params).fit(X_train, y_train)
 gap = max(np.abs(a - b).max() for a, b in zip(model.coefs_, reference.coefs_))
 print(f"largest weight difference from scikit-learn: {gap:.2e}")
 print(f"test accuracy: cnn_bp {model.score(X_test, y_test):.4f}, "
-      f"scikit-learn {reference.score(X_test, y_test):.4f}")  # fmt: skip
+      f"scikit-learn {reference.score(X_test, y_test):.4f}")

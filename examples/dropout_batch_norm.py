@@ -53,7 +53,7 @@ print(f"\n1. (256, 128) relu, adam, {args.epochs} epochs")
 print(f"{'':24}{'train acc':>10}{'test acc':>10}{'gap':>8}{'fit s':>8}")
 for label, extra in [("plain", {}), ("dropout 0.2", dict(dropout=0.2)),
                      ("batch_norm", dict(batch_norm=True)),
-                     ("batch_norm + dropout", dict(batch_norm=True, dropout=[0.3, 0.2]))]:  # fmt: skip
+                     ("batch_norm + dropout", dict(batch_norm=True, dropout=[0.3, 0.2]))]:
     model = MLPClassifier((256, 128), max_iter=args.epochs, random_state=0, **extra)
     start = time.perf_counter()
     model.fit(X_train, y_train)
@@ -65,11 +65,13 @@ for label, extra in [("plain", {}), ("dropout 0.2", dict(dropout=0.2)),
 #    partial_fit calls needs a fixed validation set, passed with every call
 X_fit, X_val, y_fit, y_val = train_test_split(X_train, y_train, test_size=0.1, random_state=0)
 model = MLPClassifier((256, 128), batch_norm=True, dropout=0.2, early_stopping=True,
-                      n_iter_no_change=5, random_state=0)  # fmt: skip
+                      n_iter_no_change=5, random_state=0)
 chunks = np.array_split(np.arange(len(X_fit)), 20)
 stream = [rows for _ in range(5) for rows in chunks]
 classes = np.unique(y_train)
-for calls, rows in enumerate(stream, start=1):
+calls = 0
+for rows in stream:
+    calls += 1
     model.partial_fit(X_fit[rows], y_fit[rows], classes=classes, X_val=X_val, y_val=y_val)
     if model.stopped_early_:
         break

@@ -41,7 +41,7 @@ start = time.perf_counter()
 model.fit(X_train, y_train)
 seconds = time.perf_counter() - start
 print(f"{model.n_iter_} epochs in {seconds:.1f} s ({seconds / model.n_iter_:.2f} s/epoch); "
-      f"best validation accuracy {model.best_validation_score_:.4f}")  # fmt: skip
+      f"best validation accuracy {model.best_validation_score_:.4f}")
 
 # 3. Test accuracy, and which classes it confuses most.
 accuracy = model.score(X_test, y_test)
@@ -50,4 +50,4 @@ cm = confusion_matrix(y_test, model.predict(X_test))
 np.fill_diagonal(cm, 0)
 true, pred = np.unravel_index(cm.argmax(), cm.shape)
 print(f"most frequent mistake: {FASHION_MNIST_CLASSES[true]} taken for "
-      f"{FASHION_MNIST_CLASSES[pred]} ({cm[true, pred]} times)")  # fmt: skip
+      f"{FASHION_MNIST_CLASSES[pred]} ({cm[true, pred]} times)")

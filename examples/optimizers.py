@@ -33,12 +33,12 @@ X_train, X_test, y_train, y_test = train_test_split(X / 16, y, random_state=0)
 
 # Adaptive methods take scikit-learn's default step; sgd a larger one.
 SOLVERS = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "nadam": 1e-3,
-           "rmsprop": 1e-3, "adagrad": 0.02}  # fmt: skip
+           "rmsprop": 1e-3, "adagrad": 0.02}
 fig, ax = plt.subplots(figsize=(7, 4))
 print(f"{'solver':<8} {'final loss':>10} {'test accuracy':>14}")
 for solver, rate in SOLVERS.items():
     model = MLPClassifier((64,), solver=solver, learning_rate_init=rate, clip_norm=5.0,
-                          max_iter=args.epochs, tol=0, random_state=0)  # fmt: skip
+                          max_iter=args.epochs, tol=0, random_state=0)
     model.fit(X_train, y_train)
     print(f"{solver:<8} {model.loss_:>10.4f} {model.score(X_test, y_test):>14.4f}")
     ax.plot(range(1, model.n_iter_ + 1), model.loss_curve_, label=f"{solver} (lr {rate})")

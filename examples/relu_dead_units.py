@@ -17,7 +17,7 @@ from cnn_bp import MLPClassifier, backprop_trace
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
 model = MLPClassifier(hidden_layer_sizes=(8,), activation="relu", alpha=0.0,
-                      max_iter=5, random_state=0).fit(X, y)  # fmt: skip
+                      max_iter=5, random_state=0).fit(X, y)
 dead = [1, 4, 6]
 model.intercepts_[0][dead] = -100.0  # z = x W + b < 0 for every input in [0, 1]
 

@@ -15,7 +15,7 @@ X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 y = np.array([0, 1, 1, 0])
 
 model = MLPClassifier(hidden_layer_sizes=(4,), activation="tanh", solver="lbfgs",
-                      alpha=0.0, random_state=1, max_iter=500, tol=1e-8)  # fmt: skip
+                      alpha=0.0, random_state=1, max_iter=500, tol=1e-8)
 model.fit(X, y)
 proba = model.predict_proba(X)[:, 1]
 for point, target, p in zip(X, y, proba):

@@ -39,11 +39,11 @@ def test_one_activation_per_hidden_layer(digits):
     X, y = digits
     names = ["gelu", "tanh", "leaky_relu"]
     model = MLPClassifier((24, 16, 12), activation=names, negative_slope=0.1,
-                          max_iter=20, random_state=0).fit(X, y)  # fmt: skip
+                          max_iter=20, random_state=0).fit(X, y)
     assert model.activation == names
     assert model._engine.hidden_activation == tuple(map(act.activation_code, names))
     np.testing.assert_allclose(model.predict_proba(X[:50]), _numpy_proba(model, X[:50]),
-                               rtol=1e-9, atol=1e-12)  # fmt: skip
+                               rtol=1e-9, atol=1e-12)
     # and it survives pickling and cnn_bp.save / cnn_bp.load
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again.predict_proba(X[:50]), model.predict_proba(X[:50]))
@@ -52,7 +52,7 @@ def test_one_activation_per_hidden_layer(digits):
 def test_save_and_load_keep_activations_and_slope(digits, tmp_path):
     X, y = digits
     model = MLPRegressor(hidden_layer_sizes=(8, 8), activation=["leaky_relu", "silu"],
-                         negative_slope=0.3, max_iter=5, random_state=0).fit(X, y)  # fmt: skip
+                         negative_slope=0.3, max_iter=5, random_state=0).fit(X, y)
     cnn_bp.save(model, tmp_path / "m.npz")
     loaded = cnn_bp.load(tmp_path / "m.npz")
     assert loaded.activation == ["leaky_relu", "silu"] and loaded.negative_slope == 0.3
@@ -64,7 +64,7 @@ def test_a_list_of_one_name_is_that_name(digits):
     scikit-learn's model) for activations other than logistic."""
     X, y = digits
     as_list = MLPClassifier((16, 8), activation=["tanh", "tanh"], max_iter=5,
-                            random_state=0).fit(X, y)  # fmt: skip
+                            random_state=0).fit(X, y)
     as_str = MLPClassifier((16, 8), activation="tanh", max_iter=5, random_state=0).fit(X, y)
     theirs = SkMLPClassifier((16, 8), activation="tanh", max_iter=5, random_state=0).fit(X, y)
     for a, b, c in zip(as_list.coefs_, as_str.coefs_, theirs.coefs_):
@@ -75,7 +75,7 @@ def test_a_list_of_one_name_is_that_name(digits):
 def test_leaky_relu_with_zero_slope_is_relu(digits):
     X, y = digits
     leaky = MLPClassifier((16,), activation="leaky_relu", negative_slope=0.0, max_iter=5,
-                          random_state=0).fit(X, y)  # fmt: skip
+                          random_state=0).fit(X, y)
     relu = MLPClassifier((16,), activation="relu", max_iter=5, random_state=0).fit(X, y)
     for a, b in zip(leaky.coefs_, relu.coefs_):
         np.testing.assert_array_equal(a, b)
@@ -85,7 +85,7 @@ def test_leaky_relu_with_zero_slope_is_relu(digits):
     (["relu"], "lists 1 activations but the network has 2 hidden layers"),
     (["relu", "swish"], "unknown activation"),
     ("swish", "activation"),
-])  # fmt: skip
+])
 def test_bad_activation_lists_are_rejected_before_training(digits, activation, message):
     X, y = digits
     model = MLPClassifier((8, 8), max_iter=2, random_state=0).fit(X[:100], y[:100])

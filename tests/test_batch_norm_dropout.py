@@ -7,12 +7,12 @@ import pickle
 
 import numpy as np
 import pytest
+from cnn_bp._engine import BN_EPSILON, BN_MOMENTUM, Engine
 from sklearn.datasets import load_digits
 
 import cnn_bp
 from cnn_bp import MLPClassifier, MLPRegressor, check_gradients
 from cnn_bp import _activations as act
-from cnn_bp._engine import BN_EPSILON, BN_MOMENTUM, Engine
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -43,7 +43,7 @@ def _data(dtype=np.float64, n=12, n_in=4, n_out=3, seed=0):
 
 def _engine(units, activation="tanh", dtype=np.float64, seed=0, **kw):
     engine = Engine(units, act.activation_code(activation), act.loss_code("log_loss"), dtype,
-                    **kw)  # fmt: skip
+                    **kw)
     rng = np.random.RandomState(seed)
     engine.params[...] = rng.uniform(-0.8, 0.8, size=engine.params.shape)
     return engine
@@ -83,7 +83,7 @@ def test_dropout_mask_is_splitmix64_and_inverted():
     # without training, no dropout: the plain network
     plain = _softmax_loss(np.tanh(np.tanh(X @ W1 + b1) @ W2 + b2) @ W3 + b3, Y)
     np.testing.assert_allclose(engine.loss_gradient(X, Y, None, 0.0, gradient=False),
-                               plain, rtol=1e-12)  # fmt: skip
+                               plain, rtol=1e-12)
 
 
 def test_dropout_keeps_the_expected_fraction():
@@ -135,7 +135,7 @@ def test_batch_norm_weighs_batch_statistics_by_sample_weight():
     Z = X[rows] @ _engine([4, 6, 3], activation="tanh", batch_norm=True).coefs[0]
     np.testing.assert_allclose(weighted.running_vars[0],
                                (1 - BN_MOMENTUM) + BN_MOMENTUM * Z.var(axis=0, ddof=1),
-                               rtol=1e-12)  # fmt: skip
+                               rtol=1e-12)
 
 
 def test_batch_norm_trace_shows_the_normalised_preactivation():
@@ -144,7 +144,7 @@ def test_batch_norm_trace_shows_the_normalised_preactivation():
     _, z, a, _ = engine.trace(X, Y, None, 0.0)
     (gamma,) = engine.batch_norm_scales
     np.testing.assert_allclose(z[0], _bn_train(X @ engine.coefs[0], gamma,
-                                               engine.intercepts[0]), rtol=1e-12)  # fmt: skip
+                                               engine.intercepts[0]), rtol=1e-12)
     np.testing.assert_allclose(a[0], act.forward("gelu", z[0]), rtol=1e-12)
 
 
@@ -200,7 +200,7 @@ def test_check_gradients_of_fitted_models(dtype):
     X, y = load_digits(return_X_y=True)
     X = (X / 16).astype(dtype)
     for kw in (dict(batch_norm=True), dict(dropout=[0.1, 0.3]),
-               dict(batch_norm=True, dropout=0.2)):  # fmt: skip
+               dict(batch_norm=True, dropout=0.2)):
         model = MLPClassifier((12, 8), activation="tanh", max_iter=2, random_state=0, **kw)
         model.fit(X[:300], y[:300])
         report = check_gradients(model, X[:20], y[:20])
@@ -240,7 +240,7 @@ def test_batch_norm_matches_torch():
     np.testing.assert_allclose(ours, loss.item(), rtol=1e-12)
     (dgamma,) = cnn_bp._inspection._blocks(engine, engine.grads)[4:]
     np.testing.assert_allclose(engine.grads[: W1.size].reshape(W1.shape),
-                               lin1.weight.grad.numpy().T, rtol=1e-9, atol=1e-14)  # fmt: skip
+                               lin1.weight.grad.numpy().T, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(dgamma[1], bn.weight.grad.numpy(), rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(engine.running_means[0], bn.running_mean.numpy(), rtol=1e-12)
     np.testing.assert_allclose(engine.running_vars[0], bn.running_var.numpy(), rtol=1e-12)
@@ -260,7 +260,7 @@ def digits():
 
 
 @pytest.mark.parametrize("kw", [dict(batch_norm=True), dict(dropout=0.2),
-                                dict(dropout=[0.1, 0.3], batch_norm=True)])  # fmt: skip
+                                dict(dropout=[0.1, 0.3], batch_norm=True)])
 def test_estimators_learn_and_predict_deterministically(digits, kw):
     X, y = digits
     model = MLPClassifier((64, 32), max_iter=40, random_state=0, **kw).fit(X[:1200], y[:1200])
@@ -276,7 +276,7 @@ def test_dropout_changes_training_and_defaults_change_nothing(digits):
     X, y = digits
     base = MLPClassifier((30,), max_iter=5, random_state=0).fit(X, y)
     same = MLPClassifier((30,), max_iter=5, random_state=0, dropout=0.0,
-                         batch_norm=False).fit(X, y)  # fmt: skip
+                         batch_norm=False).fit(X, y)
     np.testing.assert_array_equal(base.coefs_[0], same.coefs_[0])
     dropped = MLPClassifier((30,), max_iter=5, random_state=0, dropout=0.3).fit(X, y)
     assert not np.allclose(base.coefs_[0], dropped.coefs_[0])
@@ -286,7 +286,7 @@ def test_dropout_changes_training_and_defaults_change_nothing(digits):
     Z = np.maximum(X @ W1 + b1, 0) @ W2 + b2
     P = np.exp(Z - Z.max(axis=1, keepdims=True))
     np.testing.assert_allclose(dropped.predict_proba(X), P / P.sum(axis=1, keepdims=True),
-                               rtol=1e-10)  # fmt: skip
+                               rtol=1e-10)
 
 
 def test_batch_norm_estimator_attributes_and_sklearn_export(digits):

@@ -25,7 +25,7 @@ class _StopAfter:
         pass
 
     def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None,
-                        fitted_estimator=None):  # fmt: skip
+                        fitted_estimator=None):
         self.ends.append((context.task_name, fitted_estimator, y))
         return context.task_name == "epoch" and len(self.ends) >= self.n
 

@@ -32,7 +32,7 @@ def _environment():
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)  # fmt: skip
+                                       dashboard_address=None)
     with cluster, distributed.Client(cluster) as c:
         yield c
 
@@ -49,7 +49,7 @@ def _dask(X, y, chunks):
 
 def _assert_same_model(model, reference, rtol):
     for a, b in zip(model.coefs_ + model.intercepts_,
-                    reference.coefs_ + reference.intercepts_):  # fmt: skip
+                    reference.coefs_ + reference.intercepts_):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
@@ -93,7 +93,7 @@ def test_adam_on_one_worker_is_the_local_fit_without_shuffling(digits):
     params = dict(hidden_layer_sizes=(32,), max_iter=4, shuffle=False, random_state=0)
     reference = MLPClassifier(**params).fit(X, y)
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
-                                       dashboard_address=None)  # fmt: skip
+                                       dashboard_address=None)
     with cluster, distributed.Client(cluster, set_as_default=False) as one:
         model = DaskMLPClassifier(**params, client=one).fit(*_dask(X, y, 300))
     _assert_same_model(model, reference, 1e-6)
@@ -106,7 +106,7 @@ def test_adam_mixing_over_two_workers_learns_as_the_local_fit(client, digits):
     worker's share of the steps, so a little less far)."""
     X, y = digits
     X_test, y_test = load_digits(return_X_y=True)[0][1200:] / 16.0, load_digits(
-        return_X_y=True)[1][1200:]  # fmt: skip
+        return_X_y=True)[1][1200:]
     params = dict(hidden_layer_sizes=(64,), max_iter=30, random_state=0)
     local = MLPClassifier(**params).fit(X, y).score(X_test, y_test)
     model = DaskMLPClassifier(**params).fit(*_dask(X, y, 300))
@@ -151,9 +151,9 @@ def test_dataframes_train_too(client, digits):
     frame = dd.from_pandas(pd.DataFrame(X), npartitions=3)
     labels = dd.from_pandas(pd.Series(y), npartitions=3)
     model = DaskMLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=20,
-                              random_state=0).fit(frame, labels)  # fmt: skip
+                              random_state=0).fit(frame, labels)
     reference = MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=20,
-                              random_state=0).fit(X, y)  # fmt: skip
+                              random_state=0).fit(X, y)
     _assert_same_model(model, reference, 1e-6)
 
 
@@ -162,19 +162,19 @@ def test_early_stopping_on_held_out_partitions_and_on_given_data(client, digits)
     Xd, yd = _dask(X, y, 150)
     model = DaskMLPClassifier(hidden_layer_sizes=(16,), early_stopping=True, max_iter=15,
                               n_iter_no_change=100, learning_rate_init=0.01,
-                              random_state=0).fit(Xd, yd)  # fmt: skip
+                              random_state=0).fit(Xd, yd)
     assert len(model.validation_scores_) == len(model.loss_curve_) == 15
     assert len(model.validation_loss_curve_) == 15
     assert model.best_validation_score_ == max(model.validation_scores_) > 0.8
     # given as dask collections, scored on the workers; as numpy, on the client
     given = DaskMLPClassifier(hidden_layer_sizes=(16,), early_stopping=True, max_iter=6,
-                              random_state=0)  # fmt: skip
+                              random_state=0)
     given.fit(Xd[:900], yd[:900], X_val=Xd[900:], y_val=yd[900:])
     on_client = clone(given).fit(Xd[:900], yd[:900], X_val=X[900:], y_val=y[900:])
     np.testing.assert_allclose(given.validation_scores_, on_client.validation_scores_,
-                               rtol=1e-12)  # fmt: skip
+                               rtol=1e-12)
     np.testing.assert_allclose(given.validation_loss_curve_,
-                               on_client.validation_loss_curve_, rtol=1e-9)  # fmt: skip
+                               on_client.validation_loss_curve_, rtol=1e-9)
 
 
 @pytest.mark.parametrize("case", ["columns", "unknown", "mismatch", "nan"])
@@ -185,7 +185,7 @@ def test_bad_collections_raise_and_leave_the_model_as_it_was(client, digits, cas
     before = [c.copy() for c in model.coefs_]
     Xd, yd = _dask(X, y, 400)
     message = {"columns": "chunked along its columns", "unknown": "unknown chunk sizes",
-               "mismatch": "do not match", "nan": "NaN or infinity"}[case]  # fmt: skip
+               "mismatch": "do not match", "nan": "NaN or infinity"}[case]
     if case == "columns":
         Xd = da.from_array(X, chunks=(400, 32))
     elif case == "unknown":
@@ -206,7 +206,7 @@ def test_bad_collections_raise_and_leave_the_model_as_it_was(client, digits, cas
 def test_pickle_clone_and_save(client, digits, tmp_path):
     X, y = digits
     model = DaskMLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0,
-                              client=client)  # fmt: skip
+                              client=client)
     assert model.get_params()["client"] is client
     assert clone(model).get_params()["hidden_layer_sizes"] == (8,)
     model.fit(*_dask(X, y, 400))
@@ -226,10 +226,10 @@ def test_a_lost_worker_stops_the_fit_with_an_error(digits):
 
     X, y = digits
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)  # fmt: skip
+                                       dashboard_address=None)
     with cluster, distributed.Client(cluster, set_as_default=False) as c:
         model = DaskMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
-                                  client=c).fit(*_dask(X, y, 300))  # fmt: skip
+                                  client=c).fit(*_dask(X, y, 300))
         before = [w.copy() for w in model.coefs_]
         model.set_params(max_iter=100000, tol=0, n_iter_no_change=100000)
         errors = []

@@ -94,7 +94,7 @@ def test_hand_worked_sgd_step():
       update    W2 = 2.1, b2 = 0.2, W1 = 0.9, b1 = 0.4;  loss = (1 - 3)^2 / 2 = 2
     """
     model = MLPRegressor(hidden_layer_sizes=(1,), activation="identity", solver="sgd",
-                         learning_rate_init=0.1, momentum=0.0, alpha=0.0, random_state=0)  # fmt: skip
+                         learning_rate_init=0.1, momentum=0.0, alpha=0.0, random_state=0)
     X, y = np.array([[1.0]]), np.array([3.0])
     model.partial_fit(X, y)  # builds the network
     model.coefs_[0][...] = 0.5
@@ -123,7 +123,8 @@ def test_large_input_is_predicted_in_blocks(fitted, digits, monkeypatch, block_b
     X, _ = digits
     big = np.tile(X, (6, 1))  # 10782 rows: in blocks of PREDICT_MIN_ROWS, or of 8 MiB
     monkeypatch.setattr(_engine, "PREDICT_BYTES", block_bytes)
-    np.testing.assert_allclose(fitted.predict_proba(big)[-len(X):], fitted.predict_proba(X), rtol=1e-12)
+    np.testing.assert_allclose(fitted.predict_proba(big)[-len(X):], fitted.predict_proba(X),
+                               rtol=1e-12)
 
 
 @pytest.mark.parametrize("params,error", [
@@ -135,7 +136,7 @@ def test_large_input_is_predicted_in_blocks(fitted, digits, monkeypatch, block_b
     (dict(learning_rate_init=0.0), ValueError),
     (dict(batch_size=0), ValueError),
     (dict(momentum=1.5), ValueError),
-])  # fmt: skip
+])
 def test_invalid_parameters_raise_like_sklearn(digits, params, error):
     X, y = digits
     with pytest.raises(error):
@@ -200,7 +201,7 @@ def test_class_weight_multiplies_sample_weight(digits):
     for class_weight in (weights, "balanced"):
         ours = MLPClassifier(class_weight=class_weight, **params).fit(X, y, sample_weight=sw)
         per_class = compute_class_weight(class_weight, classes=np.arange(10), y=y,
-                                         sample_weight=sw)  # fmt: skip
+                                         sample_weight=sw)
         plain = MLPClassifier(**params).fit(X, y, sample_weight=sw * per_class[y])
         for a, b in zip(ours.coefs_, plain.coefs_):
             np.testing.assert_allclose(a, b, rtol=1e-12)
@@ -254,7 +255,7 @@ def test_robust_losses_resist_outliers(loss):
     errors = {}
     for name in ("squared_error", loss):
         model = MLPRegressor(loss=name, hidden_layer_sizes=(16,), solver="lbfgs",
-                             huber_delta=0.5, max_iter=500, random_state=0).fit(X, y)  # fmt: skip
+                             huber_delta=0.5, max_iter=500, random_state=0).fit(X, y)
         errors[name] = np.abs(model.predict(grid) - 2 * grid.ravel()).mean()
     assert errors[loss] < 0.3 < errors["squared_error"], errors
 
@@ -277,11 +278,11 @@ def test_alpha_l1_penalises_the_weights(digits):
 @pytest.mark.parametrize("init,variance", [
     ("glorot_normal", lambda i, o: 2 / (i + o)), ("he_uniform", lambda i, o: 2 / i),
     ("he_normal", lambda i, o: 2 / i), ("lecun_normal", lambda i, o: 1 / i),
-])  # fmt: skip
+])
 def test_initialisations_have_their_published_variance(init, variance):
     X, y = np.random.RandomState(0).normal(size=(20, 400)), np.arange(20) % 3
     model = MLPClassifier((300,), init=init, max_iter=1, learning_rate_init=1e-12,
-                          random_state=0).fit(X, y)  # fmt: skip
+                          random_state=0).fit(X, y)
     W = model.coefs_[0]  # 400 x 300, one tiny step away from its draw
     np.testing.assert_allclose(W.var(), variance(400, 300), rtol=0.03)
     assert abs(W.mean()) < 0.01 * W.std()

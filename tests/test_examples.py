@@ -13,7 +13,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def _run(name, *args):
     result = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)],
                             capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, MPLBACKEND="Agg"))  # fmt: skip
+                            env=dict(os.environ, MPLBACKEND="Agg"))
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -37,9 +37,9 @@ def test_activation_comparison_plots(tmp_path):
     png = tmp_path / "sin.png"
     out = _run("activations_sin.py", "--output", png, "--max-iter", "200")
     for activation in ("tanh", "relu", "elu", "leaky_relu", "selu", "softplus", "gelu",
-                       "silu", "gelu+tanh"):  # fmt: skip
+                       "silu", "gelu+tanh"):
         assert any(line.strip().startswith(f"{activation}: training MSE")
-                   for line in out.splitlines()), activation  # fmt: skip
+                   for line in out.splitlines()), activation
     assert png.stat().st_size > 10_000
 
 

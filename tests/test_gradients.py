@@ -7,9 +7,9 @@ hidden layers with and without the L2 term, the engine's gradient must match
 
 import numpy as np
 import pytest
+from cnn_bp._engine import Engine
 
 from cnn_bp import _activations as act
-from cnn_bp._engine import Engine
 
 
 def _problem(loss, n_samples, n_out, rng, dtype):
@@ -29,7 +29,7 @@ def _engine(hidden, activation, loss, n_out, dtype, rng):
     units = [4, *hidden, n_out]
     # huber_delta 0.5: residuals fall on both sides of Huber's switch
     engine = Engine(units, act.activation_code(activation), act.loss_code(loss), dtype,
-                    huber_delta=0.5)  # fmt: skip
+                    huber_delta=0.5)
     engine.params[...] = rng.uniform(-0.7, 0.7, size=engine.params.shape)
     return engine
 
@@ -69,7 +69,7 @@ def _layer_errors(engine, grad, fd):
 # identity regression, exp/Poisson regression.
 OUTPUTS = [("log_loss", 3), ("binary_log_loss", 1), ("binary_log_loss", 2),
            ("squared_error", 1), ("poisson", 1), ("huber", 2),
-           ("absolute_error", 1)]  # fmt: skip
+           ("absolute_error", 1)]
 HIDDEN = [(5,), (5, 4), (4, 3, 5)]
 
 

@@ -63,7 +63,7 @@ def test_sparse_input_is_never_densified():
     n, d = 300, 2_000_000
     indices = np.sort(rng.randint(d, size=(n, 3)), axis=1).ravel()
     X = sp.csr_matrix((rng.rand(3 * n).astype(np.float32), indices, np.arange(0, 3 * n + 1, 3)),
-                      shape=(n, d))  # fmt: skip
+                      shape=(n, d))
     y = rng.randint(2, size=n)
     tracemalloc.start()
     model = MLPClassifier(hidden_layer_sizes=(2,), max_iter=2, random_state=0).fit(X, y)
@@ -133,7 +133,7 @@ def test_meta_estimators(digits):
     model = MLPClassifier(hidden_layer_sizes=(10,), max_iter=20, random_state=0)
     scores = cross_val_score(model, X, y, cv=3)
     reference = cross_val_score(sk.MLPClassifier(hidden_layer_sizes=(10,), max_iter=20,
-                                                 random_state=0), X, y, cv=3)  # fmt: skip
+                                                 random_state=0), X, y, cv=3)
     np.testing.assert_allclose(scores, reference)
     search = GridSearchCV(model, {"alpha": [1e-4, 1e-1]}, cv=2).fit(X, y)
     assert search.best_params_["alpha"] in (1e-4, 1e-1)

@@ -6,9 +6,8 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 import cnn_bp
-from cnn_bp import MLPClassifier, MLPRegressor, backprop_trace, check_gradients
+from cnn_bp import MLPClassifier, MLPRegressor, _inspection, backprop_trace, check_gradients
 from cnn_bp import _activations as act
-from cnn_bp import _inspection
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +20,7 @@ def small_digits(digits):
 def test_check_gradients_passes_on_correct_models(digits, small_digits, activation):
     X, y = digits
     model = MLPClassifier((7, 5), activation=activation, alpha=0.01, max_iter=3,
-                          random_state=0).fit(X, y)  # fmt: skip
+                          random_state=0).fit(X, y)
     report = check_gradients(model, *small_digits)
     assert report.passed, report
     assert set(report.errors) == {"W1", "b1", "W2", "b2", "W3", "b3"}
@@ -34,7 +33,7 @@ def test_check_gradients_multi_output_regression_and_weights_and_float32():
     Y = np.column_stack([X.sum(axis=1), np.sin(X[:, 0])])
     sw = rng.uniform(0.5, 2, size=40)
     model = MLPRegressor(hidden_layer_sizes=(6,), activation="tanh", alpha=0.1, max_iter=5,
-                         random_state=0).fit(X, Y)  # fmt: skip
+                         random_state=0).fit(X, Y)
     assert check_gradients(model, X[:8], Y[:8], sample_weight=sw[:8]).passed
     model32 = MLPRegressor(hidden_layer_sizes=(6,), activation="tanh", max_iter=5, random_state=0)
     model32.fit(X.astype(np.float32), Y[:, 0])
@@ -63,14 +62,15 @@ def test_trace_gradient_is_what_the_optimizer_receives(small_digits):
     """One plain SGD step on the batch moves W by exactly -lr * trace's dC/dW."""
     X, y = small_digits
     model = MLPClassifier((5,), solver="sgd", momentum=0.0, learning_rate_init=0.1,
-                          batch_size=len(X), shuffle=False, random_state=0)  # fmt: skip
+                          batch_size=len(X), shuffle=False, random_state=0)
     model.partial_fit(X, y, classes=np.arange(10))
     before = [W.copy() for W in model.coefs_] + [b.copy() for b in model.intercepts_]
     trace = backprop_trace(model, X, y)
     model.partial_fit(X, y)
     for l in (1, 2):
         np.testing.assert_array_equal(model.coefs_[l - 1], before[l - 1] - 0.1 * trace[l].dC_dW)
-        np.testing.assert_array_equal(model.intercepts_[l - 1], before[l + 1] - 0.1 * trace[l].dC_db)
+        np.testing.assert_array_equal(model.intercepts_[l - 1],
+                                      before[l + 1] - 0.1 * trace[l].dC_db)
     assert trace.loss == pytest.approx(model.loss_, rel=1e-12)
 
 
@@ -82,7 +82,7 @@ def test_trace_matches_the_four_equations_in_numpy(activation):
     y = rng.randint(3, size=6)
     sw = rng.uniform(0.5, 2.0, size=6)
     model = MLPClassifier((5, 3), activation=activation, alpha=0.2, max_iter=2,
-                          random_state=0).fit(X, y)  # fmt: skip
+                          random_state=0).fit(X, y)
     trace = backprop_trace(model, X, y, sample_weight=sw)
     W, b = model.coefs_, model.intercepts_
     Y = np.eye(3)[y]

@@ -31,7 +31,7 @@ def test_to_sklearn_predicts_the_same(digits, index):
     if hasattr(ours, "predict_proba"):
         np.testing.assert_array_equal(theirs.predict(X), ours.predict(X))
         np.testing.assert_allclose(theirs.predict_proba(X), ours.predict_proba(X), rtol=rtol,
-                                   atol=rtol * 1e-2)  # fmt: skip
+                                   atol=rtol * 1e-2)
     else:  # same products, another BLAS call: equal to round-off
         np.testing.assert_allclose(theirs.predict(X), ours.predict(X), rtol=rtol, atol=1e-12)
     theirs.coefs_[0][0, 0] += 1  # copies, not views of our buffer
@@ -39,7 +39,7 @@ def test_to_sklearn_predicts_the_same(digits, index):
 
 
 @pytest.mark.parametrize("params", [dict(activation="gelu"),
-                                    dict(activation=["relu", "tanh"])])  # fmt: skip
+                                    dict(activation=["relu", "tanh"])])
 def test_what_scikit_learn_lacks_is_an_error(digits, params):
     X, y = digits
     model = MLPClassifier((8, 8), max_iter=2, **params).fit(X[:100], y[:100])

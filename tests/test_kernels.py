@@ -141,7 +141,7 @@ def test_leaky_relu_slope_reaches_the_kernels(slope):
 
 def test_only_non_monotonic_activations_read_z():
     needs = {n for n in act.HIDDEN_ACTIVATIONS
-             if _engine.derivative_needs_z(act.activation_code(n))}  # fmt: skip
+             if _engine.derivative_needs_z(act.activation_code(n))}
     assert needs == set(act.DERIVATIVE_FROM_Z) == {"gelu", "gelu_tanh", "silu"}
 
 
@@ -190,7 +190,7 @@ def test_output_loss_and_delta_match_numpy(loss, weighted):
     np.testing.assert_allclose(z, a_expected, rtol=1e-14)
     r = a_expected - y
     d_expected = {"huber": np.clip(r, -HUBER_DELTA, HUBER_DELTA),
-                  "absolute_error": np.sign(r)}.get(loss, r)  # fmt: skip
+                  "absolute_error": np.sign(r)}.get(loss, r)
     np.testing.assert_allclose(delta, d_expected * w[:, None], rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(total, (w * _numpy_loss(loss, a_expected, y)).sum(), rtol=1e-13)
 
@@ -249,7 +249,7 @@ def test_byte_targets_train_as_float_targets(dtype):
     results = []
     for targets in (Y.astype(dtype), Y.view(np.uint8)):
         engine = _engine.Engine([6, 5, 3], act.activation_code("tanh"),
-                                act.loss_code("binary_log_loss"), dtype)  # fmt: skip
+                                act.loss_code("binary_log_loss"), dtype)
         engine.params[...] = np.linspace(-0.5, 0.5, engine.params.size)
         engine.set_optimizer("adam", 0.01)
         totals = [engine.run_epoch(X, targets, None, o, 10, 1e-3) for o in (order, None)]

@@ -48,7 +48,7 @@ def test_main_job_on_digits_matches_sklearn():
     """`python -m cnn_bp` with no arguments, as the README says: both rows,
     cnn_bp's accuracy >= 0.95 and within one point of scikit-learn's."""
     out = subprocess.run([sys.executable, "-m", "cnn_bp"], capture_output=True, text=True,
-                         check=True, timeout=300).stdout  # fmt: skip
+                         check=True, timeout=300).stdout
     rows = _rows(out)
     assert set(rows) == {"cnn_bp", "scikit-learn"}, out
     ours, theirs = rows["cnn_bp"][0], rows["scikit-learn"][0]
@@ -57,7 +57,7 @@ def test_main_job_on_digits_matches_sklearn():
 
 def test_main_job_on_fashion_mnist_files(fake_fashion, capsys):
     code = main(["--dataset", "fashion-mnist", "--data-dir", str(fake_fashion),
-                 "--epochs", "15", "--hidden", "32", "--dtype", "float64"])  # fmt: skip
+                 "--epochs", "15", "--hidden", "32", "--dtype", "float64"])
     out = capsys.readouterr().out
     assert code == 0
     rows = _rows(out)
@@ -110,7 +110,7 @@ def test_reader_rejects_corrupt_files(tmp_path):
 def _run_script(*args, timeout=300):
     env = dict(os.environ, MPLBACKEND="Agg")
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)  # fmt: skip
+                          timeout=timeout, env=env, cwd=ROOT)
 
 
 def test_digits_example_runs():
@@ -121,7 +121,7 @@ def test_digits_example_runs():
 
 def test_fashion_mnist_example_runs(fake_fashion):
     result = _run_script(ROOT / "examples" / "fashion_mnist.py", "--data-dir", fake_fashion,
-                         "--max-iter", "5", "--hidden", "16")  # fmt: skip
+                         "--max-iter", "5", "--hidden", "16")
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
 
@@ -147,7 +147,7 @@ def test_interrupt_benchmark_smoke_run():
     result = _run_script(ROOT / "benchmarks" / "bench_interrupt.py", "--quick")
     assert result.returncode == 0, result.stderr
     rows = [line.split("|") for line in result.stdout.splitlines()
-            if line.startswith(("| cnn_bp", "| scikit-learn"))]  # fmt: skip
+            if line.startswith(("| cnn_bp", "| scikit-learn"))]
     assert len(rows) == 2
     assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
 
@@ -157,7 +157,7 @@ def test_dask_benchmark_smoke_run():
     result = _run_script(ROOT / "benchmarks" / "bench_dask.py", "--quick")
     assert result.returncode == 0, result.stderr
     rows = [line.split("|") for line in result.stdout.splitlines()
-            if line.startswith(("| in memory", "| LocalCluster"))]  # fmt: skip
+            if line.startswith(("| in memory", "| LocalCluster"))]
     assert len(rows) == 3
     for row in rows:  # seconds per epoch and of training: positive; a share in [0, 1)
         assert float(row[2]) > 0 and float(row[3]) > 0

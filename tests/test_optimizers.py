@@ -4,11 +4,11 @@ several steps from the same gradients."""
 
 import numpy as np
 import pytest
+from cnn_bp._engine import Engine
 
 import cnn_bp
 from cnn_bp import MLPClassifier
 from cnn_bp import _activations as act
-from cnn_bp._engine import Engine
 
 LR, B1, B2, EPS, WD, RHO = 0.01, 0.9, 0.999, 1e-8, 0.05, 0.9
 STEPS = 6
@@ -73,7 +73,7 @@ def _numpy_steps(solver, engine, X, Y, alpha, clip_norm=None):
 def _engine_steps(solver, engine, X, Y, alpha, clip_norm=None):
     settings = dict(momentum=0.0) if solver == "sgd" else {}
     engine.set_optimizer(solver, LR, beta_1=B1, beta_2=B2, epsilon=EPS, weight_decay=WD,
-                         rho=RHO, clip_norm=clip_norm, **settings)  # fmt: skip
+                         rho=RHO, clip_norm=clip_norm, **settings)
     for _ in range(STEPS):  # one batch of all rows: one step per epoch
         engine.run_epoch(X, Y, None, None, len(X), alpha)
     return engine.params.astype(np.float64)
@@ -129,7 +129,7 @@ def test_updates_match_torch_optim(solver):
         "nadam": lambda: torch.optim.NAdam(groups, lr=LR, betas=(B1, B2), eps=EPS),
         "rmsprop": lambda: torch.optim.RMSprop(groups, lr=LR, alpha=RHO, eps=EPS),
         "adagrad": lambda: torch.optim.Adagrad(groups, lr=LR, eps=EPS),
-    }  # fmt: skip
+    }
     optimizer = make[solver]()
     for _ in range(STEPS):
         p = np.concatenate([weights.detach().numpy(), biases.detach().numpy()])
@@ -147,7 +147,7 @@ def test_updates_match_torch_optim(solver):
 def test_estimators_train_resume_and_persist_with_each_solver(digits, solver, tmp_path):
     X, y = digits
     model = MLPClassifier((32,), solver=solver, learning_rate_init=0.01, max_iter=15,
-                          clip_norm=5.0, random_state=0).fit(X[:1200], y[:1200])  # fmt: skip
+                          clip_norm=5.0, random_state=0).fit(X[:1200], y[:1200])
     assert model.score(X[1200:], y[1200:]) > 0.85
     assert model._engine.optimizer_settings()["solver"] == solver
     # saved mid-training, reloaded, resumed: the same as resuming the original

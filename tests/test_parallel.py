@@ -4,12 +4,12 @@ import threading
 
 import numpy as np
 import pytest
+from cnn_bp._engine import Engine
 from joblib import parallel_backend
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from threadpoolctl import threadpool_limits
 
 from cnn_bp import MLPClassifier
-from cnn_bp._engine import Engine
 
 
 def _epochs(engine, X, Y, n_epochs, intervals):
@@ -35,7 +35,7 @@ def test_two_threads_train_concurrently():
     intervals = ([], [])
     with threadpool_limits(1, user_api="blas"):
         threads = [threading.Thread(target=_epochs, args=(e, X, Y, 30, out))
-                   for e, out in zip(engines, intervals)]  # fmt: skip
+                   for e, out in zip(engines, intervals)]
         for t in threads:
             t.start()
         for t in threads:
@@ -62,7 +62,7 @@ def test_grid_search_threads_match_sequential(digits):
     with threadpool_limits(1, user_api="blas"), parallel_backend("threading"):
         threaded = _search(digits, n_jobs=2)
     np.testing.assert_array_equal(threaded.cv_results_["mean_test_score"],
-                                  sequential.cv_results_["mean_test_score"])  # fmt: skip
+                                  sequential.cv_results_["mean_test_score"])
     assert threaded.best_params_ == sequential.best_params_
 
 
@@ -71,17 +71,17 @@ def test_dask_cluster_runs_the_same_search(digits):
     sequential = _search(digits)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:  # fmt: skip
+            distributed.Client(cluster) as client:
         assert len(client.scheduler_info()["workers"]) == 2
         with parallel_backend("dask"):
             on_cluster = _search(digits, n_jobs=-1)
             X, y = digits
             scores = cross_val_score(MLPClassifier((16,), max_iter=10, random_state=0),
-                                     X[:400], y[:400], cv=2)  # fmt: skip
+                                     X[:400], y[:400], cv=2)
     np.testing.assert_array_equal(on_cluster.cv_results_["mean_test_score"],
-                                  sequential.cv_results_["mean_test_score"])  # fmt: skip
+                                  sequential.cv_results_["mean_test_score"])
     reference = cross_val_score(MLPClassifier((16,), max_iter=10, random_state=0),
-                                X[:400], y[:400], cv=2)  # fmt: skip
+                                X[:400], y[:400], cv=2)
     np.testing.assert_array_equal(scores, reference)
 
 
@@ -91,7 +91,7 @@ def test_dask_array_prediction_by_blocks(digits):
     model = MLPClassifier(hidden_layer_sizes=(16,), max_iter=10, random_state=0).fit(X, y)
     X_blocks = da.from_array(X, chunks=(256, X.shape[1]))  # split along rows only
     proba = X_blocks.map_blocks(model.predict_proba, dtype=np.float64,
-                                chunks=(X_blocks.chunks[0], (len(model.classes_),)))  # fmt: skip
+                                chunks=(X_blocks.chunks[0], (len(model.classes_),)))
     labels = X_blocks.map_blocks(model.predict, dtype=y.dtype, drop_axis=1)
     np.testing.assert_allclose(proba.compute(), model.predict_proba(X), rtol=1e-12)
     np.testing.assert_array_equal(labels.compute(), model.predict(X))

@@ -34,7 +34,7 @@ def test_classifier_round_trip(digits, tmp_path, target, dtype):
     assert loaded.get_params() == model.get_params()
     assert loaded.classes_.dtype == model.classes_.dtype
     for attr in ("n_iter_", "t_", "loss_", "loss_curve_", "n_layers_", "n_outputs_",
-                 "out_activation_", "n_features_in_"):  # fmt: skip
+                 "out_activation_", "n_features_in_"):
         assert getattr(loaded, attr) == getattr(model, attr), attr
     assert loaded.coefs_[0].dtype == dtype
 
@@ -124,7 +124,7 @@ def test_altered_weights_fail_the_checksum(saved):
     (lambda h: h.update(estimator="Popen"), ModelFileError, "inconsistent"),
     (lambda h: h["arrays"]["params"].update(shape=[3]), ModelFileError, "shape"),
     (lambda h: h["fitted"].update(n_features_in_=3), ModelFileError, "do not match"),
-])  # fmt: skip
+])
 def test_tampered_header(saved, edit, error, pattern):
     _edit_header(saved, edit)
     with pytest.raises(error, match=pattern):

@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from cnn_bp._engine import all_finite, row_argmax
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
 from cnn_bp import MLPClassifier, MLPRegressor, _engine
-from cnn_bp._engine import all_finite, row_argmax
 
 
 def _models(digits):
@@ -23,7 +23,8 @@ def _models(digits):
         ("multiclass", MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y)),
         ("binary", MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y > 4)),
         ("multilabel", MLPClassifier((16,), max_iter=5, random_state=0).fit(X, Y)),
-        ("regressor", MLPRegressor(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X, y * 0.1)),
+        ("regressor",
+         MLPRegressor(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X, y * 0.1)),
         ("float32", MLPClassifier((16,), max_iter=5, random_state=0).fit(
             X.astype(np.float32), y)),
     ]
@@ -243,7 +244,8 @@ def test_every_memory_layout_is_read_as_its_values(digits, misaligned, layout):
              "strided": lambda: np.repeat(rows, 2, axis=0)[::2],
              "subclass": lambda: rows.view(_Subclass)}[layout]()
     for n in (1, len(rows)):  # the one-row path, and a batch
-        np.testing.assert_array_equal(model.predict_proba(other[:n]), model.predict_proba(rows[:n]))
+        np.testing.assert_array_equal(model.predict_proba(other[:n]),
+                                      model.predict_proba(rows[:n]))
         np.testing.assert_array_equal(model.predict(other[:n]), model.predict(rows[:n]))
     if layout != "subclass":  # the engine itself refuses what it cannot read in place
         with pytest.raises((TypeError, ValueError), match="X must"):
@@ -270,7 +272,7 @@ def test_one_row_is_predicted_as_in_a_batch(digits, dtype, rtol):
 @pytest.mark.parametrize("labels", [
     [0, 1, 1, 0], ["no", "yes", "yes", "no"], [3, 7, 9, 7, 3], list("badcab"),
     [[0, 1], [1, 1], [1, 0]],  # multilabel
-])  # fmt: skip
+])
 def test_label_encoding_matches_label_binarizer(labels):
     X = np.arange(2.0 * len(labels)).reshape(len(labels), 2)
     model = MLPClassifier((3,), max_iter=1).fit(X, labels)
@@ -286,20 +288,20 @@ def test_label_encoding_matches_label_binarizer(labels):
 def test_hidden_activations_are_the_forward_pass(digits):
     X, y = digits
     model = MLPClassifier((24, 12), activation=["tanh", "relu"], max_iter=5,
-                          random_state=0).fit(X, y)  # fmt: skip
+                          random_state=0).fit(X, y)
     A1 = np.tanh(X @ model.coefs_[0] + model.intercepts_[0])
     A2 = np.maximum(A1 @ model.coefs_[1] + model.intercepts_[1], 0)
     np.testing.assert_allclose(model.hidden_activations(X, layer=0), A1, rtol=1e-10, atol=1e-12)
     for layer in (1, -1):
         np.testing.assert_allclose(model.hidden_activations(X, layer=layer), A2,
-                                   rtol=1e-10, atol=1e-12)  # fmt: skip
+                                   rtol=1e-10, atol=1e-12)
     # sparse input, lists, one row: the same representation
     import scipy.sparse as sp
 
     np.testing.assert_allclose(model.hidden_activations(sp.csr_matrix(X[:30])), A2[:30],
-                               rtol=1e-10, atol=1e-12)  # fmt: skip
+                               rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(model.hidden_activations(X[:1].tolist()), A2[:1],
-                               rtol=1e-10, atol=1e-12)  # fmt: skip
+                               rtol=1e-10, atol=1e-12)
     for bad in (2, -3):
         with pytest.raises(IndexError, match="out of range"):
             model.hidden_activations(X, layer=bad)

@@ -17,9 +17,9 @@ from cnn_bp import MLPClassifier, MLPRegressor, check_gradients
 
 EXPLORE = os.environ.get("HYPOTHESIS_PROFILE") == "explore"
 SETTINGS = settings(max_examples=500 if EXPLORE else 60, derandomize=not EXPLORE,
-                    deadline=None, suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+                    deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GRADIENT_SETTINGS = settings(max_examples=200 if EXPLORE else 20, derandomize=not EXPLORE,
-                             deadline=None)  # fmt: skip
+                             deadline=None)
 
 # finite values from tiny to huge (float32 overflows near 3e38: stay below)
 VALUES = st.one_of(
@@ -116,11 +116,11 @@ def test_gradients_match_finite_differences(hidden, activation, n, seed, regress
     if regression:
         y = rng.normal(size=(n, 2))
         model = MLPRegressor(hidden_layer_sizes=tuple(hidden), activation=activation,
-                             alpha=0.1, max_iter=1, random_state=seed)  # fmt: skip
+                             alpha=0.1, max_iter=1, random_state=seed)
     else:
         y = np.arange(n) % 3
         model = MLPClassifier(tuple(hidden), activation=activation, alpha=0.1, max_iter=1,
-                              random_state=seed)  # fmt: skip
+                              random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)

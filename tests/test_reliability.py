@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,7 +20,8 @@ from cnn_bp import MLPClassifier, MLPRegressor
 @pytest.fixture
 def fitted(digits):
     X, y = digits
-    return MLPClassifier(hidden_layer_sizes=(12,), max_iter=3, random_state=0).fit(X[:300], y[:300])
+    model = MLPClassifier(hidden_layer_sizes=(12,), max_iter=3, random_state=0)
+    return model.fit(X[:300], y[:300])
 
 
 def _snapshot(model):
@@ -48,7 +48,8 @@ BAD_FIT = [
     ("complex X", lambda m, X, y: m.fit(X + 1j, y), ValueError, "Complex data"),
     ("X and y lengths differ", lambda m, X, y: m.fit(X, y[:-1]), ValueError,
      "inconsistent numbers of samples"),
-    ("NaN in y", lambda m, X, y: MLPRegressor(max_iter=2).fit(X, _with(y[:, None] * 1.0, 0, 0, np.nan)),
+    ("NaN in y",
+     lambda m, X, y: MLPRegressor(max_iter=2).fit(X, _with(y[:, None] * 1.0, 0, 0, np.nan)),
      ValueError, "NaN"),
     ("negative layer size", lambda m, X, y: m.set_params(hidden_layer_sizes=(5, -3)).fit(X, y),
      ValueError, "must be > 0"),
@@ -56,21 +57,25 @@ BAD_FIT = [
      TypeError, "integers"),
     ("huge layer size", lambda m, X, y: m.set_params(hidden_layer_sizes=(10**10,)).fit(X, y),
      (ValueError, MemoryError), "2\\*\\*31|memory|Unable to allocate"),
-    ("huge network memory", lambda m, X, y: m.set_params(hidden_layer_sizes=(30000, 30000, 30000, 30000)).fit(X, y),
+    ("huge network memory",
+     lambda m, X, y: m.set_params(hidden_layer_sizes=(30000,) * 4).fit(X, y),
      MemoryError, "needs 80.5 GiB"),
-    ("unseen label in partial_fit", lambda m, X, y: m.partial_fit(X[:5], np.array([0, 1, 2, 3, 99])),
+    ("unseen label in partial_fit",
+     lambda m, X, y: m.partial_fit(X[:5], np.array([0, 1, 2, 3, 99])),
      ValueError, "not in `self.classes_`"),
     ("wrong features in partial_fit", lambda m, X, y: m.partial_fit(X[:, :10], y), ValueError,
      "features"),
-    ("early stopping in partial_fit", lambda m, X, y: m.set_params(early_stopping=True).partial_fit(X, y),
+    ("early stopping in partial_fit",
+     lambda m, X, y: m.set_params(early_stopping=True).partial_fit(X, y),
      ValueError, "early_stopping"),
-    ("validation set too small", lambda m, X, y: m.set_params(early_stopping=True, validation_fraction=0.001).fit(X, y),
+    ("validation set too small",
+     lambda m, X, y: m.set_params(early_stopping=True, validation_fraction=0.001).fit(X, y),
      ValueError, "validation set is too small"),
     ("bad sample_weight shape", lambda m, X, y: m.fit(X, y, sample_weight=np.ones(3)), ValueError,
      "sample_weight"),
     ("unknown activation", lambda m, X, y: m.set_params(activation="swish").fit(X, y), ValueError,
      "activation"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("case", BAD_FIT, ids=[c[0] for c in BAD_FIT])
@@ -94,7 +99,7 @@ BAD_PREDICT = [
     ("complex", lambda m, X: m.predict(X + 1j), ValueError, "Complex data"),
     ("sparse with wrong features", lambda m, X: m.predict(sp.csr_matrix(X[:, :5])), ValueError,
      "features"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("case", BAD_PREDICT, ids=[c[0] for c in BAD_PREDICT])
@@ -109,7 +114,7 @@ def test_bad_predict_input_is_rejected(fitted, digits, case):
 def test_overflowing_outputs_are_an_error_not_nan(digits):
     X, y = digits
     model = MLPRegressor(hidden_layer_sizes=(4,), activation="identity", max_iter=2,
-                         random_state=0).fit(X, y)  # fmt: skip
+                         random_state=0).fit(X, y)
     model.coefs_[0][...] = 1e307  # 64 features x 1e307 overflows float64
     with pytest.raises(ValueError, match="overflows"):
         model.predict(X)
@@ -124,7 +129,7 @@ def test_batch_size_larger_than_data_is_clipped_with_a_warning(digits):
 
 
 @pytest.mark.parametrize("kind", ["fortran", "strided", "readonly", "memmap", "int8", "uint8",
-                                  "float16"])  # fmt: skip
+                                  "float16"])
 def test_unusual_arrays_are_accepted_and_give_the_plain_result(digits, kind, tmp_path):
     X, y = digits
     X = X[:300]
@@ -153,7 +158,7 @@ def test_unusual_arrays_are_accepted_and_give_the_plain_result(digits, kind, tmp
 def test_nonfinite_weights_undo_the_epoch_and_raise(digits):
     X, y = digits
     model = MLPRegressor(hidden_layer_sizes=(8,), activation="identity", solver="sgd",
-                         learning_rate_init=10.0, momentum=0.0, max_iter=20, random_state=0)  # fmt: skip
+                         learning_rate_init=10.0, momentum=0.0, max_iter=20, random_state=0)
     with pytest.raises(ValueError, match="non-finite parameter weights.*keeps its parameters"):
         model.fit(X, y * 1e3)
     assert np.isfinite(model._engine.params).all()
@@ -164,7 +169,7 @@ def test_nonfinite_weights_undo_the_epoch_and_raise(digits):
 def test_nonfinite_loss_with_finite_weights_stops_with_a_warning(digits):
     X, y = digits
     model = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=1e6,
-                         momentum=0.0, max_iter=20, random_state=0)  # fmt: skip
+                         momentum=0.0, max_iter=20, random_state=0)
     with pytest.warns(RuntimeWarning, match="the loss became inf"):
         model.fit(X * 1e3, y * 1e3)
     assert np.isfinite(model.loss_curve_).all() and model.n_iter_ < 20
@@ -254,14 +259,15 @@ def test_a_second_fit_while_training_raises_and_leaves_the_fit_alone():
 def test_the_engine_refuses_a_second_pass_while_one_runs():
     """A pass without the GIL holds the engine's buffers: a second pass,
     new optimizer state or dropout rates from another thread raise."""
-    from cnn_bp import _activations as act
     from cnn_bp._engine import Engine
+
+    from cnn_bp import _activations as act
 
     rng = np.random.RandomState(0)
     X = rng.rand(20000, 200)
     Y = np.eye(2)[rng.randint(0, 2, 20000)]
     engine = Engine([200, 256, 2], [act.activation_code("relu")], act.loss_code("log_loss"),
-                    np.float64)  # fmt: skip
+                    np.float64)
     engine.set_optimizer("adam", 1e-3)
     thread = threading.Thread(target=engine.run_epoch, args=(X, Y, None, None, 20, 0.0))
     thread.start()

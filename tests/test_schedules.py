@@ -20,7 +20,7 @@ def _rates(schedule, n=12):
 def test_formulas():
     e = np.arange(12)
     np.testing.assert_allclose(_rates(CosineAnnealing(8, 1e-4)), 1e-4 + (LR - 1e-4) * (
-        1 + np.cos(np.pi * np.minimum(e, 8) / 8)) / 2, rtol=1e-14)  # fmt: skip
+        1 + np.cos(np.pi * np.minimum(e, 8) / 8)) / 2, rtol=1e-14)
     np.testing.assert_allclose(_rates(StepDecay(3, 0.5)), LR * 0.5 ** (e // 3), rtol=1e-14)
     warm = _rates(Warmup(4, 0.25, then=StepDecay(2, 0.1)))
     np.testing.assert_allclose(warm[:4], LR * (0.25 + 0.75 * e[:4] / 4), rtol=1e-14)
@@ -46,7 +46,7 @@ def test_schedules_match_torch():
     # (up to T_max: beyond it torch's cosine rises again, cnn_bp's stays at eta_min)
     np.testing.assert_allclose(_rates(CosineAnnealing(8, 1e-4))[:9],
                                torch_rates(lambda o: S.CosineAnnealingLR(o, 8, 1e-4))[:9],
-                               rtol=1e-6)  # fmt: skip
+                               rtol=1e-6)
     np.testing.assert_allclose(_rates(StepDecay(3, 0.5)),
                                torch_rates(lambda o: S.StepLR(o, 3, 0.5)), rtol=1e-6)
     np.testing.assert_allclose(_rates(Warmup(4, 0.25)),
@@ -58,7 +58,7 @@ def test_the_rate_reaches_the_solver(digits, solver):
     """gamma = 0 stops learning after the first epoch: 4 epochs = 1 epoch."""
     X, y = digits[0][:400], digits[1][:400]
     params = dict(hidden_layer_sizes=(16,), solver=solver, momentum=0.0, tol=0,
-                  lr_schedule=StepDecay(1, gamma=0.0), random_state=0)  # fmt: skip
+                  lr_schedule=StepDecay(1, gamma=0.0), random_state=0)
     one = MLPClassifier(max_iter=1, **params).fit(X, y)
     four = MLPClassifier(max_iter=4, **params).fit(X, y)
     np.testing.assert_array_equal(one.coefs_[0], four.coefs_[0])
@@ -87,7 +87,7 @@ def test_schedules_clone_and_conflict_with_sklearn_schedules(digits):
     assert clone(model).get_params()["lr_schedule"] == model.lr_schedule
     with pytest.raises(ValueError, match="lr_schedule replaces"):
         MLPClassifier(solver="sgd", learning_rate="invscaling",
-                      lr_schedule=StepDecay(2)).fit(X[:50], y[:50])  # fmt: skip
+                      lr_schedule=StepDecay(2)).fit(X[:50], y[:50])
     with pytest.raises(ValueError, match="step_size"):
         StepDecay(0)
 
@@ -114,7 +114,8 @@ def test_a_schedule_value_that_is_no_learning_rate_is_an_error(digits, bad):
     np.testing.assert_array_equal(late._engine.params, three._engine.params)
     assert late.n_iter_ == len(late.loss_curve_) == 3
     # partial_fit numbers epochs over its calls
-    chunks = MLPClassifier((8,), random_state=0, lr_schedule=lambda epoch, lr: lr if epoch < 2 else bad)
+    chunks = MLPClassifier((8,), random_state=0,
+                           lr_schedule=lambda epoch, lr: lr if epoch < 2 else bad)
     for _ in range(2):
         chunks.partial_fit(X, y, classes=np.unique(y))
     with pytest.raises(ValueError, match="for epoch 2"):

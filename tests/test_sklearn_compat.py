@@ -32,7 +32,7 @@ def _expected_failures(estimator):
         # randomised regulariser.
         reason = "dropout masks are drawn per row: weights equal repeats in expectation only"
         return {"check_sample_weight_equivalence_on_dense_data": reason,
-                "check_sample_weight_equivalence_on_sparse_data": reason}  # fmt: skip
+                "check_sample_weight_equivalence_on_sparse_data": reason}
     return {}
 
 

@@ -27,11 +27,12 @@ def test_digits_float64_same_model(digits, solver, assert_same_model):
     theirs.fit(X, y)
     assert_same_model(ours, theirs)
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
-    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6,
+                               atol=1e-9)
 
 
 SOLVER_SCHEDULES = [("adam", "constant"), ("sgd", "constant"), ("sgd", "invscaling"),
-                    ("sgd", "adaptive"), ("lbfgs", "constant")]  # fmt: skip
+                    ("sgd", "adaptive"), ("lbfgs", "constant")]
 
 
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
@@ -48,7 +49,7 @@ def test_solver_schedule_activation_early_stopping_weights(
     params = dict(hidden_layer_sizes=(20, 15), activation=activation, solver=solver,
                   learning_rate=schedule, learning_rate_init=0.05 if solver == "sgd" else 1e-3,
                   max_iter=6, random_state=1, n_iter_no_change=2, early_stopping=early_stopping,
-                  tol=0.5 if schedule == "adaptive" else 1e-4)  # fmt: skip
+                  tol=0.5 if schedule == "adaptive" else 1e-4)
     ours, theirs = _pair("MLPClassifier", **params)
     ours.fit(X, y, sample_weight=sw)
     theirs.fit(X, y, sample_weight=sw)
@@ -82,7 +83,7 @@ def test_same_signatures_and_defaults(name):
 def test_divergence_raises_like_sklearn(digits):
     X, y = digits
     params = dict(activation="identity", solver="sgd", learning_rate_init=10.0, momentum=0.0,
-                  max_iter=3, random_state=0)  # fmt: skip
+                  max_iter=3, random_state=0)
     for model in _pair("MLPRegressor", **params):
         with pytest.raises(ValueError, match="non-finite parameter weights"):
             model.fit(X, y * 1e3)
@@ -104,11 +105,12 @@ def test_user_assigned_coefs_then_partial_fit(digits, assert_same_model):
 @pytest.mark.parametrize("early_stopping", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_early_stopping_sample_weight_shuffle(digits, early_stopping, weighted, shuffle, assert_same_model):
+def test_early_stopping_sample_weight_shuffle(digits, early_stopping, weighted, shuffle,
+                                              assert_same_model):
     X, y = digits
     sw = np.random.RandomState(0).uniform(0.2, 2.0, size=len(y)) if weighted else None
     params = dict(hidden_layer_sizes=(30,), early_stopping=early_stopping, shuffle=shuffle,
-                  max_iter=15, n_iter_no_change=3, random_state=2)  # fmt: skip
+                  max_iter=15, n_iter_no_change=3, random_state=2)
     ours, theirs = _pair("MLPClassifier", **params)
     ours.fit(X, y, sample_weight=sw)
     theirs.fit(X, y, sample_weight=sw)
@@ -133,10 +135,10 @@ def test_binary_and_multilabel(digits, assert_same_model):
 @pytest.mark.parametrize("n_targets", [1, 3])
 def test_regression(solver, n_targets, assert_same_model):
     X, y = make_regression(n_samples=300, n_features=8, n_targets=n_targets, noise=0.1,
-                           random_state=0)  # fmt: skip
+                           random_state=0)
     y = y / y.std()
     params = dict(hidden_layer_sizes=(12, 7), activation="tanh", solver=solver, max_iter=10,
-                  random_state=3, learning_rate_init=1e-3 if solver != "sgd" else 1e-2)  # fmt: skip
+                  random_state=3, learning_rate_init=1e-3 if solver != "sgd" else 1e-2)
     ours, theirs = _pair("MLPRegressor", **params)
     assert_same_model(ours.fit(X, y), theirs.fit(X, y))
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6, atol=1e-9)
@@ -147,7 +149,7 @@ def test_poisson_regression(assert_same_model):
     X = rng.normal(size=(200, 5))
     y = rng.poisson(np.exp(0.3 * X[:, 0]))
     ours, theirs = _pair("MLPRegressor", loss="poisson", hidden_layer_sizes=(8,),
-                         max_iter=10, random_state=0)  # fmt: skip
+                         max_iter=10, random_state=0)
     assert_same_model(ours.fit(X, y), theirs.fit(X, y))
     assert ours.out_activation_ == "exp"
 
@@ -161,7 +163,7 @@ def test_partial_fit_and_warm_start_sequences(digits, assert_same_model):
         theirs.partial_fit(X[start : start + 300], y[start : start + 300], classes=classes)
     assert_same_model(ours, theirs)
     ours, theirs = _pair("MLPClassifier", hidden_layer_sizes=(25,), max_iter=3,
-                         warm_start=True, random_state=0)  # fmt: skip
+                         warm_start=True, random_state=0)
     for _ in range(3):
         ours.fit(X, y)
         theirs.fit(X, y)

@@ -16,9 +16,8 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from cnn_bp import MLPClassifier, MLPRegressor
+from cnn_bp import MLPClassifier, MLPRegressor, _threads
 from cnn_bp import _engine as engine_module
-from cnn_bp import _threads
 
 THREADS = [2, 3, 4, 8]
 RTOL = {np.float32: 1e-4, np.float64: 1e-6}
@@ -49,7 +48,7 @@ def _fit(make, threads, X, y, **fit_params):
 def _assert_same(model, reference, dtype):
     rtol = RTOL[dtype]
     for a, b in zip(model.coefs_ + model.intercepts_,
-                    reference.coefs_ + reference.intercepts_):  # fmt: skip
+                    reference.coefs_ + reference.intercepts_):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
     np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=rtol)
 
@@ -68,7 +67,7 @@ def _check(make, dtype, threads, X=None, y=None, **fit_params):
 @pytest.mark.parametrize("solver", ["sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"])
 def test_every_solver(threads, solver):
     _check(lambda: MLPClassifier((32, 16), solver=solver, max_iter=20, tol=0,
-                                 random_state=0), np.float64, threads)  # fmt: skip
+                                 random_state=0), np.float64, threads)
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -76,7 +75,7 @@ def test_every_solver(threads, solver):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_zero_to_three_hidden_layers(threads, hidden, dtype):
     _check(lambda: MLPRegressor(hidden_layer_sizes=hidden, max_iter=20, tol=0,
-                                random_state=0), dtype, threads)  # fmt: skip
+                                random_state=0), dtype, threads)
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -89,7 +88,7 @@ def test_dense_and_csr_with_and_without_weights(threads, sparse, weighted, dtype
     X = sp.csr_matrix(X) if sparse else X
     fit_params = {"sample_weight": sw} if weighted else {}
     _check(lambda: MLPClassifier((32,), max_iter=20, tol=0, random_state=0), dtype,
-           threads, X, y, **fit_params)  # fmt: skip
+           threads, X, y, **fit_params)
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -97,7 +96,7 @@ def test_a_large_first_layer_splits_dw1_by_rows(threads):
     """dW^1 over SHARED_W1_BYTES is computed by rows after the hand-over."""
     X, y, _ = _data(np.float64, n_features=300)
     _check(lambda: MLPClassifier((200,), max_iter=5, tol=0, random_state=0), np.float64,
-           threads, X, y)  # fmt: skip
+           threads, X, y)
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -108,7 +107,7 @@ def test_dropout_shares_its_batches(threads, rate, dtype):
     batch's stream: the masks, so the model, of the one-thread fit."""
     hidden = (32,) if np.ndim(rate) == 0 else (24, 16, 8)
     _check(lambda: MLPClassifier(hidden, dropout=rate, max_iter=20, tol=0,
-                                 random_state=0), dtype, threads)  # fmt: skip
+                                 random_state=0), dtype, threads)
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -123,12 +122,12 @@ def test_batch_norm_shares_its_batches(threads, hidden, weighted, dtype):
     fit_params = {"sample_weight": sw} if weighted else {}
     def make():
         return MLPClassifier(hidden, batch_norm=True, dropout=0.1, max_iter=20, tol=0,
-                             random_state=0)  # fmt: skip
+                             random_state=0)
 
     _check(make, dtype, threads, X, y, **fit_params)
     reference, model = _fit(make, 1, X, y, **fit_params), _fit(make, threads, X, y, **fit_params)
     for a, b in zip(model.running_means_ + model.running_vars_,
-                    reference.running_means_ + reference.running_vars_):  # fmt: skip
+                    reference.running_means_ + reference.running_vars_):
         np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
@@ -168,10 +167,11 @@ def test_fits_side_by_side_split_the_threads():
         engine_module.py_give_helpers(first)
         assert (len(first), len(second)) == (3, 1)
         assert not set(first) & set(second)
-        engine = MLPClassifier((32,), max_iter=1, random_state=0).fit(*_data(np.float64)[:2])._engine
+        fitted = MLPClassifier((32,), max_iter=1, random_state=0).fit(*_data(np.float64)[:2])
+        engine = fitted._engine
         X, Y = np.zeros((256, 30)), np.eye(4)[np.arange(256) % 4]
         fresh = type(engine)(engine.layer_units, engine.hidden_activation, engine.loss,
-                             np.float64)  # fmt: skip
+                             np.float64)
         fresh.set_optimizer("adam", 1e-3)
         fresh.run_epoch(X, Y, None, None, 256, 0.0, n_threads=4)  # one slice
         assert fresh.last_threads == 4  # alone again: all of T
@@ -225,5 +225,5 @@ def test_omp_num_threads_sets_t_when_the_module_loads():
     )
     env = dict(os.environ, OMP_NUM_THREADS="3")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+                         text=True, check=True).stdout
     assert out.split() == ["3", "3"]

@@ -19,12 +19,12 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from cnn_bp._engine import SPLIT_ROWS, Engine
 from threadpoolctl import threadpool_limits
 
 from cnn_bp import MLPClassifier, MLPRegressor
 from cnn_bp import _activations as act
 from cnn_bp import _engine as engine_module
-from cnn_bp._engine import SPLIT_ROWS, Engine
 from cnn_bp._threads import MIN_SHARED_WORK, training_threads
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-11}
@@ -52,7 +52,7 @@ def _train(engine, X, Y, sw, order, batch, n_threads, epochs=3):
 
 def _epochs(engine, X, Y, sw, order, batch, n_threads, epochs):
     losses = [engine.run_epoch(X, Y, sw, order, batch, 1e-3, n_threads=n_threads)
-              for _ in range(epochs)]  # fmt: skip
+              for _ in range(epochs)]
     return engine.params.copy(), np.array(losses)
 
 
@@ -83,7 +83,7 @@ def test_shared_batches_train_as_one_thread(dtype, layout, w1_mode):
     # 1000 rows in batches of 130: the last batch (90 rows) is shared too
     _assert_same_training(
         lambda: _engine(dtype), X, Y, sw if layout == "weighted" else None,
-        None if layout == "in place" else order, 130, dtype)  # fmt: skip
+        None if layout == "in place" else order, 130, dtype)
 
 
 @pytest.mark.parametrize("units", [(20, 5), (20, 37, 5), (20, 3, 2, 5), (20, 300, 5)])
@@ -93,7 +93,7 @@ def test_every_network_shape_trains_as_one_thread(units, w1_mode):
     or without hidden layers."""
     X, Y, _, order = _data(np.float64)
     _assert_same_training(lambda: _engine(np.float64, units=units),
-                          X, Y, None, order, 130, np.float64)  # fmt: skip
+                          X, Y, None, order, 130, np.float64)
 
 
 @pytest.mark.parametrize("activation", ["relu", "silu", "gelu", "softplus", "elu"])
@@ -101,21 +101,21 @@ def test_every_activation_trains_as_one_thread(activation):
     """Derivatives read off Z (silu, gelu, ...) keep each part's Z rows."""
     X, Y, _, order = _data(np.float64)
     _assert_same_training(lambda: _engine(np.float64, activation=activation),
-                          X, Y, None, order, 130, np.float64)  # fmt: skip
+                          X, Y, None, order, 130, np.float64)
 
 
 @pytest.mark.parametrize("solver, options", [
     ("sgd", dict(momentum=0.9, nesterov=True)), ("adamw", dict(weight_decay=0.1)),
     ("nadam", {}), ("rmsprop", {}), ("adagrad", {}),
     ("adam", dict(clip_norm=0.5)), ("adam", dict(max_norm=0.8)),
-])  # fmt: skip
+])
 def test_every_solver_updates_as_one_thread(solver, options, w1_mode):
     """The update is split at the middle of the parameters (adamw's decay
     must stop at the weights' end there too); clip_norm and max_norm need
     the whole buffer and update on the caller's thread."""
     X, Y, _, order = _data(np.float64)
     _assert_same_training(lambda: _engine(np.float64, solver, **options),
-                          X, Y, None, order, 200, np.float64)  # fmt: skip
+                          X, Y, None, order, 200, np.float64)
 
 
 def test_small_batches_stay_on_one_thread():
@@ -235,7 +235,7 @@ def test_more_threads_than_two_give_the_one_thread_model(dtype, n_threads, w1_mo
     X, Y, sw, order = _data(dtype, n=1000)
     for batch in (256, 200):  # up to 8 parts of 32 rows, the remainder 232 in 7; 6
         _assert_same_training(lambda: _engine(dtype), X, Y, sw, order, batch, dtype,
-                              n_threads=n_threads)  # fmt: skip
+                              n_threads=n_threads)
 
 
 def _blas_threads():
@@ -430,7 +430,7 @@ def test_shared_rows_of_an_estimator(share_rows, digits, kw):
     proba = _shared(model.predict_proba, rows, 2)
     np.testing.assert_allclose(proba, model.predict_proba(X[:15]), rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(np.concatenate([model.predict(r) for r in rows]),
-                                  model.predict(X[:15]))  # fmt: skip
+                                  model.predict(X[:15]))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -490,7 +490,7 @@ def test_shared_rows_while_the_helper_trains_elsewhere(share_rows):
     [((784, 512, 256, 10), np.float32, 2), ((784, 512, 256, 10), np.float64, 2),
      ((784, 100, 10), np.float64, 1), ((784, 100, 10), np.float32, 0),
      ((784, 2048, 10), np.float64, 0)],
-)  # fmt: skip
+)
 def test_default_sharing_range(units, dtype, jobs):
     """The default SHARED_ROW_BYTES shares the rows of 784-512-256-10 and of
     784-100-10 in float64 (627 KB of W^1), not of 784-100-10 in float32
@@ -527,12 +527,12 @@ def test_an_overlapping_threadpool_limit_leaves_blas_as_it_was(chosen):
     X, y = _random_fit_data()
     before = _blas_threads()
     fit = threading.Thread(target=MLPClassifier((256,), max_iter=3, random_state=0).fit,
-                           args=(X, y))  # fmt: skip
+                           args=(X, y))
     fit.start()
     time.sleep(0.1)
     kmeans = threading.Thread(target=MiniBatchKMeans(20, batch_size=1024, max_iter=15,
                                                      n_init=1, random_state=0).fit,
-                              args=(X,))  # fmt: skip
+                              args=(X,))
     kmeans.start()
     fit.join()
     kmeans.join()
@@ -615,7 +615,7 @@ def test_two_fits_in_two_threads_run_at_once(chosen):
             return lr
 
         return MLPClassifier((256,), max_iter=30, tol=0, random_state=seed,
-                             lr_schedule=record)  # fmt: skip
+                             lr_schedule=record)
 
     models = [model(0, intervals[0]), model(1, intervals[1])]
     threads = [threading.Thread(target=m.fit, args=(X, y)) for m in models]

@@ -18,13 +18,13 @@ def _split(digits):
 def test_given_validation_data_is_what_early_stopping_scores(digits):
     X, y, X_val, y_val = _split(digits)
     model = MLPClassifier((16,), early_stopping=True, max_iter=8, n_iter_no_change=50,
-                          random_state=0).fit(X, y, X_val=X_val, y_val=y_val)  # fmt: skip
+                          random_state=0).fit(X, y, X_val=X_val, y_val=y_val)
     assert len(model.validation_scores_) == model.n_iter_ == 8
     # early stopping keeps the best epoch's weights: its score is the best one
     assert model.score(X_val, y_val) == max(model.validation_scores_)
     # the validation loss per epoch is the log-loss of the model at that epoch
     again = MLPClassifier((16,), early_stopping=True, max_iter=3, n_iter_no_change=50,
-                          random_state=0).fit(X, y, X_val=X_val, y_val=y_val)  # fmt: skip
+                          random_state=0).fit(X, y, X_val=X_val, y_val=y_val)
     np.testing.assert_allclose(model.validation_loss_curve_[:3], again.validation_loss_curve_)
     last = MLPClassifier((16,), max_iter=3, random_state=0).fit(X, y)  # no split either way
     np.testing.assert_allclose(again.validation_loss_curve_[-1],
@@ -35,11 +35,11 @@ def test_given_validation_data_is_what_early_stopping_scores(digits):
 def test_scoring_chooses_what_is_watched(digits, scoring):
     X, y, X_val, y_val = _split(digits)
     model = MLPRegressor(hidden_layer_sizes=(16,), early_stopping=True, scoring=scoring,
-                         max_iter=6, n_iter_no_change=50, random_state=0)  # fmt: skip
+                         max_iter=6, n_iter_no_change=50, random_state=0)
     model.fit(X, y, X_val=X_val, y_val=y_val)
     if scoring == "loss":
         np.testing.assert_allclose(model.validation_scores_,
-                                   -np.array(model.validation_loss_curve_))  # fmt: skip
+                                   -np.array(model.validation_loss_curve_))
     else:
         best = max(model.validation_scores_)
         assert get_scorer(scoring)(model, X_val, y_val) == pytest.approx(best)
@@ -49,7 +49,7 @@ def test_sample_weight_val_weighs_the_validation_score(digits):
     X, y, X_val, y_val = _split(digits)
     w = np.where(y_val == 3, 5.0, 1.0)
     params = dict(hidden_layer_sizes=(16,), early_stopping=True, max_iter=4,
-                  n_iter_no_change=50, random_state=0)  # fmt: skip
+                  n_iter_no_change=50, random_state=0)
     weighted = MLPClassifier(**params).fit(X, y, X_val=X_val, y_val=y_val, sample_weight_val=w)
     plain = MLPClassifier(**params).fit(X, y, X_val=X_val, y_val=y_val)
     assert weighted.validation_scores_ != plain.validation_scores_
@@ -60,7 +60,7 @@ def test_sample_weight_val_weighs_the_validation_score(digits):
     ("only_X", "given together"),
     ("unseen_label", "labels not in classes_"),
     ("width", "features"),
-])  # fmt: skip
+])
 def test_bad_validation_data_is_rejected_and_leaves_the_model(digits, case, message):
     X, y, X_val, y_val = _split(digits)
     model = MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
@@ -86,7 +86,7 @@ def test_early_stopping_across_partial_fit_calls(digits):
     X, y, X_val, y_val = _split(digits)
     classes = np.unique(y)
     model = MLPClassifier((16,), early_stopping=True, n_iter_no_change=2, tol=0.0,
-                          learning_rate_init=0.05, random_state=0)  # fmt: skip
+                          learning_rate_init=0.05, random_state=0)
     chunks = np.array_split(np.arange(len(X)), 40)
     for calls, rows in enumerate(chunks, start=1):
         model.partial_fit(X[rows], y[rows], classes=classes, X_val=X_val, y_val=y_val)

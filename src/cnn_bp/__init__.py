@@ -4,12 +4,12 @@ compiled core and scikit-learn's API.
 >>> from cnn_bp import MLPClassifier, MLPRegressor
 """
 
+from . import schedules
 from ._inspection import BackpropTrace, GradientCheckReport, backprop_trace, check_gradients
 from ._mlp import MLPClassifier, MLPRegressor
 from ._persistence import ModelFileError, load, save
 from ._plotting import LossCurveDisplay
 from ._version import __version__
-from . import schedules
 
 __all__ = [
     "BackpropTrace",

@@ -22,11 +22,11 @@ from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from . import MLPClassifier, __version__
 from ._activations import HIDDEN_ACTIVATIONS, SKLEARN_ACTIVATIONS
 from ._mlp import _STOCHASTIC_SOLVERS
+from .datasets import FASHION_MNIST_DIR, load_fashion_mnist
 
 SOLVERS = ["adam", "sgd", "lbfgs",
-           *(s for s in _STOCHASTIC_SOLVERS if s not in ("adam", "sgd"))]  # fmt: skip
+           *(s for s in _STOCHASTIC_SOLVERS if s not in ("adam", "sgd"))]
 SKLEARN_OPTIONS = {"activation": SKLEARN_ACTIVATIONS, "solver": ("adam", "sgd", "lbfgs")}
-from .datasets import FASHION_MNIST_DIR, load_fashion_mnist
 
 
 def _parse_args(argv):
@@ -39,45 +39,45 @@ def _parse_args(argv):
         "--dataset", choices=["digits", "fashion-mnist"], default="digits",
         help="digits: scikit-learn's embedded 8x8 digits (1797 images, 80/20 "
         "split); fashion-mnist: 60000 + 10000 28x28 images (default: digits)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--data-dir", default=FASHION_MNIST_DIR,
         help="folder of the Fashion-MNIST *-ubyte.gz files (default: %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--hidden", type=int, nargs="+", default=[100], metavar="N",
         help="hidden layer sizes, e.g. --hidden 512 256 (default: 100)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--activation", choices=HIDDEN_ACTIVATIONS, default="relu",
         help="hidden activation (default: relu); scikit-learn has only identity, "
         "logistic, tanh and relu",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--solver", choices=SOLVERS, default="adam",
         help="optimizer (default: adam); scikit-learn has only adam, sgd and lbfgs",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--epochs", type=int, default=200, metavar="N",
         help="max_iter: maximum epochs (default: 200, scikit-learn's)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--batch-size", type=int, default=None, metavar="N",
         help="mini-batch size (default: min(200, n_samples))",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--dtype", choices=["float32", "float64"], default=None,
         help="dtype of the data and the model (default: float32 for "
         "fashion-mnist, float64 for digits)",
-    )  # fmt: skip
+    )
     parser.add_argument("--seed", type=int, default=0, help="random_state (default: 0)")
     parser.add_argument(
         "--no-sklearn", action="store_true", help="train cnn_bp only",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--progress", choices=["auto", "on", "off"], default="auto",
         help="print the loss after every epoch (auto: on for fashion-mnist)",
-    )  # fmt: skip
+    )
     return parser.parse_args(argv)
 
 
@@ -134,10 +134,10 @@ def main(argv=None):
     data = (X_train, y_train, X_test, y_test)
     rows = [("cnn_bp", *_fit_and_score("cnn_bp", MLPClassifier(**params), *data, progress))]
     missing = [name for name, ours in (("activation", args.activation), ("solver", args.solver))
-               if ours not in SKLEARN_OPTIONS[name]]  # fmt: skip
+               if ours not in SKLEARN_OPTIONS[name]]
     if missing:
         print(f"scikit-learn has no {missing[0]} {getattr(args, missing[0])}: "
-              "training cnn_bp only", flush=True)  # fmt: skip
+              "training cnn_bp only", flush=True)
     elif not args.no_sklearn:
         sk = SklearnMLPClassifier(**params)
         rows.append(("scikit-learn", *_fit_and_score("scikit-learn", sk, *data, progress)))

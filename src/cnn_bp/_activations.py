@@ -14,7 +14,7 @@ import numpy as np
 ACTIVATIONS = (
     "identity", "logistic", "tanh", "relu", "elu", "leaky_relu", "selu",
     "softplus", "gelu", "gelu_tanh", "silu", "softmax", "exp",
-)  # fmt: skip
+)
 
 #: Activations accepted for hidden layers (the ``activation`` parameter).
 HIDDEN_ACTIVATIONS = ACTIVATIONS[:-2]

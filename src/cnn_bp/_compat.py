@@ -6,6 +6,7 @@ one, this is the only file to change.
 
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+
 try:
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 except ImportError:  # scikit-learn < 1.7: its rule, written out

@@ -185,7 +185,7 @@ class GradientCheckReport:
     def __repr__(self):
         verdict = "passed" if self.passed else "FAILED"
         lines = [f"GradientCheckReport: {verdict} (max relative error "
-                 f"{self.max_error:.2e}, tol {self.tol:.0e}, h {self.eps:.0e})"]  # fmt: skip
+                 f"{self.max_error:.2e}, tol {self.tol:.0e}, h {self.eps:.0e})"]
         for name, err in self.errors.items():
             flag = "ok" if err <= self.tol else "FAIL"
             lines.append(f"  {name:>4}  {err:.2e}  {flag}")

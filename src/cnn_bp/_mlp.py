@@ -192,7 +192,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         early_stopping, validation_fraction, beta_1, beta_2, epsilon,
         n_iter_no_change, max_fun, negative_slope, weight_decay, rho, clip_norm,
         alpha_l1, lr_schedule, scoring, init, max_norm, dropout, batch_norm,
-    ):  # fmt: skip
+    ):
         self.activation = activation
         self.dropout = dropout
         self.batch_norm = batch_norm
@@ -251,7 +251,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.intercepts_ = list(engine.intercepts)
         for name, views in (("batch_norm_scales_", engine.batch_norm_scales),
                             ("running_means_", engine.running_means),
-                            ("running_vars_", engine.running_vars)):  # fmt: skip
+                            ("running_vars_", engine.running_vars)):
             if engine.batch_norm:
                 setattr(self, name, list(views))
             else:
@@ -343,7 +343,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         huber_delta = self.huber_delta if loss == "huber" else 1.0
         return Engine(layer_units, [activation_code(a) for a in names], loss_code(loss),
                       dtype, self.negative_slope, huber_delta, self.batch_norm,
-                      self._dropout_rates(n_hidden))  # fmt: skip
+                      self._dropout_rates(n_hidden))
 
     def _seed_dropout(self):
         """Give dropout its stream the first time a fit uses it: one draw
@@ -388,15 +388,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         trained yet, but for its parameters (and classes_)."""
         record = dict(n_iter_=0, t_=0, n_layers_=len(layer_units),
                       n_outputs_=layer_units[-1], n_features_in_=layer_units[0],
-                      out_activation_=self._output_activation())  # fmt: skip
+                      out_activation_=self._output_activation())
         if self.solver in _STOCHASTIC_SOLVERS:
             record.update(loss_curve_=[], _no_improvement_count=0, stopped_early_=False)
             if self.early_stopping:
                 record.update(validation_scores_=[], validation_loss_curve_=[],
-                              best_validation_score_=-np.inf, best_loss_=None)  # fmt: skip
+                              best_validation_score_=-np.inf, best_loss_=None)
             else:
                 record.update(best_loss_=np.inf, validation_scores_=None,
-                              validation_loss_curve_=None, best_validation_score_=None)  # fmt: skip
+                              validation_loss_curve_=None, best_validation_score_=None)
         return record
 
     def _adopt(self, layer_units):
@@ -462,7 +462,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             return self
         try:
             X, y, sample_weight = self._prepare(X, y, sample_weight, incremental,
-                                                validation)  # fmt: skip
+                                                validation)
             if stochastic:
                 train, validation = self._validation_split(X, y, sample_weight, validation)
                 # the first epoch's scheduled rate, checked before anything trains
@@ -572,7 +572,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
         def loss_and_gradient(params):
             loss = engine.loss_gradient(X, Y, sample_weight, self.alpha, params,
-                                        alpha_l1=self.alpha_l1)  # fmt: skip
+                                        alpha_l1=self.alpha_l1)
             return loss, engine.grads.astype(np.float64)
 
         self._minimize_lbfgs(loss_and_gradient)
@@ -606,7 +606,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         epoch = len(self.loss_curve_)
         rate = self.lr_schedule(epoch, self.learning_rate_init)
         if (isinstance(rate, Real) and not isinstance(rate, (bool, np.bool_))
-                and math.isfinite(rate) and rate >= 0):  # fmt: skip
+                and math.isfinite(rate) and rate >= 0):
             return float(rate)
         raise ValueError(
             f"lr_schedule returned {rate!r} for epoch {epoch} (lr_init="
@@ -618,7 +618,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             settings = dict(momentum=self.momentum, nesterov=self.nesterovs_momentum)
         else:
             settings = dict(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-                            weight_decay=self.weight_decay, rho=self.rho)  # fmt: skip
+                            weight_decay=self.weight_decay, rho=self.rho)
         self._engine.set_optimizer(
             self.solver, float(self.learning_rate_init), clip_norm=self.clip_norm,
             max_norm=self.max_norm, **settings
@@ -708,7 +708,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     epoch_ctx = fit_ctx.subcontext(task_name="epoch")
                     epoch_ctx.call_on_fit_task_begin(estimator=self, **hook_data)
                     if self.lr_schedule is not None:
-                        engine.learning_rate = rate if self.n_iter_ == 0 else self._scheduled_rate()
+                        engine.learning_rate = (rate if self.n_iter_ == 0
+                                                else self._scheduled_rate())
                     np.copyto(good, engine.params)
                     total = epochs.run(batch_size, n_threads)
                     if not (math.isfinite(total) and all_finite(engine.params)):
@@ -765,7 +766,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         """The fitted state now, for a callback's fitted_estimator (copies:
         the model predicts from them as from user-assigned weights)."""
         return {"coefs_": [c.copy() for c in self.coefs_],
-                "intercepts_": [b.copy() for b in self.intercepts_]}  # fmt: skip
+                "intercepts_": [b.copy() for b in self.intercepts_]}
 
     def _given_targets(self, y):
         """Targets as the estimator's fit received them, for scoring (the
@@ -791,7 +792,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             # calls do nothing, as after any early stop
             self.stopped_early_ = True
             kept = ("Early stopping keeps the parameters of the best validation score, "
-                    f"{self.best_validation_score_}.")  # fmt: skip
+                    f"{self.best_validation_score_}.")
         elif not weights_finite:
             raise ValueError(f"{_NON_FINITE} {kept}")
         what = f"the loss became {total}" if weights_finite else "the weights overflowed"
@@ -833,7 +834,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if self.scoring == "loss":
             return val_loss, -val_loss
         return val_loss, check_scoring(self, self.scoring)(self, X_val, y_val,
-                                                           sample_weight=sw_val)  # fmt: skip
+                                                           sample_weight=sw_val)
 
     def _epochs(self, train):
         """What runs the epochs of `train` (X, y, sample_weight): _Epochs."""
@@ -908,7 +909,7 @@ or (n_val, n_outputs), default=None
         ``t_`` the rows trained.
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False,
-                         validation=(X_val, y_val, sample_weight_val))  # fmt: skip
+                         validation=(X_val, y_val, sample_weight_val))
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -1312,7 +1313,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
         lr_schedule=None, scoring=None, init="glorot_uniform",
         max_norm=None, dropout=0.0, batch_norm=False, class_weight=None,
-    ):  # fmt: skip
+    ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
             solver=solver, alpha=alpha, batch_size=batch_size,
@@ -1327,14 +1328,14 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
             scoring=scoring, init=init, max_norm=max_norm, dropout=dropout,
             batch_norm=batch_norm,
-        )  # fmt: skip
+        )
         self.class_weight = class_weight
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
             dtype=(np.float64, np.float32), reset=reset,
-        )  # fmt: skip
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
@@ -1398,7 +1399,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             return compute_sample_weight(self.class_weight, self.classes_)
         # k counts classes of positive weight: rows of weight 0 are no rows
         return np.divide(counts.sum(), np.count_nonzero(counts) * counts,
-                         out=np.zeros(len(counts)), where=counts > 0)  # fmt: skip
+                         out=np.zeros(len(counts)), where=counts > 0)
 
     def _indicator(self, y):
         """Labels y (known to be in classes_) as the bool (n_samples,
@@ -1438,7 +1439,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     @_fit_context(prefer_skip_nested_validation=True)
     @_exclusive
     def partial_fit(self, X, y, sample_weight=None, classes=None, *, X_val=None, y_val=None,
-                    sample_weight_val=None):  # fmt: skip
+                    sample_weight_val=None):
         """Update the model with one epoch over the given data.
 
         Parameters
@@ -1481,7 +1482,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             self.__dict__.update(state)
             raise
         return self._fit(X, y, sample_weight=sample_weight, incremental=True, state=state,
-                         validation=(X_val, y_val, sample_weight_val))  # fmt: skip
+                         validation=(X_val, y_val, sample_weight_val))
 
     def predict_proba(self, X):
         """Probability estimates.
@@ -1578,7 +1579,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
         lr_schedule=None, scoring=None, init="glorot_uniform",
         max_norm=None, dropout=0.0, batch_norm=False, huber_delta=1.0,
-    ):  # fmt: skip
+    ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
             solver=solver, alpha=alpha, batch_size=batch_size,
@@ -1593,14 +1594,14 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             clip_norm=clip_norm, alpha_l1=alpha_l1, lr_schedule=lr_schedule,
             scoring=scoring, init=init, max_norm=max_norm, dropout=dropout,
             batch_norm=batch_norm,
-        )  # fmt: skip
+        )
         self.huber_delta = huber_delta
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
             y_numeric=True, dtype=(np.float64, np.float32), reset=reset,
-        )  # fmt: skip
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y
@@ -1634,7 +1635,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     @_fit_context(prefer_skip_nested_validation=True)
     @_exclusive
     def partial_fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
-                    sample_weight_val=None):  # fmt: skip
+                    sample_weight_val=None):
         """Update the model with one epoch over the given data.
 
         Parameters
@@ -1672,7 +1673,7 @@ or (n_val, n_outputs), default=None
             If the estimator is being fitted in another thread.
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True,
-                         validation=(X_val, y_val, sample_weight_val))  # fmt: skip
+                         validation=(X_val, y_val, sample_weight_val))
 
 
 MLPRegressor.__doc__ = f"""Multi-layer perceptron regressor trained by backpropagation.

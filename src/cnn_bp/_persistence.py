@@ -16,15 +16,15 @@ import zipfile
 import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 
-from ._version import __version__ as _cnn_bp_version
 from ._mlp import MLPClassifier, MLPRegressor
+from ._version import __version__ as _cnn_bp_version
 
 FORMAT = "cnn_bp.model"
 FORMAT_VERSION = 1
 _CLASSES = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
 _SCALARS = ("n_iter_", "t_", "loss_", "best_loss_", "best_validation_score_",
             "n_layers_", "n_outputs_", "out_activation_", "n_features_in_",
-            "_no_improvement_count", "stopped_early_")  # fmt: skip
+            "_no_improvement_count", "stopped_early_")
 _LISTS = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
 _HEADER = "__header__"
 
@@ -130,7 +130,7 @@ def save(model, path):
         "dropout_rng": list(engine.dropout_rng),
         "object_arrays": [k for k, v in text_as_object.items() if v],
         "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape), "sha256": _digest(v)}
-                   for k, v in arrays.items()},  # fmt: skip
+                   for k, v in arrays.items()},
     }
     blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     if hasattr(path, "write"):
@@ -180,7 +180,8 @@ def load(path):
         raise ModelFileError(f"{path}: no valid cnn_bp header ({exc})") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a cnn_bp model file")
-    if not isinstance(header.get("format_version"), int) or header["format_version"] > FORMAT_VERSION:
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: format version {header.get('format_version')!r} is newer than this "
             f"cnn_bp ({_cnn_bp_version}) reads; upgrade cnn_bp"
@@ -201,7 +202,7 @@ def _rebuild(header, files):
         spec = described[key]
         if array.dtype.str != spec["dtype"] or list(array.shape) != spec["shape"]:
             raise ModelFileError(f"array {key!r} has dtype/shape {array.dtype.str} "
-                                 f"{array.shape}, the header says {spec}")  # fmt: skip
+                                 f"{array.shape}, the header says {spec}")
         if _digest(array) != spec["sha256"]:
             raise ModelFileError(f"array {key!r} fails its SHA-256 check: the file was altered")
     cls = _CLASSES[header["estimator"]]
@@ -226,7 +227,7 @@ def _rebuild(header, files):
     for key in ("params", "best_params"):
         if key in files and files[key].shape != engine.params.shape:
             raise ModelFileError(f"{key!r} has {files[key].size} values, the network "
-                                 f"{units} has {engine.params.size}")  # fmt: skip
+                                 f"{units} has {engine.params.size}")
     engine.params[...] = files["params"]
     if "running" in files:
         if files["running"].shape != engine.running.shape:
@@ -257,7 +258,8 @@ def _rebuild(header, files):
         binarizer.y_type_ = fitted["y_type_"]
         binarizer.sparse_input_ = False
         n_out = units[-1]
-        expected = len(classes) if binarizer.y_type_ in ("multiclass", "multilabel-indicator") else 1
+        several = binarizer.y_type_ in ("multiclass", "multilabel-indicator")
+        expected = len(classes) if several else 1
         if n_out != expected:
             raise ModelFileError(f"{len(classes)} classes do not fit {n_out} outputs")
         model._label_binarizer = binarizer

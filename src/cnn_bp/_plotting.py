@@ -76,7 +76,7 @@ class LossCurveDisplay:
         name = name or self.estimator_name or "model"
         epochs = np.arange(1, len(self.loss_curve) + 1)
         (self.line_,) = ax.plot(epochs, self.loss_curve, label=f"{name}: training loss",
-                                **kwargs)  # fmt: skip
+                                **kwargs)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")
         handles = [self.line_]
@@ -85,7 +85,7 @@ class LossCurveDisplay:
             self.ax2_ = ax.twinx()
             (self.validation_line_,) = self.ax2_.plot(
                 epochs[: len(self.validation_scores)], self.validation_scores,
-                color="tab:orange", label=f"{name}: validation score")  # fmt: skip
+                color="tab:orange", label=f"{name}: validation score")
             self.ax2_.set_ylabel("validation score")
             handles.append(self.validation_line_)
         ax.legend(handles=handles, loc="center right")
@@ -122,5 +122,5 @@ class LossCurveDisplay:
                 "records no loss curve; use a stochastic solver (adam, sgd, ...)"
             )
         display = cls(estimator.loss_curve_, getattr(estimator, "validation_scores_", None),
-                      estimator_name=type(estimator).__name__)  # fmt: skip
+                      estimator_name=type(estimator).__name__)
         return display.plot(ax=ax, name=name, **kwargs)

@@ -56,7 +56,7 @@ def _library_path():
     suffix = ".dll" if sys.platform == "win32" else ""
     names = sorted(f for f in os.listdir(lib_dir)
                    if f.startswith(("libscipy_openblas", "scipy_openblas"))
-                   and f.endswith(suffix) and not f.endswith((".a", ".lib")))  # fmt: skip
+                   and f.endswith(suffix) and not f.endswith((".a", ".lib")))
     return os.path.join(lib_dir, names[0]) if names else None
 
 
@@ -78,7 +78,7 @@ def thread_blas():
             return None
         _thread_blas = (lib, functions)
     return {name: ctypes.cast(fn, ctypes.c_void_p).value
-            for name, fn in _thread_blas[1].items()}  # fmt: skip
+            for name, fn in _thread_blas[1].items()}
 
 
 def keep_thread_blas_single():
@@ -104,7 +104,7 @@ def process_blas_threads():
 
         ours = None if _thread_blas is None else os.path.realpath(_thread_blas[0]._name)
         _process_blas = [lib for lib in ThreadpoolController().select(user_api="blas")
-                         .lib_controllers if os.path.realpath(lib.filepath) != ours]  # fmt: skip
+                         .lib_controllers if os.path.realpath(lib.filepath) != ours]
     return [lib.num_threads for lib in _process_blas]
 
 
@@ -147,7 +147,7 @@ def training_threads(work):
 
     threads = num_threads()
     if (threads < 2 or work < MIN_SHARED_WORK or _thread_blas is None
-            or min(process_blas_threads(), default=2) < 2):  # fmt: skip
+            or min(process_blas_threads(), default=2) < 2):
         yield 1
         return
     keep_thread_blas_single()

@@ -83,10 +83,10 @@ def _rows_array(name, data, ndims):
         data = data.to_dask_array(lengths=True)
     if not isinstance(data, da.Array):
         raise TypeError(f"{name} must be a dask array or dask dataframe, got "
-                        f"{type(data).__name__}")  # fmt: skip
+                        f"{type(data).__name__}")
     if data.ndim not in ndims:
         raise ValueError(f"{name} must have {' or '.join(map(str, ndims))} dimensions, "
-                         f"got shape {data.shape}")  # fmt: skip
+                         f"got shape {data.shape}")
     if any(np.isnan(c) for c in data.chunks[0]):
         raise ValueError(
             f"{name} has unknown chunk sizes (a dataframe's partitions before their "
@@ -131,28 +131,28 @@ def _block(model, X, y, sample_weight, index):
     X = np.asarray(X)
     if not np.isfinite(X).all():
         raise ValueError(f"Input X contains NaN or infinity (partition {index} of the "
-                         "Dask collection)")  # fmt: skip
+                         "Dask collection)")
     y = np.asarray(y)
     if is_classifier(model):
         unknown = np.setdiff1d(np.unique(y), model.classes_)
         if len(unknown):
             raise ValueError(f"partition {index} has labels {unknown} not among the "
-                             f"classes {model.classes_}")  # fmt: skip
+                             f"classes {model.classes_}")
         Y = model._indicator(y)
     else:
         if not np.isfinite(y).all():
             raise ValueError(f"Input y contains NaN or infinity (partition {index} of "
-                             "the Dask collection)")  # fmt: skip
+                             "the Dask collection)")
         Y = y.reshape(len(y), -1)
     dtype = model._engine.dtype
     if sample_weight is not None:
         sample_weight = np.asarray(sample_weight, dtype=np.float64)
         if not np.isfinite(sample_weight).all() or (sample_weight < 0).any():
             raise ValueError(f"sample_weight of partition {index} has NaN, inf or "
-                             "negative values")  # fmt: skip
+                             "negative values")
     if is_classifier(model) and model.class_weight is not None:
         weights = model._class_weight_table_[Y.argmax(axis=1) if Y.shape[1] > 1
-                                             else Y[:, 0].astype(np.intp)]  # fmt: skip
+                                             else Y[:, 0].astype(np.intp)]
         sample_weight = weights if sample_weight is None else sample_weight * weights
     if sample_weight is not None:
         sample_weight = _engine_array(sample_weight, dtype)
@@ -164,7 +164,7 @@ def _class_counts(model, y, sample_weight):
     codes = np.searchsorted(model.classes_, np.asarray(y).ravel())
     return np.bincount(codes, weights=None if sample_weight is None
                        else np.asarray(sample_weight, dtype=np.float64),
-                       minlength=len(model.classes_))  # fmt: skip
+                       minlength=len(model.classes_))
 
 
 def _aligned(block):
@@ -172,7 +172,7 @@ def _aligned(block):
     its arrays may arrive unaligned (copied then, else as they are)."""
     X, Y, sw = block
     return (_engine_array(X, X.dtype), np.ascontiguousarray(Y),
-            None if sw is None else _engine_array(sw, sw.dtype))  # fmt: skip
+            None if sw is None else _engine_array(sw, sw.dtype))
 
 
 def _concatenate(*blocks):
@@ -205,14 +205,14 @@ def _train_shard(engine, shard, k, seed, shuffle, batch_size, alpha, alpha_l1):
     X, Y, sw = _aligned(shard)
     if k > 0 and any(engine.dropout):  # each worker its own masks
         engine.dropout_rng = (int(np.random.SeedSequence([engine.dropout_rng[0], k])
-                                  .generate_state(1, np.uint64)[0]) | 1, 0)  # fmt: skip
+                                  .generate_state(1, np.uint64)[0]) | 1, 0)
     order = None
     if shuffle:
         order = np.random.RandomState([seed, k]).permutation(len(X)).astype(np.intp)
     start = time.perf_counter()
     with training_threads(len(X) * engine.params.size) as n_threads:
         total = engine.run_epoch(X, Y, sw, order, min(batch_size, len(X)), alpha,
-                                 alpha_l1=alpha_l1, n_threads=n_threads)  # fmt: skip
+                                 alpha_l1=alpha_l1, n_threads=n_threads)
     return engine, total, time.perf_counter() - start
 
 
@@ -251,7 +251,7 @@ class _Partitions:
     def subset(self, indices):
         return _Partitions(self.client, *([part[i] for i in indices] for part in
                                           (self.blocks, self.workers, self.rows)),
-                           self.X, self.y)  # fmt: skip
+                           self.X, self.y)
 
 
 class _ShardEpochs:
@@ -266,7 +266,7 @@ class _ShardEpochs:
         self.shards = [
             (worker, self.client.submit(_concatenate, *[b for b, _ in held],
                                         workers=[worker], pure=False),
-             sum(rows for _, rows in held))  # fmt: skip
+             sum(rows for _, rows in held))
             for worker, held in sorted(by_worker.items())
         ]
         self.n_samples = sum(rows for _, _, rows in self.shards)
@@ -284,7 +284,7 @@ class _ShardEpochs:
             client.submit(_train_shard, state, shard, k, seed, model.shuffle, batch_size,
                           model.alpha, model.alpha_l1, workers=[worker], pure=False)
             for k, (worker, shard, _) in enumerate(self.shards)
-        ], [worker for worker, _, _ in self.shards])  # fmt: skip
+        ], [worker for worker, _, _ in self.shards])
         trained = [(e, total) for e, total, _ in results]
         weights = np.array([rows for _, _, rows in self.shards], float) / self.n_samples
         engine.params[...] = sum(w * e.params for w, (e, _) in zip(weights, trained))
@@ -294,7 +294,7 @@ class _ShardEpochs:
             settings["state"] = sum(w * e.optimizer_state for w, (e, _) in zip(weights, trained))
         settings["t"] = int(round(sum(w * e.t for w, (e, _) in zip(weights, trained))))
         settings["mu_product"] = sum(w * e.optimizer_settings()["mu_product"]
-                                     for w, (e, _) in zip(weights, trained))  # fmt: skip
+                                     for w, (e, _) in zip(weights, trained))
         engine.set_optimizer(**settings)
         engine.dropout_rng = trained[0][0].dropout_rng
         self.timings.append((time.perf_counter() - start, max(r[2] for r in results)))
@@ -328,7 +328,7 @@ def _tree_sum(client, parts, workers):
     """The sum of futures of tuples, added FAN_IN at a time (_gather)."""
     while len(parts) > 1:
         parts = [client.submit(_add, *parts[i:i + FAN_IN], pure=False)
-                 for i in range(0, len(parts), FAN_IN)]  # fmt: skip
+                 for i in range(0, len(parts), FAN_IN)]
     return _gather(client, parts, workers)[0]
 
 
@@ -379,7 +379,7 @@ class _DaskMixin:
         """
         if not _is_dask(X):
             return super().fit(X, y, sample_weight, X_val=X_val, y_val=y_val,
-                               sample_weight_val=sample_weight_val)  # fmt: skip
+                               sample_weight_val=sample_weight_val)
         state = self.__dict__.copy()
         try:
             return self._fit_dask(X, y, sample_weight, (X_val, y_val, sample_weight_val))
@@ -438,24 +438,24 @@ class _DaskMixin:
             counts = None
             if self.class_weight == "balanced":
                 sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
-                       else [None] * y.numblocks[0])  # fmt: skip
+                       else [None] * y.numblocks[0])
                 counts = sum(client.gather(client.compute([
                     dask.delayed(_class_counts)(model, yb, sb)
-                    for yb, sb in zip(y.to_delayed().ravel(), sws)])))  # fmt: skip
+                    for yb, sb in zip(y.to_delayed().ravel(), sws)])))
             self._class_weight_table_ = self._class_weight_table(counts)
             model._class_weight_table_ = self._class_weight_table_
         model_future = client.scatter(model, hash=False)
         sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
-               else [None] * X.numblocks[0])  # fmt: skip
+               else [None] * X.numblocks[0])
         tasks = [dask.delayed(_block, pure=False)(model_future, xb, yb, sb, i)
                  for i, (xb, yb, sb) in enumerate(zip(X.to_delayed().ravel(),
-                                                      y.to_delayed().ravel(), sws))]  # fmt: skip
+                                                      y.to_delayed().ravel(), sws))]
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
             raise ValueError("the Dask cluster has no workers")
         held = [workers[i * len(workers) // len(tasks)] for i in range(len(tasks))]
         blocks = [client.compute(task, workers=[worker], allow_other_workers=False)
-                  for task, worker in zip(tasks, held)]  # fmt: skip
+                  for task, worker in zip(tasks, held)]
         _gather(client, blocks, held)  # raise a partition's error now
         return _Partitions(client, blocks, held, list(X.chunks[0]), X, y)
 
@@ -467,7 +467,7 @@ class _DaskMixin:
             p = client.scatter(params.astype(engine.dtype), hash=False)
             data_loss, weight, grads = _tree_sum(client, [
                 client.submit(_loss_gradient_sums, template, p, block, pure=False)
-                for block in parts.blocks], parts.workers)  # fmt: skip
+                for block in parts.blocks], parts.workers)
             engine.params[...] = params  # the penalty's terms are the iterate's
             engine.grads[...] = grads
             loss = engine.finish_loss_gradient(data_loss, weight, self.alpha, self.alpha_l1)
@@ -478,7 +478,7 @@ class _DaskMixin:
         if not np.isfinite(engine.params).all():
             engine.params[...] = start
             raise ValueError("Training diverged: the weights overflowed. The model keeps "
-                             "its parameters from before fit.")  # fmt: skip
+                             "its parameters from before fit.")
 
     def _split_by_partition(self, client, parts, given):
         """(train, validation) for _fit_stochastic: the training partitions,
@@ -520,7 +520,7 @@ class _DaskMixin:
         p = client.scatter(self._engine.params.copy(), hash=False)
         data_loss, weight, sums = _tree_sum(client, [
             client.submit(_validation_sums, model_future, p, block, pure=False)
-            for block in validation.blocks], validation.workers)  # fmt: skip
+            for block in validation.blocks], validation.workers)
         loss = data_loss / weight
         if self.scoring == "loss":
             return loss, -loss
@@ -553,7 +553,7 @@ class _DaskMixin:
         params = self.get_params(deep=False)
         client = params.pop("client")
         return type(self)(**{k: clone(v, safe=False) for k, v in params.items()},
-                          client=client)  # fmt: skip
+                          client=client)
 
     def _lazy(self, X, method, dtype, columns):
         """`method` of the local model on each partition of dask X, lazily."""
@@ -561,10 +561,10 @@ class _DaskMixin:
         model = dask.delayed(self.to_local(), pure=True)
         if columns is None:
             return X.map_blocks(_predict_block, model, method, dtype=dtype, drop_axis=1,
-                                meta=np.empty((0,), dtype))  # fmt: skip
+                                meta=np.empty((0,), dtype))
         return X.map_blocks(_predict_block, model, method, dtype=dtype,
                             chunks=(X.chunks[0], (columns,)),
-                            meta=np.empty((0, 0), dtype))  # fmt: skip
+                            meta=np.empty((0, 0), dtype))
 
     def predict(self, X):
         """Predictions: for dask X a lazy dask array computed on the workers
@@ -604,7 +604,7 @@ class _DaskMixin:
             return super().score(X, y, sample_weight)
         y = _rows_array("y", y, (1, 2))
         w = (da.ones(y.shape[0], chunks=y.chunks[0]) if sample_weight is None
-             else _rows_array("sample_weight", sample_weight, (1,)))  # fmt: skip
+             else _rows_array("sample_weight", sample_weight, (1,)))
         pred = self.predict(X)
         if is_classifier(self):
             return (w * (pred == y)).sum() / w.sum()
@@ -659,7 +659,7 @@ class DaskMLPClassifier(_DaskMixin, MLPClassifier):
 
     _local_class = MLPClassifier
     _parameter_constraints = {**MLPClassifier._parameter_constraints,
-                              **_DaskMixin._parameter_constraints}  # fmt: skip
+                              **_DaskMixin._parameter_constraints}
     __init__ = _with_client(MLPClassifier)
 
     def predict_proba(self, X):
@@ -699,5 +699,5 @@ class DaskMLPRegressor(_DaskMixin, MLPRegressor):
 
     _local_class = MLPRegressor
     _parameter_constraints = {**MLPRegressor._parameter_constraints,
-                              **_DaskMixin._parameter_constraints}  # fmt: skip
+                              **_DaskMixin._parameter_constraints}
     __init__ = _with_client(MLPRegressor)

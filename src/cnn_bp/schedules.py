@@ -46,7 +46,8 @@ class CosineAnnealing(_Schedule):
 
     def __call__(self, epoch, lr_init):
         e = min(epoch, self.T_max)
-        return self.eta_min + (lr_init - self.eta_min) * (1 + math.cos(math.pi * e / self.T_max)) / 2
+        cosine = math.cos(math.pi * e / self.T_max)
+        return self.eta_min + (lr_init - self.eta_min) * (1 + cosine) / 2
 
 
 class StepDecay(_Schedule):
@@ -62,7 +63,8 @@ class StepDecay(_Schedule):
 
     def __init__(self, step_size, gamma=0.1):
         if not (isinstance(step_size, int) and step_size >= 1) or not gamma >= 0:
-            raise ValueError(f"need an int step_size >= 1 and gamma >= 0, got {step_size}, {gamma}")
+            raise ValueError(
+                f"need an int step_size >= 1 and gamma >= 0, got {step_size}, {gamma}")
         self.step_size = step_size
         self.gamma = gamma
 
@@ -90,7 +92,7 @@ class Warmup(_Schedule):
     def __init__(self, epochs, start_factor=0.1, then=None):
         if not (isinstance(epochs, int) and epochs >= 1) or not 0 < start_factor <= 1:
             raise ValueError(f"need an int epochs >= 1 and 0 < start_factor <= 1, "
-                             f"got {epochs}, {start_factor}")  # fmt: skip
+                             f"got {epochs}, {start_factor}")
         self.epochs = epochs
         self.start_factor = start_factor
         self.then = then
