@@ -157,7 +157,7 @@ class GradientCheckReport:
         Relative error per block, keys ``"W1", "b1", ..., "WL", "bL"`` (and
         ``"gamma1", ...`` for batch normalisation's scales):
         max|backprop - numeric| / max(max|numeric|, max|backprop|, floor),
-        floor = 10 eps_dtype max(|C|, 1) / (h tol): a difference of ten
+        floor = 10 eps_dtype max(abs(C), 1) / (h tol): a difference of ten
         round-offs of the difference quotient passes.
     tol : float
         The error up to which a block passes.

@@ -1235,11 +1235,11 @@ _ATTRIBUTES_DOC = """
         The loss at the end of fitting (penalty included).
     best_loss_ : float or None
         Lowest training loss seen (None with early stopping).
-    loss_curve_ : list of shape (n_iter_,)
+    loss_curve_ : list of shape (`n_iter_`,)
         Loss after each epoch (stochastic solvers).
-    validation_scores_ : list of shape (n_iter_,) or None
+    validation_scores_ : list of shape (`n_iter_`,) or None
         Validation score after each epoch with early stopping.
-    validation_loss_curve_ : list of shape (n_iter_,) or None
+    validation_loss_curve_ : list of shape (`n_iter_`,) or None
         Mean loss on the validation data after each epoch with early stopping
         (data term only, no penalty; a cnn_bp extension).
     best_validation_score_ : float or None
@@ -1257,7 +1257,7 @@ _ATTRIBUTES_DOC = """
         b^l, ndarray (fan_out,) each: views into the same buffer.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when X had string column names.
     n_iter_ : int
         Epochs (or L-BFGS iterations) run by the last fit.
@@ -1269,7 +1269,7 @@ _ATTRIBUTES_DOC = """
         Output activation: 'softmax', 'logistic', 'identity' or 'exp'.
     batch_norm_scales_ : list of shape (n_layers - 2,)
         With batch_norm: gamma^l of each hidden layer, ndarray (n_l,), views
-        into the parameter buffer (the shifts beta^l are intercepts_).
+        into the parameter buffer (the shifts beta^l are ``intercepts_``).
     running_means_, running_vars_ : list of shape (n_layers - 2,)
         With batch_norm: the running mean and variance of each hidden
         layer's A^{l-1} W^l, ndarray (n_l,), that prediction normalises with."""
@@ -1689,8 +1689,8 @@ default='squared_error'
         Half squared error with an identity output, or half Poisson deviance
         with an exp output (requires y >= 0); cnn_bp's robust losses, with an
         identity output and summed over the outputs: 'huber' (Huber, 1964),
-        r^2 / 2 for |r| <= huber_delta and huber_delta (|r| - huber_delta / 2)
-        beyond, r = prediction - y, and 'absolute_error' |r| (its gradient
+        r^2 / 2 for abs(r) <= huber_delta and huber_delta (abs(r) - huber_delta / 2)
+        beyond, r = prediction - y, and 'absolute_error' abs(r) (its gradient
         is sign(r), so it fits the conditional median).{_PARAMETERS_DOC}
     huber_delta : float, default=1.0
         Where the 'huber' loss turns from quadratic to linear, > 0, in the

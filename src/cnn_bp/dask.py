@@ -625,9 +625,10 @@ def _r2(residual, spread):
     return np.where(spread == 0, np.where(residual == 0, 1.0, 0.0), 1 - residual / safe)
 
 
-def _with_client(local_class):
-    """__init__ of local_class's parameters plus keyword-only client=None,
-    with the explicit signature scikit-learn's get_params and clone read."""
+def _with_client(local_class, name):
+    """__init__ of class `name`: local_class's parameters plus keyword-only
+    client=None, with the explicit signature scikit-learn's get_params and
+    clone read."""
     signature = inspect.signature(local_class.__init__)
 
     def __init__(self, *args, client=None, **params):
@@ -638,6 +639,7 @@ def _with_client(local_class):
     __init__.__signature__ = signature.replace(
         parameters=[*signature.parameters.values(), client])
     __init__.__doc__ = local_class.__init__.__doc__
+    __init__.__qualname__ = f"{name}.__init__"
     return __init__
 
 
@@ -660,7 +662,7 @@ class DaskMLPClassifier(_DaskMixin, MLPClassifier):
     _local_class = MLPClassifier
     _parameter_constraints = {**MLPClassifier._parameter_constraints,
                               **_DaskMixin._parameter_constraints}
-    __init__ = _with_client(MLPClassifier)
+    __init__ = _with_client(MLPClassifier, "DaskMLPClassifier")
 
     def predict_proba(self, X):
         """Class probabilities: for dask X a lazy dask array of shape
@@ -700,4 +702,4 @@ class DaskMLPRegressor(_DaskMixin, MLPRegressor):
     _local_class = MLPRegressor
     _parameter_constraints = {**MLPRegressor._parameter_constraints,
                               **_DaskMixin._parameter_constraints}
-    __init__ = _with_client(MLPRegressor)
+    __init__ = _with_client(MLPRegressor, "DaskMLPRegressor")

@@ -1,0 +1,58 @@
+"""Sphinx configuration of cnn_bp's documentation site.
+
+Build (from the repository root, after ``pip install ".[docs]"``)::
+
+    sphinx-build -W -b html docs docs/_build/html
+
+``-W`` turns every warning into an error, as CI runs it.
+"""
+
+import cnn_bp
+
+project = "cnn_bp"
+author = "the cnn_bp developers"
+copyright = "2026, the cnn_bp developers"
+version = release = cnn_bp.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "myst_parser",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+templates_path = ["_templates"]
+
+# API reference: one page per public name, numpydoc sections rendered
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+# the text of public docstrings is checked too (numpydoc's validation)
+numpydoc_validation_checks = {"GL08"}  # every public object has a docstring
+numpydoc_validation_exclude = {r"\.__init__$"}  # documented by the class
+
+
+def skip_scikit_learn_members(app, what, name, obj, skip, options):
+    """Leave out the methods the estimators inherit from scikit-learn
+    (get_params, score, set_fit_request, ...): they behave as scikit-learn
+    documents them, and their docstrings link into its site."""
+    if getattr(obj, "__module__", None) and obj.__module__.startswith("sklearn"):
+        return True
+    return skip
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", skip_scikit_learn_members)
+
+myst_enable_extensions = ["dollarmath"]
+myst_heading_anchors = 3
+
+html_theme = "pydata_sphinx_theme"
+html_title = f"cnn_bp {release}"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+}
