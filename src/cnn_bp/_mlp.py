@@ -1705,7 +1705,7 @@ default='squared_error'
     >>> import numpy as np
     >>> from cnn_bp import MLPRegressor
     >>> X = np.linspace(-1, 1, 200).reshape(-1, 1)
-    >>> reg = MLPRegressor((32,), activation="tanh", solver="lbfgs",
+    >>> reg = MLPRegressor(hidden_layer_sizes=(32,), activation="tanh", solver="lbfgs",
     ...                    random_state=0).fit(X, np.sin(3 * X).ravel())
     >>> round(reg.score(X, np.sin(3 * X).ravel()), 2)
     1.0
