@@ -20,6 +20,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "numpydoc",
     "myst_parser",
+    "sphinx_gallery.gen_gallery",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
@@ -46,6 +47,17 @@ def skip_scikit_learn_members(app, what, name, obj, skip, options):
 
 def setup(app):
     app.connect("autodoc-skip-member", skip_scikit_learn_members)
+
+# the gallery: examples/plot_*.py, executed at every build (each a few seconds
+# on the digits), their figures kept
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "ignore_pattern": r"(^|/)(?!plot_)[^/]*\.py$",  # the scripts with options
+    "download_all_examples": False,
+    "min_reported_time": 1,
+}
 
 myst_enable_extensions = ["dollarmath"]
 myst_heading_anchors = 3

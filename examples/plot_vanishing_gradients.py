@@ -1,0 +1,31 @@
+"""
+Vanishing gradients, layer by layer
+===================================
+
+`cnn_bp.backprop_trace` returns every quantity of one forward and backward
+pass: Z, A and δ of each layer. With logistic units the error signal δ^l
+shrinks by an order of magnitude at every layer on its way back (f' ≤ 1/4);
+with tanh and relu (f' up to 1) far less. One epoch of Adam, 200 digits.
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import load_digits
+
+from cnn_bp import MLPClassifier, backprop_trace
+
+X, y = load_digits(return_X_y=True)
+X = X / 16
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for activation in ["logistic", "tanh", "relu"]:
+    clf = MLPClassifier(hidden_layer_sizes=(32,) * 6, activation=activation, max_iter=1,
+                        random_state=0).fit(X, y)
+    trace = backprop_trace(clf, X[:200], y[:200])
+    norms = [np.abs(layer.delta).mean() for layer in trace.layers]
+    ax.semilogy(range(1, len(norms) + 1), norms, "o-", label=activation)
+ax.set_xlabel("layer l")
+ax.set_ylabel("mean |δ^l|")
+ax.legend()
+fig.tight_layout()
+plt.show()
