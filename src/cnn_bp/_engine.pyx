@@ -1002,7 +1002,7 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
         return
     # this share's rows of the batch
     if SW != NULL:
-        swb = (<floating *> w.sw if b.order != NULL else SW + b.start) + s.r0
+        swb = (<const floating *> w.sw if b.order != NULL else SW + b.start) + s.r0
     xb.sw = swb
     if xb.x != NULL:
         xb.x = <const floating *> xb.x + s.r0 * n_in
