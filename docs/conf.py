@@ -28,7 +28,7 @@ templates_path = ["_templates"]
 
 # API reference: one page per public name, numpydoc sections rendered
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_default_options = {"members": True, "inherited-members": True}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 # the text of public docstrings is checked too (numpydoc's validation)
