@@ -31,8 +31,10 @@ autosummary_generate = True
 autodoc_default_options = {"members": True, "inherited-members": True}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
-# the text of public docstrings is checked too (numpydoc's validation)
-numpydoc_validation_checks = {"GL08"}  # every public object has a docstring
+# the text of public docstrings is checked too (numpydoc's validation): every
+# public object has a docstring (GL08), every parameter is documented and no
+# other (PR01, PR02, PR10), every function says what it returns (RT01)
+numpydoc_validation_checks = {"GL08", "PR01", "PR02", "PR10", "RT01"}
 numpydoc_validation_exclude = {r"\.__init__$"}  # documented by the class
 
 

@@ -64,7 +64,9 @@ class LayerTrace:
 class BackpropTrace:
     """The result of :func:`backprop_trace`: ``trace[l]`` is layer l (1-based).
 
-    Attributes
+    Built by `backprop_trace`; each parameter is also an attribute.
+
+    Parameters
     ----------
     loss : float
         The cost C (as the estimator's ``loss_``), L2 term included.
@@ -151,7 +153,10 @@ def _split(engine, flat):
 class GradientCheckReport:
     """The result of :func:`check_gradients`.
 
-    Attributes
+    Built by `check_gradients`; each parameter is also an attribute, and
+    `max_error` and `passed` sum them up.
+
+    Parameters
     ----------
     errors : dict of str to float
         Relative error per block, keys ``"W1", "b1", ..., "WL", "bL"`` (and

@@ -532,8 +532,15 @@ class _DaskMixin:
         return loss, float(np.mean(_r2(residual, spread)))
 
     def to_local(self):
-        """The fitted local estimator: a `cnn_bp.MLPClassifier` or
-        `cnn_bp.MLPRegressor` with this one's parameters and weights."""
+        """The fitted local estimator.
+
+        Returns
+        -------
+        estimator : cnn_bp.MLPClassifier or cnn_bp.MLPRegressor
+            A copy with this one's parameters and fitted state (weights,
+            classes, curves): it predicts the same, needs no cluster, and
+            pickles and saves (`cnn_bp.save`) as any local model.
+        """
         check_is_fitted(self)
         local = self._local_class.__new__(self._local_class)
         state = copy.deepcopy(self.__getstate__())
@@ -644,20 +651,7 @@ def _with_client(local_class, name):
 
 
 class DaskMLPClassifier(_DaskMixin, MLPClassifier):
-    """`cnn_bp.MLPClassifier` trained on a Dask cluster (see the module
-    docstring): every parameter of MLPClassifier, plus ``client``.
-
-    Parameters
-    ----------
-    client : distributed.Client or None, default=None
-        The cluster to train on; None: ``distributed.default_client()``.
-    **params
-        MLPClassifier's parameters, with its defaults.
-
-    Attributes
-    ----------
-    As `cnn_bp.MLPClassifier`'s.
-    """
+    __doc__ = None  # built below from MLPClassifier's
 
     _local_class = MLPClassifier
     _parameter_constraints = {**MLPClassifier._parameter_constraints,
@@ -684,22 +678,34 @@ class DaskMLPClassifier(_DaskMixin, MLPClassifier):
 
 
 class DaskMLPRegressor(_DaskMixin, MLPRegressor):
-    """`cnn_bp.MLPRegressor` trained on a Dask cluster (see the module
-    docstring): every parameter of MLPRegressor, plus ``client``.
-
-    Parameters
-    ----------
-    client : distributed.Client or None, default=None
-        The cluster to train on; None: ``distributed.default_client()``.
-    **params
-        MLPRegressor's parameters, with its defaults.
-
-    Attributes
-    ----------
-    As `cnn_bp.MLPRegressor`'s.
-    """
+    __doc__ = None  # built below from MLPRegressor's
 
     _local_class = MLPRegressor
     _parameter_constraints = {**MLPRegressor._parameter_constraints,
                               **_DaskMixin._parameter_constraints}
     __init__ = _with_client(MLPRegressor, "DaskMLPRegressor")
+
+
+def _dask_doc(local_class):
+    """The Dask estimator's docstring: the local class's, with a first
+    paragraph of its own and ``client`` added to its parameters (one text,
+    so that the parameters documented are exactly the signature's)."""
+    doc = inspect.cleandoc(local_class.__doc__)
+    rest = doc[doc.index("Parameters\n----------\n") + len("Parameters\n----------\n"):]
+    name = local_class.__name__
+    return (
+        f"`cnn_bp.{name}` trained on a Dask cluster, where the partitions of its "
+        "data live.\n\n"
+        f"Every parameter of `cnn_bp.{name}`, plus ``client``; ``fit`` takes Dask "
+        "arrays and dataframes chunked along rows (the module docstring of "
+        "`cnn_bp.dask` describes the two training schemes), ``to_local`` returns "
+        f"the fitted `cnn_bp.{name}`.\n\n"
+        "Parameters\n----------\n"
+        "client : distributed.Client or None, default=None\n"
+        "    The cluster to train on; None: ``distributed.default_client()``.\n"
+        + rest
+    )
+
+
+DaskMLPClassifier.__doc__ = _dask_doc(MLPClassifier)
+DaskMLPRegressor.__doc__ = _dask_doc(MLPRegressor)
