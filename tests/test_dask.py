@@ -133,6 +133,19 @@ def test_predictions_are_lazy_and_those_of_the_local_model(client, digits):
     np.testing.assert_array_equal(model.predict(X), local.predict(X))  # numpy: local
 
 
+def test_numpy_input_is_the_local_estimator(digits):
+    """On arrays in memory the Dask estimators are the local ones: no cluster
+    needed, the same model."""
+    X, y = digits
+    params = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+    model = DaskMLPClassifier(**params).fit(X, y)
+    reference = MLPClassifier(**params).fit(X, y)
+    _assert_same_model(model, reference, 1e-12)
+    assert model.score(X, y) == reference.score(X, y)
+    regressor = DaskMLPRegressor(**params).fit(X, y * 0.1)
+    _assert_same_model(regressor, MLPRegressor(**params).fit(X, y * 0.1), 1e-12)
+
+
 def test_regressor_predict_and_score(client):
     X, y = make_regression(400, 6, n_targets=2, random_state=0)
     y = y / y.std()

@@ -347,7 +347,6 @@ class _DaskMixin:
                 "No Dask client: start one (distributed.Client(...)) or pass client="
             ) from error
 
-    @_exclusive
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
             sample_weight_val=None):
         """Train on Dask collections where their partitions live (numpy and
@@ -380,9 +379,14 @@ class _DaskMixin:
         if not _is_dask(X):
             return super().fit(X, y, sample_weight, X_val=X_val, y_val=y_val,
                                sample_weight_val=sample_weight_val)
+        return self._fit_on_cluster(X, y, sample_weight, (X_val, y_val, sample_weight_val))
+
+    @_exclusive
+    def _fit_on_cluster(self, X, y, sample_weight, given):
+        """fit on Dask collections; any error leaves the estimator as it was."""
         state = self.__dict__.copy()
         try:
-            return self._fit_dask(X, y, sample_weight, (X_val, y_val, sample_weight_val))
+            return self._fit_dask(X, y, sample_weight, given)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(state)
