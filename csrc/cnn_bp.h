@@ -301,6 +301,9 @@ int cnnbp_get_num_threads(void);
 void cnnbp_set_num_threads(int n);  /* n <= 0: no limit */
 /* The cores this process may run on (its affinity mask), at least 1. */
 int cnnbp_available_cores(void);
+/* clock_gettime(clock) in seconds (a clockid_t: CLOCK_MONOTONIC,
+ * CLOCK_THREAD_CPUTIME_ID). */
+double cnnbp_seconds(int clock);
 
 /* team.c: the parallel layer. A training slice's team is the caller and
  * the helpers it could take; each batch is split among `parts` of them in
@@ -347,9 +350,10 @@ int cnnbp_team_begin(cnnbp_team *t, int want, ptrdiff_t n_in, ptrdiff_t n1,
  * (up to the team's) and returns how many: parts. */
 int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows);
 /* fn(batch, share k) on thread k, k = 0..parts - 1 (0: the caller), for
- * the hand-over `phase`; returns, all done, the seconds it took. */
-double cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
-                      void *batch);
+ * the hand-over `phase`; returns when all are done (t->shared adds the
+ * seconds of hand-overs of more than one part). */
+void cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
+                    void *batch);
 void cnnbp_team_end(cnnbp_team *t);
 /* Phase 1's reduction: g[i] += the other parts' sums over s's ranges (sums:
  * part k's, k > 0, at (k - 1) (n_params - g0), parameter i at [i - g0]). */

@@ -22,9 +22,9 @@
  *
  * T, the threads a fit may use (the caller and T - 1 helpers), is the
  * number of cores the process may run on, or OMP_NUM_THREADS (read when
- * the module loads), or what
- * threadpoolctl set (cnnbp_set_num_threads, through cnn_bp._threads'
- * controller): as scikit-learn's OpenMP code chooses.
+ * the module loads), or what threadpoolctl set (cnnbp_set_num_threads,
+ * through cnn_bp._threads' controller): as scikit-learn's OpenMP code
+ * chooses.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -65,10 +65,10 @@ static atomic_int thread_limit;  /* threadpoolctl's limit; 0: none set */
 static atomic_int callers;       /* callers holding (or having asked for) helpers */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-static double now(void)
+double cnnbp_seconds(int clock)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime((clockid_t)clock, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -107,11 +107,11 @@ static void *serve(void *arg)
     unsigned seen = 0;
     for (;;) {
         /* spin for a while, then sleep until a job is posted */
-        double until = now() + SPIN_SECONDS;
+        double until = cnnbp_seconds(CLOCK_MONOTONIC) + SPIN_SECONDS;
         unsigned spins = 0;
         while (atomic_load_explicit(&h->posted, memory_order_acquire) == seen) {
             CPU_RELAX();
-            if (++spins % 256 == 0 && now() > until) {
+            if (++spins % 256 == 0 && cnnbp_seconds(CLOCK_MONOTONIC) > until) {
                 pthread_mutex_lock(&h->lock);
                 h->sleeping = 1;
                 while (atomic_load_explicit(&h->posted, memory_order_acquire) == seen
@@ -119,7 +119,7 @@ static void *serve(void *arg)
                     pthread_cond_wait(&h->wake, &h->lock);
                 h->sleeping = h->nudged = 0;
                 pthread_mutex_unlock(&h->lock);
-                until = now() + SPIN_SECONDS;  /* spin again */
+                until = cnnbp_seconds(CLOCK_MONOTONIC) + SPIN_SECONDS;  /* spin again */
             }
         }
         seen++;

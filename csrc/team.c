@@ -6,15 +6,17 @@
  * per-thread gradient sums, and learns when threads in lockstep wait for
  * cores taken by other work.
  *
- * A shared batch takes two hand-overs (cnnbp_team_run), whatever the depth:
- *   phase 0  each thread takes its rows r0..r0 + mr - 1 forward and back,
+ * A shared batch takes two hand-overs (cnnbp_team_run), whatever the depth
+ * (the engine adds two more at each batch-normalised layer, where it
+ * combines the shares' statistics):
+ *   rows     each thread takes its rows r0..r0 + mr - 1 forward and back,
  *            summing their gradient in a buffer of its own (dW^1 of a large
  *            first layer excepted: see cnnbp_team_begin's g0);
- *   phase 1  each computes its rows w1 of dW^1 (when excepted), adds the
- *            others' sums to its parameter ranges u (cnnbp_reduce_*) and
- *            updates them: the reduction and the update split by parameter
- *            ranges, each thread its own slice (LIBXSMM's fully-connected
- *            layers split their weight gradient likewise).
+ *   update   each computes its rows w1 of dW^1 (when excepted), adds the
+ *            others' sums to its parameter ranges u (cnnbp_team_reduce_*)
+ *            and updates them: the reduction and the update split by
+ *            parameter ranges, each thread its own slice (LIBXSMM's
+ *            fully-connected layers split their weight gradient likewise).
  */
 #define _GNU_SOURCE
 #include <stdatomic.h>
@@ -23,13 +25,6 @@
 #include <string.h>
 #include <time.h>
 #include "cnn_bp.h"
-
-static double seconds_of(clockid_t clock)
-{
-    struct timespec t;
-    clock_gettime(clock, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* The first row of W^1 in part k's ranges (part `parts`: n_0, the end):
  * equal shares; CSR's all part 0's, whose dW^1 is one pass over the sparse
@@ -109,32 +104,30 @@ int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows)
 static void share_job(void *arg)
 {
     cnnbp_share *s = arg;
-    double c0 = seconds_of(CLOCK_THREAD_CPUTIME_ID);
+    double c0 = cnnbp_seconds(CLOCK_THREAD_CPUTIME_ID);
     s->fn(s->batch, s);
-    s->cpu += seconds_of(CLOCK_THREAD_CPUTIME_ID) - c0;
+    s->cpu += cnnbp_seconds(CLOCK_THREAD_CPUTIME_ID) - c0;
 }
 
-double cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
-                      void *batch)
+void cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
+                    void *batch)
 {
-    double begin = seconds_of(CLOCK_MONOTONIC);
     for (int k = 0; k < parts; k++) {
         t->share[k].phase = phase;
         t->share[k].fn = fn;
         t->share[k].batch = batch;
     }
-    if (parts == 1) {  /* the caller alone: not a hand-over */
+    if (parts == 1) {  /* the caller alone: not a hand-over, not timed */
         fn(batch, &t->share[0]);
-        return seconds_of(CLOCK_MONOTONIC) - begin;
+        return;
     }
+    double begin = cnnbp_seconds(CLOCK_MONOTONIC);
     for (int k = 1; k < parts; k++)
         cnnbp_helper_post(t->ids[k - 1], share_job, &t->share[k]);
     share_job(&t->share[0]);
     for (int k = 1; k < parts; k++)
         cnnbp_helper_wait(t->ids[k - 1]);
-    double took = seconds_of(CLOCK_MONOTONIC) - begin;
-    t->shared += took;
-    return took;
+    t->shared += cnnbp_seconds(CLOCK_MONOTONIC) - begin;
 }
 
 void cnnbp_team_end(cnnbp_team *t)
@@ -219,7 +212,7 @@ int cnnbp_lockstep_helpers(const cnnbp_lockstep *l, int wanted)
 {
     if (l->cap < 0 || l->cap >= wanted)
         return wanted;
-    if (seconds_of(CLOCK_MONOTONIC) >= l->probe_at)
+    if (cnnbp_seconds(CLOCK_MONOTONIC) >= l->probe_at)
         return l->cap + 1;
     return l->cap;
 }
@@ -231,7 +224,7 @@ void cnnbp_lockstep_learn(cnnbp_lockstep *l, int wanted, int had, double cpu,
         return;
     if (cpu < CNNBP_LOCKSTEP_EFFICIENCY * (had + 1) * seconds) {
         l->cap = had - 1;
-        l->probe_at = seconds_of(CLOCK_MONOTONIC) + l->probe_every;
+        l->probe_at = cnnbp_seconds(CLOCK_MONOTONIC) + l->probe_every;
         l->probe_every = 2 * l->probe_every < 64 * CNNBP_PROBE_SECONDS
                              ? 2 * l->probe_every : 64 * CNNBP_PROBE_SECONDS;
     } else if (l->cap >= 0 && had > l->cap) {

@@ -77,6 +77,20 @@ def test_lbfgs_regressor_with_sample_weight(client):
     _assert_same_model(model, reference, 1e-6)
 
 
+def test_balanced_class_weight_counts_classes_over_all_partitions(client, digits):
+    """'balanced' weighs each class by its weighted rows in the whole
+    collection (summed over the partitions), as the local fit does."""
+    X, y = digits
+    y = np.where(y < 2, 1, 0)  # an unbalanced binary problem
+    sw = np.random.RandomState(0).uniform(0.5, 2, len(y))
+    params = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=20, random_state=0,
+                  class_weight="balanced")
+    reference = MLPClassifier(**params).fit(X, y, sample_weight=sw)
+    Xd, yd = _dask(X, y, 300)
+    model = DaskMLPClassifier(**params).fit(Xd, yd, sample_weight=da.from_array(sw, 300))
+    _assert_same_model(model, reference, 1e-6)
+
+
 def test_adam_on_one_partition_is_the_local_fit_without_shuffling(client, digits):
     X, y = digits
     params = dict(hidden_layer_sizes=(32,), max_iter=5, shuffle=False, random_state=0)

@@ -56,7 +56,6 @@ cimport numpy as cnp
 from libc.math cimport NAN, pow, sqrt
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cython cimport floating
@@ -537,8 +536,8 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     rows r0..r0 + m - 1 of the blocks of `a` (w.a, or a prediction's own
     blocks) of a batch of `batch` rows; block L receives A^{L-1} W^L, whose
     bias and output activation the caller applies (with the loss when
-    training). Batch-normalised layers normalise A^{l-1} W^l first (whole
-    batches: r0 = 0); when `training`, layers with dropout also leave
+    training). Batch-normalised layers normalise A^{l-1} W^l first; when
+    `training`, layers with dropout also leave
     A^l * mask in w.kept, which the next layer reads: the masks of these
     rows, drawn at their places in the batch's stream, so that rows taken
     apart get the masks the whole batch would (the caller then moves the
@@ -562,9 +561,8 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     helper w.helper, awake; w.part has room for n_l values) splits those
     inputs in two halves (cnnbp_split_inputs), the helper summing the
     second's rows into w.part while this thread sums the first's into Z^l,
-    which then adds w.part. A row's product streams all
-    of W^l once; two cores stream it twice as fast, each its own contiguous
-    half (784-512-256-10 in float64: 70-93 -> 42-69 us a row, noisy VM)."""
+    which then adds w.part. A row's product streams all of W^l once; two
+    cores stream it twice as fast, each its own contiguous half."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
     cdef floating *z
@@ -1152,20 +1150,17 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         for k in range(parts):
             data_loss += team.share[k].out[0]
             s += team.share[k].out[1]
-        if parts == 1:  # its sums are the gradient
-            total += _finish_update(net, opt, p, g, data_loss, s) * m
-            start += m
-            continue
-        b.s, b.opt = s, split_update
-        if split_update != NULL:
-            _advance(opt)
-        cnnbp_team_run(&team, parts, SHARE_UPDATE, share, &b)
-        if split_update != NULL:
+        if parts > 1:  # the others' sums added, and the update split too when it can be
+            b.s, b.opt = s, split_update
+            if split_update != NULL:
+                _advance(opt)
+            cnnbp_team_run(&team, parts, SHARE_UPDATE, share, &b)
+        if parts > 1 and split_update != NULL:
             penalty = 0
             for k in range(parts):
                 penalty += team.share[k].out[0]
             total += (data_loss / s + penalty / s) * m
-        else:
+        else:  # one share (its sums are the gradient), or clipping / max_norm
             total += _finish_update(net, opt, p, g, data_loss, s) * m
         start += m
     cnnbp_team_end(&team)

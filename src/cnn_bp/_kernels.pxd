@@ -249,8 +249,8 @@ cdef extern from "cnn_bp.h" nogil:
     int cnnbp_team_begin(cnnbp_team *t, int want, ptrdiff_t n_in, ptrdiff_t n1,
                          ptrdiff_t n_params, ptrdiff_t g0, int csr)
     int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows)
-    double cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
-                          void *batch)
+    void cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
+                        void *batch)
     void cnnbp_team_end(cnnbp_team *t)
     void cnnbp_team_reduce_f32(const cnnbp_team *t, const cnnbp_share *s,
                                const float *sums, float *g)

@@ -3,7 +3,8 @@
 A fit shares each batch among T threads, itself and T - 1 helper threads
 (csrc/pool.c; ``Engine.run_epoch(n_threads=T)``: each its rows forward and
 back, their gradient summed apart, each its share of the update). T is the
-number of cores the process may run on, or OMP_NUM_THREADS, or what
+number of cores the process may run on, or OMP_NUM_THREADS (read when cnn_bp
+loads), or what
 ``threadpoolctl.threadpool_limits`` sets: cnn_bp registers its pool with
 threadpoolctl (user_api "cnn_bp"), so ``threadpool_limits(limits=k)`` sets T
 to k and ``threadpool_info()`` lists it, as scikit-learn's OpenMP code
@@ -17,11 +18,12 @@ exporting its symbols) kept at one thread. The process's BLAS, which numpy
 and scipy call, and its thread count, a setting of the whole process, are
 never changed.
 
-The alternatives were measured and not taken (the figures are in the
-README's Speed section): OpenBLAS's ``openblas_set_num_threads_local``, in
-scipy's pthreads build, changed the count of every thread, not only the
-caller's; BLIS (the blis package) ran slower per thread than OpenBLAS on an
-AVX-512 machine. The model is the same for every T, to round-off.
+The alternatives were measured and not taken (the figures are on the
+documentation's performance page, docs/performance.md): OpenBLAS's
+``openblas_set_num_threads_local``, in scipy's pthreads build, changed the
+count of every thread, not only the caller's; BLIS (the blis package) ran
+slower per thread than OpenBLAS on an AVX-512 machine. The model is the same
+for every T, to round-off.
 """
 import contextlib
 import ctypes

@@ -438,19 +438,17 @@ class _DaskMixin:
         did before."""
         model = copy.copy(self)
         model.__dict__.pop("client", None)
+        sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
+               else [None] * X.numblocks[0])
         if is_classifier(self) and self.class_weight is not None:
             counts = None
             if self.class_weight == "balanced":
-                sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
-                       else [None] * y.numblocks[0])
                 counts = sum(client.gather(client.compute([
                     dask.delayed(_class_counts)(model, yb, sb)
                     for yb, sb in zip(y.to_delayed().ravel(), sws)])))
             self._class_weight_table_ = self._class_weight_table(counts)
             model._class_weight_table_ = self._class_weight_table_
         model_future = client.scatter(model, hash=False)
-        sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
-               else [None] * X.numblocks[0])
         tasks = [dask.delayed(_block, pure=False)(model_future, xb, yb, sb, i)
                  for i, (xb, yb, sb) in enumerate(zip(X.to_delayed().ravel(),
                                                       y.to_delayed().ravel(), sws))]
@@ -625,13 +623,13 @@ class _DaskMixin:
         residual = (wc * (y2 - p2) ** 2).sum(axis=0)
         mean = (wc * y2).sum(axis=0) / w.sum()
         spread = (wc * (y2 - mean) ** 2).sum(axis=0)
-        return da.mean(da.where(spread == 0, da.where(residual == 0, 1.0, 0.0),
-                                1 - residual / da.where(spread == 0, 1, spread)))
+        return da.mean(_r2(residual, spread))
 
 
 def _r2(residual, spread):
     """R^2 per output as scikit-learn's r2_score (force_finite: a constant
-    target scores 1 when predicted exactly, else 0)."""
+    target scores 1 when predicted exactly, else 0); numpy or dask arrays
+    (np.where dispatches to dask's)."""
     safe = np.where(spread == 0, 1, spread)
     return np.where(spread == 0, np.where(residual == 0, 1.0, 0.0), 1 - residual / safe)
 
