@@ -1,10 +1,14 @@
 """Build the compiled core: one extension, the Cython engine plus the C99 kernels.
 
+First tools/generate.py writes what the registry (src/cnn_bp/_registry.py)
+and the kernel header determine: csrc/registry.h and src/cnn_bp/_kernels.pxd.
+
 Flags are portable by default (-O3, no -march); set CNN_BP_NATIVE=1 to add
 -march=native for a local build tuned to this CPU (never for a wheel).
 """
 import glob
 import os
+import runpy
 
 import numpy
 from Cython.Build import cythonize
@@ -29,6 +33,9 @@ KERNELS = [
 compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-pthread"]
 if os.environ.get("CNN_BP_NATIVE") == "1":
     compile_args.append("-march=native")
+
+runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools", "generate.py"),
+               run_name="__main__")
 
 extensions = [
     Extension(

@@ -4,17 +4,13 @@
  * Each activation's forward value and its derivative sit side by side in
  * the two switches below. Derivatives are read off the stored activation
  * a = f(z) where that is exact; gelu, gelu_tanh and silu are not monotonic,
- * so theirs are read off the pre-activation z, which the engine then keeps.
+ * so theirs are read off the pre-activation z, which the engine then keeps
+ * (their registry entries say needs_z). A code without a case reaches the
+ * switches' default: CNNBP_UNKNOWN_CODE.
  */
 #ifndef T
 #define CNNBP_BODY "activations.c"
 #include "typed.h"
-
-int cnnbp_derivative_needs_z(int activation)
-{
-    return activation == CNNBP_GELU || activation == CNNBP_GELU_TANH ||
-           activation == CNNBP_SILU;
-}
 #else
 
 /* SELU's constants (Klambauer et al. 2017, eq. 14), and GELU's. */
@@ -70,13 +66,13 @@ static inline __attribute__((always_inline)) void FN(softmax_rows)(
 }
 
 CNNBP_VECTOR_LOOP
-void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
-                         double slope, const T *restrict b, T *restrict z)
+int FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
+                        double slope, const T *restrict b, T *restrict z)
 {
     const T s = (T)slope;
     if (activation == CNNBP_SOFTMAX) {
         FN(softmax_rows)(m, n, b, z);
-        return;
+        return 0;
     }
     /* One switch per row, then plain counted loops GCC can vectorise. */
     for (ptrdiff_t i = 0; i < m; i++) {
@@ -145,14 +141,17 @@ void FN(bias_activation)(ptrdiff_t m, ptrdiff_t n, int activation,
             for (ptrdiff_t j = 0; j < n; j++)
                 row[j] = EXP(row[j] + b[j]);
             break;
+        default:
+            return CNNBP_UNKNOWN_CODE;
         }
     }
+    return 0;
 }
 
 CNNBP_VECTOR_LOOP
-void FN(delta_derivative)(ptrdiff_t size, int activation, double slope,
-                          const T *restrict a, const T *restrict z,
-                          T *restrict delta)
+int FN(delta_derivative)(ptrdiff_t size, int activation, double slope,
+                         const T *restrict a, const T *restrict z,
+                         T *restrict delta)
 {
     const T s = (T)slope;
     switch (activation) {
@@ -205,7 +204,10 @@ void FN(delta_derivative)(ptrdiff_t size, int activation, double slope,
             delta[i] *= sig * (1 + z[i] * (1 - sig));
         }
         break;
+    default: /* output-only (softmax, exp) or unknown */
+        return CNNBP_UNKNOWN_CODE;
     }
+    return 0;
 }
 
 #undef SELU_LAMBDA

@@ -21,41 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Activations: hidden ones first, then output-only ones (CNNBP_SOFTMAX on).
- * Order matches cnn_bp/_activations.py:ACTIVATIONS (a test checks).
- * The derivative is read off the stored activation a = f(z) where that is
- * exact (f monotonic), and off the kept pre-activation z otherwise (gelu,
- * gelu_tanh, silu: see cnnbp_derivative_needs_z). */
-typedef enum {
-    CNNBP_IDENTITY = 0,   /* f(z) = z                     f'= 1           */
-    CNNBP_LOGISTIC = 1,   /* f(z) = 1 / (1 + exp(-z))     f'= a (1 - a)   */
-    CNNBP_TANH = 2,       /* f(z) = tanh(z)               f'= 1 - a^2     */
-    CNNBP_RELU = 3,       /* f(z) = max(z, 0)             f'= [a > 0]     */
-    CNNBP_ELU = 4,        /* f(z) = z if z > 0 else exp(z) - 1 (Clevert et al.
-                             2016, alpha = 1)     f'= 1 if a > 0 else a + 1 */
-    CNNBP_LEAKY_RELU = 5, /* f(z) = z if z > 0 else s z, slope s >= 0 (Maas et
-                             al. 2013)            f'= 1 if a > 0 else s     */
-    CNNBP_SELU = 6,       /* f(z) = lambda z if z > 0 else lambda alpha (exp(z)
-                             - 1) (Klambauer et al. 2017)
-                                          f'= lambda if a > 0 else a + lambda alpha */
-    CNNBP_SOFTPLUS = 7,   /* f(z) = log(1 + exp(z))       f'= 1 - exp(-a) */
-    CNNBP_GELU = 8,       /* f(z) = z Phi(z), Phi the normal CDF (Hendrycks &
-                             Gimpel 2016)         f'= Phi(z) + z phi(z)     */
-    CNNBP_GELU_TANH = 9,  /* their tanh approximation: f(z) = z (1 + tanh(u)) / 2,
-                             u = sqrt(2/pi) (z + 0.044715 z^3)              */
-    CNNBP_SILU = 10,      /* f(z) = z sigma(z) (Elfwing et al. 2018; "swish")
-                                                  f'= sigma (1 + z (1 - sigma)) */
-    CNNBP_SOFTMAX = 11,   /* row-wise exp(z_k) / sum_j exp(z_j); output only */
-    CNNBP_EXP = 12,       /* f(z) = exp(z); output only (Poisson)          */
-    CNNBP_N_ACTIVATIONS = 13
-} cnnbp_activation;
-
-/* Whether activation's derivative needs the pre-activation z (1) or is
- * exact from a = f(z) alone (0). */
-int cnnbp_derivative_needs_z(int activation);
-
-/* Losses, each with the output activation that makes it a canonical link,
- * for which the output delta dC/dZ^L is simply (A^L - Y):
+/* The activations, losses and solvers: their enums (CNNBP_RELU, ...,
+ * CNNBP_LOG_LOSS, ..., CNNBP_SOLVER_ADAM, ...) and the switches that read
+ * the registry's columns (cnnbp_derivative_needs_z, cnnbp_loss_activation),
+ * generated from cnn_bp/_registry.py at build time (tools/generate.py).
+ * The losses pair with the output activation that makes each a canonical
+ * link, for which the output delta dC/dZ^L is simply (A^L - Y):
  *   squared error   + identity   C = 1/2 (a - y)^2, averaged over outputs
  *   log-loss        + softmax    C = -sum_k y_k log a_k
  *   binary log-loss + logistic   C = -sum_k [y_k log a_k + (1 - y_k) log(1 - a_k)]
@@ -65,30 +36,30 @@ int cnnbp_derivative_needs_z(int activation);
  *   Huber (1964)    + identity   C = sum_k r_k^2 / 2 where |r_k| <= d, else
  *                                    d (|r_k| - d / 2); delta = clip(r, -d, d)
  *   absolute error  + identity   C = sum_k |r_k|;    delta = sign(r)
- * Order matches cnn_bp/_activations.py:LOSSES. */
-typedef enum {
-    CNNBP_SQUARED_ERROR = 0,
-    CNNBP_LOG_LOSS = 1,
-    CNNBP_BINARY_LOG_LOSS = 2,
-    CNNBP_POISSON = 3,
-    CNNBP_HUBER = 4,
-    CNNBP_ABSOLUTE_ERROR = 5,
-    CNNBP_N_LOSSES = 6
-} cnnbp_loss;
+ * The derivative of an activation is read off the stored activation
+ * a = f(z) where that is exact (f monotonic), and off the kept
+ * pre-activation z otherwise. */
+#include "registry.h"
 
-/* Output activation of each loss (indexed by cnnbp_loss). */
-int cnnbp_loss_activation(int loss);
+/* What a kernel whose switch meets a code it has no case for returns (the
+ * engine checks every code it is given this way: Engine in _engine.pyx). */
+#define CNNBP_UNKNOWN_CODE (-1)
 
+/* Every kernel below exists for float (_f32) and double (_f64). The build
+ * reads these macros (tools/generate.py) to declare both to Cython with one
+ * fused-type wrapper each: a kernel is declared here and nowhere else. */
 #define CNNBP_DECLARE(T, S)                                                    \
     /* activations.c */                                                        \
     /* z_inout[i, j] := f(z_inout[i, j] + b[j]); softmax is row-wise;      \
-     * slope: leaky_relu's s (unused by the others). */                        \
-    void cnnbp_bias_activation_##S(ptrdiff_t m, ptrdiff_t n, int activation,   \
-                                   double slope, const T *restrict b,          \
-                                   T *restrict z_inout);                       \
+     * slope: leaky_relu's s (unused by the others). Returns 0, or         \
+     * CNNBP_UNKNOWN_CODE (m >= 1) for a code it has no case for. */        \
+    int cnnbp_bias_activation_##S(ptrdiff_t m, ptrdiff_t n, int activation,    \
+                                  double slope, const T *restrict b,           \
+                                  T *restrict z_inout);                        \
     /* delta_inout[i] := delta_inout[i] * f'(z[i]), f' read off a[i] = f(z)  \
-     * or, where cnnbp_derivative_needs_z, off z (else z may be NULL). */     \
-    void cnnbp_delta_derivative_##S(ptrdiff_t size, int activation,            \
+     * or, where cnnbp_derivative_needs_z, off z (else z may be NULL).       \
+     * Returns 0, or CNNBP_UNKNOWN_CODE for an output-only or unknown code. */ \
+    int cnnbp_delta_derivative_##S(ptrdiff_t size, int activation,             \
                                     double slope, const T *restrict a,         \
                                     const T *restrict z,                       \
                                     T *restrict delta_inout);                  \
@@ -96,7 +67,8 @@ int cnnbp_loss_activation(int loss);
     /* a := g(z + b) with g the loss's output activation (in z_inout);       \
      * delta_out := dC/dz * sw (sw NULL means weights 1): (a - y) * sw for   \
      * the canonical pairs; huber_delta is Huber's d (unused by the others); \
-     * returns sum_i sw_i C_i, the weighted data loss of the m rows.          \
+     * returns sum_i sw_i C_i, the weighted data loss of the m rows (NaN for \
+     * an unknown loss code).                                                 \
      * Probabilities are clipped to [eps, 1 - eps] inside the log, as in      \
      * scikit-learn, with eps the machine epsilon of T. */                     \
     double cnnbp_output_loss_##S(ptrdiff_t m, ptrdiff_t n, int loss,           \
@@ -355,12 +327,14 @@ int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows);
 void cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
                     void *batch);
 void cnnbp_team_end(cnnbp_team *t);
-/* Phase 1's reduction: g[i] += the other parts' sums over s's ranges (sums:
- * part k's, k > 0, at (k - 1) (n_params - g0), parameter i at [i - g0]). */
-void cnnbp_team_reduce_f32(const cnnbp_team *t, const cnnbp_share *s,
-                           const float *sums, float *g);
-void cnnbp_team_reduce_f64(const cnnbp_team *t, const cnnbp_share *s,
-                           const double *sums, double *g);
+#define CNNBP_DECLARE_TEAM(T, S)                                               \
+    /* Phase 1's reduction: g[i] += the other parts' sums over s's ranges   \
+     * (sums: part k's, k > 0, at (k - 1) (n_params - g0), parameter i at   \
+     * [i - g0]). */                                                         \
+    void cnnbp_team_reduce_##S(const cnnbp_team *t, const cnnbp_share *s,      \
+                               const T *sums, T *g);
+CNNBP_DECLARE_TEAM(float, f32)
+CNNBP_DECLARE_TEAM(double, f64)
 
 /* A one-row prediction: how its products run (cnnbp_row_mode). */
 enum { CNNBP_ROW_BATCH, CNNBP_ROW_ALONE, CNNBP_ROW_SHARED };

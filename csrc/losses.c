@@ -13,19 +13,6 @@
 #ifndef T
 #define CNNBP_BODY "losses.c"
 #include "typed.h"
-
-int cnnbp_loss_activation(int loss)
-{
-    switch (loss) {
-    case CNNBP_SQUARED_ERROR: return CNNBP_IDENTITY;
-    case CNNBP_LOG_LOSS: return CNNBP_SOFTMAX;
-    case CNNBP_BINARY_LOG_LOSS: return CNNBP_LOGISTIC;
-    case CNNBP_POISSON: return CNNBP_EXP;
-    case CNNBP_HUBER: return CNNBP_IDENTITY;
-    case CNNBP_ABSOLUTE_ERROR: return CNNBP_IDENTITY;
-    }
-    return -1;
-}
 #else
 
 /* Clip a probability into [eps, 1 - eps] before taking its log. */
@@ -78,8 +65,9 @@ static double FN(row_loss)(ptrdiff_t n, int loss, double huber_delta,
         for (ptrdiff_t j = 0; j < n; j++)
             c += FABS(a[j] - y[j]);
         return c;
+    default:
+        return NAN;
     }
-    return NAN;
 }
 
 /* dC/dz of one output of a non-canonical loss, r = a - y. */
@@ -97,7 +85,8 @@ double FN(output_loss)(ptrdiff_t m, ptrdiff_t n, int loss, double huber_delta,
 {
     const int robust = loss == CNNBP_HUBER || loss == CNNBP_ABSOLUTE_ERROR;
     const T hd = (T)huber_delta;
-    FN(bias_activation)(m, n, cnnbp_loss_activation(loss), 0.0, b, z);
+    if (FN(bias_activation)(m, n, cnnbp_loss_activation(loss), 0.0, b, z) != 0)
+        return NAN; /* an unknown loss (its activation -1) */
     if (loss != CNNBP_SQUARED_ERROR) /* tiny probabilities: see FLUSH */
         for (ptrdiff_t i = 0; i < m * n; i++)
             z[i] = FLUSH(z[i]);

@@ -8,6 +8,7 @@ Build (from the repository root, after ``pip install ".[docs]"``)::
 """
 
 import cnn_bp
+from cnn_bp import _registry
 
 project = "cnn_bp"
 author = "the cnn_bp developers"
@@ -61,7 +62,16 @@ sphinx_gallery_conf = {
     "min_reported_time": 1,
 }
 
-myst_enable_extensions = ["dollarmath"]
+myst_enable_extensions = ["dollarmath", "substitution"]
+# lists of names in the pages come from the registry, as the estimators' do
+_sklearn_settings = {h for s in _registry.SOLVERS if s.sklearn for h in s.hyperparameters}
+myst_substitutions = {
+    "extra_activations": ", ".join(
+        a.name for a in _registry.ACTIVATIONS if not (a.output or a.sklearn)),
+    "extra_solvers": ", ".join(
+        s.name + "".join(f" (`{h}`)" for h in s.hyperparameters if h not in _sklearn_settings)
+        for s in _registry.SOLVERS if not s.sklearn),
+}
 myst_heading_anchors = 3
 
 html_theme = "pydata_sphinx_theme"

@@ -9,7 +9,8 @@ from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 
 import cnn_bp
 from cnn_bp import MLPClassifier, MLPRegressor
-from cnn_bp import _activations as act
+
+import reference as act
 
 NEW = ["elu", "leaky_relu", "selu", "softplus", "gelu", "gelu_tanh", "silu"]
 

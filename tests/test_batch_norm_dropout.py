@@ -12,7 +12,8 @@ from sklearn.datasets import load_digits
 
 import cnn_bp
 from cnn_bp import MLPClassifier, MLPRegressor, check_gradients
-from cnn_bp import _activations as act
+
+import reference as act
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from cnn_bp._engine import Engine
 
-from cnn_bp import _activations as act
+import reference as act
 
 
 def _problem(loss, n_samples, n_out, rng, dtype):

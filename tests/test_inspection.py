@@ -7,7 +7,8 @@ from sklearn.exceptions import NotFittedError
 
 import cnn_bp
 from cnn_bp import MLPClassifier, MLPRegressor, _inspection, backprop_trace, check_gradients
-from cnn_bp import _activations as act
+
+import reference as act
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ from cnn_bp._engine import Engine
 
 import cnn_bp
 from cnn_bp import MLPClassifier
-from cnn_bp import _activations as act
+
+import reference as act
 
 LR, B1, B2, EPS, WD, RHO = 0.01, 0.9, 0.999, 1e-8, 0.05, 0.9
 STEPS = 6

@@ -23,9 +23,10 @@ from cnn_bp._engine import SPLIT_ROWS, Engine
 from threadpoolctl import threadpool_limits
 
 from cnn_bp import MLPClassifier, MLPRegressor
-from cnn_bp import _activations as act
 from cnn_bp import _engine as engine_module
 from cnn_bp._threads import MIN_SHARED_WORK, training_threads
+
+import reference as act
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-11}
 

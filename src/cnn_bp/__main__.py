@@ -20,13 +20,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 
 from . import MLPClassifier, __version__
-from ._activations import HIDDEN_ACTIVATIONS, SKLEARN_ACTIVATIONS
-from ._mlp import _STOCHASTIC_SOLVERS
+from ._registry import HIDDEN_ACTIVATIONS, SKLEARN_ACTIVATIONS, SOLVER_CHOICES, SOLVERS
 from .datasets import FASHION_MNIST_DIR, load_fashion_mnist
 
-SOLVERS = ["adam", "sgd", "lbfgs",
-           *(s for s in _STOCHASTIC_SOLVERS if s not in ("adam", "sgd"))]
-SKLEARN_OPTIONS = {"activation": SKLEARN_ACTIVATIONS, "solver": ("adam", "sgd", "lbfgs")}
+SKLEARN_OPTIONS = {
+    "activation": SKLEARN_ACTIVATIONS,
+    "solver": ("lbfgs", *(s.name for s in SOLVERS if s.sklearn)),
+}
 
 
 def _parse_args(argv):
@@ -54,7 +54,7 @@ def _parse_args(argv):
         "logistic, tanh and relu",
     )
     parser.add_argument(
-        "--solver", choices=SOLVERS, default="adam",
+        "--solver", choices=SOLVER_CHOICES, default="adam",
         help="optimizer (default: adam); scikit-learn has only adam, sgd and lbfgs",
     )
     parser.add_argument(

@@ -2,7 +2,7 @@
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
 
-from ._kernels cimport cnnbp_lockstep
+from ._kernels cimport Hyperparameters, cnnbp_lockstep
 
 
 cdef struct Net:
@@ -34,15 +34,9 @@ cdef struct Net:
 
 cdef struct Optim:
     # Optimizer settings and state; the flat state buffers mirror params.
-    int kind                     # SOLVER_* code (SOLVERS in _engine.pyx)
+    int kind                     # CNNBP_SOLVER_* code (cnn_bp._registry.SOLVERS)
     double learning_rate         # sgd: current rate; others: learning_rate_init
-    double momentum
-    int nesterov
-    double beta_1
-    double beta_2
-    double epsilon
-    double weight_decay          # adamw
-    double rho                   # rmsprop
+    Hyperparameters h            # momentum, beta_1, ... (_registry.HYPERPARAMETERS)
     double clip_norm             # clip the gradient to this global norm; 0: off
     double max_norm              # cap each unit's incoming weight norm; 0: off
     long long t                  # update steps taken so far

@@ -50,10 +50,11 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
+from ._registry import HYPERPARAMETERS, solver_code
 from ._threads import register_with_threadpoolctl, thread_blas
 
 cimport numpy as cnp
-from libc.math cimport NAN, pow, sqrt
+from libc.math cimport NAN, isnan, pow, sqrt
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, memset
@@ -63,17 +64,15 @@ from cython cimport floating
 from ._kernels cimport (
     cnnbp_thread_blas, cnnbp_sgemm_fn, cnnbp_dgemm_fn, cnnbp_sdot_fn, cnnbp_ddot_fn,
     cnnbp_sasum_fn, cnnbp_dasum_fn,
-    CNNBP_N_ACTIVATIONS, CNNBP_N_LOSSES, CNNBP_SOFTMAX, CNNBP_IDENTITY,
-    CNNBP_LOGISTIC, CNNBP_TANH, CNNBP_RELU, CNNBP_ELU, CNNBP_LEAKY_RELU,
-    CNNBP_SELU, CNNBP_SOFTPLUS, CNNBP_GELU, CNNBP_GELU_TANH, CNNBP_SILU,
-    CNNBP_EXP, CNNBP_SQUARED_ERROR, CNNBP_LOG_LOSS, CNNBP_BINARY_LOG_LOSS,
-    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR,
-    adagrad_update, adam_update,
+    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, CNNBP_SOLVER_SGD,
+    CNNBP_SOLVER_ADAM, CNNBP_SOLVER_ADAMW, CNNBP_SOLVER_NADAM, CNNBP_SOLVER_RMSPROP,
+    CNNBP_SOLVER_ADAGRAD, CNNBP_UNKNOWN_CODE, registry_codes, adagrad_update, adam_update,
     adamw_update, add, batch_norm_apply, batch_norm_backward, batch_norm_train,
     batch_norm_moments, batch_norm_combine, batch_norm_normalise,
     batch_norm_backward_sums, batch_norm_backward_combine, batch_norm_backward_apply,
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
-    cnnbp_row_argmax_f32, cnnbp_row_argmax_f64,
+    cnnbp_row_argmax_f32, cnnbp_row_argmax_f64, cnnbp_bias_activation_f64,
+    cnnbp_delta_derivative_f64, cnnbp_output_loss_f64,
     cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
     CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_jobs, cnnbp_helpers_release,
     cnnbp_get_num_threads, CNNBP_SPLIT_ROWS, CNNBP_ROW_BATCH, CNNBP_ROW_ALONE,
@@ -82,7 +81,7 @@ from ._kernels cimport (
     cnnbp_row_mode, cnnbp_split_inputs, cnnbp_lockstep_init, cnnbp_lockstep_helpers,
     cnnbp_lockstep_learn, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
-    gather_rows, gemm, is_finite, max_norm_columns, multiply, nadam_update,
+    gather_rows, gemm, all_finite as is_finite, max_norm_columns, multiply, nadam_update,
     output_loss, row_product,
     rmsprop_update, sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
 )
@@ -111,23 +110,11 @@ _set_thread_blas()
 register_with_threadpoolctl()
 cnnbp_get_num_threads()  # OMP_NUM_THREADS is read now, as OpenMP reads it at load
 
-cdef enum:
-    SOLVER_SGD = 0
-    SOLVER_ADAM = 1
-    SOLVER_ADAMW = 2
-    SOLVER_NADAM = 3
-    SOLVER_RMSPROP = 4
-    SOLVER_ADAGRAD = 5
-
 cdef char NO_TRANS = b'N'
 cdef char TRANS = b'T'
 
 # BLAS takes 32-bit integer sizes.
 cdef ptrdiff_t BLAS_INT_MAX = 2147483647
-
-SOLVERS = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM, "adamw": SOLVER_ADAMW,
-           "nadam": SOLVER_NADAM, "rmsprop": SOLVER_RMSPROP,
-           "adagrad": SOLVER_ADAGRAD}
 
 # Batch normalisation's constants: PyTorch's BatchNorm1d defaults.
 BN_EPSILON = 1e-5   # added to the variance
@@ -238,13 +225,8 @@ def helper_jobs():
 
 
 def activation_codes():
-    """The activation enum of csrc/cnn_bp.h, name -> code (for tests)."""
-    return {"identity": CNNBP_IDENTITY, "logistic": CNNBP_LOGISTIC,
-            "tanh": CNNBP_TANH, "relu": CNNBP_RELU, "elu": CNNBP_ELU,
-            "leaky_relu": CNNBP_LEAKY_RELU, "selu": CNNBP_SELU,
-            "softplus": CNNBP_SOFTPLUS, "gelu": CNNBP_GELU,
-            "gelu_tanh": CNNBP_GELU_TANH, "silu": CNNBP_SILU,
-            "softmax": CNNBP_SOFTMAX, "exp": CNNBP_EXP}
+    """The activation enum as compiled (csrc/registry.h), name -> code (for tests)."""
+    return registry_codes()["activation"]
 
 
 def all_finite(X):
@@ -330,10 +312,49 @@ def derivative_needs_z(int code):
 
 
 def loss_codes():
-    """The loss enum of csrc/cnn_bp.h, name -> code (for tests)."""
-    return {"squared_error": CNNBP_SQUARED_ERROR, "log_loss": CNNBP_LOG_LOSS,
-            "binary_log_loss": CNNBP_BINARY_LOG_LOSS, "poisson": CNNBP_POISSON,
-            "huber": CNNBP_HUBER, "absolute_error": CNNBP_ABSOLUTE_ERROR}
+    """The loss enum as compiled (csrc/registry.h), name -> code (for tests)."""
+    return registry_codes()["loss"]
+
+
+def solver_codes():
+    """The solver enum as compiled (csrc/registry.h), name -> code (for tests)."""
+    return registry_codes()["solver"]
+
+
+def check_solver(str solver):
+    """The code of stochastic solver `solver`, once `_step` is seen to have
+    a case for it (run on an empty range: its default returns
+    CNNBP_UNKNOWN_CODE); ValueError otherwise."""
+    cdef Net net
+    cdef Optim opt
+    memset(&net, 0, sizeof(Net))
+    memset(&opt, 0, sizeof(Optim))
+    opt.kind = solver_code(solver)
+    if _step[double](&net, &opt, NULL, NULL, 0, 0) == CNNBP_UNKNOWN_CODE:
+        raise ValueError(f"the compiled core has no update step for solver {solver!r}")
+    return opt.kind
+
+
+def _check_codes(hidden, int loss):
+    """Raise ValueError unless the kernels have a case for each hidden
+    activation code in `hidden` and for `loss`: each kernel that switches on
+    a code is run on one value, and its default (CNNBP_UNKNOWN_CODE, or NaN
+    for the loss) becomes the exception. The passes then never meet a code
+    without a case."""
+    cdef double b = 0, z, y = 0, delta
+    cdef int c
+    for c in sorted(set(hidden)):
+        z, delta = 0, 1
+        if (cnnbp_bias_activation_f64(1, 1, c, 0.01, &b, &z) == CNNBP_UNKNOWN_CODE
+                or cnnbp_delta_derivative_f64(1, c, 0.01, &z, &z, &delta)
+                == CNNBP_UNKNOWN_CODE):
+            raise ValueError(f"unknown hidden activation code {c}: the compiled core has "
+                             f"no hidden activation of that code (codes: "
+                             f"{activation_codes()})")
+    z = 0
+    if isnan(cnnbp_output_loss_f64(1, 1, loss, 1.0, &b, &y, NULL, &z, &delta)):
+        raise ValueError(f"unknown loss code {loss}: the compiled core has no loss of "
+                         f"that code (codes: {loss_codes()})")
 
 
 # ---------------------------------------------------------------------------
@@ -801,17 +822,19 @@ cdef double _chunked(ptrdiff_t size, const floating *x, bint squares) noexcept n
 cdef void _advance(Optim *opt) noexcept nogil:
     """Count one more update step (and move nadam's momentum product)."""
     opt.t += 1
-    if opt.kind == SOLVER_NADAM:
+    if opt.kind == CNNBP_SOLVER_NADAM:
         # Dozat's momentum schedule (torch's momentum_decay = 0.004)
-        opt.mu_product *= opt.beta_1 * (1 - 0.5 * pow(0.96, 0.004 * opt.t))
+        opt.mu_product *= opt.h.beta_1 * (1 - 0.5 * pow(0.96, 0.004 * opt.t))
 
 
-cdef void _step(const Net *net, const Optim *opt, floating *p, const floating *g,
-                ptrdiff_t lo, ptrdiff_t hi) noexcept nogil:
+cdef int _step(const Net *net, const Optim *opt, floating *p, const floating *g,
+               ptrdiff_t lo, ptrdiff_t hi) noexcept nogil:
     """The optimizer's update of parameters [lo, hi), step opt.t (counted
     by _advance). Every rule is element-wise, so ranges can be updated
-    apart."""
-    cdef double lr = opt.learning_rate, b1 = opt.beta_1, b2 = opt.beta_2
+    apart. Returns 0, or CNNBP_UNKNOWN_CODE for a solver code without a
+    case (set_optimizer checks on an empty range)."""
+    cdef double lr = opt.learning_rate, b1 = opt.h.beta_1, b2 = opt.h.beta_2
+    cdef double eps = opt.h.epsilon
     cdef double c1 = 1 - pow(b1, <double> opt.t), c2 = 1 - pow(b2, <double> opt.t)
     cdef double mu, mu_next
     cdef ptrdiff_t n = hi - lo
@@ -819,25 +842,28 @@ cdef void _step(const Net *net, const Optim *opt, floating *p, const floating *g
     cdef floating *s2 = NULL if opt.s2 == NULL else <floating *> opt.s2 + lo
     p += lo
     g += lo
-    if opt.kind == SOLVER_SGD:
-        sgd_update(n, lr, opt.momentum, opt.nesterov, g, s1, p)
-    elif opt.kind == SOLVER_ADAM:
+    if opt.kind == CNNBP_SOLVER_SGD:
+        sgd_update(n, lr, opt.h.momentum, opt.h.nesterovs_momentum, g, s1, p)
+    elif opt.kind == CNNBP_SOLVER_ADAM:
         # Bias correction folded into the step size (Kingma & Ba, Sec. 2).
-        adam_update(n, lr * sqrt(c2) / c1, b1, b2, opt.epsilon, g, s1, s2, p)
-    elif opt.kind == SOLVER_ADAMW:
+        adam_update(n, lr * sqrt(c2) / c1, b1, b2, eps, g, s1, s2, p)
+    elif opt.kind == CNNBP_SOLVER_ADAMW:
         # the weights, [0, n_coefs), decay
-        adamw_update(n, min(max(net.n_coefs - lo, 0), n), lr, b1, b2, opt.epsilon,
-                     opt.weight_decay, c1, c2, g, s1, s2, p)
-    elif opt.kind == SOLVER_NADAM:
+        adamw_update(n, min(max(net.n_coefs - lo, 0), n), lr, b1, b2, eps,
+                     opt.h.weight_decay, c1, c2, g, s1, s2, p)
+    elif opt.kind == CNNBP_SOLVER_NADAM:
         mu = b1 * (1 - 0.5 * pow(0.96, 0.004 * opt.t))
         mu_next = b1 * (1 - 0.5 * pow(0.96, 0.004 * (opt.t + 1)))
-        nadam_update(n, b1, b2, opt.epsilon, c2,
+        nadam_update(n, b1, b2, eps, c2,
                      lr * (1 - mu) / (1 - opt.mu_product),
                      lr * mu_next / (1 - opt.mu_product * mu_next), g, s1, s2, p)
-    elif opt.kind == SOLVER_RMSPROP:
-        rmsprop_update(n, lr, opt.rho, opt.epsilon, g, s1, p)
+    elif opt.kind == CNNBP_SOLVER_RMSPROP:
+        rmsprop_update(n, lr, opt.h.rho, eps, g, s1, p)
+    elif opt.kind == CNNBP_SOLVER_ADAGRAD:
+        adagrad_update(n, lr, eps, g, s1, p)
     else:
-        adagrad_update(n, lr, opt.epsilon, g, s1, p)
+        return CNNBP_UNKNOWN_CODE
+    return 0
 
 
 cdef double _finish_step(const Net *net, const Optim *opt, floating *p, floating *g,
@@ -1393,10 +1419,11 @@ cdef class Engine:
     ----------
     layer_units : sequence of int
         Widths ``(n_features, n_hidden_1, ..., n_outputs)``, each >= 1.
-    hidden_activation : int
-        Code of the hidden activation (``cnn_bp._activations.ACTIVATIONS``).
+    hidden_activation : int or sequence of int
+        Code of the hidden activation (``cnn_bp._registry.activation_code``),
+        one for all hidden layers or one per layer.
     loss : int
-        Code of the loss (``cnn_bp._activations.LOSSES``); it fixes the output
+        Code of the loss (``cnn_bp._registry.loss_code``); it fixes the output
         activation (identity, softmax, logistic or exp).
     dtype : {numpy.float32, numpy.float64}
         Element type of every buffer.
@@ -1447,7 +1474,8 @@ cdef class Engine:
     Raises
     ------
     ValueError
-        Unknown codes, widths < 1, or a weight matrix too large for BLAS.
+        Codes the kernels have no case for (_check_codes), widths < 1, or a
+        weight matrix too large for BLAS.
     MemoryError
         When parameters, gradient and optimizer state would not fit in RAM.
     TypeError
@@ -1470,14 +1498,11 @@ cdef class Engine:
         if len(codes) != len(units) - 2:
             raise ValueError(f"{len(codes)} hidden activations for "
                              f"{len(units) - 2} hidden layers")
-        if not all(0 <= c < CNNBP_SOFTMAX for c in codes):
-            raise ValueError(f"unknown hidden activation code in {codes}")
         if not negative_slope >= 0:
             raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
         if not huber_delta > 0:
             raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
-        if not 0 <= loss < CNNBP_N_LOSSES:
-            raise ValueError(f"unknown loss code {loss}")
+        _check_codes(codes, loss)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -1670,26 +1695,17 @@ cdef class Engine:
         """Optimizer update steps taken so far."""
         return self.opt.t
 
-    def set_optimizer(self, str solver, double learning_rate, *,
-                      double momentum=0.9, bint nesterov=True,
-                      double beta_1=0.9, double beta_2=0.999,
-                      double epsilon=1e-8, double weight_decay=0.01,
-                      double rho=0.9, clip_norm=None, max_norm=None,
-                      state=None, long long t=0, double mu_product=1.0):
+    def set_optimizer(self, str solver, double learning_rate, *, clip_norm=None,
+                      max_norm=None, state=None, long long t=0, double mu_product=1.0,
+                      **hyperparameters):
         """Start a fresh optimizer (zero state) or restore a saved one.
 
         Parameters
         ----------
-        solver : {"sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"}
+        solver : str
+            A stochastic solver of ``cnn_bp._registry.SOLVERS``.
         learning_rate : float
             sgd: the current rate; the others: ``learning_rate_init``.
-        momentum, nesterov : sgd settings.
-        beta_1, beta_2, epsilon : adam, adamw, nadam settings (epsilon also
-            rmsprop's and adagrad's).
-        weight_decay : float
-            adamw's decoupled weight decay (of the weights, not the biases).
-        rho : float
-            rmsprop's decay rate of the mean square.
         clip_norm : float or None
             Rescale each gradient to this global L2 norm when larger.
         max_norm : float or None
@@ -1701,9 +1717,25 @@ cdef class Engine:
             Update steps already taken (with `state`).
         mu_product : float
             nadam: the product of its momentum schedule over those steps.
+        **hyperparameters
+            Settings of ``cnn_bp._registry.HYPERPARAMETERS`` (momentum,
+            beta_1, ...); those not given take the registry's defaults.
+
+        Raises
+        ------
+        ValueError
+            An unknown solver, or one the compiled update has no case for.
+        TypeError
+            A keyword that is not a hyperparameter.
         """
-        if solver not in SOLVERS:
-            raise ValueError(f"unknown solver {solver!r}")
+        cdef int kind = check_solver(solver)
+        if "nesterov" in hyperparameters:  # its name in files saved by cnn_bp 0.1
+            hyperparameters["nesterovs_momentum"] = hyperparameters.pop("nesterov")
+        values = {h.name: h.default for h in HYPERPARAMETERS}
+        unknown = set(hyperparameters) - set(values)
+        if unknown:
+            raise TypeError(f"set_optimizer() got unknown hyperparameters {sorted(unknown)}")
+        values.update(hyperparameters)
         self._idle()
         cdef ptrdiff_t n = self.net.n_params
         new_state = aligned_empty((2, n), self.dtype, zero=True)
@@ -1712,15 +1744,9 @@ cdef class Engine:
             new_state[...] = state
         self.optimizer_state = new_state
         self.solver = solver
-        self.opt.kind = SOLVERS[solver]
+        self.opt.kind = kind
         self.opt.learning_rate = learning_rate
-        self.opt.momentum = momentum
-        self.opt.nesterov = nesterov
-        self.opt.beta_1 = beta_1
-        self.opt.beta_2 = beta_2
-        self.opt.epsilon = epsilon
-        self.opt.weight_decay = weight_decay
-        self.opt.rho = rho
+        self.opt.h = values  # Cython fills the struct from the dict, field by field
         self.opt.clip_norm = 0 if clip_norm is None else clip_norm
         self.opt.max_norm = 0 if max_norm is None else max_norm
         self.opt.t = t
@@ -1733,14 +1759,10 @@ cdef class Engine:
         if self.solver is None:
             return None
         return dict(solver=self.solver, learning_rate=self.opt.learning_rate,
-                    momentum=self.opt.momentum, nesterov=bool(self.opt.nesterov),
-                    beta_1=self.opt.beta_1, beta_2=self.opt.beta_2,
-                    epsilon=self.opt.epsilon, weight_decay=self.opt.weight_decay,
-                    rho=self.opt.rho,
                     clip_norm=self.opt.clip_norm if self.opt.clip_norm > 0 else None,
                     max_norm=self.opt.max_norm if self.opt.max_norm > 0 else None,
                     state=self.optimizer_state, t=self.opt.t,
-                    mu_product=self.opt.mu_product)
+                    mu_product=self.opt.mu_product, **self.opt.h)
 
     cdef _set_penalties(self, double alpha, double alpha_l1):
         if not (alpha >= 0 and alpha_l1 >= 0):
@@ -2191,18 +2213,21 @@ def _restore(layer_units, hidden_activation, loss, dtype, params, optimizer,
 def py_bias_activation(floating[:, ::1] z, const floating[::1] b, int activation,
                        double slope=0.01):
     """z := f(z + b) in place, float32 or float64 (tests only)."""
-    if b.shape[0] != z.shape[1] or not 0 <= activation < CNNBP_N_ACTIVATIONS:
-        raise ValueError("bad shapes or activation code")
-    bias_activation(z.shape[0], z.shape[1], activation, slope, &b[0], &z[0, 0])
+    if b.shape[0] != z.shape[1]:
+        raise ValueError("bad shapes")
+    if bias_activation(z.shape[0], z.shape[1], activation, slope, &b[0],
+                       &z[0, 0]) == CNNBP_UNKNOWN_CODE:
+        raise ValueError(f"unknown activation code {activation}")
 
 
 def py_delta_derivative(const double[::1] a, const double[::1] z,
                         double[::1] delta, int activation, double slope=0.01):
     """delta := delta * f'(z) in place, from a = f(z) or z (tests only)."""
-    if (a.shape[0] != delta.shape[0] or z.shape[0] != delta.shape[0]
-            or not 0 <= activation < CNNBP_SOFTMAX):
-        raise ValueError("bad shapes or activation code")
-    delta_derivative(a.shape[0], activation, slope, &a[0], &z[0], &delta[0])
+    if a.shape[0] != delta.shape[0] or z.shape[0] != delta.shape[0]:
+        raise ValueError("bad shapes")
+    if delta_derivative(a.shape[0], activation, slope, &a[0], &z[0],
+                        &delta[0]) == CNNBP_UNKNOWN_CODE:
+        raise ValueError(f"unknown hidden activation code {activation}")
 
 
 def py_output_loss(double[:, ::1] z, const double[::1] b, const double[:, ::1] y,
@@ -2212,15 +2237,18 @@ def py_output_loss(double[:, ::1] z, const double[::1] b, const double[:, ::1] y
     cdef const double *w_ptr = NULL
     if (b.shape[0] != z.shape[1] or y.shape[0] != z.shape[0]
             or y.shape[1] != z.shape[1] or delta.shape[0] != z.shape[0]
-            or delta.shape[1] != z.shape[1] or not 0 <= loss < CNNBP_N_LOSSES):
-        raise ValueError("bad shapes or loss code")
+            or delta.shape[1] != z.shape[1]):
+        raise ValueError("bad shapes")
     if sw is not None:
         w = sw
         if w.shape[0] != z.shape[0]:
             raise ValueError("bad sample_weight shape")
         w_ptr = &w[0]
-    return output_loss(z.shape[0], z.shape[1], loss, huber_delta, &b[0], &y[0, 0],
-                       w_ptr, &z[0, 0], &delta[0, 0])
+    total = output_loss(z.shape[0], z.shape[1], loss, huber_delta, &b[0], &y[0, 0],
+                        w_ptr, &z[0, 0], &delta[0, 0])
+    if cnnbp_loss_activation(loss) < 0:
+        raise ValueError(f"unknown loss code {loss}")
+    return total
 
 
 def py_sgd_update(double[::1] p, const double[::1] g, double[::1] v,

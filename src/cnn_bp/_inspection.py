@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._activations import LOSSES
+from ._registry import LOSS_NAMES
 
 
 @dataclass(frozen=True, repr=False)
@@ -225,7 +225,7 @@ def _objective(engine, X, Y, sw, penalties, params):
     alpha, alpha_l1 = penalties
     loss = _training_pass(engine, X, Y, sw, penalties, params)
     k = Y.shape[1]
-    if LOSSES[engine.loss] != "squared_error" or k == 1:
+    if LOSS_NAMES[engine.loss] != "squared_error" or k == 1:
         return loss
     n_coefs = sum(c.size for c in engine.coefs)
     w = np.asarray(params[:n_coefs], dtype=np.float64)

@@ -10,6 +10,8 @@ arithmetic, a whole epoch per call, happens in ``cnn_bp._engine.Engine``.
 import copy
 import functools
 import math
+import re
+import textwrap
 import threading
 import warnings
 from abc import ABC, abstractmethod
@@ -29,12 +31,6 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
-from ._activations import (
-    HIDDEN_ACTIVATIONS,
-    SKLEARN_ACTIVATIONS,
-    activation_code,
-    loss_code,
-)
 from ._compat import (
     CallbackSupportMixin,
     Interval,
@@ -46,10 +42,21 @@ from ._compat import (
     _fit_context,
     _get_additional_lbfgs_options_dict,
 )
-from ._engine import BN_EPSILON, Engine, all_finite, row_argmax
+from ._engine import BN_EPSILON, Engine, all_finite, check_solver, row_argmax
+from ._registry import (
+    ACTIVATIONS,
+    HIDDEN_ACTIVATIONS,
+    HYPERPARAMETERS,
+    LOSSES,
+    SKLEARN_ACTIVATIONS,
+    SOLVER_CHOICES,
+    SOLVERS,
+    STOCHASTIC_SOLVERS,
+    activation_code,
+    loss_code,
+)
 from ._threads import training_threads
 
-_STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _NON_FINITE = (
@@ -146,7 +153,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
-        "solver": [StrOptions({"lbfgs", *_STOCHASTIC_SOLVERS})],
+        "solver": [StrOptions(set(SOLVER_CHOICES))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
@@ -158,21 +165,14 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         "tol": [Interval(Real, 0, None, closed="left")],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
-        "momentum": [Interval(Real, 0, 1, closed="both")],
-        "nesterovs_momentum": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "beta_1": [Interval(Real, 0, 1, closed="left")],
-        "beta_2": [Interval(Real, 0, 1, closed="left")],
-        "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [
             Interval(Integral, 1, None, closed="left"),
             Options(Real, {np.inf}),
         ],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "negative_slope": [Interval(Real, 0, None, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "rho": [Interval(Real, 0, 1, closed="left")],
         "clip_norm": [None, Interval(Real, 0, None, closed="neither")],
         "alpha_l1": [Interval(Real, 0, None, closed="left")],
         "lr_schedule": [None, callable],
@@ -182,6 +182,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         "batch_norm": ["boolean"],
         "init": [StrOptions({"glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
                              "lecun_normal"})],
+        # the solvers' (cnn_bp._registry.HYPERPARAMETERS)
+        **{h.name: ["boolean" if h.interval == "boolean"
+                    else Interval(Real, *h.interval[:2], closed=h.interval[2])]
+           for h in HYPERPARAMETERS},
     }
 
     @abstractmethod
@@ -389,7 +393,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         record = dict(n_iter_=0, t_=0, n_layers_=len(layer_units),
                       n_outputs_=layer_units[-1], n_features_in_=layer_units[0],
                       out_activation_=self._output_activation())
-        if self.solver in _STOCHASTIC_SOLVERS:
+        if self.solver in STOCHASTIC_SOLVERS:
             record.update(loss_curve_=[], _no_improvement_count=0, stopped_early_=False)
             if self.early_stopping:
                 record.update(validation_scores_=[], validation_loss_curve_=[],
@@ -443,7 +447,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         leaves the estimator exactly as it was (`state`: a snapshot of its
         __dict__ taken by the caller, else here)."""
         state = self.__dict__.copy() if state is None else state
-        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        stochastic = self.solver in STOCHASTIC_SOLVERS
         if self.early_stopping and incremental and validation[0] is None:
             # scikit-learn's error (its partial_fit has no validation data)
             raise ValueError(
@@ -464,6 +468,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             X, y, sample_weight = self._prepare(X, y, sample_weight, incremental,
                                                 validation)
             if stochastic:
+                check_solver(self.solver)  # one the compiled core steps
                 train, validation = self._validation_split(X, y, sample_weight, validation)
                 # the first epoch's scheduled rate, checked before anything trains
                 rate = None if self.lr_schedule is None else self._scheduled_rate()
@@ -614,11 +619,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         )
 
     def _start_optimizer(self):
-        if self.solver == "sgd":
-            settings = dict(momentum=self.momentum, nesterov=self.nesterovs_momentum)
-        else:
-            settings = dict(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-                            weight_decay=self.weight_decay, rho=self.rho)
+        solver = SOLVERS[STOCHASTIC_SOLVERS.index(self.solver)]
+        settings = {name: getattr(self, name) for name in solver.hyperparameters}
         self._engine.set_optimizer(
             self.solver, float(self.learning_rate_init), clip_norm=self.clip_norm,
             max_norm=self.max_norm, **settings
@@ -912,7 +914,7 @@ or (n_val, n_outputs), default=None
                          validation=(X_val, y_val, sample_weight_val))
 
     def _check_solver(self):
-        if self.solver not in _STOCHASTIC_SOLVERS:
+        if self.solver not in STOCHASTIC_SOLVERS:
             raise AttributeError(
                 "partial_fit is only available for stochastic"
                 " optimizers. %s is not stochastic." % self.solver
@@ -1094,30 +1096,8 @@ or (n_val, n_outputs), default=None
 _PARAMETERS_DOC = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element is the number of neurons in the ith hidden layer.
-    activation : str or list of str, default='relu'
-        Hidden-layer activation f, one name for all hidden layers or a list
-        with one per hidden layer. scikit-learn's: identity f(z) = z; logistic
-        1 / (1 + exp(-z)); tanh; relu max(0, z). cnn_bp's: elu z for z > 0
-        else exp(z) - 1 (Clevert et al., 2016); leaky_relu z for z > 0 else
-        negative_slope * z (Maas et al., 2013); selu lambda * elu with
-        alpha = 1.6733, lambda = 1.0507 (Klambauer et al., 2017); softplus
-        log(1 + exp(z)); gelu z * Phi(z) with Phi the standard normal CDF,
-        exact (erf), and gelu_tanh its approximation z/2 * (1 + tanh(sqrt(2/pi)
-        (z + 0.044715 z^3))) (both Hendrycks & Gimpel, 2016); silu z * sigma(z),
-        also called swish (Elfwing et al., 2018). Weights are drawn with
-        scikit-learn's Glorot bound, sqrt(2 / (fan_in + fan_out)) for logistic
-        layers and sqrt(6 / (fan_in + fan_out)) otherwise (with a single name:
-        its rule for every layer, the output layer included, as scikit-learn).
-    solver : {'lbfgs', 'sgd', 'adam', 'adamw', 'nadam', 'rmsprop', 'adagrad'}, \
-default='adam'
-        'lbfgs': scipy's L-BFGS-B on the full-batch loss; 'sgd': mini-batch
-        gradient descent with (Nesterov) momentum; 'adam': Kingma & Ba (2014).
-        cnn_bp's, each as its torch.optim namesake: 'adamw': Adam with
-        decoupled weight decay (Loshchilov & Hutter, 2019); 'nadam': Adam with
-        Nesterov momentum and Dozat's momentum schedule (Dozat, 2016); 'rmsprop':
-        g / sqrt(running mean of g^2) (Tieleman & Hinton, 2012); 'adagrad':
-        g / sqrt(sum of g^2) (Duchi, Hazan & Singer, 2011). All use
-        learning_rate_init and epsilon; adamw and nadam also beta_1, beta_2.
+    @activation
+    @solver
     alpha : float, default=0.0001
         Strength of the L2 penalty alpha / 2 * ||W||^2, divided by the sum of
         sample weights of the batch.
@@ -1144,33 +1124,24 @@ default='adam'
         Print the loss after every epoch.
     warm_start : bool, default=False
         Start from the previous fit's weights instead of new ones.
-    momentum : float, default=0.9
-        Momentum of 'sgd', in [0, 1].
-    nesterovs_momentum : bool, default=True
-        Use Nesterov's momentum (for 'sgd' with momentum > 0).
+    @momentum
+    @nesterovs_momentum
     early_stopping : bool, default=False
         Hold out validation_fraction of the data and stop when its score does
         not improve by tol for n_iter_no_change epochs.
     validation_fraction : float, default=0.1
         Proportion of the data held out for early stopping.
-    beta_1 : float, default=0.9
-        Adam's decay rate of the first-moment estimate, in [0, 1).
-    beta_2 : float, default=0.999
-        Adam's decay rate of the second-moment estimate, in [0, 1).
-    epsilon : float, default=1e-8
-        Adam's numerical-stability constant.
+    @beta_1
+    @beta_2
+    @epsilon
     n_iter_no_change : int, default=10
         Epochs without improvement tolerated before stopping.
     max_fun : int, default=15000
         Maximum loss evaluations of 'lbfgs'.
     negative_slope : float, default=0.01
         Slope of leaky_relu for z < 0, >= 0 (a cnn_bp extension).
-    weight_decay : float, default=0.01
-        'adamw' only: each step multiplies the weights (not the biases) by
-        1 - learning_rate_init * weight_decay, apart from the gradient
-        (alpha's L2 term still enters the gradient).
-    rho : float, default=0.9
-        'rmsprop' only: decay rate of the running mean of squared gradients.
+    @weight_decay
+    @rho
     lr_schedule : callable or None, default=None
         A schedule for every stochastic solver, ``lr_schedule(epoch, lr_init)
         -> rate`` called before each epoch (epoch 0, 1, ... counted over
@@ -1229,6 +1200,39 @@ default='adam'
         Stochastic solvers: when the gradient of the objective (L2 term
         included) has a global L2 norm above clip_norm, rescale it to
         clip_norm before the step (Pascanu, Mikolov & Bengio, 2013)."""
+
+def _registry_entries(doc):
+    """`doc` with each line ``@name`` replaced by the entry the registry
+    (cnn_bp._registry) makes for that parameter: the activations, the
+    solvers, and each solver hyperparameter."""
+
+    def paragraph(text):
+        return textwrap.fill(text, 78, initial_indent=" " * 8, subsequent_indent=" " * 8)
+
+    activations = "; ".join(f"{a.name}: {a.doc}" for a in ACTIVATIONS if not a.output)
+    entries = {
+        "activation": "    activation : str or list of str, default='relu'\n" + paragraph(
+            "Hidden-layer activation f, one name for all hidden layers or a list with "
+            f"one per hidden layer. {activations}. Weights are drawn with scikit-learn's "
+            "Glorot bound, sqrt(2 / (fan_in + fan_out)) for logistic layers and "
+            "sqrt(6 / (fan_in + fan_out)) otherwise (with a single name: its rule for "
+            "every layer, the output layer included, as scikit-learn)."),
+        "solver": "    solver : {%s}, default='adam'\n" % ", ".join(
+            repr(name) for name in SOLVER_CHOICES) + paragraph(
+            "'lbfgs': scipy's L-BFGS-B on the full-batch loss; "
+            + "; ".join(f"'{s.name}': {s.doc}" for s in SOLVERS)
+            + ". Those beyond scikit-learn's follow their torch.optim namesakes. All "
+            "stochastic solvers use learning_rate_init; "
+            + "; ".join(f"{s.name} also {', '.join(s.hyperparameters)}" for s in SOLVERS)
+            + "."),
+    }
+    for h in HYPERPARAMETERS:
+        kind = "bool" if h.interval == "boolean" else "float"
+        entries[h.name] = f"    {h.name} : {kind}, default={h.default!r}\n" + paragraph(h.doc)
+    return re.sub(r"^    @(\w+)$", lambda m: entries.pop(m.group(1)), doc, flags=re.M)
+
+
+_PARAMETERS_DOC = _registry_entries(_PARAMETERS_DOC)
 
 _ATTRIBUTES_DOC = """
     loss_ : float
@@ -1564,7 +1568,7 @@ MLPClassifier.__doc__ = f"""Multi-layer perceptron classifier trained by backpro
 class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     _parameter_constraints: dict = {
         **BaseMultilayerPerceptron._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson", "huber", "absolute_error"})],
+        "loss": [StrOptions({loss.name for loss in LOSSES if loss.estimator == "regressor"})],
         "huber_delta": [Interval(Real, 0, None, closed="neither")],
     }
 

@@ -57,12 +57,12 @@ except ImportError as error:  # pragma: no cover - the extra is missing
     ) from error
 
 from ._mlp import (
-    _STOCHASTIC_SOLVERS,
     MLPClassifier,
     MLPRegressor,
     _engine_array,
     _exclusive,
 )
+from ._registry import STOCHASTIC_SOLVERS
 from ._threads import training_threads
 
 __all__ = ["DaskMLPClassifier", "DaskMLPRegressor"]
@@ -396,7 +396,7 @@ class _DaskMixin:
         client = self._client()
         self._validate_params()
         X, y, sample_weight = _collections(X, y, sample_weight)
-        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        stochastic = self.solver in STOCHASTIC_SOLVERS
         if is_classifier(self) and y.ndim != 1:
             raise ValueError("DaskMLPClassifier takes 1-D labels y")
         if self.solver == "lbfgs" and given[0] is not None:

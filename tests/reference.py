@@ -1,64 +1,27 @@
-"""Activation and loss names, their integer codes in the compiled core, and
-numpy reference formulas.
-
-The tuples below are the Python mirror of the enums in ``csrc/cnn_bp.h``: a
-name's position is its C code (``tests/test_kernels.py`` checks they agree).
-The numpy functions are the formulas in readable form, used by the tests as
-an independent oracle; training never calls them.
+"""The activations' formulas in numpy: an oracle for the tests, independent of
+the C kernels (training never calls these), beside the registry's names and
+codes as the tests use them (name tuples, not cnn_bp._registry's records).
 """
 
 import numpy as np
 
-#: Activation names; index = ``cnnbp_activation`` code. The last two are
-#: output activations only.
-ACTIVATIONS = (
-    "identity", "logistic", "tanh", "relu", "elu", "leaky_relu", "selu",
-    "softplus", "gelu", "gelu_tanh", "silu", "softmax", "exp",
+from cnn_bp._registry import (  # noqa: F401 (for the tests)
+    ACTIVATION_NAMES,
+    DERIVATIVE_FROM_Z,
+    HIDDEN_ACTIVATIONS,
+    LOSS_NAMES,
+    OUTPUT_ACTIVATION,
+    SKLEARN_ACTIVATIONS,
+    activation_code,
+    loss_code,
 )
 
-#: Activations accepted for hidden layers (the ``activation`` parameter).
-HIDDEN_ACTIVATIONS = ACTIVATIONS[:-2]
-
-#: The hidden activations scikit-learn's MLP has.
-SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
-
-#: Hidden activations whose derivative is computed from z, not a = f(z)
-#: (they are not monotonic, so a does not determine z).
-DERIVATIVE_FROM_Z = ("gelu", "gelu_tanh", "silu")
+ACTIVATIONS = ACTIVATION_NAMES
+LOSSES = LOSS_NAMES
 
 #: SELU's constants (Klambauer et al. 2017, eq. 14).
 SELU_LAMBDA = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
-
-#: Loss names; index = ``cnnbp_loss`` code.
-LOSSES = ("squared_error", "log_loss", "binary_log_loss", "poisson", "huber",
-          "absolute_error")
-
-#: The output activation paired with each loss: the canonical link, for
-#: which the output delta dC/dZ^L is A^L - Y (the identity for the robust
-#: losses huber and absolute_error, whose delta is dC/dr, r = A^L - Y).
-OUTPUT_ACTIVATION = {
-    "squared_error": "identity",
-    "log_loss": "softmax",
-    "binary_log_loss": "logistic",
-    "poisson": "exp",
-    "huber": "identity",
-    "absolute_error": "identity",
-}
-
-
-def activation_code(name):
-    """Integer code of activation `name`; ValueError if it is unknown."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
-    return ACTIVATIONS.index(name)
-
-
-def loss_code(name):
-    """Integer code of loss `name`; ValueError if it is unknown."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; expected one of {LOSSES}")
-    return LOSSES.index(name)
 
 
 def forward(name, z, negative_slope=0.01):

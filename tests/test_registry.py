@@ -1,0 +1,210 @@
+"""The registry (cnn_bp._registry) is the one list of activations, losses and
+solvers: everything else that names them agrees with it, and a code the
+compiled core has no case for is an error, never a silent no-op
+(CONTRIBUTING.md's recipes rely on both)."""
+
+import importlib.util
+import inspect
+import pathlib
+import re
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import cnn_bp
+from cnn_bp import _engine, _mlp
+from cnn_bp import _registry as registry
+from cnn_bp.__main__ import _parse_args
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ESTIMATORS = [cnn_bp.MLPClassifier, cnn_bp.MLPRegressor]
+
+
+def test_the_compiled_enums_are_the_registry_in_its_order():
+    assert _engine.activation_codes() == {a.name: i for i, a in enumerate(registry.ACTIVATIONS)}
+    assert _engine.loss_codes() == {loss.name: i for i, loss in enumerate(registry.LOSSES)}
+    assert _engine.solver_codes() == {s.name: i for i, s in enumerate(registry.SOLVERS)}
+    for name in registry.ACTIVATION_NAMES:
+        needs_z = _engine.derivative_needs_z(registry.activation_code(name))
+        assert needs_z == (name in registry.DERIVATIVE_FROM_Z), name
+
+
+def test_every_hidden_activation_and_loss_has_its_kernel_cases():
+    """Each registry entry reaches a case of the C switches: an engine is
+    made (which runs every kernel on its codes) and a short fit trains."""
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:60] / 16, y[:60]
+    for name in registry.HIDDEN_ACTIVATIONS:
+        model = cnn_bp.MLPClassifier((5,), activation=name, max_iter=2, random_state=0)
+        model.fit(X, y)
+        assert np.isfinite(model.loss_)
+    for loss in registry.LOSSES:
+        engine = _engine.Engine([3, 4, 2], 0, registry.loss_code(loss.name), np.float64)
+        assert engine.loss == registry.loss_code(loss.name)
+
+
+def test_the_estimators_take_their_choices_from_the_registry():
+    constraints = cnn_bp.MLPRegressor._parameter_constraints
+    assert constraints["activation"][0].options == set(registry.HIDDEN_ACTIVATIONS)
+    assert constraints["solver"][0].options == set(registry.SOLVER_CHOICES)
+    assert constraints["loss"][0].options == {
+        loss.name for loss in registry.LOSSES if loss.estimator == "regressor"}
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_solver_hyperparameters_are_declared_once(estimator):
+    """Signatures stay explicit (scikit-learn's get_params reads them): each
+    hyperparameter of the registry is there with the registry's default,
+    constrained by the registry's interval, and documented by its line."""
+    signature = inspect.signature(estimator.__init__).parameters
+    constraints = estimator._parameter_constraints
+    for h in registry.HYPERPARAMETERS:
+        assert signature[h.name].default == h.default, h.name
+        assert signature[h.name].kind == inspect.Parameter.KEYWORD_ONLY, h.name
+        (constraint,) = constraints[h.name]
+        if h.interval == "boolean":
+            assert constraint == "boolean"
+        else:
+            low, high, closed = h.interval
+            assert (constraint.left, constraint.right, constraint.closed) == (low, high, closed)
+        kind = "bool" if h.interval == "boolean" else "float"
+        assert f"    {h.name} : {kind}, default={h.default!r}\n" in estimator.__doc__
+        assert " ".join(h.doc.split()) in " ".join(estimator.__doc__.split())
+    # and the engine's optimizer takes each, by the same name
+    engine = _engine.Engine([3, 4, 2], 0, 0, np.float64)
+    for solver in registry.SOLVERS:
+        values = {h.name: getattr(estimator(), h.name) for h in registry.HYPERPARAMETERS}
+        engine.set_optimizer(solver.name, 0.1, **values)
+        settings = engine.optimizer_settings()
+        assert {k: settings[k] for k in values} == values
+
+
+def test_each_solver_uses_the_hyperparameters_it_declares():
+    """Changing a hyperparameter a solver declares changes its steps;
+    changing one it does not declare changes nothing."""
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:100] / 16, y[:100]
+    altered = {"momentum": 0.5, "nesterovs_momentum": False, "beta_1": 0.5, "beta_2": 0.9,
+               "epsilon": 1e-3, "weight_decay": 0.5, "rho": 0.5}
+    assert set(altered) == set(registry.HYPERPARAMETER_NAMES)
+
+    def fit(solver, **params):
+        model = cnn_bp.MLPClassifier((6,), solver=solver, max_iter=3, random_state=0,
+                                     learning_rate_init=0.01, **params)
+        return np.concatenate([w.ravel() for w in model.fit(X, y).coefs_])
+
+    for solver in registry.SOLVERS:
+        base = fit(solver.name)
+        for name, value in altered.items():
+            changed = not np.array_equal(fit(solver.name, **{name: value}), base)
+            assert changed == (name in solver.hyperparameters), (solver.name, name)
+
+
+def test_the_command_line_offers_the_registry():
+    for activation, solver in zip(registry.HIDDEN_ACTIVATIONS,
+                                  registry.SOLVER_CHOICES * len(registry.HIDDEN_ACTIVATIONS)):
+        args = _parse_args(["--activation", activation, "--solver", solver])
+        assert (args.activation, args.solver) == (activation, solver)
+    for solver in registry.SOLVER_CHOICES:
+        assert _parse_args(["--solver", solver]).solver == solver
+    for output_only in set(registry.ACTIVATION_NAMES) - set(registry.HIDDEN_ACTIVATIONS):
+        with pytest.raises(SystemExit):
+            _parse_args(["--activation", output_only])
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_the_docstrings_list_every_activation_and_solver(estimator):
+    doc = " ".join(estimator.__doc__.split())
+    for a in registry.ACTIVATIONS:
+        assert (f"{a.name}: {' '.join(a.doc.split())}" in doc) == (not a.output), a.name
+    for s in registry.SOLVERS:
+        assert f"'{s.name}': {s.doc}" in doc, s.name
+
+
+def test_unknown_codes_from_the_public_path_raise_and_leave_the_model(monkeypatch):
+    """A name the registry maps to a code the compiled core has no case for
+    (a registry entry whose C cases were forgotten) fails loudly in fit: the
+    kernels' switch defaults return CNNBP_UNKNOWN_CODE (NaN for the loss),
+    the engine raises ValueError, and the fitted model is unchanged."""
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:80] / 16, y[:80]
+    model = cnn_bp.MLPClassifier((5,), max_iter=3, random_state=0).fit(X, y)
+    before = [w.copy() for w in model.coefs_]
+
+    monkeypatch.setattr(_mlp, "activation_code", lambda name: 99)
+    with pytest.raises(ValueError, match="unknown hidden activation code 99"):
+        model.fit(X, y)
+    # an output-only activation has no derivative case: not a hidden one
+    monkeypatch.setattr(_mlp, "activation_code",
+                        lambda name: registry.activation_code("softmax"))
+    with pytest.raises(ValueError, match="unknown hidden activation code"):
+        model.fit(X, y)
+    monkeypatch.undo()
+
+    monkeypatch.setattr(_mlp, "loss_code", lambda name: 42)
+    with pytest.raises(ValueError, match="unknown loss code 42"):
+        model.fit(X, y)
+    monkeypatch.undo()
+
+    monkeypatch.setattr(_engine, "solver_code", lambda name: 7)
+    with pytest.raises(ValueError, match="no update step for solver 'adam'"):
+        model.fit(X, y)
+    monkeypatch.undo()
+
+    for a, b in zip(model.coefs_, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_kernel_kinds_reject_unknown_codes_directly():
+    z = np.zeros((1, 2))
+    with pytest.raises(ValueError, match="unknown activation code"):
+        _engine.py_bias_activation(z, np.zeros(2), registry.activation_code("exp") + 1)
+    with pytest.raises(ValueError, match="unknown hidden activation code"):
+        _engine.py_delta_derivative(np.zeros(2), np.zeros(2), np.ones(2),
+                                    registry.activation_code("softmax"))
+    with pytest.raises(ValueError, match="unknown loss code"):
+        _engine.py_output_loss(z, np.zeros(2), z.copy(), None, z.copy(), len(registry.LOSSES))
+
+
+def _generate_module():
+    path = ROOT / "tools" / "generate.py"
+    if not path.exists():
+        pytest.skip("the source tree's tools/generate.py is not here")
+    pytest.importorskip("Cython")
+    spec = importlib.util.spec_from_file_location("_cnn_bp_generate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_c_kernel_is_declared_to_cython_once():
+    """The kernels read off csrc/cnn_bp.h's CNNBP_DECLARE macros are exactly
+    the functions the kernel files define for both dtypes (FN(name)), and
+    the installed _kernels.pxd is what the templates make of them."""
+    generate = _generate_module()
+    kernels = generate.parse_kernels((ROOT / "csrc" / "cnn_bp.h").read_text())
+    names = [k.name for k in kernels]
+    assert len(names) == len(set(names))
+    defined = set()
+    for source in (ROOT / "csrc").glob("*.c"):
+        text = source.read_text()
+        defined |= set(re.findall(r"^(?!static)\w[\w ]*\bFN\((\w+)\)\(", text, re.M))
+        defined |= set(re.findall(r"cnnbp_(\w+)_##S\(", text))
+    assert set(names) == defined
+    installed = pathlib.Path(_engine.__file__).with_name("_kernels.pxd")
+    template = ROOT / "src" / "cnn_bp" / "_kernels.pxd.tp"
+    if installed.exists():
+        assert installed.read_text() == generate.render(template, generate.namespace())
+
+
+def test_the_docs_tables_come_from_the_registry():
+    """docs/features.md lists cnn_bp's activations and solvers by MyST
+    substitutions that docs/conf.py fills from the registry."""
+    features = ROOT / "docs" / "features.md"
+    if not features.exists():
+        pytest.skip("the source tree's docs are not here")
+    text = features.read_text()
+    assert "{{ extra_activations }}" in text and "{{ extra_solvers }}" in text
+    conf = (ROOT / "docs" / "conf.py").read_text()
+    assert "_registry" in conf and "myst_substitutions" in conf

@@ -1,0 +1,115 @@
+"""Generate the code that the registry and the kernel header determine.
+
+Run by setup.py before Cython compiles anything (and runnable alone:
+``python tools/generate.py``). Two Tempita templates (the Tempita that ships
+inside Cython, as scikit-learn's ``*.pyx.tp``) are rendered:
+
+- ``csrc/registry.h.tp`` -> ``csrc/registry.h``: the C enums of the
+  activations, losses and solvers of ``src/cnn_bp/_registry.py`` (a name's
+  position is its code) and the switches that read the registry's columns
+  (``cnnbp_derivative_needs_z``, ``cnnbp_loss_activation``);
+- ``src/cnn_bp/_kernels.pxd.tp`` -> ``src/cnn_bp/_kernels.pxd``: the Cython
+  declarations of those enums, of every kernel that ``csrc/cnn_bp.h``
+  declares for both dtypes (in its ``CNNBP_DECLARE*(T, S)`` macros: each
+  becomes two externs, ``_f32`` and ``_f64``, and one fused-type wrapper
+  without the ``cnnbp_`` prefix), and of the solvers' hyperparameters.
+
+So a kernel is declared once, in C, and a name once, in the registry.
+Outputs are written only when their text changes (no needless rebuilds).
+"""
+
+import importlib.util
+import os
+import re
+import sys
+
+from Cython import Tempita
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEADER = os.path.join(ROOT, "csrc", "cnn_bp.h")
+TEMPLATES = [
+    os.path.join(ROOT, "csrc", "registry.h.tp"),
+    os.path.join(ROOT, "src", "cnn_bp", "_kernels.pxd.tp"),
+]
+DTYPES = (("float", "f32"), ("double", "f64"))
+
+
+def load_registry():
+    """cnn_bp/_registry.py, loaded by path: nothing of cnn_bp is built yet."""
+    path = os.path.join(ROOT, "src", "cnn_bp", "_registry.py")
+    spec = importlib.util.spec_from_file_location("_cnn_bp_registry", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Kernel:
+    """One kernel of a CNNBP_DECLARE*(T, S) macro: `ret`, `name` (without
+    cnnbp_ and the dtype suffix) and `args`, a list of (type, name) with
+    T standing for the element type."""
+
+    def __init__(self, ret, name, args):
+        self.ret, self.name, self.args = ret, name, args
+
+    def params(self, t):
+        """The parameter list with T as `t` (float, double or floating)."""
+        return ", ".join(re.sub(r"\bT\b", t, typ).replace(" *", "*").replace("*", " *")
+                         + ("" if typ.endswith("*") else " ") + arg for typ, arg in self.args)
+
+    def call(self, suffix):
+        """The call of its `suffix` (f32, f64) version with the same argument names."""
+        return f"cnnbp_{self.name}_{suffix}({', '.join(arg for _, arg in self.args)})"
+
+
+def parse_kernels(header_text):
+    """The kernels of every ``#define CNNBP_DECLARE...(T, S)`` macro of the header."""
+    kernels = []
+    pattern = r"#define CNNBP_DECLARE\w*\(T, S\)((?:[^\n]*\\\n)*[^\n]*)"
+    for body in re.findall(pattern, header_text):
+        body = re.sub(r"/\*.*?\*/", " ", body.replace("\\\n", " "), flags=re.S)
+        for decl in filter(str.strip, body.split(";")):
+            m = re.fullmatch(r"\s*(\w[\w\s*]*?)\s*\bcnnbp_(\w+)_##S\s*\((.*)\)\s*", decl, re.S)
+            if m is None:
+                raise ValueError(f"cannot read the kernel declaration {decl.strip()!r}")
+            ret, name, arglist = m.groups()
+            args = []
+            for arg in arglist.split(","):
+                words = " ".join(arg.replace("restrict", " ").split())
+                am = re.fullmatch(r"(.*?[\s*])(\w+)", words)
+                args.append((am.group(1).strip(), am.group(2)))
+            kernels.append(Kernel(" ".join(ret.split()), name, args))
+    if not kernels:
+        raise ValueError("no CNNBP_DECLARE(T, S) macro found in csrc/cnn_bp.h")
+    return kernels
+
+
+def namespace():
+    """What the templates see: the registry's tables and the kernels."""
+    registry = load_registry()
+    with open(HEADER) as f:
+        kernels = parse_kernels(f.read())
+    return dict(registry=registry, c_name=registry.c_name, kernels=kernels, dtypes=DTYPES)
+
+
+def render(template, ns):
+    with open(template) as f:
+        text = Tempita.sub(f.read(), **ns)
+    return text.rstrip("\n") + "\n"
+
+
+def main():
+    ns = namespace()
+    for template in TEMPLATES:
+        out = template[: -len(".tp")]
+        text = render(template, ns)
+        if os.path.exists(out):
+            with open(out) as f:
+                if f.read() == text:
+                    continue
+        with open(out, "w") as f:
+            f.write(text)
+        print(f"generated {os.path.relpath(out, ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
