@@ -4,6 +4,7 @@ on a LocalCluster of two worker processes, checked against the local fit."""
 import os
 import pickle
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -112,6 +113,22 @@ def test_adam_on_one_worker_is_the_local_fit_without_shuffling(digits):
         model = DaskMLPClassifier(**params, client=one).fit(*_dask(X, y, 300))
     _assert_same_model(model, reference, 1e-6)
     np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=1e-9)
+
+
+def test_the_estimators_client_need_not_be_the_default(client, digits, monkeypatch):
+    """Every wait is on the estimator's client: a fit works in a process
+    with no default client (Client(..., set_as_default=False) alone)."""
+    X, y = digits
+    monkeypatch.setattr(distributed.client, "_global_clients", weakref.WeakValueDictionary())
+    current = distributed.client._current_client.set(None)  # the fixture's `with`
+    try:
+        with pytest.raises(ValueError, match="No clients found"):
+            distributed.default_client()
+        model = DaskMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+                                  client=client).fit(*_dask(X, y, 300))
+    finally:
+        distributed.client._current_client.reset(current)
+    assert model.n_iter_ == 2 and np.isfinite(model.loss_)
 
 
 def test_adam_mixing_over_two_workers_learns_as_the_local_fit(client, digits):

@@ -309,7 +309,8 @@ def _gather(client, futures, workers):
     a broadcast waits for every worker, a dead one too.)"""
     while True:
         try:
-            wait(futures, timeout=WATCH_SECONDS)
+            with client.as_current():  # wait() asks for the default client
+                wait(futures, timeout=WATCH_SECONDS)
             return client.gather(futures)
         except Exception as error:
             lost = set(workers) - set(client.scheduler_info()["workers"])
