@@ -332,6 +332,10 @@ def test_ctrl_c_interrupts_an_epoch_between_mini_batches():
         import json, os, signal, threading, time, warnings
         import numpy as np
         import cnn_bp
+        # Ctrl-C as a terminal sends it: Python's handler, whatever this
+        # child inherited (a parent that ignores SIGINT, as the test runner
+        # sometimes does, passes SIG_IGN on, and the signal would be lost)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         rng = np.random.RandomState(0)
         X, y = rng.rand(30000, 200), rng.randint(0, 3, 30000)
         model = cnn_bp.MLPClassifier((256,), batch_size=50, max_iter=50, random_state=0)
