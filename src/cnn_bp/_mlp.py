@@ -1201,13 +1201,17 @@ _PARAMETERS_DOC = """
         included) has a global L2 norm above clip_norm, rescale it to
         clip_norm before the step (Pascanu, Mikolov & Bengio, 2013)."""
 
+
 def _registry_entries(doc):
     """`doc` with each line ``@name`` replaced by the entry the registry
     (cnn_bp._registry) makes for that parameter: the activations, the
     solvers, and each solver hyperparameter."""
 
     def paragraph(text):
-        return textwrap.fill(text, 78, initial_indent=" " * 8, subsequent_indent=" " * 8)
+        # no line starts with an operator (reST could read "- 1" as a list)
+        text = re.sub(r" ([-+*/=]) ", "\0\\1\0", text)
+        return textwrap.fill(text, 78, initial_indent=" " * 8, subsequent_indent=" " * 8,
+                             break_on_hyphens=False).replace("\0", " ")
 
     activations = "; ".join(f"{a.name}: {a.doc}" for a in ACTIVATIONS if not a.output)
     entries = {
@@ -1229,7 +1233,10 @@ def _registry_entries(doc):
     for h in HYPERPARAMETERS:
         kind = "bool" if h.interval == "boolean" else "float"
         entries[h.name] = f"    {h.name} : {kind}, default={h.default!r}\n" + paragraph(h.doc)
-    return re.sub(r"^    @(\w+)$", lambda m: entries.pop(m.group(1)), doc, flags=re.M)
+    doc = re.sub(r"^    @(\w+)$", lambda m: entries.pop(m.group(1)), doc, flags=re.M)
+    if entries:  # a registry entry without its place in the docstring
+        raise RuntimeError(f"_PARAMETERS_DOC has no @line for {sorted(entries)}")
+    return doc
 
 
 _PARAMETERS_DOC = _registry_entries(_PARAMETERS_DOC)

@@ -1,7 +1,7 @@
 """The registry: every activation, loss and solver of cnn_bp, in one table each.
 
-Everything that names them comes from here. At build time, setup.py renders
-``tools/generate.py``'s templates with these tables: the C enums and the
+Everything that names them comes from here. At build time, setup.py runs
+``tools/generate.py``, which renders templates with these tables: the C enums and the
 switch helpers of ``csrc/registry.h`` (a name's position is its C code) and
 the Cython declarations of ``cnn_bp/_kernels.pxd``. At run time the
 estimators' ``_parameter_constraints`` and docstrings, the command line's
@@ -170,16 +170,22 @@ def c_name(name):
 
 def _check():
     """The tables' own rules (checked on import: a wrong entry fails every build)."""
-    hidden = [a.output for a in ACTIVATIONS]
-    assert hidden == sorted(hidden), "output-only activations are listed last"
+
+    def require(condition, message):
+        if not condition:
+            raise ValueError(f"cnn_bp._registry: {message}")
+
+    output = [a.output for a in ACTIVATIONS]
+    require(output == sorted(output), "output-only activations are listed last")
     names = ACTIVATION_NAMES + LOSS_NAMES + STOCHASTIC_SOLVERS + HYPERPARAMETER_NAMES
-    assert len(set(names)) == len(names), "every name is used once"
+    require(len(set(names)) == len(names), "every name is used once")
     for loss in LOSSES:
-        assert loss.output_activation in ACTIVATION_NAMES, loss
+        require(loss.output_activation in ACTIVATION_NAMES, f"{loss.name}'s activation")
     for solver in SOLVERS:
-        assert set(solver.hyperparameters) <= set(HYPERPARAMETER_NAMES), solver
+        require(set(solver.hyperparameters) <= set(HYPERPARAMETER_NAMES),
+                f"{solver.name}'s hyperparameters are in HYPERPARAMETERS")
     for h in HYPERPARAMETERS:
-        assert h.interval == "boolean" or isinstance(h.default, Real), h
+        require(h.interval == "boolean" or isinstance(h.default, Real), f"{h.name}'s default")
 
 
 _check()
