@@ -71,6 +71,11 @@ myst_substitutions = {
     "extra_solvers": ", ".join(
         s.name + "".join(f" (`{h}`)" for h in s.hyperparameters if h not in _sklearn_settings)
         for s in _registry.SOLVERS if not s.sklearn),
+    # a block: the sources table of every activation, loss and solver that has one
+    "registry_sources": "| activation, loss or solver | source |\n|---|---|\n" + "\n".join(
+        f"| {entry.name} | {entry.source} |"
+        for entry in _registry.ACTIVATIONS + _registry.LOSSES + _registry.SOLVERS
+        if entry.source),
 }
 myst_heading_anchors = 3
 

@@ -198,13 +198,26 @@ def test_every_c_kernel_is_declared_to_cython_once():
         assert installed.read_text() == generate.render(template, generate.namespace())
 
 
+def test_every_activation_and_solver_beyond_scikit_learn_names_its_source():
+    for entry in registry.ACTIVATIONS + registry.SOLVERS:
+        if not (entry.sklearn or getattr(entry, "output", False)):
+            assert entry.source, entry.name
+
+
 def test_the_docs_tables_come_from_the_registry():
-    """docs/features.md lists cnn_bp's activations and solvers by MyST
-    substitutions that docs/conf.py fills from the registry."""
+    """docs/features.md lists cnn_bp's activations and solvers, and their
+    sources, by MyST substitutions that docs/conf.py fills from the registry;
+    its hand-written sources table names none of them."""
     features = ROOT / "docs" / "features.md"
     if not features.exists():
         pytest.skip("the source tree's docs are not here")
     text = features.read_text()
-    assert "{{ extra_activations }}" in text and "{{ extra_solvers }}" in text
+    for substitution in ("extra_activations", "extra_solvers", "registry_sources"):
+        assert "{{ %s }}" % substitution in text
+    named = {name.strip() for row in re.findall(r"^\| ([^|]+) \|", text, re.M)
+             for name in row.split(",")}
+    sourced = {e.name for e in registry.ACTIVATIONS + registry.LOSSES + registry.SOLVERS
+               if e.source}
+    assert not named & sourced
     conf = (ROOT / "docs" / "conf.py").read_text()
     assert "_registry" in conf and "myst_substitutions" in conf

@@ -5,7 +5,7 @@ Everything that names them comes from here. At build time, setup.py runs
 switch helpers of ``csrc/registry.h`` (a name's position is its C code) and
 the Cython declarations of ``cnn_bp/_kernels.pxd``. At run time the
 estimators' ``_parameter_constraints`` and docstrings, the command line's
-choices and the engine's codes read them. CONTRIBUTING.md has the recipes
+choices, the engine's codes and the docs' tables read them. CONTRIBUTING.md has the recipes
 for adding one; ``tests/test_registry.py`` checks that everything agrees.
 
 This module imports nothing from cnn_bp (setup.py loads it by path, before
@@ -20,13 +20,16 @@ class Activation(NamedTuple):
     """An activation f. `output` marks the ones only an output layer has
     (listed last); `needs_z`, those whose derivative is read off Z^l rather
     than A^l = f(Z^l) (the engine then keeps Z^l); `sklearn`, those
-    scikit-learn's MLP has too. `doc` is the estimators' docstring entry."""
+    scikit-learn's MLP has too. `doc` is the estimators' docstring entry;
+    `source`, the reference the docs' sources table gives (this holds for
+    losses and solvers too)."""
 
     name: str
     doc: str
     output: bool = False
     needs_z: bool = False
     sklearn: bool = False
+    source: str = ""
 
 
 class Loss(NamedTuple):
@@ -39,6 +42,7 @@ class Loss(NamedTuple):
     output_activation: str
     estimator: str
     doc: str
+    source: str = ""
 
 
 class Hyperparameter(NamedTuple):
@@ -61,6 +65,7 @@ class Solver(NamedTuple):
     hyperparameters: tuple
     doc: str
     sklearn: bool = False
+    source: str = ""
 
 
 ACTIVATIONS = (
@@ -68,17 +73,27 @@ ACTIVATIONS = (
     Activation("logistic", "1 / (1 + exp(-z))", sklearn=True),
     Activation("tanh", "tanh(z)", sklearn=True),
     Activation("relu", "max(0, z)", sklearn=True),
-    Activation("elu", "z for z > 0 else exp(z) - 1 (Clevert et al., 2016)"),
-    Activation("leaky_relu", "z for z > 0 else negative_slope * z (Maas et al., 2013)"),
+    Activation("elu", "z for z > 0 else exp(z) - 1 (Clevert et al., 2016)",
+               source='Clevert, Unterthiner & Hochreiter (2016), "Fast and accurate deep '
+               'network learning by exponential linear units"'),
+    Activation("leaky_relu", "z for z > 0 else negative_slope * z (Maas et al., 2013)",
+               source='Maas, Hannun & Ng (2013), "Rectifier nonlinearities improve neural '
+               'network acoustic models"'),
     Activation("selu", "lambda * elu with alpha = 1.6733, lambda = 1.0507 "
-               "(Klambauer et al., 2017)"),
-    Activation("softplus", "log(1 + exp(z))"),
+               "(Klambauer et al., 2017)",
+               source='Klambauer et al. (2017), "Self-normalizing neural networks"'),
+    Activation("softplus", "log(1 + exp(z))",
+               source='Dugas et al. (2001), "Incorporating second-order functional knowledge '
+               'for better option pricing"'),
     Activation("gelu", "z * Phi(z) with Phi the standard normal CDF, exact (erf) "
-               "(Hendrycks & Gimpel, 2016)", needs_z=True),
+               "(Hendrycks & Gimpel, 2016)", needs_z=True,
+               source='Hendrycks & Gimpel (2016), "Gaussian error linear units"'),
     Activation("gelu_tanh", "gelu's approximation z/2 * (1 + tanh(sqrt(2/pi) "
-               "(z + 0.044715 z^3))) (Hendrycks & Gimpel, 2016)", needs_z=True),
+               "(z + 0.044715 z^3))) (Hendrycks & Gimpel, 2016)", needs_z=True,
+               source='Hendrycks & Gimpel (2016), "Gaussian error linear units"'),
     Activation("silu", "z * sigma(z), also called swish (Elfwing et al., 2018)",
-               needs_z=True),
+               needs_z=True, source='Elfwing, Uchibe & Doya (2018), "Sigmoid-weighted '
+               'linear units"'),
     Activation("softmax", "row-wise exp(z_k) / sum_j exp(z_j)", output=True),
     Activation("exp", "exp(z)", output=True),
 )
@@ -93,7 +108,8 @@ LOSSES = (
          "Poisson deviance sum_k [y_k log(y_k / a_k) - y_k + a_k]; y >= 0"),
     Loss("huber", "identity", "regressor",
          "Huber's (1964): r^2 / 2 where |r| <= huber_delta, else huber_delta "
-         "(|r| - huber_delta / 2), r = a - y"),
+         "(|r| - huber_delta / 2), r = a - y",
+         source='Huber (1964), "Robust estimation of a location parameter"'),
     Loss("absolute_error", "identity", "regressor", "|a - y|"),
 )
 
@@ -117,15 +133,23 @@ HYPERPARAMETERS = (
 
 SOLVERS = (
     Solver("sgd", ("momentum", "nesterovs_momentum"),
-           "mini-batch gradient descent with (Nesterov) momentum", sklearn=True),
-    Solver("adam", ("beta_1", "beta_2", "epsilon"), "Kingma & Ba (2014)", sklearn=True),
+           "mini-batch gradient descent with (Nesterov) momentum", sklearn=True,
+           source='momentum and Nesterov\'s: Sutskever et al. (2013), "On the importance of '
+           'initialization and momentum in deep learning"'),
+    Solver("adam", ("beta_1", "beta_2", "epsilon"), "Kingma & Ba (2014)", sklearn=True,
+           source='Kingma & Ba (2015), "Adam: a method for stochastic optimization"'),
     Solver("adamw", ("beta_1", "beta_2", "epsilon", "weight_decay"),
-           "Adam with decoupled weight decay (Loshchilov & Hutter, 2019)"),
+           "Adam with decoupled weight decay (Loshchilov & Hutter, 2019)",
+           source='Loshchilov & Hutter (2019), "Decoupled weight decay regularization"'),
     Solver("nadam", ("beta_1", "beta_2", "epsilon"),
-           "Adam with Nesterov momentum and Dozat's momentum schedule (Dozat, 2016)"),
+           "Adam with Nesterov momentum and Dozat's momentum schedule (Dozat, 2016)",
+           source='Dozat (2016), "Incorporating Nesterov momentum into Adam" (torch\'s '
+           'momentum schedule)'),
     Solver("rmsprop", ("rho", "epsilon"),
-           "g / sqrt(running mean of g^2) (Tieleman & Hinton, 2012)"),
-    Solver("adagrad", ("epsilon",), "g / sqrt(sum of g^2) (Duchi, Hazan & Singer, 2011)"),
+           "g / sqrt(running mean of g^2) (Tieleman & Hinton, 2012)",
+           source="Tieleman & Hinton (2012), Coursera lecture 6.5"),
+    Solver("adagrad", ("epsilon",), "g / sqrt(sum of g^2) (Duchi, Hazan & Singer, 2011)",
+           source='Duchi, Hazan & Singer (2011), "Adaptive subgradient methods"'),
 )
 
 #: The names, in code order.
