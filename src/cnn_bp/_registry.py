@@ -1,12 +1,13 @@
 """The registry: every activation, loss and solver of cnn_bp, in one table each.
 
 Everything that names them comes from here. At build time, setup.py runs
-``tools/generate.py``, which renders templates with these tables: the C enums and the
-switch helpers of ``csrc/registry.h`` (a name's position is its C code) and
-the Cython declarations of ``cnn_bp/_kernels.pxd``. At run time the
-estimators' ``_parameter_constraints`` and docstrings, the command line's
-choices, the engine's codes and the docs' tables read them. CONTRIBUTING.md has the recipes
-for adding one; ``tests/test_registry.py`` checks that everything agrees.
+``tools/generate.py``, which renders templates with these tables: the C
+enums and the switch helpers of ``csrc/registry.h`` (a name's position is
+its C code) and the Cython declarations of ``cnn_bp/_kernels.pxd``. At run
+time the estimators' ``_parameter_constraints`` and docstrings, the command
+line's choices, the engine's codes and the docs' tables read them.
+CONTRIBUTING.md has the recipes for adding one; ``tests/test_registry.py``
+checks that everything agrees.
 
 This module imports nothing from cnn_bp (setup.py loads it by path, before
 anything is compiled), and nothing beyond the standard library.
