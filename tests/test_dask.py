@@ -296,3 +296,44 @@ def test_a_lost_worker_stops_the_fit_with_an_error(digits):
     for a, b in zip(model.coefs_, before):
         np.testing.assert_array_equal(a, b)
     assert model.max_iter == 100000 and model.n_iter_ == 2
+
+
+class _FakeClient:
+    """Just what _scatter and _raise_if_lost use: scatter fails as it does to a
+    worker that has just died; the scheduler notices on its third report."""
+
+    def __init__(self, error, notices_at=3):
+        self.error, self.notices_at, self.reports = error, notices_at, 0
+
+    def scatter(self, data, hash):
+        raise self.error
+
+    def scheduler_info(self):
+        self.reports += 1
+        dead = self.reports >= self.notices_at
+        return {"workers": {"tcp://a": {}} if dead else {"tcp://a": {}, "tcp://b": {}}}
+
+    def cancel(self, futures):
+        pass
+
+
+def test_a_worker_dying_mid_scatter_is_named_once_the_scheduler_notices(monkeypatch):
+    from distributed.comm.core import CommClosedError
+
+    from cnn_bp import dask as cnn_bp_dask
+
+    workers = ["tcp://a", "tcp://b"]
+    monkeypatch.setattr(cnn_bp_dask, "LOST_SECONDS", 30.0)
+    with pytest.raises(RuntimeError, match="tcp://b'\\] left the cluster"):
+        cnn_bp_dask._scatter(_FakeClient(CommClosedError("Stream is closed")), 1, workers)
+    # a connection error while every worker stays: raised as it is, after the wait
+    monkeypatch.setattr(cnn_bp_dask, "LOST_SECONDS", 0.3)
+    healthy = _FakeClient(CommClosedError("Stream is closed"), notices_at=10**9)
+    with pytest.raises(CommClosedError):
+        cnn_bp_dask._scatter(healthy, 1, workers)
+    # any other error: raised at once, the scheduler asked once
+    other = _FakeClient(ValueError("bad data"), notices_at=10**9)
+    monkeypatch.setattr(cnn_bp_dask, "LOST_SECONDS", 30.0)
+    with pytest.raises(ValueError, match="bad data"):
+        cnn_bp_dask._scatter(other, 1, workers)
+    assert other.reports == 1

@@ -71,6 +71,9 @@ __all__ = ["DaskMLPClassifier", "DaskMLPRegressor"]
 FAN_IN = 4
 # While waiting for tasks, check this often that no worker has left.
 WATCH_SECONDS = 1.0
+# After a connection error, wait this long for the scheduler to notice a
+# worker that died mid-call before taking the error for something else.
+LOST_SECONDS = 10.0
 
 
 def _is_dask(data):
@@ -279,12 +282,13 @@ class _ShardEpochs:
         model, client, engine = self.model, self.client, self.model._engine
         start = time.perf_counter()
         seed = int(model._random_state.randint(2**31 - 1)) if model.shuffle else 0
-        state = client.scatter(engine, hash=False)
+        workers = [worker for worker, _, _ in self.shards]
+        state = _scatter(client, engine, workers)
         results = _gather(client, [
             client.submit(_train_shard, state, shard, k, seed, model.shuffle, batch_size,
                           model.alpha, model.alpha_l1, workers=[worker], pure=False)
             for k, (worker, shard, _) in enumerate(self.shards)
-        ], [worker for worker, _, _ in self.shards])
+        ], workers)
         trained = [(e, total) for e, total, _ in results]
         weights = np.array([rows for _, _, rows in self.shards], float) / self.n_samples
         engine.params[...] = sum(w * e.params for w, (e, _) in zip(weights, trained))
@@ -301,26 +305,47 @@ class _ShardEpochs:
         return sum(total for _, total in trained)
 
 
+def _raise_if_lost(client, workers, error, futures=()):
+    """RuntimeError (cancelling `futures`) if one of `workers`, those holding
+    the partitions, has left the cluster: its partitions are gone, and tasks
+    bound to it would wait for ever. After a connection error the scheduler
+    is given LOST_SECONDS to notice a worker that died mid-call."""
+    patience = LOST_SECONDS if isinstance(error, OSError) else 0  # CommClosedError too
+    deadline = time.monotonic() + patience
+    while True:
+        lost = set(workers) - set(client.scheduler_info()["workers"])
+        if lost:
+            client.cancel(list(futures))
+            raise RuntimeError(
+                f"Dask worker(s) {sorted(lost)} left the cluster during training, "
+                "with the partitions they held; the estimator is left as it was "
+                "(fit again to train on the workers there are now)"
+            ) from error
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.25)
+
+
+def _scatter(client, data, workers):
+    """A future of `data` on a worker (scatter without broadcast: a broadcast
+    waits for every worker, a dead one too), or _raise_if_lost's error."""
+    try:
+        return client.scatter(data, hash=False)
+    except Exception as error:
+        _raise_if_lost(client, workers, error)
+        raise
+
+
 def _gather(client, futures, workers):
-    """The futures' results, or RuntimeError as soon as one of `workers`
-    (those holding the partitions the futures need) has left the cluster:
-    its partitions are gone, and tasks bound to it would wait for ever.
-    (Models and parameters go to the workers by scatter without broadcast:
-    a broadcast waits for every worker, a dead one too.)"""
+    """The futures' results, or _raise_if_lost's RuntimeError as soon as one
+    of `workers` has left the cluster."""
     while True:
         try:
             with client.as_current():  # wait() asks for the default client
                 wait(futures, timeout=WATCH_SECONDS)
             return client.gather(futures)
         except Exception as error:
-            lost = set(workers) - set(client.scheduler_info()["workers"])
-            if lost:
-                client.cancel(futures)
-                raise RuntimeError(
-                    f"Dask worker(s) {sorted(lost)} left the cluster during training, "
-                    "with the partitions they held; the estimator is left as it was "
-                    "(fit again to train on the workers there are now)"
-                ) from error
+            _raise_if_lost(client, workers, error, futures)
             if not isinstance(error, TimeoutError):
                 raise
 
@@ -449,13 +474,13 @@ class _DaskMixin:
                     for yb, sb in zip(y.to_delayed().ravel(), sws)])))
             self._class_weight_table_ = self._class_weight_table(counts)
             model._class_weight_table_ = self._class_weight_table_
-        model_future = client.scatter(model, hash=False)
-        tasks = [dask.delayed(_block, pure=False)(model_future, xb, yb, sb, i)
-                 for i, (xb, yb, sb) in enumerate(zip(X.to_delayed().ravel(),
-                                                      y.to_delayed().ravel(), sws))]
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
             raise ValueError("the Dask cluster has no workers")
+        model_future = _scatter(client, model, workers)
+        tasks = [dask.delayed(_block, pure=False)(model_future, xb, yb, sb, i)
+                 for i, (xb, yb, sb) in enumerate(zip(X.to_delayed().ravel(),
+                                                      y.to_delayed().ravel(), sws))]
         held = [workers[i * len(workers) // len(tasks)] for i in range(len(tasks))]
         blocks = [client.compute(task, workers=[worker], allow_other_workers=False)
                   for task, worker in zip(tasks, held)]
@@ -464,10 +489,10 @@ class _DaskMixin:
 
     def _fit_lbfgs_dask(self, client, parts):
         engine = self._engine
-        template = client.scatter(engine, hash=False)
+        template = _scatter(client, engine, parts.workers)
 
         def loss_and_gradient(params):
-            p = client.scatter(params.astype(engine.dtype), hash=False)
+            p = _scatter(client, params.astype(engine.dtype), parts.workers)
             data_loss, weight, grads = _tree_sum(client, [
                 client.submit(_loss_gradient_sums, template, p, block, pure=False)
                 for block in parts.blocks], parts.workers)
@@ -519,8 +544,8 @@ class _DaskMixin:
         client = self._client()
         model = copy.copy(self)
         model.__dict__.pop("client", None)
-        model_future = client.scatter(model, hash=False)
-        p = client.scatter(self._engine.params.copy(), hash=False)
+        model_future = _scatter(client, model, validation.workers)
+        p = _scatter(client, self._engine.params.copy(), validation.workers)
         data_loss, weight, sums = _tree_sum(client, [
             client.submit(_validation_sums, model_future, p, block, pure=False)
             for block in validation.blocks], validation.workers)
