@@ -337,3 +337,8 @@ def test_a_worker_dying_mid_scatter_is_named_once_the_scheduler_notices(monkeypa
     with pytest.raises(ValueError, match="bad data"):
         cnn_bp_dask._scatter(other, 1, workers)
     assert other.reports == 1
+    # the timeout of a wait (an OSError too) is no sign either: one report
+    timeout = _FakeClient(TimeoutError(), notices_at=10**9)
+    with pytest.raises(TimeoutError):
+        cnn_bp_dask._scatter(timeout, 1, workers)
+    assert timeout.reports == 1

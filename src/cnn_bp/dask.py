@@ -310,7 +310,9 @@ def _raise_if_lost(client, workers, error, futures=()):
     the partitions, has left the cluster: its partitions are gone, and tasks
     bound to it would wait for ever. After a connection error the scheduler
     is given LOST_SECONDS to notice a worker that died mid-call."""
-    patience = LOST_SECONDS if isinstance(error, OSError) else 0  # CommClosedError too
+    # CommClosedError is an OSError; so is the TimeoutError of a wait, which is no sign
+    connection_error = isinstance(error, OSError) and not isinstance(error, TimeoutError)
+    patience = LOST_SECONDS if connection_error else 0
     deadline = time.monotonic() + patience
     while True:
         lost = set(workers) - set(client.scheduler_info()["workers"])
