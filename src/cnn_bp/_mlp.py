@@ -7,6 +7,7 @@ order), keeps the fitted attributes and runs the epoch loop (early stopping,
 arithmetic, a whole epoch per call, happens in ``cnn_bp._engine.Engine``.
 """
 
+import contextlib
 import copy
 import functools
 import math
@@ -97,6 +98,18 @@ def _exclusive(fit_method):
                 _fitting.discard(id(self))
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _restored_on_error(estimator, state):
+    """Any error inside leaves the estimator's __dict__ as `state` (a
+    snapshot taken before anything changed)."""
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(state)
+        raise
 
 
 def _engine_array(a, dtype):
@@ -464,7 +477,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 UserWarning,
             )
             return self
-        try:
+        with _restored_on_error(self, state):
             X, y, sample_weight = self._prepare(X, y, sample_weight, incremental,
                                                 validation)
             if stochastic:
@@ -474,10 +487,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 rate = None if self.lr_schedule is None else self._scheduled_rate()
             elif validation[0] is not None:
                 raise ValueError("X_val is for early stopping, which lbfgs does not do")
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
         if stochastic:
             self._fit_stochastic(train, validation, incremental, rate)
         else:
@@ -1481,17 +1490,13 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             If the estimator is being fitted in another thread.
         """
         state = self.__dict__.copy()
-        try:
+        with _restored_on_error(self, state):
             if _check_partial_fit_first_call(self, classes):
                 self._label_binarizer = LabelBinarizer()
                 if type_of_target(y).startswith("multilabel"):
                     self._label_binarizer.fit(y)
                 else:
                     self._label_binarizer.fit(classes)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
         return self._fit(X, y, sample_weight=sample_weight, incremental=True, state=state,
                          validation=(X_val, y_val, sample_weight_val))
 

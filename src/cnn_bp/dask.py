@@ -61,6 +61,7 @@ from ._mlp import (
     MLPRegressor,
     _engine_array,
     _exclusive,
+    _restored_on_error,
 )
 from ._registry import STOCHASTIC_SOLVERS
 from ._threads import training_threads
@@ -412,13 +413,15 @@ class _DaskMixin:
     @_exclusive
     def _fit_on_cluster(self, X, y, sample_weight, given):
         """fit on Dask collections; any error leaves the estimator as it was."""
-        state = self.__dict__.copy()
-        try:
+        with _restored_on_error(self, self.__dict__.copy()):
             return self._fit_dask(X, y, sample_weight, given)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
+
+    def _for_workers(self):
+        """A shallow copy to send to the workers: without the client (a live
+        connection does not travel)."""
+        model = copy.copy(self)
+        model.__dict__.pop("client", None)
+        return model
 
     def _fit_dask(self, X, y, sample_weight, given):
         client = self._client()
@@ -464,8 +467,7 @@ class _DaskMixin:
         i W // P of the W workers, sorted by address): fits of the same data
         on the same cluster train the same shards, whatever the scheduler
         did before."""
-        model = copy.copy(self)
-        model.__dict__.pop("client", None)
+        model = self._for_workers()
         sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
                else [None] * X.numblocks[0])
         if is_classifier(self) and self.class_weight is not None:
@@ -544,8 +546,7 @@ class _DaskMixin:
         if not isinstance(validation, _Partitions):
             return super()._validation_metrics(validation)
         client = self._client()
-        model = copy.copy(self)
-        model.__dict__.pop("client", None)
+        model = self._for_workers()
         model_future = _scatter(client, model, validation.workers)
         p = _scatter(client, self._engine.params.copy(), validation.workers)
         data_loss, weight, sums = _tree_sum(client, [
