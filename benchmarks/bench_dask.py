@@ -24,6 +24,7 @@ on a cluster each worker brings its own.
 import argparse
 import time
 import warnings
+from unittest import mock
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -53,13 +54,15 @@ def main(argv=None):
     import dask.array as da
     from distributed import Client, LocalCluster
 
-    from cnn_bp.dask import DaskMLPClassifier
+    from cnn_bp import dask as cnn_bp_dask
 
     captured = []
 
-    class Timed(DaskMLPClassifier):
-        def _epochs(self, train):
-            captured.append(super()._epochs(train))
+    class TimedTrainer(cnn_bp_dask._ClusterTrainer):
+        """Keeps each fit's epochs, whose timings the table reads."""
+
+        def epochs(self, train):
+            captured.append(super().epochs(train))
             return captured[-1]
 
     parts, features = 4, 784
@@ -88,7 +91,8 @@ def main(argv=None):
             walls, trains = [], []
             for _ in range(repeats):
                 captured.clear()
-                Timed(**params).fit(Xd, yd)
+                with mock.patch.object(cnn_bp_dask, "_ClusterTrainer", TimedTrainer):
+                    cnn_bp_dask.DaskMLPClassifier(**params).fit(Xd, yd)
                 timings = captured[-1].timings
                 walls.append(min(t[0] for t in timings))
                 trains.append(min(t[1] for t in timings))

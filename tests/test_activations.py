@@ -9,6 +9,7 @@ from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 
 import cnn_bp
 from cnn_bp import MLPClassifier, MLPRegressor
+from cnn_bp import _network as network
 
 import reference as act
 
@@ -18,7 +19,7 @@ NEW = ["elu", "leaky_relu", "selu", "softplus", "gelu", "gelu_tanh", "silu"]
 def _numpy_proba(model, X):
     """Softmax output of the fitted network, by numpy and the formulas of
     cnn_bp._activations (an independent forward pass)."""
-    names = model._hidden_activations(len(model.coefs_) - 1)
+    names = network.hidden_activations(model, len(model.coefs_) - 1)
     A = X.astype(np.float64)
     for W, b, name in zip(model.coefs_[:-1], model.intercepts_[:-1], names):
         A = act.forward(name, A @ W + b, model.negative_slope)

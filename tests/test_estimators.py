@@ -10,6 +10,7 @@ from sklearn import neural_network as sk
 from sklearn.exceptions import ConvergenceWarning
 
 from cnn_bp import MLPClassifier, MLPRegressor, _engine
+from cnn_bp import _network as network
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def test_hand_worked_sgd_step():
     model.coefs_[1][...] = 2.0
     model.intercepts_[0][...] = 0.0
     model.intercepts_[1][...] = 0.0
-    model._start_optimizer()  # fresh momentum buffers for the hand-set weights
+    network.start_optimizer(model)  # fresh momentum buffers for the hand-set weights
     model.partial_fit(X, y)
     assert model.loss_ == pytest.approx(2.0)
     assert model.coefs_[1][0, 0] == pytest.approx(2.1)

@@ -13,6 +13,7 @@ from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
 from cnn_bp import MLPClassifier, MLPRegressor, _engine
+from cnn_bp import _network as network
 
 
 def _models(digits):
@@ -56,7 +57,7 @@ def test_label_decoding_matches_label_binarizer(classes):
     out[5] = np.nan
     expected = model._label_binarizer.inverse_transform(
         out.ravel() if model.n_outputs_ == 1 else out)
-    np.testing.assert_array_equal(model._labels(out), expected)
+    np.testing.assert_array_equal(network.labels(model, out), expected)
 
 
 def _error(call):
@@ -277,10 +278,10 @@ def test_label_encoding_matches_label_binarizer(labels):
     X = np.arange(2.0 * len(labels)).reshape(len(labels), 2)
     model = MLPClassifier((3,), max_iter=1).fit(X, labels)
     expected = model._label_binarizer.transform(labels).astype(bool)
-    encoded = model._indicator(labels)
+    encoded = network.indicator(model, labels)
     assert encoded.dtype == bool
     np.testing.assert_array_equal(encoded, expected.reshape(len(labels), -1))
-    np.testing.assert_array_equal(model._labels(encoded.astype(float)),
+    np.testing.assert_array_equal(network.labels(model, encoded.astype(float)),
                                   model._label_binarizer.inverse_transform(
                                       expected if expected.shape[1] > 1 else expected.ravel()))
 

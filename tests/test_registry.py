@@ -13,7 +13,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 import cnn_bp
-from cnn_bp import _engine, _mlp
+from cnn_bp import _engine
+from cnn_bp import _network as _mlp
 from cnn_bp import _registry as registry
 from cnn_bp.__main__ import _parse_args
 

@@ -179,7 +179,7 @@ def test_nonfinite_loss_with_finite_weights_stops_with_a_warning(digits):
 def test_keyboard_interrupt_between_epochs_leaves_a_consistent_model(digits, monkeypatch):
     """Ctrl-C reaches Python between two epochs (an epoch is one call without
     the GIL); simulate it arriving before epoch 4."""
-    import cnn_bp._mlp as mlp
+    import cnn_bp._training as mlp
 
     X, y = digits
     calls = []

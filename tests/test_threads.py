@@ -286,7 +286,7 @@ def test_the_private_blas_stays_at_one_thread():
 @pytest.fixture
 def chosen(monkeypatch):
     """The n_threads each fit's training_threads yields, in order."""
-    import cnn_bp._mlp as mlp
+    import cnn_bp._training as mlp
 
     chosen = []
 

@@ -90,6 +90,16 @@ cdef struct Work:
     int helper                   # a shared one-row prediction's helper (pool.c id)
 
 
+cdef class TrainingData:
+    cdef Rows rows               # X as the passes read it
+    cdef readonly Py_ssize_t n_samples
+    cdef object Y, sample_weight
+    cdef object order            # intp row order, or None: rows as stored
+    cdef list keep               # the arrays `rows` points into
+    cdef object dtype            # the engine's dtype and layer_units it was
+    cdef tuple layer_units       # checked for
+
+
 cdef class Engine:
     cdef Net net
     cdef Optim opt

@@ -8,7 +8,9 @@ Layering, calls going one way:
         masks from a counter-based generator, SplitMix64)
     -> this engine (owns the buffers, calls BLAS, runs nogil; the mathematics
         over row ranges and parameter ranges, which knows no threads)
-    -> the estimators (cnn_bp/_mlp.py: validation, RNG, warnings, bookkeeping)
+    -> the network binding (cnn_bp/_network.py: parameters <-> engine, data
+        checked once), the trainer (_training.py: RNG, the epoch loop,
+        warnings) and the estimators (_mlp.py: validation, attributes)
 Beside the engine, the parallel layer (csrc/team.c over csrc/pool.c's helper
 threads) splits a training batch, and a one-row prediction, among threads.
 
@@ -1412,6 +1414,29 @@ cdef int _set_rows(Rows *rows, X, dtype, ptrdiff_t n_features,
     return n
 
 
+def _check_order(order, ptrdiff_t n):
+    """Raise unless `order` is a C-contiguous intp array of n row indices in
+    [0, n)."""
+    _check_block("order", order, np.intp, n, -1)
+    if order.min() < 0 or order.max() >= n:
+        raise ValueError("order holds an index outside [0, n_samples)")
+
+
+cdef class TrainingData:
+    """Training rows checked for one engine (`Engine.training_data`): X, Y,
+    sample_weight and their row order, held so that `Engine.train` reads
+    them without checking them again."""
+
+    def shuffle(self, random_state):
+        """Permute the row order in place: ``random_state.shuffle(order)``,
+        the draws and result of ``sklearn.utils.shuffle`` (checked again
+        after, once per epoch; ValueError without an order)."""
+        if self.order is None:
+            raise ValueError("these training data take rows as stored: no order to shuffle")
+        random_state.shuffle(self.order)
+        _check_order(self.order, self.n_samples)
+
+
 cdef class Engine:
     """All buffers of one multi-layer perceptron and the compiled passes over them.
 
@@ -1845,11 +1870,81 @@ cdef class Engine:
             _check_block("sample_weight", sample_weight, self.dtype, n, -1)
         return n
 
+    def training_data(self, X, Y, sample_weight, order=None, bint shuffle=False):
+        """Training rows for this engine, checked once: what `train` takes.
+
+        A fit checks its data here once, not at each slice of an epoch (a
+        CSR matrix's structure and byte targets are scanned in full).
+
+        Parameters
+        ----------
+        X, Y, sample_weight : as for `run_epoch`
+        order : ndarray of shape (n_samples,), dtype intp, or None
+            A row order of the caller's (checked here), or None.
+        shuffle : bool
+            With order None: the data own a row order, ``arange(n_samples)``
+            at first, that `TrainingData.shuffle` permutes; False takes rows
+            as stored.
+
+        Returns
+        -------
+        data : TrainingData
+
+        Raises
+        ------
+        TypeError, ValueError
+            Data the engine cannot take (as `run_epoch`).
+        """
+        cdef TrainingData data = TrainingData.__new__(TrainingData)
+        data.keep = []
+        cdef ptrdiff_t n = self._check_data(&data.rows, X, Y, sample_weight, data.keep)
+        if order is not None:
+            _check_order(order, n)
+        elif shuffle:
+            order = np.arange(n, dtype=np.intp)
+        data.n_samples, data.Y, data.sample_weight, data.order = n, Y, sample_weight, order
+        data.dtype, data.layer_units = self.dtype, self.layer_units
+        return data
+
     def run_epoch(self, X, Y, sample_weight, order, Py_ssize_t batch_size,
                   double alpha, double alpha_l1=0.0, int n_threads=1,
                   Py_ssize_t start=0, double total=0.0, seconds=None):
         """One epoch of mini-batch training, or a time slice of one, in one
-        nogil call.
+        nogil call: ``train(training_data(X, Y, sample_weight, order), ...)``.
+
+        Parameters
+        ----------
+        X : ndarray or CSR matrix of shape (n_samples, n_features), engine dtype
+            Dense X must be C-contiguous and aligned; CSR X is read in place
+            (never densified).
+        Y : ndarray of shape (n_samples, n_outputs), C-contiguous, engine dtype
+            Targets: one-hot or indicator columns for classification (or
+            those as uint8 0/1 bytes).
+        sample_weight : ndarray of shape (n_samples,) or None
+        order : ndarray of shape (n_samples,), dtype intp, or None
+            Row order (a permutation from the estimator's random state);
+            None takes rows as stored, without copying them.
+        batch_size, alpha, alpha_l1, n_threads, start, total, seconds
+            As for `train`.
+
+        Returns
+        -------
+        total : float
+            As `train` returns it.
+
+        Raises
+        ------
+        RuntimeError, ValueError
+            As `training_data` and `train` raise them.
+        """
+        return self.train(self.training_data(X, Y, sample_weight, order), batch_size, alpha,
+                          alpha_l1, n_threads, start, total, seconds)
+
+    def train(self, TrainingData data not None, Py_ssize_t batch_size, double alpha,
+              double alpha_l1=0.0, int n_threads=1, Py_ssize_t start=0, double total=0.0,
+              seconds=None):
+        """One epoch of mini-batch training over `data`, or a time slice of
+        one, in one nogil call.
 
         With ``n_threads`` T > 1, up to T - 1 helper threads share each
         batch of at least `SPLIT_ROWS` rows; the parameters come out as with
@@ -1858,15 +1953,9 @@ cdef class Engine:
 
         Parameters
         ----------
-        X : ndarray or CSR matrix of shape (n_samples, n_features), engine dtype
-            Dense X must be C-contiguous and aligned; CSR X is read in place
-            (never densified).
-        Y : ndarray of shape (n_samples, n_outputs), C-contiguous, engine dtype
-            Targets: one-hot or indicator columns for classification.
-        sample_weight : ndarray of shape (n_samples,) or None
-        order : ndarray of shape (n_samples,), dtype intp, or None
-            Row order (a permutation from the estimator's random state);
-            None takes rows as stored, without copying them.
+        data : TrainingData
+            This engine's `training_data`, in its row order (the rows as
+            stored if it has none).
         batch_size : int
             Rows per mini-batch (the last batch may be smaller), >= 1.
         alpha, alpha_l1 : float
@@ -1879,7 +1968,7 @@ cdef class Engine:
             could be loaded. Without free helpers this one works alone, its
             products still on one thread.
         start : int
-            Position in `order` (row, for order None) of the first batch:
+            Position in the order (row, without one) of the first batch:
             0, or `stopped_at` of the previous call of the same epoch.
         total : float
             The previous calls' total of the same epoch, which this call
@@ -1902,18 +1991,14 @@ cdef class Engine:
             If another thread is training with this engine, or no optimizer
             was set.
         ValueError
-            Data the engine cannot take, or a bad start, batch size or
+            Data checked for another network, or a bad start, batch size or
             thread count.
         """
         if self.solver is None:
             raise RuntimeError("set_optimizer must be called before run_epoch")
-        cdef Rows x
-        cdef list keep = []
-        cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
-        if order is not None:
-            _check_block("order", order, np.intp, n, -1)
-            if order.min() < 0 or order.max() >= n:
-                raise ValueError("order holds an index outside [0, n_samples)")
+        if data.dtype != self.dtype or data.layer_units != self.layer_units:
+            raise ValueError("these training data were checked for another network")
+        cdef ptrdiff_t n = data.n_samples
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if n_threads < 1:
@@ -1932,11 +2017,11 @@ cdef class Engine:
         self._idle()
         self._busy = True  # under the GIL since _idle: no other thread between
         try:
-            self._reserve(batch_size, order is not None and x.x != NULL, threads - 1,
-                          single)
+            self._reserve(batch_size, data.order is not None and data.rows.x != NULL,
+                          threads - 1, single)
             self._set_penalties(alpha, alpha_l1)
-            total = self._run(&x, Y, sample_weight, order, n, batch_size, threads,
-                              start, total, budget)
+            total = self._run(&data.rows, data.Y, data.sample_weight, data.order, n,
+                              batch_size, threads, start, total, budget)
         finally:
             self._busy = False
         return total
@@ -1953,20 +2038,17 @@ cdef class Engine:
         cdef Slice sl
         sl.start, sl.total, sl.helpers = start, total, cnnbp_lockstep_helpers(
             &self._lockstep, threads - 1)
-        if self.dtype == np.float64:
-            with nogil:
-                t0 = _now()
-                sl.deadline = t0 + budget
+        cdef bint double = self.dtype == np.float64
+        with nogil:
+            t0 = _now()
+            sl.deadline = t0 + budget
+            if double:
                 _epoch(&self.net, &self.opt, &self.work, x, y, y_u8, <double *> sw, rows,
                        n, batch_size, &sl)
-                t1 = _now()
-        else:
-            with nogil:
-                t0 = _now()
-                sl.deadline = t0 + budget
+            else:
                 _epoch(&self.net, &self.opt, &self.work, x, y, y_u8, <float *> sw, rows,
                        n, batch_size, &sl)
-                t1 = _now()
+            t1 = _now()
         self.last_nogil_interval = (t0, t1)
         self.rows_trained += sl.start - start
         self.stopped_at = sl.start

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _network as network
 from ._registry import LOSS_NAMES
 
 
@@ -126,7 +127,7 @@ def backprop_trace(estimator, X, y, sample_weight=None):
     ValueError
         For input the estimator itself would reject, or unseen labels.
     """
-    X, Y, sw = estimator._engine_data(X, y, sample_weight)
+    X, Y, sw = network.engine_data(estimator, X, y, sample_weight)
     engine = copy.deepcopy(estimator._engine)  # leaves the model untouched
     loss, z, a, delta = engine.trace(X, Y, sw, estimator.alpha, estimator.alpha_l1)
     grads = _split(engine, engine.grads)
@@ -234,6 +235,19 @@ def _objective(engine, X, Y, sw, penalties, params):
     return k * (loss - penalty) + penalty
 
 
+def _numeric_gradient(engine, X, Y, sw, alpha, w0, eps):
+    """The centred differences (C(w0 + h e_i) - C(w0 - h e_i)) / 2h, h = eps."""
+    numeric = np.empty_like(w0)
+    for i in range(w0.size):
+        w = w0.copy()
+        w[i] += eps
+        up = _objective(engine, X, Y, sw, alpha, w)
+        w[i] -= 2 * eps
+        down = _objective(engine, X, Y, sw, alpha, w)
+        numeric[i] = (up - down) / (2 * eps)
+    return numeric
+
+
 def check_gradients(estimator, X, y, eps=None, sample_weight=None, tol=None):
     """Compare backpropagation's gradient with centred finite differences.
 
@@ -272,7 +286,8 @@ def check_gradients(estimator, X, y, eps=None, sample_weight=None, tol=None):
     sklearn.exceptions.NotFittedError
         If the estimator is not fitted.
     ValueError
-        For input the estimator itself would reject, or unseen labels.
+        If X, y or sample_weight would be rejected by the estimator, or y
+        holds labels not in ``classes_``.
 
     Notes
     -----
@@ -280,7 +295,7 @@ def check_gradients(estimator, X, y, eps=None, sample_weight=None, tol=None):
     numeric derivative meaningless there, which can fail the check without
     any error in backpropagation. Use float64 models and small h.
     """
-    X, Y, sw = estimator._engine_data(X, y, sample_weight)
+    X, Y, sw = network.engine_data(estimator, X, y, sample_weight)
     engine = copy.deepcopy(estimator._engine)
     double = engine.dtype == np.float64
     eps = (1e-6 if double else 1e-2) if eps is None else float(eps)
@@ -289,14 +304,7 @@ def check_gradients(estimator, X, y, eps=None, sample_weight=None, tol=None):
 
     analytic = _backprop_gradient(engine, X, Y, sw, alpha)
     w0 = engine.params.astype(np.float64)
-    numeric = np.empty_like(w0)
-    for i in range(w0.size):
-        w = w0.copy()
-        w[i] += eps
-        up = _objective(engine, X, Y, sw, alpha, w)
-        w[i] -= 2 * eps
-        down = _objective(engine, X, Y, sw, alpha, w)
-        numeric[i] = (up - down) / (2 * eps)
+    numeric = _numeric_gradient(engine, X, Y, sw, alpha, w0, eps)
 
     # Errors are relative to the block's largest entry, but a difference of
     # up to 10 round-offs of the quotient (eps_T |C| / h each) always passes:

@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 
+from . import _network as network
 from ._mlp import MLPClassifier, MLPRegressor
 from ._version import __version__ as _cnn_bp_version
 
@@ -53,43 +54,10 @@ def _text_array(values, what):
     raise TypeError(f"{what} of dtype {values.dtype} cannot be saved without pickle")
 
 
-def save(model, path):
-    """Write a fitted MLPClassifier or MLPRegressor to `path` (an ``.npz`` archive).
-
-    The file holds arrays and plain settings only; :func:`load` never
-    unpickles or executes anything from it.
-
-    Parameters
-    ----------
-    model : fitted MLPClassifier or MLPRegressor
-    path : str, path-like or binary file object
-        Destination, written exactly as named whatever its extension (no
-        ``.npz`` is added), or an open file, written from its position.
-
-    Returns
-    -------
-    path : str, path-like or file object
-        `path`, as given: what :func:`load` reads the model back from.
-
-    Raises
-    ------
-    sklearn.exceptions.NotFittedError
-        If the model is not fitted.
-    TypeError
-        If the model is not a cnn_bp estimator, or its classes are objects
-        that are neither numbers nor strings.
-
-    Notes
-    -----
-    A ``random_state`` given as a RandomState instance is stored as None.
-    """
-    from sklearn.utils.validation import check_is_fitted
-
+def _contents(model):
+    """(header, arrays): what a model file holds, for a fitted model whose
+    engine shows its attributes."""
     name = type(model).__name__
-    if _CLASSES.get(name) is not type(model):
-        raise TypeError(f"save takes a cnn_bp MLPClassifier or MLPRegressor, got {name}")
-    check_is_fitted(model)
-    model._sync_engine()
     engine = model._engine
     raw_params = model.get_params()
     params = {k: _plain(v) for k, v in raw_params.items()}
@@ -132,6 +100,47 @@ def save(model, path):
         "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape), "sha256": _digest(v)}
                    for k, v in arrays.items()},
     }
+    return header, arrays
+
+
+def save(model, path):
+    """Write a fitted MLPClassifier or MLPRegressor to `path` (an ``.npz`` archive).
+
+    The file holds arrays and plain settings only; :func:`load` never
+    unpickles or executes anything from it.
+
+    Parameters
+    ----------
+    model : fitted MLPClassifier or MLPRegressor
+    path : str, path-like or binary file object
+        Destination, written exactly as named whatever its extension (no
+        ``.npz`` is added), or an open file, written from its position.
+
+    Returns
+    -------
+    path : str, path-like or file object
+        `path`, as given: what :func:`load` reads the model back from.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        If the model is not fitted.
+    TypeError
+        If the model is not a cnn_bp estimator, or its classes are objects
+        that are neither numbers nor strings.
+
+    Notes
+    -----
+    A ``random_state`` given as a RandomState instance is stored as None.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    name = type(model).__name__
+    if _CLASSES.get(name) is not type(model):
+        raise TypeError(f"save takes a cnn_bp MLPClassifier or MLPRegressor, got {name}")
+    check_is_fitted(model)
+    network.sync_engine(model)
+    header, arrays = _contents(model)
     blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     if hasattr(path, "write"):
         np.savez(path, **{_HEADER: blob}, **arrays)
@@ -194,7 +203,8 @@ def load(path):
         raise ModelFileError(f"{path}: inconsistent model file ({exc!r})") from exc
 
 
-def _rebuild(header, files):
+def _check_arrays(header, files):
+    """Raise ModelFileError unless the arrays are those the header describes."""
     described = header["arrays"]
     if set(described) != set(files):
         raise ModelFileError(f"arrays {sorted(files)} do not match the header {sorted(described)}")
@@ -205,6 +215,10 @@ def _rebuild(header, files):
                                  f"{array.shape}, the header says {spec}")
         if _digest(array) != spec["sha256"]:
             raise ModelFileError(f"array {key!r} fails its SHA-256 check: the file was altered")
+
+
+def _rebuild(header, files):
+    _check_arrays(header, files)
     cls = _CLASSES[header["estimator"]]
     params = dict(header["params"])
     for key in header["tuple_params"]:
@@ -214,14 +228,9 @@ def _rebuild(header, files):
 
     fitted = header["fitted"]
     units = [int(u) for u in files["layer_units"]]
-    out_activation = fitted["out_activation_"]
-    if cls is MLPClassifier:
-        loss = "binary_log_loss" if out_activation == "logistic" else "log_loss"
-    else:
-        loss = model.loss
-    dtype = np.dtype(header["dtype"])
+    model.out_activation_ = fitted["out_activation_"]  # what the engine's loss follows
     try:
-        engine = model._new_engine(units, loss, dtype)
+        engine = network.new_engine(model, units, np.dtype(header["dtype"]))
     except ValueError as error:
         raise ModelFileError(f"the header describes no valid network: {error}") from None
     for key in ("params", "best_params"):
@@ -236,7 +245,7 @@ def _rebuild(header, files):
     engine.dropout_rng = header.get("dropout_rng", (0, 0))
     if header["optimizer"] is not None:
         engine.set_optimizer(**header["optimizer"], state=files["optimizer_state"])
-    model._attach(engine)
+    network.attach(model, engine)
     for key in _SCALARS:
         if key in fitted:
             setattr(model, key, fitted[key])
@@ -250,18 +259,23 @@ def _rebuild(header, files):
     if "feature_names_in" in files:
         model.feature_names_in_ = files["feature_names_in"].astype(object)
     if cls is MLPClassifier:
-        classes = files["classes"]
-        if "classes" in header["object_arrays"]:
-            classes = classes.astype(object)
-        binarizer = LabelBinarizer()
-        binarizer.classes_ = classes
-        binarizer.y_type_ = fitted["y_type_"]
-        binarizer.sparse_input_ = False
-        n_out = units[-1]
-        several = binarizer.y_type_ in ("multiclass", "multilabel-indicator")
-        expected = len(classes) if several else 1
-        if n_out != expected:
-            raise ModelFileError(f"{len(classes)} classes do not fit {n_out} outputs")
-        model._label_binarizer = binarizer
-        model.classes_ = classes
+        _restore_classes(model, header, files, units[-1])
     return model
+
+
+def _restore_classes(model, header, files, n_out):
+    """A classifier's classes_ and label binarizer, checked against its
+    n_out outputs."""
+    classes = files["classes"]
+    if "classes" in header["object_arrays"]:
+        classes = classes.astype(object)
+    binarizer = LabelBinarizer()
+    binarizer.classes_ = classes
+    binarizer.y_type_ = header["fitted"]["y_type_"]
+    binarizer.sparse_input_ = False
+    several = binarizer.y_type_ in ("multiclass", "multilabel-indicator")
+    expected = len(classes) if several else 1
+    if n_out != expected:
+        raise ModelFileError(f"{len(classes)} classes do not fit {n_out} outputs")
+    model._label_binarizer = binarizer
+    model.classes_ = classes

@@ -56,15 +56,12 @@ except ImportError as error:  # pragma: no cover - the extra is missing
         'pip install "cnn_bp[dask]"'
     ) from error
 
-from ._mlp import (
-    MLPClassifier,
-    MLPRegressor,
-    _engine_array,
-    _exclusive,
-    _restored_on_error,
-)
+from . import _network as network
+from ._compat import _fit_context
+from ._mlp import MLPClassifier, MLPRegressor
 from ._registry import STOCHASTIC_SOLVERS
 from ._threads import training_threads
+from ._training import Trainer, exclusive, given_validation, restored_on_error
 
 __all__ = ["DaskMLPClassifier", "DaskMLPRegressor"]
 
@@ -142,7 +139,7 @@ def _block(model, X, y, sample_weight, index):
         if len(unknown):
             raise ValueError(f"partition {index} has labels {unknown} not among the "
                              f"classes {model.classes_}")
-        Y = model._indicator(y)
+        Y = network.indicator(model, y)
     else:
         if not np.isfinite(y).all():
             raise ValueError(f"Input y contains NaN or infinity (partition {index} of "
@@ -155,12 +152,11 @@ def _block(model, X, y, sample_weight, index):
             raise ValueError(f"sample_weight of partition {index} has NaN, inf or "
                              "negative values")
     if is_classifier(model) and model.class_weight is not None:
-        weights = model._class_weight_table_[Y.argmax(axis=1) if Y.shape[1] > 1
-                                             else Y[:, 0].astype(np.intp)]
+        weights = model._class_weight_table_[network.class_codes(Y)]
         sample_weight = weights if sample_weight is None else sample_weight * weights
     if sample_weight is not None:
-        sample_weight = _engine_array(sample_weight, dtype)
-    return _engine_array(X, dtype), model._targets(Y), sample_weight
+        sample_weight = network.engine_array(sample_weight, dtype)
+    return network.engine_array(X, dtype), network.targets(model, Y), sample_weight
 
 
 def _class_counts(model, y, sample_weight):
@@ -175,8 +171,8 @@ def _aligned(block):
     """A prepared partition as the engine reads it: moved between workers,
     its arrays may arrive unaligned (copied then, else as they are)."""
     X, Y, sw = block
-    return (_engine_array(X, X.dtype), np.ascontiguousarray(Y),
-            None if sw is None else _engine_array(sw, sw.dtype))
+    return (network.engine_array(X, X.dtype), np.ascontiguousarray(Y),
+            None if sw is None else network.engine_array(sw, sw.dtype))
 
 
 def _concatenate(*blocks):
@@ -231,10 +227,18 @@ def _validation_sums(model, params, block):
     w = np.ones(len(X)) if sw is None else sw.astype(np.float64)
     out = engine.predict(X)
     if is_classifier(model):
-        right = model._labels(out) == model._labels(Y.astype(out.dtype))
+        right = network.labels(model, out) == network.labels(model, Y.astype(out.dtype))
         return data_loss, weight, np.array([w @ right])
     y, out = Y.astype(np.float64), out.astype(np.float64)
     return data_loss, weight, np.concatenate([w @ (y - out) ** 2, w @ y, w @ y**2])
+
+
+def _for_workers(model):
+    """A shallow copy of `model` to send to the workers: without the client
+    (a live connection does not travel)."""
+    model = copy.copy(model)
+    model.__dict__.pop("client", None)
+    return model
 
 
 def _predict_block(X, model, method):
@@ -361,6 +365,141 @@ def _tree_sum(client, parts, workers):
     return _gather(client, parts, workers)[0]
 
 
+class _ClusterTrainer(Trainer):
+    """The trainer of a Dask fit: the estimator's data are partitions on
+    the workers (module docstring). Its epochs are _ShardEpochs, its
+    validation sums over partitions, its L-BFGS gradient a tree of sums."""
+
+    def __init__(self, model, client):
+        super().__init__(model)
+        self.client = client
+
+    def fit(self, X, y, sample_weight, given):
+        model = self.model
+        X, y, sample_weight = _collections(X, y, sample_weight)
+        stochastic = model.solver in STOCHASTIC_SOLVERS
+        if is_classifier(model) and y.ndim != 1:
+            raise ValueError("DaskMLPClassifier takes 1-D labels y")
+        given_validation(model, given)
+        if stochastic and model.early_stopping and model.scoring not in (None, "loss"):
+            raise ValueError(
+                f"scoring={model.scoring!r}: early stopping on a Dask collection scores "
+                "with scoring=None (accuracy or R^2) or 'loss'"
+            )
+        self._initialize(X, y)
+        parts = self._blocks(X, y, sample_weight)
+        if not stochastic:
+            self._fit_lbfgs(parts)
+            return
+        train, validation = self._split_by_partition(parts, given)
+        self.fit_stochastic(train, validation, incremental=False,
+                            rate=None if model.lr_schedule is None else self.scheduled_rate())
+
+    def _initialize(self, X, y):
+        """Initialise the network as a local fit on the same rows would: the
+        classes, widths and dtype from the collections' metadata, the weights
+        from the random state."""
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        if is_classifier(self.model):
+            classes = np.unique(self.client.compute(da.unique(y)).result())
+            meta_X, meta_y = np.zeros((len(classes), X.shape[1]), dtype), classes
+        else:
+            n_outputs = 1 if y.ndim == 1 else y.shape[1]
+            meta_X = np.zeros((2, X.shape[1]), dtype)
+            meta_y = np.zeros(2) if y.ndim == 1 else np.zeros((2, n_outputs))
+        network.prepare(self.model, meta_X, meta_y, None, False)
+
+    def _blocks(self, X, y, sample_weight):
+        """Futures of the partitions as the engine takes them, prepared and
+        kept on the workers in contiguous runs (partition i of P on worker
+        i W // P of the W workers, sorted by address): fits of the same data
+        on the same cluster train the same shards, whatever the scheduler
+        did before."""
+        client, model = self.client, _for_workers(self.model)
+        sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
+               else [None] * X.numblocks[0])
+        if is_classifier(model) and model.class_weight is not None:
+            counts = None
+            if model.class_weight == "balanced":
+                counts = sum(client.gather(client.compute([
+                    dask.delayed(_class_counts)(model, yb, sb)
+                    for yb, sb in zip(y.to_delayed().ravel(), sws)])))
+            model._class_weight_table_ = network.class_weight_table(model, counts)
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise ValueError("the Dask cluster has no workers")
+        model_future = _scatter(client, model, workers)
+        tasks = [dask.delayed(_block, pure=False)(model_future, xb, yb, sb, i)
+                 for i, (xb, yb, sb) in enumerate(zip(X.to_delayed().ravel(),
+                                                      y.to_delayed().ravel(), sws))]
+        held = [workers[i * len(workers) // len(tasks)] for i in range(len(tasks))]
+        blocks = [client.compute(task, workers=[worker], allow_other_workers=False)
+                  for task, worker in zip(tasks, held)]
+        _gather(client, blocks, held)  # raise a partition's error now
+        return _Partitions(client, blocks, held, list(X.chunks[0]), X, y)
+
+    def _fit_lbfgs(self, parts):
+        client, model, engine = self.client, self.model, self.model._engine
+        template = _scatter(client, engine, parts.workers)
+
+        def loss_and_gradient(params):
+            p = _scatter(client, params.astype(engine.dtype), parts.workers)
+            data_loss, weight, grads = _tree_sum(client, [
+                client.submit(_loss_gradient_sums, template, p, block, pure=False)
+                for block in parts.blocks], parts.workers)
+            engine.params[...] = params  # the penalty's terms are the iterate's
+            engine.grads[...] = grads
+            loss = engine.finish_loss_gradient(data_loss, weight, model.alpha, model.alpha_l1)
+            return loss, engine.grads.astype(np.float64)
+
+        self.minimize_lbfgs(loss_and_gradient)
+
+    def _split_by_partition(self, parts, given):
+        """(train, validation) for fit_stochastic: the training partitions,
+        and X_val / y_val or held-out partitions for early stopping."""
+        model = self.model
+        if not model.early_stopping:
+            return parts, None
+        X_val, y_val, sw_val = given
+        if X_val is not None and not _is_dask(X_val):
+            return parts, self.validation_split(None, None, None, given)[1]
+        if X_val is not None:
+            return parts, self._blocks(*_collections(X_val, y_val, sw_val))
+        n = len(parts.blocks)
+        if n < 2:
+            raise ValueError(
+                "early_stopping on a Dask collection holds out whole partitions: give X "
+                "at least 2 partitions, or pass X_val and y_val"
+            )
+        n_val = min(max(int(round(model.validation_fraction * n)), 1), n - 1)
+        held = sorted(model._random_state.permutation(n)[:n_val].tolist())
+        return parts.subset([i for i in range(n) if i not in held]), parts.subset(held)
+
+    def epochs(self, train):
+        if isinstance(train, _Partitions):
+            return _ShardEpochs(self.model, train)
+        return super().epochs(train)
+
+    def validation_metrics(self, validation):
+        if not isinstance(validation, _Partitions):
+            return super().validation_metrics(validation)
+        client, model = self.client, self.model
+        model_future = _scatter(client, _for_workers(model), validation.workers)
+        p = _scatter(client, model._engine.params.copy(), validation.workers)
+        data_loss, weight, sums = _tree_sum(client, [
+            client.submit(_validation_sums, model_future, p, block, pure=False)
+            for block in validation.blocks], validation.workers)
+        loss = data_loss / weight
+        if model.scoring == "loss":
+            return loss, -loss
+        if is_classifier(model):
+            return loss, float(sums[0] / weight)
+        n = len(sums) // 3
+        residual, total, squares = sums[:n], sums[n:2 * n], sums[2 * n:]
+        spread = squares - total**2 / weight
+        return loss, float(np.mean(_r2(residual, spread)))
+
+
 class _DaskMixin:
     """What the Dask estimators add to the local ones (module docstring)."""
 
@@ -376,6 +515,7 @@ class _DaskMixin:
                 "No Dask client: start one (distributed.Client(...)) or pass client="
             ) from error
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
             sample_weight_val=None):
         """Train on Dask collections where their partitions live (numpy and
@@ -410,157 +550,12 @@ class _DaskMixin:
                                sample_weight_val=sample_weight_val)
         return self._fit_on_cluster(X, y, sample_weight, (X_val, y_val, sample_weight_val))
 
-    @_exclusive
+    @exclusive
     def _fit_on_cluster(self, X, y, sample_weight, given):
         """fit on Dask collections; any error leaves the estimator as it was."""
-        with _restored_on_error(self, self.__dict__.copy()):
-            return self._fit_dask(X, y, sample_weight, given)
-
-    def _for_workers(self):
-        """A shallow copy to send to the workers: without the client (a live
-        connection does not travel)."""
-        model = copy.copy(self)
-        model.__dict__.pop("client", None)
-        return model
-
-    def _fit_dask(self, X, y, sample_weight, given):
-        client = self._client()
-        self._validate_params()
-        X, y, sample_weight = _collections(X, y, sample_weight)
-        stochastic = self.solver in STOCHASTIC_SOLVERS
-        if is_classifier(self) and y.ndim != 1:
-            raise ValueError("DaskMLPClassifier takes 1-D labels y")
-        if self.solver == "lbfgs" and given[0] is not None:
-            raise ValueError("X_val is for early stopping, which lbfgs does not do")
-        if stochastic and self.early_stopping and self.scoring not in (None, "loss"):
-            raise ValueError(
-                f"scoring={self.scoring!r}: early stopping on a Dask collection scores "
-                "with scoring=None (accuracy or R^2) or 'loss'"
-            )
-        self._start(client, X, y)
-        parts = self._blocks(client, X, y, sample_weight)
-        if not stochastic:
-            self._fit_lbfgs_dask(client, parts)
-            return self
-        train, validation = self._split_by_partition(client, parts, given)
-        self._fit_stochastic(train, validation, incremental=False,
-                             rate=None if self.lr_schedule is None else self._scheduled_rate())
+        with restored_on_error(self, self.__dict__.copy()):
+            _ClusterTrainer(self, self._client()).fit(X, y, sample_weight, given)
         return self
-
-    def _start(self, client, X, y):
-        """Initialise the network as a local fit on the same rows would: the
-        classes, widths and dtype from the collections' metadata, the weights
-        from the random state."""
-        dtype = np.float32 if X.dtype == np.float32 else np.float64
-        if is_classifier(self):
-            classes = np.unique(client.compute(da.unique(y)).result())
-            meta_X, meta_y = np.zeros((len(classes), X.shape[1]), dtype), classes
-        else:
-            n_outputs = 1 if y.ndim == 1 else y.shape[1]
-            meta_X = np.zeros((2, X.shape[1]), dtype)
-            meta_y = np.zeros(2) if y.ndim == 1 else np.zeros((2, n_outputs))
-        self._prepare(meta_X, meta_y, None, False, (None, None, None))
-
-    def _blocks(self, client, X, y, sample_weight):
-        """Futures of the partitions as the engine takes them, prepared and
-        kept on the workers in contiguous runs (partition i of P on worker
-        i W // P of the W workers, sorted by address): fits of the same data
-        on the same cluster train the same shards, whatever the scheduler
-        did before."""
-        model = self._for_workers()
-        sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
-               else [None] * X.numblocks[0])
-        if is_classifier(self) and self.class_weight is not None:
-            counts = None
-            if self.class_weight == "balanced":
-                counts = sum(client.gather(client.compute([
-                    dask.delayed(_class_counts)(model, yb, sb)
-                    for yb, sb in zip(y.to_delayed().ravel(), sws)])))
-            self._class_weight_table_ = self._class_weight_table(counts)
-            model._class_weight_table_ = self._class_weight_table_
-        workers = sorted(client.scheduler_info()["workers"])
-        if not workers:
-            raise ValueError("the Dask cluster has no workers")
-        model_future = _scatter(client, model, workers)
-        tasks = [dask.delayed(_block, pure=False)(model_future, xb, yb, sb, i)
-                 for i, (xb, yb, sb) in enumerate(zip(X.to_delayed().ravel(),
-                                                      y.to_delayed().ravel(), sws))]
-        held = [workers[i * len(workers) // len(tasks)] for i in range(len(tasks))]
-        blocks = [client.compute(task, workers=[worker], allow_other_workers=False)
-                  for task, worker in zip(tasks, held)]
-        _gather(client, blocks, held)  # raise a partition's error now
-        return _Partitions(client, blocks, held, list(X.chunks[0]), X, y)
-
-    def _fit_lbfgs_dask(self, client, parts):
-        engine = self._engine
-        template = _scatter(client, engine, parts.workers)
-
-        def loss_and_gradient(params):
-            p = _scatter(client, params.astype(engine.dtype), parts.workers)
-            data_loss, weight, grads = _tree_sum(client, [
-                client.submit(_loss_gradient_sums, template, p, block, pure=False)
-                for block in parts.blocks], parts.workers)
-            engine.params[...] = params  # the penalty's terms are the iterate's
-            engine.grads[...] = grads
-            loss = engine.finish_loss_gradient(data_loss, weight, self.alpha, self.alpha_l1)
-            return loss, engine.grads.astype(np.float64)
-
-        start = engine.params.copy()
-        self._minimize_lbfgs(loss_and_gradient)
-        if not np.isfinite(engine.params).all():
-            engine.params[...] = start
-            raise ValueError("Training diverged: the weights overflowed. The model keeps "
-                             "its parameters from before fit.")
-
-    def _split_by_partition(self, client, parts, given):
-        """(train, validation) for _fit_stochastic: the training partitions,
-        and X_val / y_val or held-out partitions for early stopping."""
-        X_val, y_val, sw_val = given
-        if not self.early_stopping:
-            if X_val is not None or y_val is not None:
-                raise ValueError(
-                    "X_val and y_val are passed while early_stopping is False; "
-                    "validation data serves early stopping only: set early_stopping=True"
-                )
-            return parts, None
-        if X_val is not None and not _is_dask(X_val):
-            return parts, self._validation_split(None, None, None, given)[1]
-        if X_val is not None:
-            return parts, self._blocks(client, *_collections(X_val, y_val, sw_val))
-        n = len(parts.blocks)
-        if n < 2:
-            raise ValueError(
-                "early_stopping on a Dask collection holds out whole partitions: give X "
-                "at least 2 partitions, or pass X_val and y_val"
-            )
-        n_val = min(max(int(round(self.validation_fraction * n)), 1), n - 1)
-        held = sorted(self._random_state.permutation(n)[:n_val].tolist())
-        return parts.subset([i for i in range(n) if i not in held]), parts.subset(held)
-
-    def _epochs(self, train):
-        if isinstance(train, _Partitions):
-            return _ShardEpochs(self, train)
-        return super()._epochs(train)
-
-    def _validation_metrics(self, validation):
-        if not isinstance(validation, _Partitions):
-            return super()._validation_metrics(validation)
-        client = self._client()
-        model = self._for_workers()
-        model_future = _scatter(client, model, validation.workers)
-        p = _scatter(client, self._engine.params.copy(), validation.workers)
-        data_loss, weight, sums = _tree_sum(client, [
-            client.submit(_validation_sums, model_future, p, block, pure=False)
-            for block in validation.blocks], validation.workers)
-        loss = data_loss / weight
-        if self.scoring == "loss":
-            return loss, -loss
-        if is_classifier(self):
-            return loss, float(sums[0] / weight)
-        n = len(sums) // 3
-        residual, total, squares = sums[:n], sums[n:2 * n], sums[2 * n:]
-        spread = squares - total**2 / weight
-        return loss, float(np.mean(_r2(residual, spread)))
 
     def to_local(self):
         """The fitted local estimator.
@@ -576,7 +571,6 @@ class _DaskMixin:
         local = self._local_class.__new__(self._local_class)
         state = copy.deepcopy(self.__getstate__())
         state.pop("client", None)
-        state.pop("_class_weight_table_", None)
         local.__setstate__(state)
         return local
 
