@@ -41,7 +41,8 @@ extensions = [
     Extension(
         "cnn_bp._engine",
         sources=["src/cnn_bp/_engine.pyx", *KERNELS],
-        depends=sorted(glob.glob("csrc/*.h")),  # a changed header rebuilds the kernels
+        # a changed header rebuilds the kernels; the engine's parts are included
+        depends=sorted(glob.glob("csrc/*.h") + glob.glob("src/cnn_bp/*.pxi")),
         include_dirs=[numpy.get_include(), "csrc"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,

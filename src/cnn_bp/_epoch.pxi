@@ -1,0 +1,342 @@
+# The passes over many rows: a training slice whose batches a team of
+# threads shares (csrc/team.c), the full-batch loss and gradient, the trace,
+# prediction. The only Cython that calls the parallel C layer. Included by
+# _engine.pyx (one extension module).
+
+cdef struct Batch:
+    # One training batch, as every thread's share of it reads it (_share;
+    # the parallel layer, csrc/team.c, gives each its rows and parameters).
+    const Net *net
+    const Work *w
+    const cnnbp_team *team
+    const Rows *X
+    const void *Y
+    bint y_u8
+    const void *SW
+    const ptrdiff_t *order       # NULL: rows as stored
+    ptrdiff_t start              # the batch's first row in `order`
+    Rows rows                    # its input rows (gathered into w.x: dense and an order)
+    const Optim *opt             # SHARE_UPDATE updates the share's parameters, if set
+    double s                     # the batch's weight sum (SHARE_UPDATE)
+    void *sums                   # parts' sums at normalised layers (w.sums), or NULL:
+                                 # the passes run through (no batch normalisation,
+                                 # or one part)
+    ptrdiff_t at                 # SHARE_ON: the layer to go on at, and whether
+    bint back                    # backward
+    ptrdiff_t stop               # out of SHARE_START / SHARE_ON (part 0's): the
+    bint stop_back               # layer the parts stopped at (0: none), backward?
+
+
+# _share's phases (a team's hand-overs, cnnbp_team_run): a part's rows forward
+# and back; then, in a batch-normalised network, on from each normalised
+# layer once the caller combined the parts' sums there; then the reduction
+# and the update by parameter ranges.
+cdef enum:
+    SHARE_START = 0
+    SHARE_UPDATE = 1
+    SHARE_ON = 2
+
+
+cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
+    """The mathematics of share s of batch b.
+
+    SHARE_START: gather its rows (dense rows of X into the work block, with
+    an order) and weights; s.out[1] = their weight sum; the forward pass,
+    the output delta (s.out[0] = the rows' weighted loss) and the backward
+    pass over its rows into its own gradient sums (zeroed first; share 0:
+    net.grads, share k > 0: buffer k - 1 of w.g2, from parameter w.g0 on).
+    A share of all m rows ends there, its sums being the gradient. With
+    b.sums (batch normalisation, shared), the passes stop at each
+    normalised layer, leaving the share's sums there (Stage), and go on in
+    SHARE_ON from b.at once the caller has combined them.
+
+    SHARE_UPDATE (every share's delta^1 is there): its rows s.w1 of dW^1
+    when w.g0 > 0 (summed by no share before), the others' sums added on its
+    parameter ranges s.u and, with b.opt, the gradient finished and those
+    parameters updated; s.out[0] = the ranges' _penalty."""
+    cdef const Net *net = b.net
+    cdef const Work *w = b.w
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
+    cdef ptrdiff_t k, size = net.n_params - w.g0
+    cdef bint split_w1 = s.parts > 1 and w.g0 > 0
+    cdef ptrdiff_t first = w.g0 if split_w1 else 0  # its backward sums [first, n_params)
+    cdef floating *g = <floating *> net.grads
+    cdef ptrdiff_t g0 = 0
+    cdef const floating *SW = <const floating *> b.SW
+    cdef const floating *swb = NULL
+    cdef Rows xb = b.rows
+    cdef Stage st
+    if s.phase == SHARE_UPDATE:
+        if split_w1 and s.w1[1] > s.w1[0]:
+            memset(g + s.w1[0] * net.units[1], 0,
+                   (s.w1[1] - s.w1[0]) * net.units[1] * sizeof(floating))
+            _weight_gradient(net, &b.rows, w, 0, s.m, 1, s.w1[0], s.w1[1], True, g, 0)
+        team_reduce(b.team, s, <floating *> w.g2, g)
+        s.out[0] = 0
+        for k in range(0, 4, 2):
+            if b.opt != NULL:
+                s.out[0] += _finish_step(net, b.opt, <floating *> net.params, g, b.s,
+                                         s.u[k], s.u[k + 1])
+        return
+    # this share's rows of the batch
+    if SW != NULL:
+        swb = (<const floating *> w.sw if b.order != NULL else SW + b.start) + s.r0
+    xb.sw = swb
+    if xb.x != NULL:
+        xb.x = <const floating *> xb.x + s.r0 * n_in
+    elif xb.rows != NULL:
+        xb.rows = xb.rows + s.r0
+    else:
+        xb.first_row = xb.first_row + s.r0
+    if s.tid > 0:
+        g, g0 = <floating *> w.g2 + (s.tid - 1) * size, w.g0
+    st.sums = NULL if b.sums == NULL else <floating *> b.sums + s.tid * w.sums_stride
+    st.at = 0
+    if s.phase == SHARE_START:
+        if b.order != NULL and b.X.x != NULL:
+            gather_rows(s.mr, n_in, <const floating *> b.X.x, b.order + b.start + s.r0,
+                        <floating *> w.x + s.r0 * n_in)
+        if SW != NULL and b.order != NULL:
+            gather_rows(s.mr, 1, SW, b.order + b.start + s.r0, <floating *> w.sw + s.r0)
+        s.out[1] = s.mr if swb == NULL else _weight_sum(swb, s.mr)
+    else:
+        st.at = b.at
+    if s.phase == SHARE_START or not b.back:
+        _forward(net, &xb, s.mr, w, <floating *> w.a, True, s.r0, s.m, False,
+                 CNNBP_ROW_BATCH, net.n_layers, &st)
+        if st.at != 0:
+            if s.tid == 0:
+                b.stop, b.stop_back = st.at, False
+            return
+        s.out[0] = _output_loss(net, _target_rows(b.Y, b.y_u8, b.order, b.start + s.r0,
+                                                  s.mr, n_out,
+                                                  <floating *> w.y + s.r0 * n_out),
+                                swb, w, s.r0, s.mr)
+        memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
+    _backward(net, &xb, w, s.r0, s.mr, 2 if split_w1 else 1, True, g, g0, &st)
+    if st.at != 0 and s.tid == 0:
+        b.stop, b.stop_back = st.at, True
+
+
+cdef void _share_f32(void *b, cnnbp_share *s) noexcept nogil:
+    _share(<Batch *> b, s, <float *> NULL)
+
+
+cdef void _share_f64(void *b, cnnbp_share *s) noexcept nogil:
+    _share(<Batch *> b, s, <double *> NULL)
+
+
+cdef struct Slice:
+    # One call of _epoch: a slice of an epoch, and what it did.
+    ptrdiff_t start              # in: the row to start at; out: to go on from
+    double total                 # in: the epoch's total so far; out: with this slice's
+    double deadline              # in: stop after the batch that ends past it (_now)
+    int helpers                  # in: helpers to share batches with, at most
+    int used                     # out: threads it had (1 + helpers; 0: no memory)
+    double shared                # out: seconds of its shared hand-overs
+    double cpu                   # out: CPU seconds its threads spent in them
+
+
+cdef void _combine(const Net *net, const Work *w, const Batch *b,
+                   const cnnbp_team *team, int parts, floating *g) noexcept nogil:
+    """The parts' sums at normalised layer b.stop, combined. Forward: the
+    batch's mean (w.bn's scratch) and inv_std, moving the running
+    estimates. Backward: dgamma and dbeta added into g (part 0's sums), and
+    S1 / S, S2 / S into w.bn's scratch for the parts to take delta on."""
+    cdef ptrdiff_t l = b.stop, n = net.units[l], at = net.blk_off[l]
+    cdef ptrdiff_t width = _width(net)
+    cdef floating *bn = <floating *> w.bn
+    cdef floating *running = <floating *> net.running
+    cdef double weights[CNNBP_MAX_HELPERS + 1]
+    cdef double weight = 0
+    cdef int k
+    for k in range(parts):
+        weights[k] = team.share[k].out[1]
+        weight += weights[k]
+    if not b.stop_back:
+        batch_norm_combine(parts, n, w.sums_stride, weights, <const floating *> b.sums,
+                           _BN_EPSILON, _BN_MOMENTUM, bn + width, bn + at, running + at,
+                           running + width + at)
+    else:
+        batch_norm_backward_combine(parts, n, w.sums_stride, <const floating *> b.sums,
+                                    weight, g + net.gamma_off[l - 1], g + net.b_off[l - 1],
+                                    bn + width)
+
+
+cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
+                 const void *Y, bint y_u8, const floating *SW,
+                 const ptrdiff_t *order, ptrdiff_t n, ptrdiff_t batch,
+                 Slice *sl) noexcept nogil:
+    """A pass over n rows in mini-batches of `batch`, rows taken in `order`
+    (NULL: in storage order), from row sl.start, adding sum_batches
+    loss_b * m_b to sl.total. Stops early, after a batch that ends at or past
+    sl.deadline, leaving in sl.start the row to go on from (n when the pass
+    is complete), in sl.used the threads it had (1 + its helpers; 0, and a
+    NaN total: no memory for its records), and in sl.shared and sl.cpu the
+    seconds its shared hand-overs took and the CPU seconds its threads spent
+    in them (cnnbp_lockstep_learn).
+
+    With sl.helpers > 0 (as many as are free, up to it, the buffers w.n_g2
+    and this caller's share of T), each batch is split among a team of
+    threads (csrc/team.c) in two hand-overs of _share: rows forward and
+    back, then split dW^1, the reduction and the update by parameter
+    ranges; a batch-normalised network adds one at every normalised layer
+    forward and one back, after which this thread combines the parts'
+    sums (_combine). The parameters are those of the one-thread pass to
+    round-off (sums in parts; OpenBLAS rounds an ulp differently for other
+    shapes)."""
+    cdef floating *p = <floating *> net.params
+    cdef floating *g = <floating *> net.grads
+    cdef ptrdiff_t start = sl.start, m
+    cdef double data_loss, s, penalty, total = sl.total
+    cdef int k, parts
+    cdef cnnbp_team team
+    cdef Batch b
+    cdef cnnbp_share_fn share = _share_f32 if floating is float else _share_f64
+    cdef int want = min(sl.helpers, <int> w.n_g2) if w.g2 != NULL else 0
+    cdef const Optim *split_update = NULL
+    if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
+        split_update = opt
+    sl.used = cnnbp_team_begin(&team, want, net.units[0], net.units[1], net.n_params,
+                               w.g0, X.x == NULL)
+    if sl.used == 0:
+        cnnbp_team_end(&team)
+        sl.total, sl.shared, sl.cpu = NAN, 0, 0
+        return
+    b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
+    b.SW, b.order = SW, order
+    while start < n:
+        if start > sl.start and _now() >= sl.deadline:
+            break  # the caller's time slice is up (it may check for Ctrl-C)
+        m = min(batch, n - start)
+        parts = cnnbp_team_split(&team, m, CNNBP_SPLIT_ROWS // 2)
+        b.start, b.opt = start, NULL
+        b.rows = X[0]
+        if order == NULL:
+            b.rows = _block_rows(X, start, net.units[0], p)
+        elif X.x != NULL:
+            b.rows.x = w.x
+        else:
+            b.rows.rows = order + start
+        b.sums = w.sums if parts > 1 else NULL
+        b.stop = 0
+        cnnbp_team_run(&team, parts, SHARE_START, share, &b)
+        while b.stop != 0:  # the parts stopped at a normalised layer
+            _combine(net, w, &b, &team, parts, g)
+            b.at, b.back, b.stop = b.stop, b.stop_back, 0
+            cnnbp_team_run(&team, parts, SHARE_ON, share, &b)
+        _spend_masks(net, m)
+        data_loss, s = 0, 0
+        for k in range(parts):
+            data_loss += team.share[k].out[0]
+            s += team.share[k].out[1]
+        if parts > 1:  # the others' sums added, and the update split too when it can be
+            b.s, b.opt = s, split_update
+            if split_update != NULL:
+                _advance(opt)
+            cnnbp_team_run(&team, parts, SHARE_UPDATE, share, &b)
+        if parts > 1 and split_update != NULL:
+            penalty = 0
+            for k in range(parts):
+                penalty += team.share[k].out[0]
+            total += (data_loss / s + penalty / s) * m
+        else:  # one share (its sums are the gradient), or clipping / max_norm
+            total += _finish_update(net, opt, p, g, data_loss, s) * m
+        start += m
+    cnnbp_team_end(&team)
+    sl.start, sl.total, sl.shared, sl.cpu = start, total, team.shared, team.cpu
+
+
+cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
+                                const void *Y, bint y_u8, const floating *SW,
+                                ptrdiff_t n, bint gradient, bint training,
+                                double *weight) noexcept nogil:
+    """The weighted data loss sum_i sw_i C_i over all n rows, and (if
+    `gradient`) its gradient's sums in net.grads, in blocks of w.cap rows
+    whose sums accumulate (the full-batch objective of L-BFGS before
+    _finish; batch statistics, when `training`, are those of each block);
+    the rows' weight sum s in *weight."""
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
+    cdef ptrdiff_t start = 0, m
+    cdef double data_loss = 0, s
+    cdef const floating *swb = NULL
+    cdef Rows xb
+    while start < n:
+        m = min(w.cap, n - start)
+        if SW != NULL:
+            swb = SW + start
+        xb = _block_rows(X, start, n_in, <floating *> NULL)
+        data_loss += _loss_gradient(net, &xb,
+                                    _target_rows(Y, y_u8, NULL, start, m, n_out,
+                                                 <floating *> w.y),
+                                    swb, m, w, start > 0, gradient, training)
+        start += m
+    weight[0] = n if SW == NULL else _weight_sum(SW, n)
+    return data_loss
+
+
+cdef double _objective(const Net *net, double data_loss, double s, bint gradient,
+                       floating *dummy) noexcept nogil:
+    """The loss from the data loss sum and the weight sum s, and with
+    `gradient` the gradient finished from its sums in net.grads (_finish)."""
+    if not gradient:
+        return data_loss / s + _penalty(net, <const floating *> net.params, 0, net.n_coefs) / s
+    return _finish(net, <floating *> net.params, <floating *> net.grads, data_loss, s)
+
+
+cdef double _trace(const Net *net, const Rows *X, const floating *Y,
+                   const floating *SW, ptrdiff_t n, const Work *w) noexcept nogil:
+    """One training step's forward and backward pass over all n rows in one
+    block (w.cap = n), leaving Z, A and delta of every layer in w and the
+    gradient in net.grads."""
+    cdef double data_loss = _loss_gradient(net, X, Y, SW, n, w, False, True, True)
+    return _finish(net, <floating *> net.params, <floating *> net.grads,
+                   data_loss, n if SW == NULL else _weight_sum(SW, n))
+
+
+cdef ptrdiff_t _largest_weights(const Net *net, ptrdiff_t itemsize) noexcept nogil:
+    """Bytes of the network's largest W^l."""
+    cdef ptrdiff_t l, largest = 0
+    for l in range(1, net.n_layers + 1):
+        largest = max(largest, net.units[l - 1] * net.units[l] * itemsize)
+    return largest
+
+
+cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
+                   floating *a, ptrdiff_t cap, ptrdiff_t layer,
+                   bint check) noexcept nogil:
+    """Activations A^layer of n rows into `out` (n, n_layer), cap rows at a
+    time, in the caller's blocks `a` (cap rows of each, then sum n_l values
+    for w.part; so concurrent predictions never share memory); layer L gives
+    the outputs. With `check`, each block's rows are checked for inf and NaN
+    (through Z^1, by _forward): False at the first that has any (out is then
+    incomplete), else True. A single row of a network in SHARED_ROW_BYTES is
+    shared with a helper thread when one is free (cnnbp_row_mode, _forward)."""
+    cdef const floating *p = <const floating *> net.params
+    cdef ptrdiff_t L = net.n_layers
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
+    cdef ptrdiff_t start = 0, m
+    cdef floating *block = a + cap * net.blk_off[layer]
+    cdef bint finite = True
+    cdef Rows xb
+    cdef Work w
+    memset(&w, 0, sizeof(Work))
+    cdef int row = CNNBP_ROW_BATCH
+    if n == 1 and X.x != NULL:
+        row = cnnbp_row_mode(_largest_weights(net, sizeof(floating)), _SHARED_ROW_MIN,
+                             _SHARED_ROW_MAX, &w.helper)
+    w.cap = cap
+    w.part = a + cap * _width(net)
+    while finite and start < n:
+        m = min(cap, n - start)
+        xb = _block_rows(X, start, n_in, out)
+        finite = _forward(net, &xb, m, &w, a, False, 0, m, check, row, layer, NULL)
+        if finite and layer == L:
+            bias_activation(m, n_out, cnnbp_loss_activation(net.loss), 0.0,
+                            p + net.b_off[L - 1], block)
+        if finite:
+            memcpy(out + start * n_out, block, m * n_out * sizeof(floating))
+        start += m
+    if row == CNNBP_ROW_SHARED:
+        cnnbp_helpers_release(1, &w.helper)
+    return finite

@@ -1,0 +1,103 @@
+# The process-wide set-up done once when the engine loads (the private
+# one-thread BLAS, threadpoolctl, OMP_NUM_THREADS) and the tuning constants
+# the passes read. Included by _engine.pyx (one extension module).
+
+def _set_thread_blas():
+    """Point cnnbp_thread_blas at the private one-thread OpenBLAS
+    (cnn_bp._threads.thread_blas); left NULL, batches are not shared."""
+    addresses = thread_blas()
+    if addresses is None:
+        return
+    cdef size_t[6] a
+    for i, name in enumerate(("sgemm", "dgemm", "sdot", "ddot", "sasum", "dasum")):
+        a[i] = addresses[name]
+    cnnbp_thread_blas.sgemm = <cnnbp_sgemm_fn> a[0]
+    cnnbp_thread_blas.dgemm = <cnnbp_dgemm_fn> a[1]
+    cnnbp_thread_blas.sdot = <cnnbp_sdot_fn> a[2]
+    cnnbp_thread_blas.ddot = <cnnbp_ddot_fn> a[3]
+    cnnbp_thread_blas.sasum = <cnnbp_sasum_fn> a[4]
+    cnnbp_thread_blas.dasum = <cnnbp_dasum_fn> a[5]
+
+
+_set_thread_blas()
+register_with_threadpoolctl()
+cnnbp_get_num_threads()  # OMP_NUM_THREADS is read now, as OpenMP reads it at load
+
+cdef char NO_TRANS = b'N'
+cdef char TRANS = b'T'
+
+# BLAS takes 32-bit integer sizes.
+cdef ptrdiff_t BLAS_INT_MAX = 2147483647
+
+# Batch normalisation's constants: PyTorch's BatchNorm1d defaults.
+BN_EPSILON = 1e-5   # added to the variance
+BN_MOMENTUM = 0.1   # weight of each batch in the running estimates
+cdef double _BN_EPSILON = BN_EPSILON
+cdef double _BN_MOMENTUM = BN_MOMENTUM
+
+# Rows per block when predicting: as many as PREDICT_BYTES hold of input
+# rows and their activations (8 MiB stay in the L3 cache, so the check of a
+# block's Z^1 for NaN and inf reads it there, and the next layer's product
+# too), and at least PREDICT_MIN_ROWS for efficient products; the work
+# memory stays bounded whatever the number of rows.
+PREDICT_BYTES = 8 << 20
+PREDICT_MIN_ROWS = 256
+# ... and Z^1 is checked, and activated, this many bytes at a time (_activate).
+cdef enum:
+    CHECK_BYTES = 16384
+
+# The update finishes the gradient and steps this many parameters at a time
+# (_finish_step): 4096 values of the parameters, gradient and two moments
+# stay in L2 cache between the two.
+cdef enum:
+    STEP_CHUNK = 4096
+
+# Rows per block of the full-batch loss and gradient (L-BFGS): large enough
+# for efficient products, small enough to bound the work memory.
+FULL_BATCH_ROWS = 4096
+
+# A one-row prediction is shared with the helper thread (half of each
+# layer's inputs each, see _forward) when the largest W^l of its network
+# takes this many bytes (from, to): a row's product streams the weights, so
+# bytes, not weights, say what sharing saves. Measured on Zen 4 (Engine.predict,
+# shared / alone, medians of 7 x 2000 rows): 784-100-10 0.63-0.71 in float64
+# (627 KB), 0.86-1.11 in float32 (314 KB: not worth it); 784-512-256-10
+# 0.54-0.88; 784-1024-512-10 0.58-0.85; 784-2048-10 0.89-1.17 (6.4 and 12.8
+# MB: two cores stream memory no faster than OpenBLAS's two threads).
+SHARED_ROW_BYTES = (1 << 19, 1 << 23)
+cdef ptrdiff_t _SHARED_ROW_MIN = SHARED_ROW_BYTES[0]
+cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_BYTES[1]
+# A layer of fewer weights is left to BLAS in a shared row: its product
+# takes about as long as the hand-over (~1 us), and OpenBLAS runs a gemv that
+# small on the calling thread (interface/gemv.c: under 2304 x
+# GEMM_MULTITHREAD_THRESHOLD), so a shared row never wakes OpenBLAS's threads.
+cdef enum:
+    SHARED_LAYER_WEIGHTS = 9216
+
+# How _forward runs a one-row prediction's products (cnnbp_row_mode):
+# BLAS on the block (CNNBP_ROW_BATCH); or, for one dense row of a network in
+# SHARED_ROW_BYTES, the layers of at least SHARED_LAYER_WEIGHTS weights
+# summed row by row of W^l (row_product), by this thread alone (ROW_ALONE:
+# the helper is busy or asleep) or with a helper (ROW_SHARED). ROW_ALONE
+# keeps off BLAS too: OpenBLAS would wake its worker for such a row, which
+# then spins for ~0.1 s on the core the helper needs for the rows that follow.
+
+# Training batches of at least this many rows are shared among threads
+# (parts of at least half as many; csrc/team.c): for smaller ones the
+# hand-over costs more than it saves.
+SPLIT_ROWS = CNNBP_SPLIT_ROWS
+
+# A shared batch's threads each sum the gradient of their own rows, each
+# helper in a buffer of its own, so that a batch takes two hand-overs
+# whatever the depth. dW^1 larger than this is the exception: summing it in
+# every buffer would add its size per thread to a fit's memory, so it is
+# split by rows after the backward pass instead (every part's delta^1 is
+# there once the first hand-over ends).
+SHARED_W1_BYTES = 1 << 18
+
+
+def num_threads():
+    """T, the threads a fit may use: threadpoolctl's limit if one is set
+    (threadpool_limits), else OMP_NUM_THREADS, else the cores this process
+    may run on."""
+    return cnnbp_get_num_threads()
