@@ -263,6 +263,17 @@ def _check_order(order, ptrdiff_t n):
         raise ValueError("order holds an index outside [0, n_samples)")
 
 
+def _check_slice(Py_ssize_t n, Py_ssize_t batch_size, int n_threads, Py_ssize_t start):
+    """Raise unless a slice of an epoch of n rows may start at `start`
+    with batches of batch_size >= 1 rows on n_threads >= 1 threads."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if not 0 <= start <= n:
+        raise ValueError(f"start must be in [0, {n}], got {start}")
+
+
 cdef class TrainingData:
     """Training rows checked for one engine (`Engine.training_data`): X, Y,
     sample_weight and their row order, held so that `Engine.train` reads

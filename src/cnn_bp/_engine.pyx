@@ -603,74 +603,50 @@ cdef class Engine:
     def train(self, TrainingData data not None, Py_ssize_t batch_size, double alpha,
               double alpha_l1=0.0, int n_threads=1, Py_ssize_t start=0, double total=0.0,
               seconds=None):
-        """One epoch of mini-batch training over `data`, or a time slice of
-        one, in one nogil call.
-
-        With ``n_threads`` T > 1, up to T - 1 helper threads share each
-        batch of at least `SPLIT_ROWS` rows; the parameters come out as with
-        one thread, to round-off (dropout's masks and batch normalisation's
-        statistics are the whole batch's).
+        """An epoch of mini-batch training over `data`, or a time slice of
+        one, in one nogil call; up to T - 1 free helper threads share each
+        batch of at least `SPLIT_ROWS` rows (one thread's result, to round-off).
 
         Parameters
         ----------
         data : TrainingData
-            This engine's `training_data`, in its row order (the rows as
-            stored if it has none).
+            This engine's `training_data`, in its row order (if it has one).
         batch_size : int
             Rows per mini-batch (the last batch may be smaller), >= 1.
-        alpha, alpha_l1 : float
-            L2 and L1 penalties.
-        n_threads : int
-            T >= 1: share each batch with up to T - 1 helper threads (as many
-            as are free, parts of at least SPLIT_ROWS / 2 rows), each
-            thread's products on that thread alone (the private one-thread
-            OpenBLAS; the process's BLAS is left as it is), when that BLAS
-            could be loaded. Without free helpers this one works alone, its
-            products still on one thread.
+        alpha, alpha_l1, n_threads : float, float, int
+            L2 and L1 penalties; T >= 1, the threads to share batches among.
         start : int
-            Position in the order (row, without one) of the first batch:
-            0, or `stopped_at` of the previous call of the same epoch.
+            The first batch's position in the order: 0 or the last `stopped_at`.
         total : float
-            The previous calls' total of the same epoch, which this call
-            adds to (so the sum is the same however the epoch is sliced).
+            The previous calls' total of the same epoch, added to.
         seconds : float or None
             Return after the first batch that ends this many seconds after
-            the call began (None: run to the end of the epoch); `stopped_at`
-            then tells where to go on. Slices let the caller see Ctrl-C.
+            the call began (None: at the end of the epoch), `stopped_at`
+            telling where to go on: slices let the caller see Ctrl-C.
 
         Returns
         -------
         total : float
-            `total` plus, over this call's batches, batch loss x batch rows;
-            over a whole epoch, divided by n_samples, it is scikit-learn's
-            ``loss_`` for the epoch.
+            `total` plus, over this call's batches, batch loss x batch rows
+            (over an epoch, / n_samples: scikit-learn's ``loss_``).
 
         Raises
         ------
-        RuntimeError
-            If another thread is training with this engine, or no optimizer
-            was set.
-        ValueError
-            Data checked for another network, or a bad start, batch size or
-            thread count.
+        RuntimeError, ValueError
+            Another thread training with this engine, or no optimizer set;
+            data checked for another network, or a bad start, batch size or T.
         """
         if self.solver is None:
             raise RuntimeError("set_optimizer must be called before run_epoch")
         if data.dtype != self.dtype or data.layer_units != self.layer_units:
             raise ValueError("these training data were checked for another network")
         cdef ptrdiff_t n = data.n_samples
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if n_threads < 1:
-            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-        if not 0 <= start <= n:
-            raise ValueError(f"start must be in [0, {n}], got {start}")
+        _check_slice(n, batch_size, n_threads, start)
         cdef double budget = np.inf if seconds is None else float(seconds)
         batch_size = min(batch_size, n)
-        # T threads, each with its products on itself alone, T = 1 included
-        # (BLAS's own threads would compete with the other fits and jobs
-        # that T leaves the other cores to); parts of at least SPLIT_ROWS / 2
-        # rows.
+        # products on each thread alone, T = 1 included (BLAS's own threads
+        # would compete with the other fits that T leaves the cores to);
+        # parts of at least SPLIT_ROWS / 2 rows
         cdef bint single = cnnbp_thread_blas.sgemm != NULL
         cdef int threads = n_threads if single else 1
         threads = min(threads, max(1, batch_size // (CNNBP_SPLIT_ROWS // 2)))
