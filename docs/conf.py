@@ -7,8 +7,18 @@ Build (from the repository root, after ``pip install ".[docs]"``)::
 ``-W`` turns every warning into an error, as CI runs it.
 """
 
+import pathlib
+import sys
+
+from docutils import nodes
+from sphinx import addnodes
+
 import cnn_bp
 from cnn_bp import _registry
+
+DOCS = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS))
+import make_inventories  # noqa: E402  (docs/make_inventories.py, beside this file)
 
 project = "cnn_bp"
 author = "the cnn_bp developers"
@@ -18,7 +28,9 @@ version = release = cnn_bp.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 served from the site: no CDN needed
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
@@ -48,8 +60,46 @@ def skip_scikit_learn_members(app, what, name, obj, skip, options):
     return skip
 
 
+# Links to scikit-learn, numpy, scipy and Dask: their inventories are shipped
+# in docs/_inventories (the build has no network), written by
+# docs/make_inventories.py from the names these pages mention.
+_SITES = {
+    "sklearn": "https://scikit-learn.org/stable/",
+    "numpy": "https://numpy.org/doc/stable/",
+    "scipy": "https://docs.scipy.org/doc/scipy/",
+    "dask": "https://docs.dask.org/en/stable/",
+    "distributed": "https://distributed.dask.org/en/stable/",
+}
+intersphinx_mapping = {name: (url, str(DOCS / "_inventories" / f"{name}.inv"))
+                       for name, url in _SITES.items()}
+_EXTERNAL = set().union(*(make_inventories.read_names(DOCS / "_inventories" / f"{name}.inv")
+                          for name in _SITES))
+_SHORT = dict(line.split() for line in
+              (DOCS / "_inventories" / "short_names.txt").read_text().splitlines())
+
+
+def link_external_names(app, doctree):
+    """A name of scikit-learn, numpy, scipy or Dask written as code
+    (``sklearn.utils.shuffle``, ``np.float32``, `GridSearchCV`) becomes a
+    link to its page, resolved by intersphinx."""
+    for literal in list(doctree.findall(nodes.literal)):
+        if isinstance(literal.parent, (addnodes.pending_xref, nodes.reference)):
+            continue
+        text = literal.astext().removesuffix("()")
+        if text.startswith("np."):
+            text = "numpy." + text[3:]
+        target = _SHORT.get(text, text if text in _EXTERNAL else None)
+        if target is None:
+            continue
+        xref = addnodes.pending_xref("", refdomain="py", reftype="obj", reftarget=target,
+                                     refexplicit=True, refwarn=False)
+        literal.replace_self(xref)
+        xref += literal
+
+
 def setup(app):
     app.connect("autodoc-skip-member", skip_scikit_learn_members)
+    app.connect("doctree-read", link_external_names)
 
 # the gallery: examples/plot_*.py, executed at every build (each a few seconds
 # on the digits), their figures kept
@@ -60,6 +110,11 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"(^|/)(?!plot_)[^/]*\.py$",  # the scripts with options
     "download_all_examples": False,
     "min_reported_time": 1,
+    # "Examples using ..." on the API pages (docs/_templates/autosummary/class.rst)
+    "doc_module": ("cnn_bp",),
+    "backreferences_dir": "generated/backreferences",
+    # names in the examples' code link to their pages (here and intersphinx's)
+    "reference_url": {"cnn_bp": None},
 }
 
 myst_enable_extensions = ["dollarmath", "substitution"]
@@ -80,6 +135,8 @@ myst_substitutions = {
 myst_heading_anchors = 3
 
 html_theme = "pydata_sphinx_theme"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]  # wide tables scroll; contents show whole names
 html_title = f"cnn_bp {release}"
 html_theme_options = {
     "navigation_with_keys": False,

@@ -8,7 +8,7 @@ workers there (`dask scheduler`, `dask worker tcp://HOST:8786`) and run
 
     python examples/dask_search.py --scheduler tcp://HOST:8786
 
-Needs `pip install "cnn_bp[dask]"`.
+Needs `pip install ".[dask]"` (from the checkout).
 
     python examples/dask_search.py [--scheduler ADDRESS]
 """

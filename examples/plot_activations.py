@@ -7,10 +7,19 @@ leaky_relu, selu, softplus, gelu and silu) fits y = sin(3x) with one hidden
 layer of 16 units, by L-BFGS from the same seed.
 """
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from cnn_bp import MLPRegressor
+
+# Stopped early by design: L-BFGS is stopped after 500 iterations: by then
+# every fit shows its shape, and more iterations change the picture by
+# little. scikit-learn's ConvergenceWarning would say only that, so that one
+# warning is silenced.
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 x = np.linspace(-1.5, 1.5, 300).reshape(-1, 1)
 y = np.sin(3 * x).ravel()

@@ -7,10 +7,19 @@ with ``early_stopping=True``, its validation score on a second axis. Here
 the same network trains on the digits with three solvers.
 """
 
+import warnings
+
 import matplotlib.pyplot as plt
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 
 from cnn_bp import LossCurveDisplay, MLPClassifier
+
+# Stopped early by design: the fit without early stopping runs a fixed 60
+# epochs, to show the curves past the point where early stopping ends.
+# scikit-learn's ConvergenceWarning would say only that, so that one warning
+# is silenced.
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 X, y = load_digits(return_X_y=True)
 X = X / 16

@@ -8,11 +8,20 @@ shrinks by an order of magnitude at every layer on its way back (f' ≤ 1/4);
 with tanh and relu (f' up to 1) far less. One epoch of Adam, 200 digits.
 """
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 
 from cnn_bp import MLPClassifier, backprop_trace
+
+# Stopped early by design: the networks train one epoch: the gradients of a
+# network at the start of training are what this example shows.
+# scikit-learn's ConvergenceWarning would say only that, so that one warning
+# is silenced.
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 X, y = load_digits(return_X_y=True)
 X = X / 16

@@ -38,12 +38,18 @@ def test_to_sklearn_predicts_the_same(digits, index):
     assert theirs.coefs_[0][0, 0] != ours.coefs_[0][0, 0]
 
 
-@pytest.mark.parametrize("params", [dict(activation="gelu"),
-                                    dict(activation=["relu", "tanh"])])
-def test_what_scikit_learn_lacks_is_an_error(digits, params):
+@pytest.mark.parametrize("params, message", [
+    (dict(activation="gelu"), "scikit-learn's MLP has no hidden activation gelu: its"),
+    # only what it lacks is named, not the tanh it has
+    (dict(activation=["gelu", "tanh"]), "no hidden activation gelu: its activations are "
+                                        "identity, logistic, tanh, relu$"),
+    (dict(activation=["relu", "tanh"]), "one activation for all hidden layers; this model "
+                                        "has relu, tanh$"),
+])
+def test_what_scikit_learn_lacks_is_an_error(digits, params, message):
     X, y = digits
     model = MLPClassifier((8, 8), max_iter=2, **params).fit(X[:100], y[:100])
-    with pytest.raises(ValueError, match="scikit-learn's MLP has no hidden activation"):
+    with pytest.raises(ValueError, match=message):
         model.to_sklearn()
     reg = MLPRegressor(loss="huber", hidden_layer_sizes=(8,), max_iter=2).fit(X[:100], y[:100])
     with pytest.raises(ValueError, match="no loss 'huber'"):

@@ -64,6 +64,16 @@ def test_main_job_on_fashion_mnist_files(fake_fashion, capsys):
     assert rows["cnn_bp"][0] >= 0.9 and rows["cnn_bp"][2] == rows["scikit-learn"][2]
     assert "Iteration 1, loss = " in out  # progress is shown for fashion-mnist
     assert "300 train / 100 test rows, 784 features" in out
+    assert "round-off" not in out  # float64: the same model, nothing to explain
+
+
+def test_main_job_in_float32_says_why_the_models_differ(fake_fashion, capsys):
+    code = main(["--dataset", "fashion-mnist", "--data-dir", str(fake_fashion),
+                 "--epochs", "3", "--hidden", "8", "--progress", "off"])  # float32
+    out = capsys.readouterr().out
+    assert code == 0 and "dtype=float32" in out
+    assert out.rstrip().endswith(
+        "In float64 (--dtype\nfloat64) cnn_bp's model is scikit-learn's to round-off.")
 
 
 @pytest.mark.parametrize("option", [["--solver", "nadam"], ["--activation", "gelu"]])

@@ -157,7 +157,8 @@ def test_save_rejects_unfitted_and_foreign_models(tmp_path):
 
     with pytest.raises(NotFittedError):
         save(MLPClassifier(), tmp_path / "a.npz")
-    with pytest.raises(TypeError, match="cnn_bp"):
+    with pytest.raises(TypeError, match=r"got sklearn\.neural_network\._multilayer_perceptron"
+                                        r"\.MLPClassifier$"):
         save(SklearnMLP(), tmp_path / "b.npz")
     assert cnn_bp.ModelFileError.__mro__[1] is ValueError
 

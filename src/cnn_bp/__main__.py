@@ -23,6 +23,14 @@ from . import MLPClassifier, __version__
 from ._registry import HIDDEN_ACTIVATIONS, SKLEARN_ACTIVATIONS, SOLVER_CHOICES, SOLVERS
 from .datasets import FASHION_MNIST_DIR, load_fashion_mnist
 
+# Why two float32 fits from one seed end apart (docs/drop_in.md says it too).
+FLOAT32_NOTE = (
+    "In float32 the two fits start from the same weights and batches, but each\n"
+    "sums in its own order: round-off of ~1e-7 per step grows chaotically over\n"
+    "epochs, so the models, epochs and accuracies differ. In float64 (--dtype\n"
+    "float64) cnn_bp's model is scikit-learn's to round-off."
+)
+
 SKLEARN_OPTIONS = {
     "activation": SKLEARN_ACTIVATIONS,
     "solver": ("lbfgs", *(s.name for s in SOLVERS if s.sklearn)),
@@ -151,6 +159,8 @@ def main(argv=None):
             f"\ncnn_bp fit {sk_sec / sec:.1f}x faster than scikit-learn; "
             f"accuracy difference {acc - sk_acc:+.4f}"
         )
+        if dtype == "float32":
+            print(FLOAT32_NOTE)
     return 0
 
 

@@ -229,7 +229,9 @@ _NOTES_DOC = """
 CLASSIFIER = f"""Multi-layer perceptron classifier trained by backpropagation.
 
     A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`:
-    the same parameters, attributes and results for the same random_state,
+    the same parameters, attributes and results for the same random_state
+    (in float64, to round-off; in float32 the round-off grows chaotically
+    over epochs, so long fits end at different, equally good models),
     computed by a compiled engine. Minimises the log-loss (softmax output for
     multiclass, logistic outputs for binary and multilabel targets).
 
@@ -263,7 +265,9 @@ CLASSIFIER = f"""Multi-layer perceptron classifier trained by backpropagation.
 REGRESSOR = f"""Multi-layer perceptron regressor trained by backpropagation.
 
     A drop-in replacement for :class:`sklearn.neural_network.MLPRegressor`:
-    the same parameters, attributes and results for the same random_state,
+    the same parameters, attributes and results for the same random_state
+    (in float64, to round-off; in float32 the round-off grows chaotically
+    over epochs, so long fits end at different, equally good models),
     computed by a compiled engine.
 
     Parameters

@@ -255,10 +255,16 @@ or (n_val, n_outputs), default=None
 
         check_is_fitted(self)
         names = set(network.hidden_activations(self, self.n_layers_ - 2)) or {"relu"}
-        if len(names) > 1 or not names <= set(SKLEARN_ACTIVATIONS):
+        lacking = sorted(names - set(SKLEARN_ACTIVATIONS))
+        if lacking:
             raise ValueError(
-                f"scikit-learn's MLP has no hidden activation(s) {sorted(names)}: it has "
-                f"{SKLEARN_ACTIVATIONS}, one for all layers"
+                f"scikit-learn's MLP has no hidden activation {', '.join(lacking)}: its "
+                f"activations are {', '.join(SKLEARN_ACTIVATIONS)}"
+            )
+        if len(names) > 1:
+            raise ValueError(
+                f"scikit-learn's MLP has one activation for all hidden layers; this model "
+                f"has {', '.join(sorted(names))}"
             )
         if getattr(self, "loss", None) in ("huber", "absolute_error"):
             raise ValueError(f"scikit-learn's MLPRegressor has no loss {self.loss!r}")

@@ -137,7 +137,11 @@ def save(model, path):
 
     name = type(model).__name__
     if _CLASSES.get(name) is not type(model):
-        raise TypeError(f"save takes a cnn_bp MLPClassifier or MLPRegressor, got {name}")
+        raise TypeError(
+            "save takes a cnn_bp.MLPClassifier or cnn_bp.MLPRegressor, got "
+            f"{type(model).__module__}.{type(model).__qualname__}"
+            + (" (a Dask estimator: save its to_local())" if hasattr(model, "to_local") else "")
+        )
     check_is_fitted(model)
     network.sync_engine(model)
     header, arrays = _contents(model)

@@ -53,7 +53,8 @@ try:
 except ImportError as error:  # pragma: no cover - the extra is missing
     raise ImportError(
         "cnn_bp.dask needs Dask's array, dataframe and distributed packages: "
-        'pip install "cnn_bp[dask]"'
+        'pip install ".[dask]" from the cnn_bp checkout, or pip install '
+        '"dask[array,dataframe,distributed]"'
     ) from error
 
 from . import _network as network
