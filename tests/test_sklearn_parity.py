@@ -2,6 +2,10 @@
 
 float64 results agree with sklearn.neural_network to round-off (rtol 1e-6)
 after several epochs; float32 results agree to float32 accuracy.
+
+Each test compares with the scikit-learn installed, from the oldest release
+pyproject.toml declares (CI's minimum-dependencies run) to the newest: what
+scikit-learn's MLP gained in a release is compared from that release on.
 """
 
 import inspect
@@ -9,10 +13,29 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn import neural_network as sk
 from sklearn.datasets import make_regression
 
 import cnn_bp
+
+SKLEARN = tuple(int(part) for part in sklearn.__version__.split(".")[:2])
+# scikit-learn 1.7 gave its MLP sample_weight and MLPRegressor's loss
+# parameter (squared_error, poisson).
+HAS_SAMPLE_WEIGHT = SKLEARN >= (1, 7)
+needs_1_7 = pytest.mark.skipif(not HAS_SAMPLE_WEIGHT,
+                               reason="scikit-learn < 1.7: its MLP has no sample_weight, "
+                                      "no poisson loss")
+
+
+def _fit(model, X, y, sample_weight):
+    """model.fit with sample weights only when there are some (scikit-learn
+    < 1.7 takes none); weighted fits are skipped where it cannot compare."""
+    if sample_weight is None:
+        return model.fit(X, y)
+    if not HAS_SAMPLE_WEIGHT and model.__module__.startswith("sklearn"):
+        pytest.skip("scikit-learn < 1.7: its MLP has no sample_weight")
+    return model.fit(X, y, sample_weight=sample_weight)
 
 
 def _pair(cls_name, **params):
@@ -51,8 +74,8 @@ def test_solver_schedule_activation_early_stopping_weights(
                   max_iter=6, random_state=1, n_iter_no_change=2, early_stopping=early_stopping,
                   tol=0.5 if schedule == "adaptive" else 1e-4)
     ours, theirs = _pair("MLPClassifier", **params)
-    ours.fit(X, y, sample_weight=sw)
-    theirs.fit(X, y, sample_weight=sw)
+    _fit(theirs, X, y, sw)
+    _fit(ours, X, y, sw)
     assert_same_model(ours, theirs)
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
     if early_stopping and solver != "lbfgs":
@@ -65,6 +88,9 @@ def test_same_signatures_and_defaults(name):
     cnn_bp's own parameters follow scikit-learn's, keyword-only."""
     ours = list(inspect.signature(getattr(cnn_bp, name)).parameters.items())
     theirs = list(inspect.signature(getattr(sk, name)).parameters.items())
+    if not HAS_SAMPLE_WEIGHT and name == "MLPRegressor":
+        assert ours[0][0] == "loss"  # scikit-learn's from 1.7 on
+        ours = ours[1:]
     assert ours[: len(theirs)] == theirs
     extensions = ours[len(theirs) :]
     expected = ["negative_slope", "weight_decay", "rho", "clip_norm", "alpha_l1",
@@ -75,6 +101,8 @@ def test_same_signatures_and_defaults(name):
     for method in ("fit", "partial_fit", "predict", "score"):
         ours = list(inspect.signature(getattr(getattr(cnn_bp, name), method)).parameters)
         theirs = list(inspect.signature(getattr(getattr(sk, name), method)).parameters)
+        if "fit" in method and "sample_weight" not in theirs:  # scikit-learn < 1.7
+            ours.remove("sample_weight")
         # fit and partial_fit also take validation data of the user's own
         extra = ["X_val", "y_val", "sample_weight_val"] if "fit" in method else []
         assert ours == theirs + extra
@@ -112,8 +140,8 @@ def test_early_stopping_sample_weight_shuffle(digits, early_stopping, weighted, 
     params = dict(hidden_layer_sizes=(30,), early_stopping=early_stopping, shuffle=shuffle,
                   max_iter=15, n_iter_no_change=3, random_state=2)
     ours, theirs = _pair("MLPClassifier", **params)
-    ours.fit(X, y, sample_weight=sw)
-    theirs.fit(X, y, sample_weight=sw)
+    _fit(theirs, X, y, sw)
+    _fit(ours, X, y, sw)
     assert_same_model(ours, theirs)
     if early_stopping:
         np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
@@ -144,6 +172,7 @@ def test_regression(solver, n_targets, assert_same_model):
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6, atol=1e-9)
 
 
+@needs_1_7
 def test_poisson_regression(assert_same_model):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(200, 5))

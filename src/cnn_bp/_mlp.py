@@ -266,9 +266,11 @@ or (n_val, n_outputs), default=None
                 f"scikit-learn's MLP has one activation for all hidden layers; this model "
                 f"has {', '.join(sorted(names))}"
             )
-        if getattr(self, "loss", None) in ("huber", "absolute_error"):
-            raise ValueError(f"scikit-learn's MLPRegressor has no loss {self.loss!r}")
         cls = getattr(neural_network, type(self).__name__)
+        if self.loss in ("huber", "absolute_error") or (
+                self.loss == "poisson" and "loss" not in cls().get_params()):
+            raise ValueError(f"scikit-learn's MLPRegressor has no loss {self.loss!r} "
+                             "(poisson came with scikit-learn 1.7)")
         ours = self.get_params()
         params = {k: ours[k] for k in cls().get_params()}
         params["activation"] = names.pop()
