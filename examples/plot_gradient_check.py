@@ -3,9 +3,9 @@ Backpropagation against finite differences
 ==========================================
 
 `cnn_bp.check_gradients` compares the gradient backpropagation computes
-with centred finite differences, (C(w + h) - C(w - h)) / 2h, block by block
-(each W^l and b^l): the relative errors sit at round-off level, far below
-the tolerance.
+with centred finite differences, :math:`(C(w + h) - C(w - h)) / 2h`, block
+by block (each :math:`W^l` and :math:`b^l`): the relative errors sit at
+round-off level, far below the tolerance.
 """
 
 import warnings

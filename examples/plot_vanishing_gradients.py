@@ -1,11 +1,12 @@
-"""
+r"""
 Vanishing gradients, layer by layer
 ===================================
 
 `cnn_bp.backprop_trace` returns every quantity of one forward and backward
-pass: Z, A and δ of each layer. With logistic units the error signal δ^l
-shrinks by an order of magnitude at every layer on its way back (f' ≤ 1/4);
-with tanh and relu (f' up to 1) far less. One epoch of Adam, 200 digits.
+pass: :math:`Z^l`, :math:`A^l` and :math:`\delta^l` of each layer. With
+logistic units the error signal :math:`\delta^l` shrinks by an order of
+magnitude at every layer on its way back (:math:`f' \le 1/4`); with tanh and
+relu (:math:`f'` up to 1) far less. One epoch of Adam, 200 digits.
 """
 
 import warnings
@@ -34,7 +35,7 @@ for activation in ["logistic", "tanh", "relu"]:
     norms = [np.abs(layer.delta).mean() for layer in trace.layers]
     ax.semilogy(range(1, len(norms) + 1), norms, "o-", label=activation)
 ax.set_xlabel("layer l")
-ax.set_ylabel("mean |δ^l|")
+ax.set_ylabel(r"mean $|\delta^l|$")
 ax.legend()
 fig.tight_layout()
 plt.show()
