@@ -6,9 +6,12 @@ sends this process SIGINT, as Ctrl-C does, and the time from the signal to the
 return of ``fit`` is the latency. Both estimators catch the KeyboardInterrupt
 and return the model trained so far. Prints a markdown table: seconds per
 epoch, latency (the median of --repeats interruptions), and how many rows of
-the interrupted epoch were trained (cnn_bp's ``t_``).
+the interrupted epoch were trained (cnn_bp's ``t_``). Then the same for
+``predict`` on --predict-rows x 784 float32 rows (hidden (100,); SIGINT
+half-way through): seconds to predict, and from the signal to the
+KeyboardInterrupt.
 
-    python benchmarks/bench_interrupt.py [--quick] [--repeats N]
+    python benchmarks/bench_interrupt.py [--quick] [--repeats N] [--predict-rows N]
 """
 
 import argparse
@@ -56,10 +59,42 @@ def _latency(cls, X, y, hidden, epoch):
     return returned - sent[0], model
 
 
+def _predict_latency(model, X, whole):
+    """Seconds from SIGINT, sent half-way through predict(X), to the
+    KeyboardInterrupt it raises."""
+    sent = []
+    thread = _interrupt_after(whole / 2, sent)
+    try:
+        model.predict(X)
+    except KeyboardInterrupt:
+        caught = time.monotonic()
+    else:
+        raise RuntimeError("predict ended before the signal")
+    thread.join()
+    return caught - sent[0]
+
+
+def _predict_table(rows, repeats):
+    rng = np.random.RandomState(0)
+    X = rng.rand(rows, 784).astype(np.float32)
+    fit_X, fit_y = X[:2000], rng.randint(0, 10, 2000)
+    print(f"\npredict on random {rows} x 784 float32, hidden (100,), SIGINT half-way\n")
+    print("| system | predict (s) | Ctrl-C to KeyboardInterrupt (s, median) |")
+    print("|---|---|---|")
+    for name, cls in (("cnn_bp", cnn_bp.MLPClassifier), ("scikit-learn", SklearnMLPClassifier)):
+        model = cls((100,), max_iter=2, random_state=0).fit(fit_X, fit_y)
+        start = time.monotonic()
+        model.predict(X)
+        whole = time.monotonic() - start
+        latency = float(np.median([_predict_latency(model, X, whole) for _ in range(repeats)]))
+        print(f"| {name} | {whole:.3f} | {latency:.4f} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--predict-rows", type=int, default=2_000_000)
     args = parser.parse_args(argv)
     n, hidden, repeats = (4000, (64,), 1) if args.quick else (60000, (512,), args.repeats)
     rng = np.random.RandomState(0)
@@ -75,6 +110,7 @@ def main(argv=None):
         model = results[-1][1]
         rows = f"{model.t_ - n * model.n_iter_}" if name == "cnn_bp" else "(not counted)"
         print(f"| {name} | {epoch:.3f} | {latency:.4f} | {rows} |")
+    _predict_table(20000 if args.quick else args.predict_rows, repeats)
 
 
 if __name__ == "__main__":

@@ -110,13 +110,16 @@ def short_names():
 
 def mentioned():
     """(full names, {short: full name}) of those projects' objects the docs'
-    sources mention: dotted names (``np.`` for numpy), names imported from
-    them, and short names written as code."""
+    sources mention: dotted names; in the pages and examples also ``np.``
+    names, names imported from those projects, and short names written as
+    code (the package's own code is read for its dotted names only)."""
     names, short, index = set(), {}, short_names()
     for pattern in SOURCES:
         for path in sorted(ROOT.glob(pattern)):
             text = path.read_text(encoding="utf-8")
             names.update(_NAME.findall(text))
+            if pattern.startswith("src/"):  # the package's code: only names its text spells out
+                continue
             names.update(f"{module}.{name.strip()}" for module, imported in _IMPORT.findall(text)
                          for name in imported.split(","))
             names.update(f"numpy.{name}" for name in _NP.findall(text))

@@ -298,9 +298,73 @@ def test_a_lost_worker_stops_the_fit_with_an_error(digits):
     assert model.max_iter == 100000 and model.n_iter_ == 2
 
 
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+@pytest.mark.parametrize("chunks", [(0, 1200), (1200, 0), (0, 0, 1200), (300, 0, 0, 900)])
+def test_empty_partitions_hold_no_rows_and_are_left_out(client, digits, chunks, solver):
+    """Empty chunks (common after filtering) change nothing: the model is
+    the one fitted without them, and predict and score pass over them."""
+    X, y = digits
+    params = dict(hidden_layer_sizes=(16,), solver=solver, max_iter=12, shuffle=False,
+                  random_state=0)
+    reference = DaskMLPClassifier(**params).fit(*_dask(X, y, tuple(c for c in chunks if c)))
+    Xd, yd = _dask(X, y, chunks)
+    model = DaskMLPClassifier(**params).fit(Xd, yd)
+    _assert_same_model(model, reference, 1e-6)
+    np.testing.assert_array_equal(model.predict(Xd).compute(), reference.predict(X))
+    np.testing.assert_allclose(model.predict_proba(Xd).compute(), reference.predict_proba(X))
+    assert float(model.score(Xd, yd).compute()) == pytest.approx(reference.score(X, y))
+
+
+def test_a_filtered_array_with_empty_blocks_fits_as_its_rows(client, digits):
+    X, y = digits
+    keep = np.zeros(len(y), bool)
+    keep[:300] = keep[600:900] = True  # blocks 2 and 4 of 4 filtered away
+    mask = da.from_array(keep, chunks=300)
+    Xd, yd = _dask(X, y, 300)
+    Xf, yf = Xd[mask], yd[mask]
+    Xf.compute_chunk_sizes()
+    yf.compute_chunk_sizes()
+    assert Xf.chunks[0] == (300, 0, 300, 0)
+    params = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=20, random_state=0)
+    reference = MLPClassifier(**params).fit(X[keep], y[keep])
+    model = DaskMLPClassifier(**params).fit(Xf, yf)
+    _assert_same_model(model, reference, 1e-6)
+
+
+def test_a_client_closed_during_a_fit_is_named_and_leaves_the_model(digits):
+    import threading
+
+    X, y = digits
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    with cluster:
+        c = distributed.Client(cluster, set_as_default=False)
+        model = DaskMLPClassifier(hidden_layer_sizes=(8,), max_iter=100000, tol=0,
+                                  n_iter_no_change=100000, random_state=0, client=c)
+        errors = []
+
+        def fit():
+            try:
+                model.fit(*_dask(X, y, 300))
+            except Exception as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=fit)
+        thread.start()
+        time.sleep(3)
+        c.close()
+        thread.join(120)
+        assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
+    assert "client" in str(errors[0]), errors
+    assert not hasattr(model, "coefs_")
+
+
 class _FakeClient:
     """Just what _scatter and _raise_if_lost use: scatter fails as it does to a
     worker that has just died; the scheduler notices on its third report."""
+
+    status = "running"
 
     def __init__(self, error, notices_at=3):
         self.error, self.notices_at, self.reports = error, notices_at, 0

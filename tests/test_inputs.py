@@ -3,6 +3,7 @@ densified), pandas DataFrames, string labels, multilabel and multi-output
 targets, sample_weight routed through pipelines, and the meta-estimators."""
 
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -139,3 +140,24 @@ def test_meta_estimators(digits):
     assert search.best_params_["alpha"] in (1e-4, 1e-1)
     assert clone(model).get_params() == model.get_params()
     assert not hasattr(clone(search.best_estimator_), "coefs_")
+
+
+@pytest.mark.parametrize("as_", ["array", "list", "bytes"])
+def test_regressor_refuses_string_targets_as_scikit_learn_does(as_):
+    """Strings as regression targets: scikit-learn's MLPRegressor raises a
+    TypeError (numpy's UFuncTypeError); so does cnn_bp's, before anything
+    trains. Numeric strings in an object array are numbers to both."""
+    X = np.random.RandomState(0).rand(20, 3)
+    y = {"array": np.array(["1.5", "2"] * 10), "list": ["1.5", "2"] * 10,
+         "bytes": np.array([b"1.5", b"2"] * 10)}[as_]
+    with pytest.raises(TypeError):
+        sk.MLPRegressor(max_iter=2).fit(X, y)
+    model = MLPRegressor(max_iter=2)
+    with pytest.raises(TypeError, match="y holds strings"):
+        model.fit(X, y)
+    assert not hasattr(model, "coefs_")
+    numeric = np.array(["1.5", "2"] * 10, dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.MLPRegressor(max_iter=2).fit(X, numeric)
+        assert MLPRegressor(max_iter=2).fit(X, numeric).predict(X).dtype == np.float64

@@ -365,3 +365,43 @@ def test_ctrl_c_interrupts_an_epoch_between_mini_batches():
     assert out["n_iter"] == out["curve"] == out["t"] // 30000
     assert out["t"] % 30000 != 0  # stopped inside an epoch, between two batches
     assert out["t"] % 50 == 0 and out["finite"]
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "hidden_activations"])
+def test_ctrl_c_interrupts_a_long_prediction_within_a_tenth_of_a_second(method):
+    """Prediction returns to Python every few ms of compiled work (chunks of
+    rows), so SIGINT stops it at once: KeyboardInterrupt within 0.1 s of the
+    signal, in a subprocess that signals itself mid-prediction."""
+    code = textwrap.dedent(f"""
+        import json, os, signal, threading, time, warnings
+        import numpy as np
+        import cnn_bp
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        rng = np.random.RandomState(0)
+        model = cnn_bp.MLPClassifier((1024, 1024), random_state=0)
+        model.partial_fit(rng.rand(200, 200), rng.randint(0, 3, 200), classes=[0, 1, 2])
+        X = rng.rand(40000, 200)  # seconds of work: far longer than the signal's wait
+        sent = []
+
+        def interrupt():
+            time.sleep(0.3)
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt).start()
+        start = time.monotonic()
+        try:
+            getattr(model, "{method}")(X)
+            outcome = "finished"
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+        caught = time.monotonic()
+        print(json.dumps(dict(outcome=outcome, latency=caught - sent[0],
+                              elapsed=caught - start)))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["outcome"] == "interrupted", out
+    assert out["latency"] < 0.1, out

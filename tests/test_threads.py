@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -598,6 +599,46 @@ def test_a_child_forked_during_a_fit_shares_its_batches():
     assert status == "ok", jobs
     assert jobs > 0  # the child's fit shared its batches with its own helper
     assert blas == _blas_threads()
+
+
+def _fit_forked_estimator(model, X, y, conn):
+    """In a forked child: partial_fit (on the engine the parent's pass held
+    at the fork), then fit, the estimator the parent is fitting."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.partial_fit(X[:200], y[:200])
+            model.set_params(max_iter=2).fit(X[:200], y[:200])
+        conn.send(("ok", model.n_iter_))
+    except BaseException as exc:  # pragma: no cover - reported to the parent
+        conn.send(("error", repr(exc)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_during_a_fit_can_fit_that_estimator():
+    """The record of fits under way and the engines' busy flags are the
+    parent's threads': a forked child starts without them (20 of 20 runs),
+    and the parent's fit finishes."""
+    X, y = _random_fit_data(n=2000, n_features=64)
+    context = multiprocessing.get_context("fork")
+    held = 0
+    for run in range(20):
+        model = MLPClassifier((64,), max_iter=30, tol=0, random_state=run)
+        fit = threading.Thread(target=model.fit, args=(X, y))
+        fit.start()
+        while "_engine" not in vars(model) or model._engine.rows_trained == 0:
+            time.sleep(0.0005)
+        parent_end, child_end = context.Pipe()
+        child = context.Process(target=_fit_forked_estimator, args=(model, X, y, child_end))
+        held += fit.is_alive()
+        child.start()
+        assert parent_end.poll(60), run
+        status = parent_end.recv()
+        child.join(60)
+        fit.join(60)
+        assert status == ("ok", 2), (run, status)
+        assert not fit.is_alive() and model.n_iter_ == 30
+    assert held == 20  # every fork came while the parent's fit ran
 
 
 @needs_two

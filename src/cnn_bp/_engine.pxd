@@ -126,7 +126,10 @@ cdef class Engine:
     cdef readonly int last_threads       # threads the last run_epoch took
     cdef readonly long long rows_trained  # rows of all run_epoch calls, summed
     cdef bint _busy              # a training pass is running on the buffers
+    cdef object __weakref__      # for _passes_running
     cdef cnnbp_lockstep _lockstep  # helpers the slices take on a busy machine
+    cdef _claim(self)
+    cdef _release(self)
     cdef _idle(self)
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
                      ptrdiff_t batch_size, int threads, ptrdiff_t start,

@@ -48,6 +48,7 @@ buffers have the same layout. Every array handed in is checked (dtype,
 shape, contiguity, index range) before a pointer is taken.
 """
 import os
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -650,8 +651,7 @@ cdef class Engine:
         cdef bint single = cnnbp_thread_blas.sgemm != NULL
         cdef int threads = n_threads if single else 1
         threads = min(threads, max(1, batch_size // (CNNBP_SPLIT_ROWS // 2)))
-        self._idle()
-        self._busy = True  # under the GIL since _idle: no other thread between
+        self._claim()
         try:
             self._reserve(batch_size, data.order is not None and data.rows.x != NULL,
                           threads - 1, single)
@@ -659,7 +659,7 @@ cdef class Engine:
             total = self._run(&data.rows, data.Y, data.sample_weight, data.order, n,
                               batch_size, threads, start, total, budget)
         finally:
-            self._busy = False
+            self._release()
         return total
 
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
@@ -694,6 +694,18 @@ cdef class Engine:
         cnnbp_lockstep_learn(&self._lockstep, threads - 1, sl.used - 1, sl.cpu,
                              sl.shared)
         return sl.total
+
+    cdef _claim(self):
+        """Take the training buffers for this thread's pass (after _idle);
+        a forked child, where the pass does not run, frees them
+        (_free_in_child)."""
+        self._idle()
+        self._busy = True  # under the GIL since _idle: no other thread between
+        _passes_running.add(self)
+
+    cdef _release(self):
+        self._busy = False
+        _passes_running.discard(self)
 
     cdef _idle(self):
         """Raise if a training pass runs on this engine's buffers (in another
@@ -756,8 +768,7 @@ cdef class Engine:
         cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double data_loss, weight
-        self._idle()
-        self._busy = True  # under the GIL since _idle: no other thread between
+        self._claim()
         try:
             if params is not None:
                 self.params[...] = np.asarray(params).reshape(self.params.shape)
@@ -774,7 +785,7 @@ cdef class Engine:
                                                     <float *> sw, n, gradient, training,
                                                     &weight)
         finally:
-            self._busy = False
+            self._release()
         if not finish:
             return data_loss, weight
         return self.finish_loss_gradient(data_loss, weight, alpha, alpha_l1, gradient)

@@ -96,6 +96,22 @@ SPLIT_ROWS = CNNBP_SPLIT_ROWS
 SHARED_W1_BYTES = 1 << 18
 
 
+# Engines a training pass runs on now. A forked child has none of its
+# parent's threads, so their passes do not run there: the child frees the
+# buffers they held (os.register_at_fork), and may train those engines.
+_passes_running = weakref.WeakSet()
+
+
+def _free_in_child():
+    for engine in list(_passes_running):
+        (<Engine> engine)._busy = False
+    _passes_running.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_free_in_child)
+
+
 def num_threads():
     """T, the threads a fit may use: threadpoolctl's limit if one is set
     (threadpool_limits), else OMP_NUM_THREADS, else the cores this process

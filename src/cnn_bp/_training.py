@@ -24,6 +24,7 @@ A trainer of data held elsewhere (``cnn_bp.dask``) replaces three hooks:
 import contextlib
 import functools
 import math
+import os
 import threading
 import warnings
 from numbers import Real
@@ -54,6 +55,18 @@ NON_FINITE = (
 # a second fit of the same estimator would rebuild what the first is using.
 _fitting = set()
 _fitting_lock = threading.Lock()
+
+
+def _forget_fits_in_child():
+    """A forked child runs none of its parent's fits: it may fit any
+    estimator (and gets a new lock: the forking thread may not have held it)."""
+    global _fitting_lock
+    _fitting.clear()
+    _fitting_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_fits_in_child)
 
 
 # -- 1. guards ---------------------------------------------------------------------

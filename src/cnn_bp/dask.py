@@ -40,6 +40,7 @@ then None or ``"loss"``.
 import copy
 import inspect
 import time
+from concurrent.futures import CancelledError
 
 import numpy as np
 from sklearn.base import clone, is_classifier
@@ -242,7 +243,10 @@ def _for_workers(model):
     return model
 
 
-def _predict_block(X, model, method):
+def _predict_block(X, model, method, empty):
+    """`method` of `model` on one partition; an empty one gives `empty`."""
+    if X.shape[0] == 0:
+        return empty
     return getattr(model, method)(X)
 
 
@@ -311,17 +315,30 @@ class _ShardEpochs:
         return sum(total for _, total in trained)
 
 
+def _live_workers(client):
+    """The addresses of the cluster's workers now; RuntimeError naming the
+    cause when the client was closed or lost its scheduler (whose empty
+    report surfaced as KeyError: 'workers')."""
+    info = {} if client.status in ("closing", "closed") else client.scheduler_info()
+    if "workers" not in info:
+        raise RuntimeError(
+            f"the Dask client is {client.status} (closed during the fit, or its scheduler "
+            "is gone): the fit cannot go on; the estimator is left as it was"
+        )
+    return info["workers"]
+
+
 def _raise_if_lost(client, workers, error, futures=()):
     """RuntimeError (cancelling `futures`) if one of `workers`, those holding
     the partitions, has left the cluster: its partitions are gone, and tasks
     bound to it would wait for ever. After a connection error the scheduler
     is given LOST_SECONDS to notice a worker that died mid-call."""
-    # CommClosedError is an OSError; so is the TimeoutError of a wait, which is no sign
-    connection_error = isinstance(error, OSError) and not isinstance(error, TimeoutError)
-    patience = LOST_SECONDS if connection_error else 0
-    deadline = time.monotonic() + patience
+    # CommClosedError is an OSError; so is the TimeoutError of a wait, which is
+    # no sign. Tasks whose data a dead worker held are cancelled.
+    sign = isinstance(error, (OSError, CancelledError)) and not isinstance(error, TimeoutError)
+    deadline = time.monotonic() + (LOST_SECONDS if sign else 0)
     while True:
-        lost = set(workers) - set(client.scheduler_info()["workers"])
+        lost = set(workers) - set(_live_workers(client))
         if lost:
             client.cancel(list(futures))
             raise RuntimeError(
@@ -330,6 +347,9 @@ def _raise_if_lost(client, workers, error, futures=()):
                 "(fit again to train on the workers there are now)"
             ) from error
         if time.monotonic() >= deadline:
+            if isinstance(error, CancelledError):
+                raise RuntimeError("a task of the fit was cancelled (by hand, or by a closed "
+                                   "client); the estimator is left as it was") from error
             return
         time.sleep(0.25)
 
@@ -402,7 +422,9 @@ class _ClusterTrainer(Trainer):
         from the random state."""
         dtype = np.float32 if X.dtype == np.float32 else np.float64
         if is_classifier(self.model):
-            classes = np.unique(self.client.compute(da.unique(y)).result())
+            client = self.client
+            classes = np.unique(_gather(client, [client.compute(da.unique(y))],
+                                        list(_live_workers(client)))[0])
             meta_X, meta_y = np.zeros((len(classes), X.shape[1]), dtype), classes
         else:
             n_outputs = 1 if y.ndim == 1 else y.shape[1]
@@ -415,29 +437,31 @@ class _ClusterTrainer(Trainer):
         kept on the workers in contiguous runs (partition i of P on worker
         i W // P of the W workers, sorted by address): fits of the same data
         on the same cluster train the same shards, whatever the scheduler
-        did before."""
+        did before. Empty partitions (common after filtering) hold no rows
+        and are left out, so the fit is the one without them."""
         client, model = self.client, _for_workers(self.model)
         sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
                else [None] * X.numblocks[0])
+        rows = list(X.chunks[0])
+        kept = [i for i, n in enumerate(rows) if n > 0]
+        Xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
         if is_classifier(model) and model.class_weight is not None:
             counts = None
             if model.class_weight == "balanced":
                 counts = sum(client.gather(client.compute([
-                    dask.delayed(_class_counts)(model, yb, sb)
-                    for yb, sb in zip(y.to_delayed().ravel(), sws)])))
+                    dask.delayed(_class_counts)(model, ys[i], sws[i]) for i in kept])))
             model._class_weight_table_ = network.class_weight_table(model, counts)
-        workers = sorted(client.scheduler_info()["workers"])
+        workers = sorted(_live_workers(client))
         if not workers:
             raise ValueError("the Dask cluster has no workers")
         model_future = _scatter(client, model, workers)
-        tasks = [dask.delayed(_block, pure=False)(model_future, xb, yb, sb, i)
-                 for i, (xb, yb, sb) in enumerate(zip(X.to_delayed().ravel(),
-                                                      y.to_delayed().ravel(), sws))]
-        held = [workers[i * len(workers) // len(tasks)] for i in range(len(tasks))]
+        tasks = [dask.delayed(_block, pure=False)(model_future, Xs[i], ys[i], sws[i], i)
+                 for i in kept]
+        held = [workers[k * len(workers) // len(tasks)] for k in range(len(tasks))]
         blocks = [client.compute(task, workers=[worker], allow_other_workers=False)
                   for task, worker in zip(tasks, held)]
         _gather(client, blocks, held)  # raise a partition's error now
-        return _Partitions(client, blocks, held, list(X.chunks[0]), X, y)
+        return _Partitions(client, blocks, held, [rows[i] for i in kept], X, y)
 
     def _fit_lbfgs(self, parts):
         client, model, engine = self.client, self.model, self.model._engine
@@ -593,10 +617,10 @@ class _DaskMixin:
         X = _rows_array("X", X, (2,))
         model = dask.delayed(self.to_local(), pure=True)
         if columns is None:
-            return X.map_blocks(_predict_block, model, method, dtype=dtype, drop_axis=1,
-                                meta=np.empty((0,), dtype))
-        return X.map_blocks(_predict_block, model, method, dtype=dtype,
-                            chunks=(X.chunks[0], (columns,)),
+            return X.map_blocks(_predict_block, model, method, np.empty((0,), dtype),
+                                dtype=dtype, drop_axis=1, meta=np.empty((0,), dtype))
+        return X.map_blocks(_predict_block, model, method, np.empty((0, columns), dtype),
+                            dtype=dtype, chunks=(X.chunks[0], (columns,)),
                             meta=np.empty((0, 0), dtype))
 
     def predict(self, X):
