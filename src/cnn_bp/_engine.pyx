@@ -57,6 +57,7 @@ from ._registry import HYPERPARAMETERS, solver_code
 from ._threads import register_with_threadpoolctl, thread_blas
 
 cimport numpy as cnp
+from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport NAN, isnan, pow, sqrt
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
@@ -877,7 +878,9 @@ cdef class Engine:
 
         Notes
         -----
-        Uses its own work memory, so concurrent calls are safe. One dense
+        Runs without the GIL in calls of PREDICT_CHUNK_WORK multiply-adds,
+        between which a pending Ctrl-C raises KeyboardInterrupt. Uses its
+        own work memory, so concurrent calls are safe. One dense
         row of a network whose largest W^l takes SHARED_ROW_BYTES bytes
         takes the helper thread, when it is free and awake, for half of each
         layer's inputs (the same outputs to round-off).
@@ -894,7 +897,8 @@ cdef class Engine:
             n = _set_rows(&x, X, self.dtype, self.net.units[0], keep)
         cdef ptrdiff_t width = _width(&self.net)
         cdef ptrdiff_t row_bytes = (self.net.units[0] + width) * self.dtype.itemsize
-        cdef ptrdiff_t cap = min(n, max(PREDICT_MIN_ROWS, PREDICT_BYTES // row_bytes))
+        cdef ptrdiff_t cap = min(n, max(PREDICT_MIN_ROWS, PREDICT_BYTES // row_bytes),
+                                 max(PREDICT_MIN_ROWS, PREDICT_CHUNK_WORK // self.net.n_params))
         cdef bint check = check_finite, finite
         cdef cnp.npy_intp shape[2]
         shape[0], shape[1] = n, self.net.units[at]
@@ -904,12 +908,24 @@ cdef class Engine:
         work = cnp.PyArray_EMPTY(1, shape, self._typenum, 0)
         cdef void *o = _data(out)
         cdef void *a = _data(work)
-        if self._typenum == cnp.NPY_DOUBLE:
+        cdef bint double = self._typenum == cnp.NPY_DOUBLE
+        # nogil calls of at most `chunk` rows, between which a pending Ctrl-C
+        # raises KeyboardInterrupt (PyErr_CheckSignals): a few ms of work each
+        cdef ptrdiff_t chunk = max(PREDICT_MIN_ROWS, PREDICT_CHUNK_WORK // self.net.n_params)
+        cdef ptrdiff_t start = 0, stop
+        finite = True
+        while finite and start < n:
+            stop = min(n, start + chunk)
             with nogil:
-                finite = _predict(&self.net, &x, n, <double *> o, <double *> a, cap, at, check)
-        else:
-            with nogil:
-                finite = _predict(&self.net, &x, n, <float *> o, <float *> a, cap, at, check)
+                if double:
+                    finite = _predict(&self.net, &x, start, stop, <double *> o, <double *> a,
+                                      cap, at, check)
+                else:
+                    finite = _predict(&self.net, &x, start, stop, <float *> o, <float *> a,
+                                      cap, at, check)
+            start = stop
+            if start < n:
+                PyErr_CheckSignals()
         return out if finite else None
 
     def __reduce__(self):

@@ -302,12 +302,13 @@ cdef ptrdiff_t _largest_weights(const Net *net, ptrdiff_t itemsize) noexcept nog
     return largest
 
 
-cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
-                   floating *a, ptrdiff_t cap, ptrdiff_t layer,
+cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t start, ptrdiff_t n,
+                   floating *out, floating *a, ptrdiff_t cap, ptrdiff_t layer,
                    bint check) noexcept nogil:
-    """Activations A^layer of n rows into `out` (n, n_layer), cap rows at a
-    time, in the caller's blocks `a` (cap rows of each, then sum n_l values
-    for w.part; so concurrent predictions never share memory); layer L gives
+    """Activations A^layer of rows start .. n - 1 into those rows of `out`
+    (n, n_layer), cap rows at a time, in the caller's blocks `a` (cap rows
+    of each, then sum n_l values for w.part; so concurrent predictions never
+    share memory); layer L gives
     the outputs. With `check`, each block's rows are checked for inf and NaN
     (through Z^1, by _forward): False at the first that has any (out is then
     incomplete), else True. A single row of a network in SHARED_ROW_BYTES is
@@ -315,14 +316,14 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t n, floating *out,
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t L = net.n_layers
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[layer]
-    cdef ptrdiff_t start = 0, m
+    cdef ptrdiff_t m
     cdef floating *block = a + cap * net.blk_off[layer]
     cdef bint finite = True
     cdef Rows xb
     cdef Work w
     memset(&w, 0, sizeof(Work))
     cdef int row = CNNBP_ROW_BATCH
-    if n == 1 and X.x != NULL:
+    if n - start == 1 and X.x != NULL:
         row = cnnbp_row_mode(_largest_weights(net, sizeof(floating)), _SHARED_ROW_MIN,
                              _SHARED_ROW_MAX, &w.helper)
     w.cap = cap

@@ -212,13 +212,13 @@ or (n_val, n_outputs), default=None
         if check_input and not fast:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         network.sync_engine(self)
-        out = network.predict(self, network.engine_input(self, X), layer=layer,
-                              check_finite=fast)
+        out = self._engine.predict(network.engine_input(self, X), layer=layer,
+                                   check_finite=fast)
         if out is None:
             # inf or NaN in Z^1 = X W^1: validate_data raises scikit-learn's error
             # if X has any; else a product overflowed, and this reruns unchecked
             X = validate_data(self, X, reset=False)
-            out = network.predict(self, network.engine_input(self, X), layer=layer)
+            out = self._engine.predict(network.engine_input(self, X), layer=layer)
         if check_input and not all_finite(out):
             # scikit-learn would return inf/NaN here; internal scoring (which
             # passes check_input=False) still sees them and scores NaN.

@@ -297,31 +297,6 @@ def start_optimizer(model):
 # -- 3. data as the engine reads it ----------------------------------------------
 
 
-# Prediction returns to Python after about this many multiply-adds (a few
-# ms of compiled work), so that Ctrl-C stops a long prediction at once.
-PREDICT_CHUNK_WORK = 1 << 26
-
-
-def predict(model, X, layer=None, check_finite=False):
-    """``Engine.predict`` of engine-ready X (see its docstring for `layer`,
-    `check_finite` and the None it may return), in chunks of rows of about
-    PREDICT_CHUNK_WORK multiply-adds each, between which Python sees a
-    pending Ctrl-C; the outputs are those of one call."""
-    engine = model._engine
-    n, rows = X.shape[0], max(1, PREDICT_CHUNK_WORK // engine.params.size)
-    if n <= rows:
-        return engine.predict(X, layer=layer, check_finite=check_finite)
-    out = None
-    for start in range(0, n, rows):
-        part = engine.predict(X[start:start + rows], layer=layer, check_finite=check_finite)
-        if part is None:
-            return None
-        if out is None:
-            out = np.empty((n, part.shape[1]), dtype=part.dtype)
-        out[start:start + len(part)] = part
-    return out
-
-
 def engine_input(model, X):
     """X as the engine reads it, in the model's dtype: dense C-contiguous
     and aligned, or CSR (CSC is converted; sparse X is never densified)."""

@@ -42,6 +42,9 @@ cdef double _BN_MOMENTUM = BN_MOMENTUM
 # memory stays bounded whatever the number of rows.
 PREDICT_BYTES = 8 << 20
 PREDICT_MIN_ROWS = 256
+# ... and a prediction returns to Python (to see Ctrl-C) after about this
+# many multiply-adds: a few milliseconds of work.
+PREDICT_CHUNK_WORK = 1 << 26
 # ... and Z^1 is checked, and activated, this many bytes at a time (_activate).
 cdef enum:
     CHECK_BYTES = 16384
