@@ -261,12 +261,33 @@ def test_pickle_clone_and_save(client, digits, tmp_path):
     np.testing.assert_array_equal(cnn_bp.load(path).predict(X), model.predict(X))
 
 
+def _interrupted_fit(model, X, y, interrupt):
+    """Fit `model` on X, y (4 partitions) in a thread, call `interrupt()`
+    3 s in, and return the errors the fit raised (it must end)."""
+    import threading
+
+    errors = []
+
+    def fit():
+        try:
+            model.fit(*_dask(X, y, 300))
+        except Exception as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    time.sleep(3)
+    interrupt()
+    thread.join(120)
+    assert not thread.is_alive()
+    return errors
+
+
 def test_a_lost_worker_stops_the_fit_with_an_error(digits):
     """A worker killed mid-fit takes its partitions: RuntimeError naming it,
     the estimator left as it was (its nanny starts a new worker, at another
     address, which holds none of them)."""
     import signal
-    import threading
 
     X, y = digits
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -276,21 +297,14 @@ def test_a_lost_worker_stops_the_fit_with_an_error(digits):
                                   client=c).fit(*_dask(X, y, 300))
         before = [w.copy() for w in model.coefs_]
         model.set_params(max_iter=100000, tol=0, n_iter_no_change=100000)
-        errors = []
+        killed = []
 
-        def fit():
-            try:
-                model.fit(*_dask(X, y, 300))
-            except RuntimeError as error:
-                errors.append(error)
+        def kill():
+            killed.extend(sorted(c.run(os.getpid).items())[0])
+            os.kill(killed[1], signal.SIGKILL)
 
-        thread = threading.Thread(target=fit)
-        thread.start()
-        time.sleep(3)
-        victim, pid = sorted(c.run(os.getpid).items())[0]
-        os.kill(pid, signal.SIGKILL)
-        thread.join(120)
-        assert not thread.is_alive()
+        errors = _interrupted_fit(model, X, y, kill)
+        victim = killed[0]
     assert len(errors) == 1 and victim in str(errors[0]), errors
     assert "left the cluster" in str(errors[0])
     for a, b in zip(model.coefs_, before):
@@ -332,7 +346,6 @@ def test_a_filtered_array_with_empty_blocks_fits_as_its_rows(client, digits):
 
 
 def test_a_client_closed_during_a_fit_is_named_and_leaves_the_model(digits):
-    import threading
 
     X, y = digits
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
@@ -341,20 +354,7 @@ def test_a_client_closed_during_a_fit_is_named_and_leaves_the_model(digits):
         c = distributed.Client(cluster, set_as_default=False)
         model = DaskMLPClassifier(hidden_layer_sizes=(8,), max_iter=100000, tol=0,
                                   n_iter_no_change=100000, random_state=0, client=c)
-        errors = []
-
-        def fit():
-            try:
-                model.fit(*_dask(X, y, 300))
-            except Exception as error:
-                errors.append(error)
-
-        thread = threading.Thread(target=fit)
-        thread.start()
-        time.sleep(3)
-        c.close()
-        thread.join(120)
-        assert not thread.is_alive()
+        errors = _interrupted_fit(model, X, y, c.close)
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
     assert "client" in str(errors[0]), errors
     assert not hasattr(model, "coefs_")
