@@ -6,11 +6,11 @@ engine (for prediction), the registry and the docstrings; nothing imports
 this module but the package's public names, ``cnn_bp.dask`` (which
 subclasses the estimators) and persistence (which rebuilds them).
 
-An estimator holds its parameters and fitted attributes, checks what it is
-given, and predicts: a fit is ``Trainer(self).fit(...)``, and predictions
-are one engine call after the cheapest check that is exact (a plain float
-ndarray of the fitted width skips ``validate_data``; the engine checks
-finiteness through X W^1).
+An estimator holds its parameters (and their constraints) and fitted
+attributes, and predicts: a fit is ``Trainer(self).fit(...)``, which checks
+the data through the network; a prediction is one engine call after the
+cheapest check that is exact (a plain float ndarray of the fitted width
+skips ``validate_data``; the engine checks finiteness through X W^1).
 """
 
 import copy
