@@ -134,6 +134,10 @@ cdef class Engine:
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
                      ptrdiff_t batch_size, int threads, ptrdiff_t start,
                      double total, double budget) except? -1
+    cdef double _full_pass(self, const Rows *x, Y, sample_weight, ptrdiff_t n,
+                           bint gradient, bint training, double *weight) except? -1
+    cdef int _predict_rows(self, const Rows *x, ptrdiff_t n, out, work, ptrdiff_t cap,
+                           ptrdiff_t at, bint check) except -1
     cdef _set_penalties(self, double alpha, double alpha_l1)
     cdef _reserve(self, ptrdiff_t cap, bint gather_x, ptrdiff_t shared=*, bint single=*)
     cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z)

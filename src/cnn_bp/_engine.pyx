@@ -99,6 +99,66 @@ include "_passes.pxi"
 include "_epoch.pxi"
 
 
+def _engine_arguments(layer_units, hidden_activation, int loss, dtype,
+                      double negative_slope, double huber_delta):
+    """Engine's arguments checked: (units, one activation code per hidden
+    layer, dtype); ValueError or TypeError naming what is wrong."""
+    units = tuple(int(u) for u in layer_units)
+    if len(units) < 2 or min(units) < 1:
+        raise ValueError(f"layer_units must be >= 2 positive widths, got {units}")
+    if max(units) > BLAS_INT_MAX:
+        raise ValueError(f"layer widths must be < 2**31, got {max(units)}")
+    codes = ((int(hidden_activation),) * (len(units) - 2)
+             if np.ndim(hidden_activation) == 0
+             else tuple(int(c) for c in hidden_activation))
+    if len(codes) != len(units) - 2:
+        raise ValueError(f"{len(codes)} hidden activations for {len(units) - 2} hidden layers")
+    if not negative_slope >= 0:
+        raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
+    if not huber_delta > 0:
+        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+    _check_codes(codes, loss)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return units, codes, dtype
+
+
+def _parameter_layout(units, bint batch_norm, dtype):
+    """Where each W^l, b^l and gamma^l lies in the flat buffer, and each
+    layer's block in the work blocks: (sizes of the W^l, number of weights,
+    number of parameters, w_off, b_off, blk_off, gamma_off (-1: none));
+    MemoryError before anything is allocated if the parameters, gradient
+    and optimizer state cannot fit in this machine's memory."""
+    L = len(units) - 1
+    sizes = [units[l] * units[l + 1] for l in range(L)]
+    if max(sizes) > BLAS_INT_MAX:
+        raise ValueError("a weight matrix has 2**31 or more entries")
+    n_coefs = sum(sizes)
+    n_params = n_coefs + sum(units[1:])
+    gamma_off = [-1] * L
+    if batch_norm:
+        for l in range(L - 1):
+            gamma_off[l] = n_params
+            n_params += units[l + 1]
+    needed = 4 * n_params * dtype.itemsize  # parameters, gradient, two state vectors
+    if needed > _physical_memory():
+        raise MemoryError(
+            f"a network of {n_params:,} parameters needs {needed / 2**30:.1f} GiB for "
+            f"its parameters, gradient and optimizer state; this machine has "
+            f"{_physical_memory() / 2**30:.1f} GiB")
+    w_off, b_off, blk_off = [], [], [0]
+    w_at, b_at, blk_at = 0, n_coefs, 0
+    for l in range(L):
+        w_off.append(w_at)
+        b_off.append(b_at)
+        blk_off.append(blk_at)
+        w_at += sizes[l]
+        b_at += units[l + 1]
+        blk_at += units[l + 1]
+    return sizes, n_coefs, n_params, w_off, b_off, blk_off, gamma_off
+
+
 cdef class Engine:
     """All buffers of one multi-layer perceptron and the compiled passes over them.
 
@@ -172,56 +232,13 @@ cdef class Engine:
     def __cinit__(self, layer_units, hidden_activation, int loss, dtype,
                   double negative_slope=0.01, double huber_delta=1.0,
                   bint batch_norm=False, dropout=0.0):
-        cdef ptrdiff_t L
         cdef ptrdiff_t *lay
-        units = tuple(int(u) for u in layer_units)
-        if len(units) < 2 or min(units) < 1:
-            raise ValueError(f"layer_units must be >= 2 positive widths, got {units}")
-        if max(units) > BLAS_INT_MAX:
-            raise ValueError(f"layer widths must be < 2**31, got {max(units)}")
-        codes = ((int(hidden_activation),) * (len(units) - 2)
-                 if np.ndim(hidden_activation) == 0
-                 else tuple(int(c) for c in hidden_activation))
-        if len(codes) != len(units) - 2:
-            raise ValueError(f"{len(codes)} hidden activations for "
-                             f"{len(units) - 2} hidden layers")
-        if not negative_slope >= 0:
-            raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
-        if not huber_delta > 0:
-            raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
-        _check_codes(codes, loss)
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        L = len(units) - 1
-        sizes = [units[l] * units[l + 1] for l in range(L)]
-        if max(sizes) > BLAS_INT_MAX:
-            raise ValueError("a weight matrix has 2**31 or more entries")
-        n_coefs = sum(sizes)
-        n_params = n_coefs + sum(units[1:])
-        gamma_off = [-1] * L
-        if batch_norm:
-            for l in range(L - 1):
-                gamma_off[l] = n_params
-                n_params += units[l + 1]
-        # parameters, gradient and two optimizer-state vectors
-        needed = 4 * n_params * dtype.itemsize
-        if needed > _physical_memory():
-            raise MemoryError(
-                f"a network of {n_params:,} parameters needs {needed / 2**30:.1f} GiB for "
-                f"its parameters, gradient and optimizer state; this machine has "
-                f"{_physical_memory() / 2**30:.1f} GiB")
-
+        units, codes, dtype = _engine_arguments(layer_units, hidden_activation, loss, dtype,
+                                                negative_slope, huber_delta)
+        cdef ptrdiff_t L = len(units) - 1
+        sizes, n_coefs, n_params, w_off, b_off, blk_off, gamma_off = _parameter_layout(
+            units, batch_norm, dtype)
         # layout: units | w_off | b_off | blk_off | gamma_off, one intp array
-        w_off, b_off, blk_off = [], [], [0]
-        w_at, b_at, blk_at = 0, n_coefs, 0
-        for l in range(L):
-            w_off.append(w_at)
-            b_off.append(b_at)
-            blk_off.append(blk_at)
-            w_at += sizes[l]
-            b_at += units[l + 1]
-            blk_at += units[l + 1]
         self._layout = np.array(units + tuple(w_off) + tuple(b_off) + tuple(blk_off)
                                 + tuple(gamma_off), dtype=np.intp)
         lay = <ptrdiff_t *> _data(self._layout)
@@ -251,8 +268,7 @@ cdef class Engine:
         self.net.slope = negative_slope
         self.net.huber_delta = huber_delta
         self.net.loss = loss
-        self.net.alpha = 0
-        self.net.alpha_l1 = 0
+        self.net.alpha, self.net.alpha_l1 = 0, 0
         self.net.params = _data(self.params)
         self.net.grads = _data(self.grads)
         width = sum(units[1:])
@@ -264,15 +280,10 @@ cdef class Engine:
         self.dropout = dropout
         self._rng = np.zeros(2, dtype=np.uint64)
         self.net.rng = <uint64_t *> _data(self._rng)
-        self.solver = None
-        self.optimizer_state = None
-        self._work = None
-        self.last_nogil_interval = None
-        self.stopped_at = 0
-        self.last_threads = 1
+        self.solver, self.optimizer_state, self._work, self.last_nogil_interval = (
+            None, None, None, None)
+        self.stopped_at, self.last_threads, self.rows_trained, self._busy = 0, 1, 0, False
         cnnbp_lockstep_init(&self._lockstep)
-        self.rows_trained = 0
-        self._busy = False
         memset(&self.opt, 0, sizeof(Optim))
         memset(&self.work, 0, sizeof(Work))
 
@@ -734,18 +745,16 @@ cdef class Engine:
         gradient : bool
             False: the loss only (a forward pass; `grads` is left alone).
         training : bool
-            True: the loss of a training step, with dropout masks drawn (the
-            stream moves on; set `dropout_rng` to repeat them) and batch
-            statistics (of each block of up to 4096 rows; the running
-            estimates move). False: the loss the model predicts with. A
-            network with dropout or batch normalisation has a gradient only
-            for training=True.
+            True: a training step's loss, with dropout masks drawn (the stream
+            moves on; set `dropout_rng` to repeat them) and batch statistics
+            (of blocks of up to 4096 rows; the running estimates move), the
+            only gradient of a network with dropout or batch normalisation.
+            False: the loss the model predicts with.
         finish : bool
-            False: return the sums instead, ``(sum_i sw_i C_i, sum_i sw_i)``,
-            with the gradient's sums over the rows (no penalty, not divided)
-            in `grads`: sums over parts of the data add up, and
-            `finish_loss_gradient` then gives what one call over all of it
-            would (cnn_bp.dask sums partitions so).
+            False: the sums instead, ``(sum_i sw_i C_i, sum_i sw_i)``, and the
+            gradient's sums over the rows (no penalty, not divided) in
+            `grads`: sums over parts of the data add up, and
+            `finish_loss_gradient` gives one call's result (cnn_bp.dask).
 
         Returns
         -------
@@ -765,9 +774,6 @@ cdef class Engine:
         cdef Rows x
         cdef list keep = []
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
-        cdef void *y = _data(Y)
-        cdef bint y_u8 = Y.dtype == np.uint8
-        cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double data_loss, weight
         self._claim()
         try:
@@ -775,21 +781,29 @@ cdef class Engine:
                 self.params[...] = np.asarray(params).reshape(self.params.shape)
             self._reserve(min(n, FULL_BATCH_ROWS), False)
             self._set_penalties(alpha, alpha_l1)
-            if self.dtype == np.float64:
-                with nogil:
-                    data_loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
-                                                    <double *> sw, n, gradient, training,
-                                                    &weight)
-            else:
-                with nogil:
-                    data_loss = _full_loss_gradient(&self.net, &self.work, &x, y, y_u8,
-                                                    <float *> sw, n, gradient, training,
-                                                    &weight)
+            data_loss = self._full_pass(&x, Y, sample_weight, n, gradient, training, &weight)
         finally:
             self._release()
         if not finish:
             return data_loss, weight
         return self.finish_loss_gradient(data_loss, weight, alpha, alpha_l1, gradient)
+
+    cdef double _full_pass(self, const Rows *x, Y, sample_weight, ptrdiff_t n,
+                           bint gradient, bint training, double *weight) except? -1:
+        """loss_gradient's nogil part (_full_loss_gradient), on checked data."""
+        cdef void *y = _data(Y)
+        cdef bint y_u8 = Y.dtype == np.uint8
+        cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
+        cdef bint double = self.dtype == np.float64
+        cdef double data_loss
+        with nogil:
+            if double:
+                data_loss = _full_loss_gradient(&self.net, &self.work, x, y, y_u8,
+                                                <double *> sw, n, gradient, training, weight)
+            else:
+                data_loss = _full_loss_gradient(&self.net, &self.work, x, y, y_u8,
+                                                <float *> sw, n, gradient, training, weight)
+        return data_loss
 
     def finish_loss_gradient(self, double data_loss, double weight, double alpha,
                              double alpha_l1=0.0, bint gradient=True):
@@ -899,34 +913,38 @@ cdef class Engine:
         cdef ptrdiff_t row_bytes = (self.net.units[0] + width) * self.dtype.itemsize
         cdef ptrdiff_t cap = min(n, max(PREDICT_MIN_ROWS, PREDICT_BYTES // row_bytes),
                                  max(PREDICT_MIN_ROWS, PREDICT_CHUNK_WORK // self.net.n_params))
-        cdef bint check = check_finite, finite
+        cdef bint check = check_finite
         cdef cnp.npy_intp shape[2]
         shape[0], shape[1] = n, self.net.units[at]
         out = cnp.PyArray_EMPTY(2, shape, self._typenum, 0)
         # the blocks, then one row more: w.part, the helper's part of a shared row
         shape[0] = (cap + 1) * width
         work = cnp.PyArray_EMPTY(1, shape, self._typenum, 0)
+        return out if self._predict_rows(&x, n, out, work, cap, at, check) else None
+
+    cdef int _predict_rows(self, const Rows *x, ptrdiff_t n, out, work, ptrdiff_t cap,
+                           ptrdiff_t at, bint check) except -1:
+        """predict's nogil part (_predict), in calls of a few ms of work each
+        (PREDICT_CHUNK_WORK multiply-adds), between which a pending Ctrl-C
+        raises KeyboardInterrupt (PyErr_CheckSignals); _predict's result."""
         cdef void *o = _data(out)
         cdef void *a = _data(work)
-        cdef bint double = self._typenum == cnp.NPY_DOUBLE
-        # nogil calls of at most `chunk` rows, between which a pending Ctrl-C
-        # raises KeyboardInterrupt (PyErr_CheckSignals): a few ms of work each
+        cdef bint double = self._typenum == cnp.NPY_DOUBLE, finite = True
         cdef ptrdiff_t chunk = max(PREDICT_MIN_ROWS, PREDICT_CHUNK_WORK // self.net.n_params)
         cdef ptrdiff_t start = 0, stop
-        finite = True
         while finite and start < n:
             stop = min(n, start + chunk)
             with nogil:
                 if double:
-                    finite = _predict(&self.net, &x, start, stop, <double *> o, <double *> a,
+                    finite = _predict(&self.net, x, start, stop, <double *> o, <double *> a,
                                       cap, at, check)
                 else:
-                    finite = _predict(&self.net, &x, start, stop, <float *> o, <float *> a,
+                    finite = _predict(&self.net, x, start, stop, <float *> o, <float *> a,
                                       cap, at, check)
             start = stop
             if start < n:
                 PyErr_CheckSignals()
-        return out if finite else None
+        return finite
 
     def __reduce__(self):
         return (_restore, (self.layer_units, self.hidden_activation,

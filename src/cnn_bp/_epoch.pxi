@@ -37,6 +37,40 @@ cdef enum:
     SHARE_ON = 2
 
 
+cdef Rows _share_rows(const Batch *b, const cnnbp_share *s, const floating *swb,
+                      ptrdiff_t n_in) noexcept nogil:
+    """Share s's rows of batch b (b.rows from its row s.r0), weighted by swb."""
+    cdef Rows xb = b.rows
+    xb.sw = swb
+    if xb.x != NULL:
+        xb.x = <const floating *> xb.x + s.r0 * n_in
+    elif xb.rows != NULL:
+        xb.rows = xb.rows + s.r0
+    else:
+        xb.first_row = xb.first_row + s.r0
+    return xb
+
+
+cdef void _share_update(Batch *b, cnnbp_share *s, floating *g, bint split_w1) noexcept nogil:
+    """SHARE_UPDATE of share s (every share's delta^1 is there): its rows
+    s.w1 of dW^1 when w.g0 > 0 (summed by no share before), the others' sums
+    added on its parameter ranges s.u and, with b.opt, the gradient finished
+    and those parameters updated; s.out[0] = the ranges' _penalty."""
+    cdef const Net *net = b.net
+    cdef const Work *w = b.w
+    cdef int k
+    if split_w1 and s.w1[1] > s.w1[0]:
+        memset(g + s.w1[0] * net.units[1], 0,
+               (s.w1[1] - s.w1[0]) * net.units[1] * sizeof(floating))
+        _weight_gradient(net, &b.rows, w, 0, s.m, 1, s.w1[0], s.w1[1], True, g, 0)
+    team_reduce(b.team, s, <floating *> w.g2, g)
+    s.out[0] = 0
+    for k in range(0, 4, 2):
+        if b.opt != NULL:
+            s.out[0] += _finish_step(net, b.opt, <floating *> net.params, g, b.s,
+                                     s.u[k], s.u[k + 1])
+
+
 cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     """The mathematics of share s of batch b.
 
@@ -48,46 +82,27 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     A share of all m rows ends there, its sums being the gradient. With
     b.sums (batch normalisation, shared), the passes stop at each
     normalised layer, leaving the share's sums there (Stage), and go on in
-    SHARE_ON from b.at once the caller has combined them.
-
-    SHARE_UPDATE (every share's delta^1 is there): its rows s.w1 of dW^1
-    when w.g0 > 0 (summed by no share before), the others' sums added on its
-    parameter ranges s.u and, with b.opt, the gradient finished and those
-    parameters updated; s.out[0] = the ranges' _penalty."""
+    SHARE_ON from b.at once the caller has combined them. SHARE_UPDATE:
+    _share_update."""
     cdef const Net *net = b.net
     cdef const Work *w = b.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
-    cdef ptrdiff_t k, size = net.n_params - w.g0
+    cdef ptrdiff_t size = net.n_params - w.g0
     cdef bint split_w1 = s.parts > 1 and w.g0 > 0
     cdef ptrdiff_t first = w.g0 if split_w1 else 0  # its backward sums [first, n_params)
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t g0 = 0
     cdef const floating *SW = <const floating *> b.SW
     cdef const floating *swb = NULL
-    cdef Rows xb = b.rows
+    cdef Rows xb
     cdef Stage st
     if s.phase == SHARE_UPDATE:
-        if split_w1 and s.w1[1] > s.w1[0]:
-            memset(g + s.w1[0] * net.units[1], 0,
-                   (s.w1[1] - s.w1[0]) * net.units[1] * sizeof(floating))
-            _weight_gradient(net, &b.rows, w, 0, s.m, 1, s.w1[0], s.w1[1], True, g, 0)
-        team_reduce(b.team, s, <floating *> w.g2, g)
-        s.out[0] = 0
-        for k in range(0, 4, 2):
-            if b.opt != NULL:
-                s.out[0] += _finish_step(net, b.opt, <floating *> net.params, g, b.s,
-                                         s.u[k], s.u[k + 1])
+        _share_update(b, s, g, split_w1)
         return
     # this share's rows of the batch
     if SW != NULL:
         swb = (<const floating *> w.sw if b.order != NULL else SW + b.start) + s.r0
-    xb.sw = swb
-    if xb.x != NULL:
-        xb.x = <const floating *> xb.x + s.r0 * n_in
-    elif xb.rows != NULL:
-        xb.rows = xb.rows + s.r0
-    else:
-        xb.first_row = xb.first_row + s.r0
+    xb = _share_rows(b, s, swb, n_in)
     if s.tid > 0:
         g, g0 = <floating *> w.g2 + (s.tid - 1) * size, w.g0
     st.sums = NULL if b.sums == NULL else <floating *> b.sums + s.tid * w.sums_stride
@@ -163,6 +178,48 @@ cdef void _combine(const Net *net, const Work *w, const Batch *b,
                                     bn + width)
 
 
+cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
+                   cnnbp_team *team, ptrdiff_t start, ptrdiff_t m,
+                   const Optim *split_update, floating *p) noexcept nogil:
+    """Train on the m rows of batch b (b.rows, from row `start`); returns
+    its loss x m. The team's threads share it (csrc/team.c) in two
+    hand-overs of _share: rows forward and back, then split dW^1, the
+    reduction and the update by parameter ranges (`split_update`: the
+    optimizer, when the update may be split); a batch-normalised network
+    adds one at every normalised layer forward and one back, after which
+    this thread combines the parts' sums (_combine). The parameters are
+    those of the one-thread pass to round-off (sums in parts; OpenBLAS
+    rounds an ulp differently for other shapes)."""
+    cdef floating *g = <floating *> net.grads
+    cdef cnnbp_share_fn share = _share_f32 if floating is float else _share_f64
+    cdef double data_loss = 0, s = 0, penalty = 0
+    cdef int k
+    cdef int parts = cnnbp_team_split(team, m, CNNBP_SPLIT_ROWS // 2)
+    b.start, b.opt = start, NULL
+    b.sums = w.sums if parts > 1 else NULL
+    b.stop = 0
+    cnnbp_team_run(team, parts, SHARE_START, share, b)
+    while b.stop != 0:  # the parts stopped at a normalised layer
+        _combine(net, w, b, team, parts, g)
+        b.at, b.back, b.stop = b.stop, b.stop_back, 0
+        cnnbp_team_run(team, parts, SHARE_ON, share, b)
+    _spend_masks(net, m)
+    for k in range(parts):
+        data_loss += team.share[k].out[0]
+        s += team.share[k].out[1]
+    if parts > 1:  # the others' sums added, and the update split too when it can be
+        b.s, b.opt = s, split_update
+        if split_update != NULL:
+            _advance(opt)
+        cnnbp_team_run(team, parts, SHARE_UPDATE, share, b)
+    if parts > 1 and split_update != NULL:
+        for k in range(parts):
+            penalty += team.share[k].out[0]
+        return (data_loss / s + penalty / s) * m
+    # one share (its sums are the gradient), or clipping / max_norm
+    return _finish_update(net, opt, p, g, data_loss, s) * m
+
+
 cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                  const void *Y, bint y_u8, const floating *SW,
                  const ptrdiff_t *order, ptrdiff_t n, ptrdiff_t batch,
@@ -174,25 +231,14 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     is complete), in sl.used the threads it had (1 + its helpers; 0, and a
     NaN total: no memory for its records), and in sl.shared and sl.cpu the
     seconds its shared hand-overs took and the CPU seconds its threads spent
-    in them (cnnbp_lockstep_learn).
-
-    With sl.helpers > 0 (as many as are free, up to it, the buffers w.n_g2
-    and this caller's share of T), each batch is split among a team of
-    threads (csrc/team.c) in two hand-overs of _share: rows forward and
-    back, then split dW^1, the reduction and the update by parameter
-    ranges; a batch-normalised network adds one at every normalised layer
-    forward and one back, after which this thread combines the parts'
-    sums (_combine). The parameters are those of the one-thread pass to
-    round-off (sums in parts; OpenBLAS rounds an ulp differently for other
-    shapes)."""
+    in them (cnnbp_lockstep_learn). With sl.helpers > 0 (as many as are
+    free, up to it, the buffers w.n_g2 and this caller's share of T), each
+    batch is split among a team of threads (_batch)."""
     cdef floating *p = <floating *> net.params
-    cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t start = sl.start, m
-    cdef double data_loss, s, penalty, total = sl.total
-    cdef int k, parts
+    cdef double total = sl.total
     cdef cnnbp_team team
     cdef Batch b
-    cdef cnnbp_share_fn share = _share_f32 if floating is float else _share_f64
     cdef int want = min(sl.helpers, <int> w.n_g2) if w.g2 != NULL else 0
     cdef const Optim *split_update = NULL
     if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
@@ -209,8 +255,6 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         if start > sl.start and _now() >= sl.deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
         m = min(batch, n - start)
-        parts = cnnbp_team_split(&team, m, CNNBP_SPLIT_ROWS // 2)
-        b.start, b.opt = start, NULL
         b.rows = X[0]
         if order == NULL:
             b.rows = _block_rows(X, start, net.units[0], p)
@@ -218,30 +262,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
             b.rows.x = w.x
         else:
             b.rows.rows = order + start
-        b.sums = w.sums if parts > 1 else NULL
-        b.stop = 0
-        cnnbp_team_run(&team, parts, SHARE_START, share, &b)
-        while b.stop != 0:  # the parts stopped at a normalised layer
-            _combine(net, w, &b, &team, parts, g)
-            b.at, b.back, b.stop = b.stop, b.stop_back, 0
-            cnnbp_team_run(&team, parts, SHARE_ON, share, &b)
-        _spend_masks(net, m)
-        data_loss, s = 0, 0
-        for k in range(parts):
-            data_loss += team.share[k].out[0]
-            s += team.share[k].out[1]
-        if parts > 1:  # the others' sums added, and the update split too when it can be
-            b.s, b.opt = s, split_update
-            if split_update != NULL:
-                _advance(opt)
-            cnnbp_team_run(&team, parts, SHARE_UPDATE, share, &b)
-        if parts > 1 and split_update != NULL:
-            penalty = 0
-            for k in range(parts):
-                penalty += team.share[k].out[0]
-            total += (data_loss / s + penalty / s) * m
-        else:  # one share (its sums are the gradient), or clipping / max_norm
-            total += _finish_update(net, opt, p, g, data_loss, s) * m
+        total += _batch(net, opt, w, &b, &team, start, m, split_update, p)
         start += m
     cnnbp_team_end(&team)
     sl.start, sl.total, sl.shared, sl.cpu = start, total, team.shared, team.cpu

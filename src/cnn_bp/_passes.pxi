@@ -190,6 +190,30 @@ cdef bint _activate(const Net *net, ptrdiff_t l, ptrdiff_t m, floating *z,
     return True
 
 
+cdef void _layer_product(const Net *net, const Rows *x, const Work *w, floating *a,
+                         ptrdiff_t l, ptrdiff_t m, ptrdiff_t r0, bint training, int row,
+                         floating *z) noexcept nogil:
+    """Z^l = A^{l-1} W^l (m, n_l) of rows r0.. into z, by `row`
+    (cnnbp_row_mode): CNNBP_ROW_BATCH for any block, one GEMM. ROW_ALONE and
+    ROW_SHARED (one dense row, not training) sum the rows of W^l weighted by
+    A^{l-1} in the layers _by_rows picks; ROW_SHARED (the caller holds
+    helper w.helper, awake; w.part has room for n_l values) splits those
+    inputs in two halves (cnnbp_split_inputs), the helper summing the
+    second's rows into w.part while this thread sums the first's into Z^l,
+    which then adds w.part. A row's product streams all of W^l once; two
+    cores stream it twice as fast, each its own contiguous half."""
+    cdef RowJob job
+    cdef cnnbp_range_fn row_range = _row_range_f32 if floating is float else _row_range_f64
+    if row == CNNBP_ROW_BATCH or not _by_rows(net, l):
+        _product(net, x, w, a, l, m, r0, training)
+    elif row == CNNBP_ROW_ALONE:
+        _row_inputs(net, x, w, a, l, 0, net.units[l - 1], z)
+    else:  # the helper sums half of the inputs into w.part
+        job.net, job.x, job.w, job.a, job.l, job.z = net, x, w, a, l, z
+        cnnbp_split_inputs(w.helper, net.units[l - 1], row_range, &job)
+        add(net.units[l], <const floating *> w.part, z)
+
+
 cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                    floating *a, bint training, ptrdiff_t r0, ptrdiff_t batch,
                    bint check, int row, ptrdiff_t last, Stage *st) noexcept nogil:
@@ -215,38 +239,17 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     Z^1, just written, is in cache where X is not (X's own pass cost a
     fifth as much as the products of a 784-input layer); a batch-normalised
     Z^1 is checked once normalised, which keeps inf and NaN (an affine map:
-    inf * 0 is NaN too). True otherwise.
-
-    `row` (cnnbp_row_mode): CNNBP_ROW_BATCH for any block. ROW_ALONE and
-    ROW_SHARED (one dense row, not training) sum the rows of W^l weighted
-    by A^{l-1} in the layers _by_rows picks; ROW_SHARED (the caller holds
-    helper w.helper, awake; w.part has room for n_l values) splits those
-    inputs in two halves (cnnbp_split_inputs), the helper summing the
-    second's rows into w.part while this thread sums the first's into Z^l,
-    which then adds w.part. A row's product streams all of W^l once; two
-    cores stream it twice as fast, each its own contiguous half."""
+    inf * 0 is NaN too). True otherwise. `row`: see _layer_product."""
     cdef const floating *p = <const floating *> net.params
     cdef ptrdiff_t cap = w.cap
     cdef floating *z
-    cdef ptrdiff_t l, n_in, n_out, L = net.n_layers
-    cdef RowJob job
-    cdef cnnbp_range_fn row_range = _row_range_f32 if floating is float else _row_range_f64
+    cdef ptrdiff_t l, n_out, L = net.n_layers
     cdef ptrdiff_t first = 1 if st == NULL or st.at == 0 else st.at
-    job.net, job.x, job.w, job.a = net, x, w, a
     for l in range(first, last + 1):
-        # Z^l = A^{l-1} W^l    (m, n_l)
-        n_in, n_out = net.units[l - 1], net.units[l]
+        n_out = net.units[l]
         z = a + cap * net.blk_off[l] + r0 * n_out
-        if st != NULL and st.at == l:
-            pass  # going on: Z^l is there, and the batch's statistics
-        elif row == CNNBP_ROW_BATCH or not _by_rows(net, l):
-            _product(net, x, w, a, l, m, r0, training)
-        elif row == CNNBP_ROW_ALONE:
-            _row_inputs(net, x, w, a, l, 0, n_in, z)
-        else:  # the helper sums half of the inputs into w.part
-            job.l, job.z = l, z
-            cnnbp_split_inputs(w.helper, n_in, row_range, &job)
-            add(n_out, <const floating *> w.part, z)
+        if st == NULL or st.at != l:  # else going on: Z^l is there, and its statistics
+            _layer_product(net, x, w, a, l, m, r0, training, row, z)
         if _normalised(net, l) and not _normalise(net, w, x, m, l, r0, training, z, st):
             return True  # stopped at st.at
         if w.z != NULL:
