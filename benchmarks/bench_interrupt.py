@@ -65,11 +65,10 @@ def _predict_latency(model, X, whole):
     sent = []
     thread = _interrupt_after(whole / 2, sent)
     try:
-        model.predict(X)
+        while True:  # again, if a call ends before the signal (a busy machine)
+            model.predict(X)
     except KeyboardInterrupt:
         caught = time.monotonic()
-    else:
-        raise RuntimeError("predict ended before the signal")
     thread.join()
     return caught - sent[0]
 
