@@ -7,14 +7,18 @@ return of ``fit`` is the latency. Both estimators catch the KeyboardInterrupt
 and return the model trained so far. Prints a markdown table: seconds per
 epoch, latency (the median of --repeats interruptions), and how many rows of
 the interrupted epoch were trained (cnn_bp's ``t_``). Then the same for
-``predict`` on --predict-rows x 784 float32 rows (hidden (100,); SIGINT
-half-way through): seconds to predict, and from the signal to the
-KeyboardInterrupt.
+one batch of --batch-rows x 784 float32 rows (``batch_size = n_samples``,
+hidden (256,); SIGINT half-way through the first batch): seconds per batch,
+and from the signal to the return of ``fit``. Then for ``predict`` on
+--predict-rows x 784 float32 rows (hidden (100,); SIGINT half-way through):
+seconds to predict, and from the signal to the KeyboardInterrupt.
 
-    python benchmarks/bench_interrupt.py [--quick] [--repeats N] [--predict-rows N]
+    python benchmarks/bench_interrupt.py [--quick] [--repeats N] [--batch-rows N]
+                                         [--predict-rows N]
 """
 
 import argparse
+import functools
 import os
 import signal
 import threading
@@ -45,18 +49,35 @@ def _epoch_seconds(cls, X, y, hidden):
     return time.monotonic() - start
 
 
-def _latency(cls, X, y, hidden, epoch):
-    """Seconds from SIGINT, sent half-way through the second epoch, to the
-    return of fit; and the model."""
+def _latency(cls, X, y, hidden, epoch, at=1.5):
+    """Seconds from SIGINT, sent `at` epochs into the fit (half-way through
+    the second), to the return of fit; and the model."""
     model = cls(hidden, max_iter=100, random_state=0)
     sent = []
-    thread = _interrupt_after(1.5 * epoch, sent)
+    thread = _interrupt_after(at * epoch, sent)
     model.fit(X, y)
     returned = time.monotonic()
     thread.join()
     if not sent or returned < sent[0]:
         raise RuntimeError("the fit ended before the signal: raise max_iter")
     return returned - sent[0], model
+
+
+def _batch_table(rows, repeats):
+    rng = np.random.default_rng(0)
+    X = rng.random((rows, 784), dtype=np.float32)
+    y = rng.integers(0, 10, rows)
+    print(f"\none batch of random {rows} x 784 float32 (batch_size = n_samples), "
+          "hidden (256,), SIGINT half-way through it\n")
+    print("| system | s/batch | Ctrl-C to return (s, median) |")
+    print("|---|---|---|")
+    options = dict(batch_size=rows, shuffle=False)
+    for name, cls in (("cnn_bp", cnn_bp.MLPClassifier), ("scikit-learn", SklearnMLPClassifier)):
+        estimator = functools.partial(cls, **options)
+        batch = _epoch_seconds(estimator, X, y, (256,))
+        latency = float(np.median([_latency(estimator, X, y, (256,), batch, at=0.5)[0]
+                                   for _ in range(repeats)]))
+        print(f"| {name} | {batch:.3f} | {latency:.4f} |")
 
 
 def _predict_latency(model, X, whole):
@@ -93,6 +114,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-rows", type=int, default=200_000)
     parser.add_argument("--predict-rows", type=int, default=2_000_000)
     args = parser.parse_args(argv)
     n, hidden, repeats = (4000, (64,), 1) if args.quick else (60000, (512,), args.repeats)
@@ -109,6 +131,7 @@ def main(argv=None):
         model = results[-1][1]
         rows = f"{model.t_ - n * model.n_iter_}" if name == "cnn_bp" else "(not counted)"
         print(f"| {name} | {epoch:.3f} | {latency:.4f} | {rows} |")
+    _batch_table(20000 if args.quick else args.batch_rows, repeats)
     _predict_table(20000 if args.quick else args.predict_rows, repeats)
 
 

@@ -311,6 +311,7 @@ typedef struct {
     cnnbp_share *share;        /* got + 1 shares */
     double shared;             /* seconds of the shared hand-overs */
     double cpu;                /* out of cnnbp_team_end: CPU seconds of its threads */
+    int cancelled;             /* the batch is dropped (cnnbp_team_cancel) */
     int ids[CNNBP_MAX_HELPERS];
 } cnnbp_team;
 /* Takes up to `want` helpers (as cnnbp_helpers_acquire) for a slice of an
@@ -327,6 +328,10 @@ int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows);
 void cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
                     void *batch);
 void cnnbp_team_end(cnnbp_team *t);
+/* Drop the batch under way: its parts stop where they see it (Ctrl-C in a
+ * large batch); set until the team ends. Any thread may call either. */
+void cnnbp_team_cancel(cnnbp_team *t);
+int cnnbp_team_cancelled(const cnnbp_team *t);
 #define CNNBP_DECLARE_TEAM(T, S)                                               \
     /* Phase 1's reduction: g[i] += the other parts' sums over s's ranges   \
      * (sums: part k's, k > 0, at (k - 1) (n_params - g0), parameter i at   \
@@ -396,5 +401,11 @@ typedef struct {
     cnnbp_dasum_fn dasum;
 } cnnbp_blas;
 extern cnnbp_blas cnnbp_thread_blas;
+/* Before an epoch's `threads` threads call cnnbp_thread_blas: 1 once its
+ * work buffers for them (and for the epochs running now) are mapped, 0 when
+ * they cannot be (no memory: nothing called, nothing to leave). Each 1 is
+ * paired with cnnbp_blas_leave(threads) when those threads are done. */
+int cnnbp_blas_enter(int threads);
+void cnnbp_blas_leave(int threads);
 
 #endif /* CNN_BP_H */

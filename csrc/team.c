@@ -143,6 +143,16 @@ void cnnbp_team_end(cnnbp_team *t)
     t->asked = 0;
 }
 
+void cnnbp_team_cancel(cnnbp_team *t)
+{
+    __atomic_store_n(&t->cancelled, 1, __ATOMIC_RELAXED);
+}
+
+int cnnbp_team_cancelled(const cnnbp_team *t)
+{
+    return __atomic_load_n(&t->cancelled, __ATOMIC_RELAXED);
+}
+
 /* g[i] += the other parts' sums of parameter i, over s's ranges; part k's
  * sums (k > 0) are at sums + (k - 1) (n_params - g0), parameter i at
  * [i - g0]. */

@@ -158,7 +158,7 @@ def test_interrupt_benchmark_smoke_run():
     assert result.returncode == 0, result.stderr
     rows = [line.split("|") for line in result.stdout.splitlines()
             if line.startswith(("| cnn_bp", "| scikit-learn"))]
-    assert len(rows) == 4  # fit, then predict
+    assert len(rows) == 6  # fit, one huge batch, then predict
     assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
 
 

@@ -7,11 +7,15 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
+from threadpoolctl import threadpool_limits
 
 import cnn_bp
 from cnn_bp import MLPClassifier, MLPRegressor
@@ -365,6 +369,107 @@ def test_ctrl_c_interrupts_an_epoch_between_mini_batches():
     assert out["n_iter"] == out["curve"] == out["t"] // 30000
     assert out["t"] % 30000 != 0  # stopped inside an epoch, between two batches
     assert out["t"] % 50 == 0 and out["finite"]
+
+
+def test_ctrl_c_interrupts_one_huge_batch_within_a_fifth_of_a_second():
+    """batch_size = n_samples = 200,000: one batch of seconds, taken forward
+    and back in blocks of rows between which the caller looks for a signal
+    (SIGNAL_WORK multiply-adds each). SIGINT inside it returns from fit
+    within 0.2 s with scikit-learn's warning, the batch dropped (t_ = 0, no
+    epoch) and the model usable. In a subprocess that signals itself once
+    the batch is under way."""
+    code = textwrap.dedent("""
+        import json, os, signal, threading, time, warnings
+        import numpy as np
+        import cnn_bp
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        rng = np.random.default_rng(0)
+        X = rng.random((200_000, 784), dtype=np.float32)
+        y = rng.integers(0, 10, 200_000)
+        model = cnn_bp.MLPClassifier((256,), batch_size=200_000, shuffle=False,
+                                     max_iter=5, random_state=0)
+        sent = []
+
+        def interrupt():
+            while "_engine" not in vars(model):
+                time.sleep(0.001)
+            time.sleep(0.5)  # inside the first batch, which takes seconds
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt).start()
+        start = time.monotonic()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(X, y)
+        returned = time.monotonic()
+        print(json.dumps(dict(
+            latency=returned - sent[0], elapsed=returned - start, t=model.t_,
+            n_iter=model.n_iter_, curve=len(model.loss_curve_),
+            warnings=[str(w.message) for w in caught],
+            finite=bool(np.isfinite(model.predict_proba(X[:100])).all()))))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert "Training interrupted by user." in out["warnings"], out
+    assert out["t"] == out["n_iter"] == out["curve"] == 0 and out["finite"], out
+    assert out["latency"] < 0.2, out
+
+
+def test_a_large_batch_in_blocks_is_the_whole_batch():
+    """A batch larger than a block (SIGNAL_WORK / parameters rows) goes
+    forward and back block by block, its gradient summed over them (its
+    split dW^1 too, in a hand-over of its own): the model is scikit-learn's,
+    float64, on one thread and shared."""
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(700, 64), rng.randint(0, 3, 700)
+    params = dict(hidden_layer_sizes=(1024, 1024), batch_size=700, max_iter=3,
+                  random_state=0, learning_rate_init=1e-3)
+    assert 700 > (1 << 26) // (64 * 1024 + 1024 * 1024 + 1024 * 3)  # blocks of rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = SklearnMLPClassifier(**params).fit(X, y)
+        for threads in (1, 2):
+            with threadpool_limits(threads, user_api="cnn_bp"):
+                model = cnn_bp.MLPClassifier(**params).fit(X, y)
+            for ours, theirs in zip(model.coefs_, reference.coefs_):
+                np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["dropout", "csr", "weights", "float32"])
+def test_blocks_change_no_model(case, monkeypatch):
+    """Dropout masks (drawn at each row's place in the batch), CSR rows,
+    sample weights and float32: the model of batches in blocks of 64 rows is
+    that of whole batches (SIGNAL_WORK large), on one thread and two."""
+    import cnn_bp._engine as engine
+
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(600, 300), rng.randint(0, 3, 600)
+    fit_params, params = {}, dict(hidden_layer_sizes=(256,), batch_size=600, max_iter=3,
+                                  random_state=0)
+    if case == "dropout":
+        params["dropout"] = 0.3
+    elif case == "csr":
+        X = sp.csr_matrix(X * (rng.rand(*X.shape) < 0.1))
+    elif case == "weights":
+        fit_params["sample_weight"] = rng.rand(600) + 0.5
+    else:
+        X = X.astype(np.float32)
+    models = {}
+    for block_work in (1, 1 << 40):  # blocks of CNNBP_SPLIT_ROWS (64) rows; none
+        monkeypatch.setattr(engine, "SIGNAL_WORK", block_work)
+        for threads in (1, 2):
+            with threadpool_limits(threads, user_api="cnn_bp"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                models[block_work, threads] = cnn_bp.MLPClassifier(**params).fit(X, y,
+                                                                                **fit_params)
+    rtol = 1e-4 if case == "float32" else 1e-9
+    for key, model in models.items():
+        for ours, whole in zip(model.coefs_, models[1 << 40, 1].coefs_):
+            np.testing.assert_allclose(ours, whole, rtol=rtol, atol=rtol * 1e-3,
+                                       err_msg=str(key))
 
 
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "hidden_activations"])

@@ -48,6 +48,7 @@ buffers have the same layout. Every array handed in is checked (dtype,
 shape, contiguity, index range) before a pointer is taken.
 """
 import os
+import threading
 import weakref
 
 import numpy as np
@@ -58,6 +59,7 @@ from ._threads import register_with_threadpoolctl, thread_blas
 
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.math cimport NAN, isnan, pow, sqrt
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
@@ -66,8 +68,8 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cython cimport floating
 
 from ._kernels cimport (
-    cnnbp_thread_blas, cnnbp_sgemm_fn, cnnbp_dgemm_fn, cnnbp_sdot_fn, cnnbp_ddot_fn,
-    cnnbp_sasum_fn, cnnbp_dasum_fn,
+    cnnbp_thread_blas, cnnbp_blas_enter, cnnbp_blas_leave, cnnbp_sgemm_fn, cnnbp_dgemm_fn,
+    cnnbp_sdot_fn, cnnbp_ddot_fn, cnnbp_sasum_fn, cnnbp_dasum_fn,
     CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, CNNBP_SOLVER_SGD,
     CNNBP_SOLVER_ADAM, CNNBP_SOLVER_ADAMW, CNNBP_SOLVER_NADAM, CNNBP_SOLVER_RMSPROP,
     CNNBP_SOLVER_ADAGRAD, CNNBP_UNKNOWN_CODE, registry_codes, adagrad_update, adam_update,
@@ -81,7 +83,8 @@ from ._kernels cimport (
     CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_jobs, cnnbp_helpers_release,
     cnnbp_get_num_threads, CNNBP_SPLIT_ROWS, CNNBP_ROW_BATCH, CNNBP_ROW_ALONE,
     CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team, cnnbp_team_begin,
-    cnnbp_team_split, cnnbp_team_run, cnnbp_team_end, team_reduce, cnnbp_range_fn,
+    cnnbp_team_split, cnnbp_team_run, cnnbp_team_end, cnnbp_team_cancel,
+    cnnbp_team_cancelled, team_reduce, cnnbp_range_fn,
     cnnbp_row_mode, cnnbp_split_inputs, cnnbp_lockstep_init, cnnbp_lockstep_helpers,
     cnnbp_lockstep_learn, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
@@ -668,8 +671,20 @@ cdef class Engine:
             self._reserve(batch_size, data.order is not None and data.rows.x != NULL,
                           threads - 1, single)
             self._set_penalties(alpha, alpha_l1)
-            total = self._run(&data.rows, data.Y, data.sample_weight, data.order, n,
-                              batch_size, threads, start, total, budget)
+            # the private BLAS's work buffers for these threads, mapped now:
+            # where memory lacks, OpenBLAS would end the process mid-epoch
+            if single and not cnnbp_blas_enter(threads):
+                raise MemoryError(
+                    f"not enough memory for the BLAS work buffers of {threads} training "
+                    f"threads (about 100 MiB of address space each, mapped once per "
+                    f"process): free memory, or train on fewer threads "
+                    f"(threadpoolctl.threadpool_limits)")
+            try:
+                total = self._run(&data.rows, data.Y, data.sample_weight, data.order,
+                                  n, batch_size, threads, start, total, budget)
+            finally:
+                if single:
+                    cnnbp_blas_leave(threads)
         finally:
             self._release()
         return total
@@ -686,6 +701,9 @@ cdef class Engine:
         cdef Slice sl
         sl.start, sl.total, sl.helpers = start, total, cnnbp_lockstep_helpers(
             &self._lockstep, threads - 1)
+        sl.block = _signal_block(&self.net, SIGNAL_WORK)
+        sl.signals = threading.current_thread() is threading.main_thread()
+        sl.exc = NULL
         cdef bint double = self.dtype == np.float64
         with nogil:
             t0 = _now()
@@ -701,6 +719,8 @@ cdef class Engine:
         self.rows_trained += sl.start - start
         self.stopped_at = sl.start
         self.last_threads = sl.used
+        if sl.exc != NULL:  # a signal's exception (Ctrl-C): its batch was dropped
+            _raise(sl.exc)
         if sl.used == 0:
             raise MemoryError("no memory for the records of an epoch's threads")
         cnnbp_lockstep_learn(&self._lockstep, threads - 1, sl.used - 1, sl.cpu,
@@ -892,7 +912,7 @@ cdef class Engine:
 
         Notes
         -----
-        Runs without the GIL in calls of PREDICT_CHUNK_WORK multiply-adds,
+        Runs without the GIL in calls of SIGNAL_WORK multiply-adds,
         between which a pending Ctrl-C raises KeyboardInterrupt. Uses its
         own work memory, so concurrent calls are safe. One dense
         row of a network whose largest W^l takes SHARED_ROW_BYTES bytes
@@ -912,7 +932,7 @@ cdef class Engine:
         cdef ptrdiff_t width = _width(&self.net)
         cdef ptrdiff_t row_bytes = (self.net.units[0] + width) * self.dtype.itemsize
         cdef ptrdiff_t cap = min(n, max(PREDICT_MIN_ROWS, PREDICT_BYTES // row_bytes),
-                                 max(PREDICT_MIN_ROWS, PREDICT_CHUNK_WORK // self.net.n_params))
+                                 max(PREDICT_MIN_ROWS, SIGNAL_WORK // self.net.n_params))
         cdef bint check = check_finite
         cdef cnp.npy_intp shape[2]
         shape[0], shape[1] = n, self.net.units[at]
@@ -925,12 +945,12 @@ cdef class Engine:
     cdef int _predict_rows(self, const Rows *x, ptrdiff_t n, out, work, ptrdiff_t cap,
                            ptrdiff_t at, bint check) except -1:
         """predict's nogil part (_predict), in calls of a few ms of work each
-        (PREDICT_CHUNK_WORK multiply-adds), between which a pending Ctrl-C
+        (SIGNAL_WORK multiply-adds), between which a pending Ctrl-C
         raises KeyboardInterrupt (PyErr_CheckSignals); _predict's result."""
         cdef void *o = _data(out)
         cdef void *a = _data(work)
         cdef bint double = self._typenum == cnp.NPY_DOUBLE, finite = True
-        cdef ptrdiff_t chunk = max(PREDICT_MIN_ROWS, PREDICT_CHUNK_WORK // self.net.n_params)
+        cdef ptrdiff_t chunk = max(PREDICT_MIN_ROWS, SIGNAL_WORK // self.net.n_params)
         cdef ptrdiff_t start = 0, stop
         while finite and start < n:
             stop = min(n, start + chunk)

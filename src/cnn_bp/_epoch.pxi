@@ -25,44 +25,124 @@ cdef struct Batch:
     bint back                    # backward
     ptrdiff_t stop               # out of SHARE_START / SHARE_ON (part 0's): the
     bint stop_back               # layer the parts stopped at (0: none), backward?
+    ptrdiff_t block              # a share's rows go forward and back in blocks of
+                                 # this many (0: all at once; _share_blocks)
+    bint signals                 # share 0 looks for signals between its blocks
+    bint w1_apart                # SHARE_W1 computes the split dW^1, in blocks
+    PyObject **exc               # where it keeps the exception a signal raised
 
 
 # _share's phases (a team's hand-overs, cnnbp_team_run): a part's rows forward
 # and back; then, in a batch-normalised network, on from each normalised
-# layer once the caller combined the parts' sums there; then the reduction
-# and the update by parameter ranges.
+# layer once the caller combined the parts' sums there; for a large batch
+# whose dW^1 is split by rows of W^1, those rows, in blocks of the batch's
+# rows; then the reduction and the update by parameter ranges.
 cdef enum:
     SHARE_START = 0
     SHARE_UPDATE = 1
     SHARE_ON = 2
+    SHARE_W1 = 3
 
 
-cdef Rows _share_rows(const Batch *b, const cnnbp_share *s, const floating *swb,
-                      ptrdiff_t n_in) noexcept nogil:
-    """Share s's rows of batch b (b.rows from its row s.r0), weighted by swb."""
-    cdef Rows xb = b.rows
-    xb.sw = swb
+cdef Rows _rows_from(const Rows *x, ptrdiff_t j, ptrdiff_t n_in, const floating *sw) noexcept nogil:
+    """The rows of x from its row j on (a share's of a batch, a block's of a
+    share), weighted by sw."""
+    cdef Rows xb = x[0]
+    xb.sw = sw
     if xb.x != NULL:
-        xb.x = <const floating *> xb.x + s.r0 * n_in
+        xb.x = <const floating *> xb.x + j * n_in
     elif xb.rows != NULL:
-        xb.rows = xb.rows + s.r0
+        xb.rows = xb.rows + j
     else:
-        xb.first_row = xb.first_row + s.r0
+        xb.first_row = xb.first_row + j
     return xb
 
 
+cdef bint _signalled(Batch *b) noexcept nogil:
+    """Whether a signal arrived (its Python handler run, under the GIL): the
+    exception the handler raised (KeyboardInterrupt, for Ctrl-C) kept in
+    b.exc (a reference) for the caller to raise, and the batch cancelled."""
+    with gil:
+        try:
+            PyErr_CheckSignals()
+            return False
+        except BaseException as e:
+            Py_INCREF(e)
+            b.exc[0] = <PyObject *> e
+    cnnbp_team_cancel(<cnnbp_team *> b.team)
+    return True
+
+
+cdef double _share_blocks(Batch *b, const cnnbp_share *s, const Rows *xb,
+                          const floating *swb, floating *g, ptrdiff_t g0,
+                          ptrdiff_t w_first) noexcept nogil:
+    """SHARE_START's passes over share s's rows (xb, weighted by swb) in
+    blocks of b.block rows, for a large batch of a network without batch
+    normalisation (rows independent until the sums): each block forward,
+    its loss and delta^L, and back, adding into the share's gradient sums g
+    (zeroed by the caller; dW^l for l >= w_first); returns the rows'
+    weighted loss. Between two blocks, share 0 looks for a signal (with
+    b.signals); once the batch is cancelled every share stops, and the
+    batch is not used."""
+    cdef const Net *net = b.net
+    cdef const Work *w = b.w
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
+    cdef ptrdiff_t j, mb, r
+    cdef const floating *swj = NULL
+    cdef double loss = 0
+    cdef Rows xj
+    j = 0
+    while j < s.mr:
+        if cnnbp_team_cancelled(b.team) or (j > 0 and s.tid == 0 and b.signals
+                                            and _signalled(b)):
+            break
+        mb, r = min(b.block, s.mr - j), s.r0 + j
+        if swb != NULL:
+            swj = swb + j
+        xj = _rows_from(xb, j, n_in, swj)
+        _forward(net, &xj, mb, w, <floating *> w.a, True, r, s.m, False, CNNBP_ROW_BATCH,
+                 net.n_layers, NULL)
+        loss += _output_loss(net, _target_rows(b.Y, b.y_u8, b.order, b.start + r, mb, n_out,
+                                               <floating *> w.y + r * n_out),
+                             swj, w, r, mb)
+        _backward(net, &xj, w, r, mb, w_first, True, g, g0, NULL)
+        j += mb
+    return loss
+
+
+cdef void _split_w1(Batch *b, const cnnbp_share *s, floating *g) noexcept nogil:
+    """Share s's rows s.w1 of dW^1 (w.g0 > 0: summed by no share in its
+    backward pass) over the batch's m rows (every share's delta^1 is there);
+    with b.w1_apart (SHARE_W1, a large batch), in blocks of b.block rows,
+    share 0 looking for a signal between two and every share stopping once
+    the batch is cancelled."""
+    cdef const Net *net = b.net
+    cdef ptrdiff_t n_in = net.units[0], n1 = net.units[1], j = 0, mb
+    cdef ptrdiff_t block = b.block if b.w1_apart else s.m
+    cdef Rows xj
+    if s.w1[1] <= s.w1[0]:
+        return
+    memset(g + s.w1[0] * n1, 0, (s.w1[1] - s.w1[0]) * n1 * sizeof(floating))
+    while j < s.m:
+        if j > 0 and (cnnbp_team_cancelled(b.team) or (s.tid == 0 and b.signals
+                                                       and _signalled(b))):
+            return
+        mb = min(block, s.m - j)
+        xj = _rows_from(&b.rows, j, n_in, <const floating *> NULL)
+        _weight_gradient(net, &xj, b.w, j, mb, 1, s.w1[0], s.w1[1], True, g, 0)
+        j += mb
+
+
 cdef void _share_update(Batch *b, cnnbp_share *s, floating *g, bint split_w1) noexcept nogil:
-    """SHARE_UPDATE of share s (every share's delta^1 is there): its rows
-    s.w1 of dW^1 when w.g0 > 0 (summed by no share before), the others' sums
-    added on its parameter ranges s.u and, with b.opt, the gradient finished
-    and those parameters updated; s.out[0] = the ranges' _penalty."""
+    """SHARE_UPDATE of share s: its rows s.w1 of dW^1 when split (unless
+    SHARE_W1 computed them), the others' sums added on its parameter ranges
+    s.u and, with b.opt, the gradient finished and those parameters
+    updated; s.out[0] = the ranges' _penalty."""
     cdef const Net *net = b.net
     cdef const Work *w = b.w
     cdef int k
-    if split_w1 and s.w1[1] > s.w1[0]:
-        memset(g + s.w1[0] * net.units[1], 0,
-               (s.w1[1] - s.w1[0]) * net.units[1] * sizeof(floating))
-        _weight_gradient(net, &b.rows, w, 0, s.m, 1, s.w1[0], s.w1[1], True, g, 0)
+    if split_w1 and not b.w1_apart:
+        _split_w1(b, s, g)
     team_reduce(b.team, s, <floating *> w.g2, g)
     s.out[0] = 0
     for k in range(0, 4, 2):
@@ -99,10 +179,13 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     if s.phase == SHARE_UPDATE:
         _share_update(b, s, g, split_w1)
         return
+    if s.phase == SHARE_W1:
+        _split_w1(b, s, g)
+        return
     # this share's rows of the batch
     if SW != NULL:
         swb = (<const floating *> w.sw if b.order != NULL else SW + b.start) + s.r0
-    xb = _share_rows(b, s, swb, n_in)
+    xb = _rows_from(&b.rows, s.r0, n_in, swb)
     if s.tid > 0:
         g, g0 = <floating *> w.g2 + (s.tid - 1) * size, w.g0
     st.sums = NULL if b.sums == NULL else <floating *> b.sums + s.tid * w.sums_stride
@@ -114,6 +197,10 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
         if SW != NULL and b.order != NULL:
             gather_rows(s.mr, 1, SW, b.order + b.start + s.r0, <floating *> w.sw + s.r0)
         s.out[1] = s.mr if swb == NULL else _weight_sum(swb, s.mr)
+        if b.block > 0 and s.mr > b.block:
+            memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
+            s.out[0] = _share_blocks(b, s, &xb, swb, g, g0, 2 if split_w1 else 1)
+            return
     else:
         st.at = b.at
     if s.phase == SHARE_START or not b.back:
@@ -150,6 +237,11 @@ cdef struct Slice:
     int used                     # out: threads it had (1 + helpers; 0: no memory)
     double shared                # out: seconds of its shared hand-overs
     double cpu                   # out: CPU seconds its threads spent in them
+    ptrdiff_t block              # in: rows per block of a large batch (Batch.block)
+    bint signals                 # in: look for signals between those blocks (the
+                                 # caller is Python's main thread)
+    PyObject *exc                # out: the exception a signal's handler raised
+                                 # within a batch (a reference), or NULL
 
 
 cdef void _combine(const Net *net, const Work *w, const Batch *b,
@@ -199,6 +291,8 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     b.sums = w.sums if parts > 1 else NULL
     b.stop = 0
     cnnbp_team_run(team, parts, SHARE_START, share, b)
+    if cnnbp_team_cancelled(team):
+        return NAN  # Ctrl-C within the batch: dropped
     while b.stop != 0:  # the parts stopped at a normalised layer
         _combine(net, w, b, team, parts, g)
         b.at, b.back, b.stop = b.stop, b.stop_back, 0
@@ -209,6 +303,11 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
         s += team.share[k].out[1]
     if parts > 1:  # the others' sums added, and the update split too when it can be
         b.s, b.opt = s, split_update
+        b.w1_apart = w.g0 > 0 and b.block > 0 and m > b.block
+        if b.w1_apart:  # a large batch's dW^1 first, where Ctrl-C may drop the batch
+            cnnbp_team_run(team, parts, SHARE_W1, share, b)
+            if cnnbp_team_cancelled(team):
+                return NAN
         if split_update != NULL:
             _advance(opt)
         cnnbp_team_run(team, parts, SHARE_UPDATE, share, b)
@@ -218,6 +317,24 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
         return (data_loss / s + penalty / s) * m
     # one share (its sums are the gradient), or clipping / max_norm
     return _finish_update(net, opt, p, g, data_loss, s) * m
+
+
+cdef ptrdiff_t _signal_block(const Net *net, ptrdiff_t work) noexcept nogil:
+    """Rows per block of a large batch (Batch.block): about `work`
+    multiply-adds of its forward pass, at least CNNBP_SPLIT_ROWS; 0 for a
+    batch-normalised network, whose statistics need the batch's rows at once."""
+    cdef ptrdiff_t l
+    for l in range(1, net.n_layers):
+        if _normalised(net, l):
+            return 0
+    return max(CNNBP_SPLIT_ROWS, work // net.n_params)
+
+
+cdef int _raise(PyObject *exc) except -1:
+    """Raise exc, the exception _signalled kept (its reference given up)."""
+    e = <object> exc
+    Py_DECREF(e)
+    raise e
 
 
 cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
@@ -236,7 +353,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     batch is split among a team of threads (_batch)."""
     cdef floating *p = <floating *> net.params
     cdef ptrdiff_t start = sl.start, m
-    cdef double total = sl.total
+    cdef double total = sl.total, loss
     cdef cnnbp_team team
     cdef Batch b
     cdef int want = min(sl.helpers, <int> w.n_g2) if w.g2 != NULL else 0
@@ -251,6 +368,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         return
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, order
+    b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
     while start < n:
         if start > sl.start and _now() >= sl.deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
@@ -262,7 +380,10 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
             b.rows.x = w.x
         else:
             b.rows.rows = order + start
-        total += _batch(net, opt, w, &b, &team, start, m, split_update, p)
+        loss = _batch(net, opt, w, &b, &team, start, m, split_update, p)
+        if cnnbp_team_cancelled(&team):
+            break  # the batch was dropped: the caller raises b.exc
+        total += loss
         start += m
     cnnbp_team_end(&team)
     sl.start, sl.total, sl.shared, sl.cpu = start, total, team.shared, team.cpu

@@ -42,9 +42,11 @@ cdef double _BN_MOMENTUM = BN_MOMENTUM
 # memory stays bounded whatever the number of rows.
 PREDICT_BYTES = 8 << 20
 PREDICT_MIN_ROWS = 256
-# ... and a prediction returns to Python (to see Ctrl-C) after about this
-# many multiply-adds: a few milliseconds of work.
-PREDICT_CHUNK_WORK = 1 << 26
+# Multiply-adds between two looks for Ctrl-C (a few milliseconds of work):
+# a prediction returns to Python after about this many, and a large
+# training batch is taken forward and back in blocks of about this many rows
+# x parameters, the caller looking for a pending signal between two.
+SIGNAL_WORK = 1 << 26
 # ... and Z^1 is checked, and activated, this many bytes at a time (_activate).
 cdef enum:
     CHECK_BYTES = 16384

@@ -7,7 +7,9 @@ count (``_threads.py``), scikit-learn and scipy; never the estimators.
 
 1. Guards: one fit of an estimator at a time (``exclusive``); any error
    before training starts leaves the estimator as it was
-   (``restored_on_error``).
+   (``restored_on_error``), and so does an error in training before a
+   batch trained (``restored_unless_trained``: MemoryError for the
+   threads' buffers, L-BFGS's errors).
 2. ``Trainer.fit``: the data and network (``network.prepare``), the
    validation data, then the stochastic epoch loop or L-BFGS.
 3. The epoch loop (``fit_stochastic``): epochs run in slices of compiled
@@ -108,6 +110,25 @@ def restored_on_error(estimator, state):
         raise
 
 
+@contextlib.contextmanager
+def restored_unless_trained(estimator, state):
+    """Training: an error inside (Ctrl-C is handled within) before the
+    network trained a batch leaves the estimator's __dict__ as `state`: a
+    MemoryError as the first slice maps the threads' buffers, an error of
+    L-BFGS (which sets the parameters at its end). After batches, the
+    error propagates with the epochs before it kept (divergence, a bad
+    lr_schedule value), as scikit-learn keeps them."""
+    engine = estimator._engine
+    rows = engine.rows_trained
+    try:
+        yield
+    except Exception:
+        if engine.rows_trained == rows:
+            estimator.__dict__.clear()
+            estimator.__dict__.update(state)
+        raise
+
+
 def given_validation(model, given):
     """Whether `given` (X_val, y_val, sample_weight_val) holds validation
     data; ValueError where early stopping cannot use them."""
@@ -179,7 +200,8 @@ class Trainer:
             validation=(None, None, None)):
         """Validate, (re)initialise, train. Until training starts, any error
         leaves the estimator exactly as it was (`state`: a snapshot of its
-        __dict__ taken by the caller, else here)."""
+        __dict__ taken by the caller, else here); in training, any error
+        before a batch trained (restored_unless_trained)."""
         model = self.model
         state = model.__dict__.copy() if state is None else state
         if model.early_stopping and incremental and validation[0] is None:
@@ -208,10 +230,11 @@ class Trainer:
                 rate = None if model.lr_schedule is None else self.scheduled_rate()
             else:
                 given_validation(model, validation)
-        if stochastic:
-            self.fit_stochastic(train, validation, incremental, rate)
-        else:
-            self.fit_lbfgs(X, Y, sample_weight)
+        with restored_unless_trained(model, state):
+            if stochastic:
+                self.fit_stochastic(train, validation, incremental, rate)
+            else:
+                self.fit_lbfgs(X, Y, sample_weight)
         return model
 
     def validation_split(self, X, Y, sample_weight, given):
