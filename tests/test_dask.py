@@ -406,3 +406,13 @@ def test_a_worker_dying_mid_scatter_is_named_once_the_scheduler_notices(monkeypa
     with pytest.raises(TimeoutError):
         cnn_bp_dask._scatter(timeout, 1, workers)
     assert timeout.reports == 1
+
+
+def test_checkpoint_dir_is_refused_on_a_cluster(client, digits, tmp_path):
+    """A Dask fit writes no checkpoints yet: checkpoint_dir is a clear error
+    before anything trains, the estimator left as it was."""
+    X, y = digits
+    model = DaskMLPClassifier((8,), max_iter=2, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="writes no checkpoints"):
+        model.fit(*_dask(X, y, (600, 600)))
+    assert not hasattr(model, "coefs_") and not list(tmp_path.iterdir())

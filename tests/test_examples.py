@@ -1,6 +1,7 @@
 """The backpropagation examples run (small sizes) and assert their numbers."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,13 @@ def test_dask_fit_example_trains_one_model_on_a_local_cluster():
     assert lbfgs.endswith("difference +0.0000"), lbfgs  # the exact distributed gradient
     assert any(line.startswith("adam") for line in out.splitlines())
     assert "predict on a dask array: Array, equal to the local model's: True" in out
+
+
+def test_a_killed_fit_resumes_from_its_checkpoint():
+    out = _run("checkpoint_resume.py", "--epochs", "30", "--kill-at", "5")
+    held = int(re.search(r"its checkpoint holds (\d+) epochs", out).group(1))
+    assert 5 <= held < 30
+    first, last = map(int, re.search(r"trained epochs (\d+)\.\.(\d+)", out).groups())
+    assert (first, last) == (held + 1, 30)
+    assert float(re.search(r"differ by at most (\S+)", out).group(1)) < 1e-9
+    assert "run a third time: 0 epochs trained, the model of the second run: True" in out

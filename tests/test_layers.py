@@ -27,7 +27,10 @@ PACKAGE = pathlib.Path(importlib.util.find_spec("cnn_bp").origin).parent
 # the layers from the top: estimators, trainer, network, engine.
 ALLOWED = {
     "_mlp": {"_docstrings", "_network", "_compat", "_engine", "_registry", "_training"},
-    "_training": {"_network", "_compat", "_engine", "_registry", "_threads"},
+    "_training": {"_checkpoint", "_model_file", "_network", "_compat", "_engine", "_registry",
+                  "_threads"},
+    "_checkpoint": {"_model_file", "_version"},
+    "_model_file": {"_archive", "_network", "_version"},
     "_network": {"_compat", "_engine", "_registry"},
     "_docstrings": {"_registry"},
 }
@@ -57,7 +60,8 @@ def _estimator_private_methods():
     return names
 
 
-@pytest.mark.parametrize("name", ["dask", "_persistence", "_inspection"])
+@pytest.mark.parametrize("name", ["dask", "_persistence", "_model_file", "_checkpoint",
+                                  "_inspection"])
 def test_neighbours_call_no_private_method_of_the_estimators(name):
     """Dask, persistence and inspection use the network's and the trainer's
     functions; an estimator's private method is its own."""

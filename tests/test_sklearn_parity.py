@@ -95,7 +95,7 @@ def test_same_signatures_and_defaults(name):
     extensions = ours[len(theirs) :]
     expected = ["negative_slope", "weight_decay", "rho", "clip_norm", "alpha_l1",
                 "lr_schedule", "scoring", "init", "max_norm", "dropout", "batch_norm"]
-    expected.append("class_weight" if name == "MLPClassifier" else "huber_delta")
+    expected += ["class_weight" if name == "MLPClassifier" else "huber_delta", "checkpoint_dir"]
     assert [p for p, _ in extensions] == expected
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for _, p in extensions)
     for method in ("fit", "partial_fit", "predict", "score"):

@@ -160,6 +160,18 @@ def _registry_entries(doc):
 
 _PARAMETERS_DOC = _registry_entries(_PARAMETERS_DOC)
 
+# The last parameter of both estimators.
+_CHECKPOINT_DOC = """
+    checkpoint_dir : str, path-like or None, default=None
+        A directory where fit keeps a checkpoint of its training state (a
+        model file, as cnn_bp.save writes, named by a hash of the parameters
+        and the data): written after an epoch at most once every 5 seconds,
+        when the fit ends and when Ctrl-C stops it, atomically. A fit whose
+        checkpoint exists resumes from it and ends with the model of a fit
+        never stopped (the stochastic solvers); a finished one is returned
+        without training. See the user guide's "Long fits and failures".
+        ValueError if the directory cannot be written."""
+
 _ATTRIBUTES_DOC = """
     loss_ : float
         The loss at the end of fitting (penalty included).
@@ -243,7 +255,7 @@ CLASSIFIER = f"""Multi-layer perceptron classifier trained by backpropagation.
         n_samples / (n_classes * its count) in the data given to fit, counts
         and n_samples summing sample weights (as LogisticRegression does);
         partial_fit counts the rows of each call. Binary and multiclass
-        targets only: ValueError otherwise.
+        targets only: ValueError otherwise.{_CHECKPOINT_DOC}
 
     Attributes
     ----------
@@ -282,7 +294,7 @@ default='squared_error'
         is sign(r), so it fits the conditional median).{_PARAMETERS_DOC}
     huber_delta : float, default=1.0
         Where the 'huber' loss turns from quadratic to linear, > 0, in the
-        units of y.
+        units of y.{_CHECKPOINT_DOC}
 
     Attributes
     ----------{_ATTRIBUTES_DOC}

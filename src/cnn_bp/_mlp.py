@@ -14,6 +14,7 @@ skips ``validate_data``; the engine checks finiteness through X W^1).
 """
 
 import copy
+import os
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
 
@@ -88,6 +89,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         "max_norm": [None, Interval(Real, 0, None, closed="neither")],
         "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple],
         "batch_norm": ["boolean"],
+        "checkpoint_dir": [None, str, os.PathLike],
         "init": [StrOptions({"glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
                              "lecun_normal"})],
         # the solvers' (cnn_bp._registry.HYPERPARAMETERS)
@@ -374,6 +376,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
         lr_schedule=None, scoring=None, init="glorot_uniform",
         max_norm=None, dropout=0.0, batch_norm=False, class_weight=None,
+        checkpoint_dir=None,
     ):
         _set_params(self, locals())
 
@@ -497,6 +500,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         weight_decay=0.01, rho=0.9, clip_norm=None, alpha_l1=0.0,
         lr_schedule=None, scoring=None, init="glorot_uniform",
         max_norm=None, dropout=0.0, batch_norm=False, huber_delta=1.0,
+        checkpoint_dir=None,
     ):
         _set_params(self, locals())
 

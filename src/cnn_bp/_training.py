@@ -33,14 +33,17 @@ from numbers import Real
 
 import numpy as np
 import scipy.optimize
-from sklearn.base import is_classifier
+from sklearn.base import clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import train_test_split
 
+from . import _model_file
 from . import _network as network
+from ._checkpoint import Checkpoints
 from ._compat import _check_optimize_result, _get_additional_lbfgs_options_dict
 from ._engine import all_finite, check_solver
+from ._model_file import ModelFileError
 from ._registry import STOCHASTIC_SOLVERS
 from ._threads import training_threads
 
@@ -187,9 +190,18 @@ class Epochs:
             start = engine.stopped_at
         return total
 
+    def skip(self, epochs):
+        """Draw what `epochs` epochs draw (their row orders) without training
+        them: a resumed fit's random state after those epochs."""
+        if self.model.shuffle:
+            for _ in range(epochs):
+                _shuffle(self.data, self.model._random_state)
+
 
 class Trainer:
     """The training of one estimator by one fit or partial_fit call."""
+
+    checkpoints = None  # the fit's Checkpoints (checkpoint_dir), set by fit
 
     def __init__(self, model):
         self.model = model
@@ -222,6 +234,7 @@ class Trainer:
             return model
         stochastic = model.solver in STOCHASTIC_SOLVERS
         with restored_on_error(model, state):
+            self.checkpoints = self.checkpoints_of(X, y, sample_weight, incremental)
             X, Y, sample_weight = network.prepare(model, X, y, sample_weight, incremental)
             if stochastic:
                 check_solver(model.solver)  # one the compiled core steps
@@ -236,6 +249,43 @@ class Trainer:
             else:
                 self.fit_lbfgs(X, Y, sample_weight)
         return model
+
+    def checkpoints_of(self, X, y, sample_weight, incremental):
+        """The Checkpoints of this fit (keyed by the data as given), or None:
+        no checkpoint_dir, or partial_fit (whose calls each see a chunk)."""
+        model = self.model
+        if model.checkpoint_dir is None or incremental:
+            return None
+        return Checkpoints(model, model.checkpoint_dir, X, y, sample_weight)
+
+    def resume(self, epochs=None):
+        """Restore this fit's checkpoint, if it has one: (epochs it trained,
+        whether it finished), else (0, False); `epochs` (Epochs) draws what
+        those epochs drew (their row orders). A damaged or foreign
+        checkpoint warns, and the fit starts afresh."""
+        model = self.model
+        found = None if self.checkpoints is None else self.checkpoints.read()
+        if found is None:
+            return 0, False
+        header, files, extra = found
+        scratch = clone(model)  # a restore that fails leaves the model as it was
+        try:
+            _model_file.restore(scratch, header, files)
+            if (scratch._engine.layer_units != model._engine.layer_units
+                    or scratch._engine.dtype != model._engine.dtype):
+                raise ModelFileError("its network is not this fit's")
+        except ModelFileError as exc:
+            warnings.warn(f"the checkpoint {self.checkpoints.path} does not fit this fit and "
+                          f"was not used; training starts afresh ({exc})", RuntimeWarning)
+            return 0, False
+        params = model.get_params(deep=False)  # the model's own, not the clone's copies
+        model.__dict__.update({k: v for k, v in vars(scratch).items() if k not in params})
+        if epochs is not None:
+            epochs.skip(extra["epochs"])
+        if model.verbose:
+            print(f"Resuming from {self.checkpoints.path} after epoch {extra['epochs']}"
+                  + (" (finished)" if extra["finished"] else ""))
+        return extra["epochs"], extra["finished"]
 
     def validation_split(self, X, Y, sample_weight, given):
         """(train, validation): (X, Y, sample_weight) to train on and
@@ -280,9 +330,11 @@ class Trainer:
 
     def fit_stochastic(self, train, validation, incremental, rate=None):
         """The epoch loop; `rate`: lr_schedule's checked rate for the first epoch."""
-        model, engine = self.model, self.model._engine
+        model = self.model
         self._begin(incremental)
         epochs = self.epochs(train)
+        done, finished = self.resume(epochs)
+        engine = model._engine
         batch_size = self._batch_size(epochs.n_samples)
         good = np.empty_like(engine.params)  # parameters after the last finite epoch
         # what this call trained, for an interruption (Ctrl-C) at any point
@@ -293,10 +345,10 @@ class Trainer:
         fit_ctx = model._init_callback_context(max_subtasks=1 if incremental else model.max_iter)
         fit_ctx.call_on_fit_task_begin(estimator=model, **hooks)
         try:
-            model.n_iter_ = 0
+            model.n_iter_ = done
             work = epochs.n_samples * engine.params.size * (1 if incremental else model.max_iter)
             with training_threads(work) as n_threads:
-                for _ in range(model.max_iter):
+                for _ in range(0 if finished else model.max_iter - done):
                     epoch_ctx = fit_ctx.subcontext(task_name="epoch")
                     epoch_ctx.call_on_fit_task_begin(estimator=model, **hooks)
                     if model.lr_schedule is not None:
@@ -308,13 +360,22 @@ class Trainer:
                         self._stop_diverged(good, total)
                         break
                     model.n_iter_ += 1
-                    if self._epoch_ends(total / epochs.n_samples, epochs.n_samples, validation,
-                                        incremental, epoch_ctx, hooks):
+                    stop = self._epoch_ends(total / epochs.n_samples, epochs.n_samples,
+                                            validation, incremental, epoch_ctx, hooks)
+                    if self.checkpoints is not None:
+                        self.checkpoints.epoch_ended(model.n_iter_)
+                    if stop:
                         break
         except KeyboardInterrupt:
             self._interrupted(before, good)
+            finished = None  # not finished: the checkpoint of its last epoch is written
         if model.early_stopping and (model.stopped_early_ or not incremental):
             engine.params[...] = model._best_params
+        if self.checkpoints is not None:
+            if finished is None:
+                self.checkpoints.flush()
+            elif not finished:
+                self.checkpoints.finished(model.n_iter_)
         fit_ctx.call_on_fit_task_end(estimator=model, reconstruction_attributes=self._snapshot,
                                      **hooks)
 
@@ -505,6 +566,9 @@ class Trainer:
 
     def fit_lbfgs(self, X, Y, sample_weight):
         """L-BFGS on the full-batch loss of rows in memory."""
+        done, finished = self.resume()
+        if finished:
+            return  # a finished fit's checkpoint: its model
         model, engine = self.model, self.model._engine
         Y = network.targets(model, Y)
 
@@ -513,13 +577,16 @@ class Trainer:
                                         alpha_l1=model.alpha_l1)
             return loss, engine.grads.astype(np.float64)
 
-        self.minimize_lbfgs(loss_and_gradient)
+        self.minimize_lbfgs(loss_and_gradient, done)
+        if self.checkpoints is not None:
+            self.checkpoints.finished(model.n_iter_)
 
-    def minimize_lbfgs(self, loss_and_gradient):
+    def minimize_lbfgs(self, loss_and_gradient, done=0):
         """scipy's L-BFGS-B from the engine's parameters, as scikit-learn
-        runs it; `loss_and_gradient(params)` gives (loss, float64 gradient).
-        Non-finite weights at the end raise ValueError, the parameters from
-        before restored."""
+        runs it, for max_iter - `done` iterations (`done`: those of a
+        checkpoint it resumes); `loss_and_gradient(params)` gives (loss,
+        float64 gradient). Non-finite weights at the end raise ValueError,
+        the parameters from before restored."""
         model, engine = self.model, self.model._engine
         start = engine.params.copy()
         iprint = 1 if model.verbose is True or model.verbose >= 1 else -1
@@ -528,16 +595,36 @@ class Trainer:
             engine.params.astype(np.float64),
             method="L-BFGS-B",
             jac=True,
+            callback=self._iterate_kept(done),
             options={
                 "maxfun": model.max_fun,
-                "maxiter": model.max_iter,
+                "maxiter": model.max_iter - done,
                 "gtol": model.tol,
                 **_get_additional_lbfgs_options_dict("iprint", iprint),
             },
         )
-        model.n_iter_ = _check_optimize_result("lbfgs", result, model.max_iter)
+        model.n_iter_ = done + _check_optimize_result("lbfgs", result, model.max_iter - done)
         model.loss_ = result.fun
         engine.params[...] = result.x
         if not np.isfinite(engine.params).all():
             engine.params[...] = start
             raise ValueError(NON_FINITE + " The model keeps its parameters from before fit.")
+
+    def _iterate_kept(self, done):
+        """With checkpoints, scipy's callback that keeps each L-BFGS iterate
+        in them (written as an epoch's state is: at most every SECONDS), the
+        iterations counted from `done`; else None."""
+        if self.checkpoints is None:
+            return None
+        model, engine = self.model, self.model._engine
+        iterations = [done]
+
+        def keep(x):
+            iterations[0] += 1
+            if iterations[0] >= model.max_iter:
+                return  # the last: the finished fit's checkpoint follows
+            engine.params[...] = x  # loss_and_gradient takes its parameters as given
+            model.n_iter_ = iterations[0]
+            self.checkpoints.epoch_ended(iterations[0])
+
+        return keep

@@ -397,6 +397,9 @@ class _ClusterTrainer(Trainer):
 
     def fit(self, X, y, sample_weight, given):
         model = self.model
+        if model.checkpoint_dir is not None:
+            raise ValueError("checkpoint_dir: a fit on a Dask cluster writes no checkpoints "
+                             "yet; leave it None")
         X, y, sample_weight = _collections(X, y, sample_weight)
         stochastic = model.solver in STOCHASTIC_SOLVERS
         if is_classifier(model) and y.ndim != 1:

@@ -1,0 +1,65 @@
+"""A fit with checkpoint_dir, in a process of its own: run by
+tests/test_checkpoints.py, which kills it and runs it again.
+
+    python checkpoint_fit.py DIRECTORY CONFIG [KILL_AFTER_EPOCH]
+
+CONFIG: "adam", "sgd" (with dropout and early stopping) or "lbfgs" (its
+iterations count as epochs). Checkpoints are
+written after every epoch (cnn_bp._checkpoint.SECONDS = 0). With
+KILL_AFTER_EPOCH, the process kills itself (SIGKILL) once that epoch's
+checkpoint is written. Prints one JSON line: the first epoch the fit
+reported (verbose), the epoch it resumed after, n_iter_, the training
+score, and the fitted coefs_ and intercepts_.
+"""
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import sys
+import warnings
+
+from sklearn.datasets import load_digits
+
+import cnn_bp
+from cnn_bp import _checkpoint
+
+CONFIGS = {
+    "adam": dict(hidden_layer_sizes=(32,), max_iter=30, random_state=0),
+    "sgd": dict(hidden_layer_sizes=(32,), solver="sgd", learning_rate_init=0.05,
+                dropout=0.2, early_stopping=True, n_iter_no_change=30, max_iter=30,
+                random_state=0),
+    "lbfgs": dict(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=40, random_state=0),
+}
+
+
+def main(directory, config, kill_after=None):
+    _checkpoint.SECONDS = 0.0
+    if kill_after is not None:
+        written = _checkpoint.Checkpoints.epoch_ended
+
+        def epoch_ended(self, epochs):
+            written(self, epochs)
+            if epochs == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        _checkpoint.Checkpoints.epoch_ended = epoch_ended
+    X, y = load_digits(return_X_y=True)
+    model = cnn_bp.MLPClassifier(**CONFIGS[config], checkpoint_dir=directory or None,
+                                 verbose=True)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X / 16, y)
+    epochs = [int(k) for k in re.findall(r"^Iteration (\d+),", out.getvalue(), re.M)]
+    resumed = re.findall(r"^Resuming from .* after epoch (\d+)", out.getvalue(), re.M)
+    print(json.dumps({"first_epoch": epochs[0] if epochs else None, "epochs": len(epochs),
+                      "resumed_after": int(resumed[0]) if resumed else None,
+                      "score": model.score(X / 16, y),
+                      "n_iter": model.n_iter_,
+                      "params": [a.tolist() for a in model.coefs_ + model.intercepts_]}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None)
