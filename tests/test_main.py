@@ -162,6 +162,16 @@ def test_interrupt_benchmark_smoke_run():
     assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
 
 
+def test_checkpoint_benchmark_smoke_run():
+    result = _run_script(ROOT / "benchmarks" / "bench_checkpoints.py", "--quick")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|") for line in result.stdout.splitlines()
+            if line.startswith("| (")]
+    assert len(rows) == 4  # (100,) and (512, 256), float64 and float32
+    assert all(float(row[3]) > 0 and float(row[4]) > 0 for row in rows)
+    assert "key (hash of X, y)" in result.stdout
+
+
 def test_dask_benchmark_smoke_run():
     pytest.importorskip("distributed", reason="dask[distributed] not installed")
     result = _run_script(ROOT / "benchmarks" / "bench_dask.py", "--quick")
