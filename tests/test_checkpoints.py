@@ -139,6 +139,25 @@ def test_other_parameters_or_data_train_from_scratch(tmp_path):
     assert len(os.listdir(tmp_path)) == len(fits)
 
 
+def test_warm_start_fits_each_train_on(tmp_path):
+    """warm_start starts from the fitted parameters, which key the checkpoint
+    too: a loop of warm-start fits trains at every turn, as without
+    checkpoints."""
+    X, y = _digits()
+    models = {}
+    for directory in (None, tmp_path):
+        model = cnn_bp.MLPClassifier((16,), max_iter=2, random_state=0, warm_start=True,
+                                     checkpoint_dir=directory)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for _ in range(3):
+                rows = model._engine.rows_trained if hasattr(model, "_engine") else 0
+                assert model.fit(X, y)._engine.rows_trained == rows + 2 * len(y)
+        models[directory] = model
+    np.testing.assert_array_equal(models[None].coefs_[0], models[tmp_path].coefs_[0])
+    assert len(os.listdir(tmp_path)) == 3
+
+
 def test_a_directory_that_cannot_be_written_is_an_error_before_training(tmp_path):
     X, y = _digits()
     blocker = tmp_path / "a file"

@@ -19,7 +19,8 @@ estimator's class, cnn_bp's version, the parameters that shape the model
 (not ``checkpoint_dir`` nor ``verbose``) and a fingerprint of the data (X,
 y, sample_weight: each array's shape, dtype and the XXH3 hash of its bytes,
 14 GB/s, where joblib.hash's MD5 runs at 0.6 GB/s; other objects through
-joblib.hash). Clones in a grid search get files of their own, and a fit
+joblib.hash) and, for a warm_start fit of a fitted model, of the parameters
+it starts from. Clones in a grid search get files of their own, and a fit
 never resumes another's state.
 
 Writes are atomic (a temporary file in the same directory, flushed to disk,
@@ -61,6 +62,8 @@ def key(model, X, y, sample_weight):
     """
     params = {k: v for k, v in model.get_params(deep=False).items() if k not in _NOT_KEYED}
     data = [_fingerprint(value) for value in (X, y, sample_weight)]
+    if model.warm_start and "_engine" in vars(model):  # it starts from these parameters
+        data.append(_fingerprint(model._engine.params))
     try:
         digest = joblib.hash((type(model).__name__, __version__, params, data))
     except Exception as exc:  # pickling a lambda, a local function, ...
