@@ -448,15 +448,15 @@ class _ClusterTrainer(Trainer):
         rows = list(X.chunks[0])
         kept = [i for i, n in enumerate(rows) if n > 0]
         Xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
-        if is_classifier(model) and model.class_weight is not None:
-            counts = None
-            if model.class_weight == "balanced":
-                counts = sum(client.gather(client.compute([
-                    dask.delayed(_class_counts)(model, ys[i], sws[i]) for i in kept])))
-            model._class_weight_table_ = network.class_weight_table(model, counts)
         workers = sorted(_live_workers(client))
         if not workers:
             raise ValueError("the Dask cluster has no workers")
+        if is_classifier(model) and model.class_weight is not None:
+            counts = None
+            if model.class_weight == "balanced":  # a watched wait, as every wait here
+                counts = sum(_gather(client, client.compute([
+                    dask.delayed(_class_counts)(model, ys[i], sws[i]) for i in kept]), workers))
+            model._class_weight_table_ = network.class_weight_table(model, counts)
         model_future = _scatter(client, model, workers)
         tasks = [dask.delayed(_block, pure=False)(model_future, Xs[i], ys[i], sws[i], i)
                  for i in kept]
