@@ -55,13 +55,20 @@ static void init(void)
     pthread_atfork(NULL, NULL, reset_in_child);
 }
 
-static int can_map(size_t bytes)
+/* Whether `used` bytes of memory (charged as OpenBLAS's buffers and the
+ * stacks are) and `reserved` bytes of address space (reserved as glibc
+ * reserves an arena: no access, no commit charge) can be mapped at once. */
+static int can_map(size_t used, size_t reserved)
 {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p = mmap(NULL, used, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return 0;
-    munmap(p, bytes);
+    void *q = mmap(NULL, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    munmap(p, used);
+    if (q == MAP_FAILED)
+        return 0;
+    munmap(q, reserved);
     return 1;
 }
 
@@ -150,8 +157,8 @@ int cnnbp_blas_enter(int threads)
     int at_once = calling + threads, ok = 1;
     if (at_once > buffers && cnnbp_thread_blas.sgemm != NULL) {
         /* the running epochs' threads may hold buffers while these warm */
-        ok = can_map((size_t)(at_once + calling - buffers)
-                     * (BUFFER_BYTES + ARENA_BYTES + WARM_STACK))
+        size_t threads_new = (size_t)(at_once + calling - buffers);
+        ok = can_map(threads_new * (BUFFER_BYTES + WARM_STACK), threads_new * ARENA_BYTES)
              && warm_threads(at_once);
         if (ok)
             buffers = at_once;
