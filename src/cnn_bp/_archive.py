@@ -1,9 +1,10 @@
 """An untrusted ``.npz`` archive, read with memory bounded by what it declares.
 
-Layer: beside persistence, which alone uses it; the standard library and
-numpy only. ``numpy.load`` trusts an archive's sizes and inflates an entry
-when it is asked for; a model file from elsewhere is read here instead, and
-every size is checked before anything is allocated:
+Layer: beside the model file (``_model_file.py``), which alone uses it;
+the standard library and numpy only. ``numpy.load`` trusts an archive's
+sizes and inflates an entry when it is asked for; a model file from
+elsewhere is read here instead, and every size is checked before anything
+is allocated:
 
 1. the archive's entries: ``.npy`` files, each stored (as ``numpy.savez``
    writes them) or deflated at most ``MAX_RATIO`` to 1, none larger than the
