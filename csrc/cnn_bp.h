@@ -18,6 +18,7 @@
 #ifndef CNN_BP_H
 #define CNN_BP_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -273,6 +274,11 @@ int cnnbp_get_num_threads(void);
 void cnnbp_set_num_threads(int n);  /* n <= 0: no limit */
 /* The cores this process may run on (its affinity mask), at least 1. */
 int cnnbp_available_cores(void);
+/* Start a joinable thread running fn(arg) with every signal blocked (Python
+ * handles signals in its main thread), on a stack of `stack` bytes (0: the
+ * default); 1 if it started. pool.c's helpers and thread_blas.c's warming
+ * threads are started so. */
+int cnnbp_start_thread(pthread_t *thread, size_t stack, void *(*fn)(void *), void *arg);
 /* clock_gettime(clock) in seconds (a clockid_t: CLOCK_MONOTONIC,
  * CLOCK_THREAD_CPUTIME_ID). */
 double cnnbp_seconds(int clock);

@@ -129,6 +129,22 @@ static void *serve(void *arg)
     return NULL;
 }
 
+int cnnbp_start_thread(pthread_t *thread, size_t stack, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    if (pthread_attr_init(&attr) != 0)
+        return 0;
+    if (stack > 0)
+        pthread_attr_setstacksize(&attr, stack);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);  /* the thread inherits it */
+    int ok = pthread_create(thread, &attr, fn, arg) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return ok;
+}
+
 /* Start helper i's thread if it has none (its owner is held). */
 static int start(int i)
 {
@@ -137,12 +153,8 @@ static int start(int i)
     pthread_mutex_lock(&start_lock);
     int ok = atomic_load(&H[i].started);
     if (!ok) {
-        sigset_t all, old;
         pthread_t thread;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);  /* the thread inherits it */
-        ok = pthread_create(&thread, NULL, serve, &H[i]) == 0;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        ok = cnnbp_start_thread(&thread, 0, serve, &H[i]);
         if (ok) {
             pthread_detach(thread);
             atomic_store_explicit(&H[i].started, 1, memory_order_release);

@@ -17,7 +17,6 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -118,23 +117,15 @@ static int warm_threads(int n)
     pthread_t *threads = malloc((size_t)n * sizeof(pthread_t));
     int started = 0;
     if (a != NULL && c != NULL && args != NULL && threads != NULL) {
-        pthread_attr_t attr;
-        sigset_t all, old;
         w.a = a;
         w.c = c;
         atomic_store(&w.waiting, n);
         atomic_store(&w.unserved, n);
-        pthread_attr_init(&attr);
-        pthread_attr_setstacksize(&attr, WARM_STACK);
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);  /* signals stay the main thread's */
         for (started = 1; started < n; started++) {
             args[started] = (warm_arg){&w, started};
-            if (pthread_create(&threads[started], &attr, warm, &args[started]) != 0)
+            if (!cnnbp_start_thread(&threads[started], WARM_STACK, warm, &args[started]))
                 break;
         }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&attr);
         /* none waits for a thread not started */
         atomic_fetch_sub(&w.waiting, n - started);
         atomic_fetch_sub(&w.unserved, n - started);
