@@ -4,7 +4,10 @@ tests/test_checkpoints.py, which kills it and runs it again.
     python checkpoint_fit.py DIRECTORY CONFIG [KILL_AFTER_EPOCH]
 
 CONFIG: "adam", "sgd" (with dropout and early stopping) or "lbfgs" (its
-iterations count as epochs). Checkpoints are
+iterations count as epochs). With the environment variable
+CNN_BP_SCHEDULER (a Dask scheduler's address), the fit is a
+DaskMLPClassifier's on that cluster, the digits in partitions of 300 rows,
+and this process is its client. Checkpoints are
 written after every epoch (cnn_bp._checkpoint.SECONDS = 0). With
 KILL_AFTER_EPOCH, the process kills itself (SIGKILL) once that epoch's
 checkpoint is written. Prints one JSON line: the first epoch the fit
@@ -46,17 +49,31 @@ def main(directory, config, kill_after=None):
 
         _checkpoint.Checkpoints.epoch_ended = epoch_ended
     X, y = load_digits(return_X_y=True)
-    model = cnn_bp.MLPClassifier(**CONFIGS[config], checkpoint_dir=directory or None,
-                                 verbose=True)
+    X = X / 16
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(X / 16, y)
+    with contextlib.ExitStack() as stack:
+        if os.environ.get("CNN_BP_SCHEDULER"):
+            import dask.array as da
+            import distributed
+
+            from cnn_bp.dask import DaskMLPClassifier
+
+            client = stack.enter_context(distributed.Client(os.environ["CNN_BP_SCHEDULER"]))
+            model = DaskMLPClassifier(**CONFIGS[config], checkpoint_dir=directory or None,
+                                      verbose=True, client=client)
+            data = da.from_array(X, chunks=(300, -1)), da.from_array(y, chunks=300)
+        else:
+            model = cnn_bp.MLPClassifier(**CONFIGS[config], checkpoint_dir=directory or None,
+                                         verbose=True)
+            data = X, y
+        with contextlib.redirect_stdout(out), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(*data)
     epochs = [int(k) for k in re.findall(r"^Iteration (\d+),", out.getvalue(), re.M)]
     resumed = re.findall(r"^Resuming from .* after epoch (\d+)", out.getvalue(), re.M)
     print(json.dumps({"first_epoch": epochs[0] if epochs else None, "epochs": len(epochs),
                       "resumed_after": int(resumed[0]) if resumed else None,
-                      "score": model.score(X / 16, y),
+                      "score": model.score(X, y),
                       "n_iter": model.n_iter_,
                       "params": [a.tolist() for a in model.coefs_ + model.intercepts_]}))
 

@@ -283,35 +283,6 @@ def _interrupted_fit(model, X, y, interrupt):
     return errors
 
 
-def test_a_lost_worker_stops_the_fit_with_an_error(digits):
-    """A worker killed mid-fit takes its partitions: RuntimeError naming it,
-    the estimator left as it was (its nanny starts a new worker, at another
-    address, which holds none of them)."""
-    import signal
-
-    X, y = digits
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-    with cluster, distributed.Client(cluster, set_as_default=False) as c:
-        model = DaskMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
-                                  client=c).fit(*_dask(X, y, 300))
-        before = [w.copy() for w in model.coefs_]
-        model.set_params(max_iter=100000, tol=0, n_iter_no_change=100000)
-        killed = []
-
-        def kill():
-            killed.extend(sorted(c.run(os.getpid).items())[0])
-            os.kill(killed[1], signal.SIGKILL)
-
-        errors = _interrupted_fit(model, X, y, kill)
-        victim = killed[0]
-    assert len(errors) == 1 and victim in str(errors[0]), errors
-    assert "left the cluster" in str(errors[0])
-    for a, b in zip(model.coefs_, before):
-        np.testing.assert_array_equal(a, b)
-    assert model.max_iter == 100000 and model.n_iter_ == 2
-
-
 @pytest.mark.parametrize("solver", ["lbfgs", "adam"])
 @pytest.mark.parametrize("chunks", [(0, 1200), (1200, 0), (0, 0, 1200), (300, 0, 0, 900)])
 def test_empty_partitions_hold_no_rows_and_are_left_out(client, digits, chunks, solver):
@@ -358,61 +329,3 @@ def test_a_client_closed_during_a_fit_is_named_and_leaves_the_model(digits):
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
     assert "client" in str(errors[0]), errors
     assert not hasattr(model, "coefs_")
-
-
-class _FakeClient:
-    """Just what _scatter and _raise_if_lost use: scatter fails as it does to a
-    worker that has just died; the scheduler notices on its third report."""
-
-    status = "running"
-
-    def __init__(self, error, notices_at=3):
-        self.error, self.notices_at, self.reports = error, notices_at, 0
-
-    def scatter(self, data, hash):
-        raise self.error
-
-    def scheduler_info(self):
-        self.reports += 1
-        dead = self.reports >= self.notices_at
-        return {"workers": {"tcp://a": {}} if dead else {"tcp://a": {}, "tcp://b": {}}}
-
-    def cancel(self, futures):
-        pass
-
-
-def test_a_worker_dying_mid_scatter_is_named_once_the_scheduler_notices(monkeypatch):
-    from distributed.comm.core import CommClosedError
-
-    from cnn_bp import dask as cnn_bp_dask
-
-    workers = ["tcp://a", "tcp://b"]
-    monkeypatch.setattr(cnn_bp_dask, "LOST_SECONDS", 30.0)
-    with pytest.raises(RuntimeError, match="tcp://b'\\] left the cluster"):
-        cnn_bp_dask._scatter(_FakeClient(CommClosedError("Stream is closed")), 1, workers)
-    # a connection error while every worker stays: raised as it is, after the wait
-    monkeypatch.setattr(cnn_bp_dask, "LOST_SECONDS", 0.3)
-    healthy = _FakeClient(CommClosedError("Stream is closed"), notices_at=10**9)
-    with pytest.raises(CommClosedError):
-        cnn_bp_dask._scatter(healthy, 1, workers)
-    # any other error: raised at once, the scheduler asked once
-    other = _FakeClient(ValueError("bad data"), notices_at=10**9)
-    monkeypatch.setattr(cnn_bp_dask, "LOST_SECONDS", 30.0)
-    with pytest.raises(ValueError, match="bad data"):
-        cnn_bp_dask._scatter(other, 1, workers)
-    assert other.reports == 1
-    # the timeout of a wait (an OSError too) is no sign either: one report
-    timeout = _FakeClient(TimeoutError(), notices_at=10**9)
-    with pytest.raises(TimeoutError):
-        cnn_bp_dask._scatter(timeout, 1, workers)
-    assert timeout.reports == 1
-
-
-def test_checkpoint_dir_is_refused_on_a_cluster(client, digits, tmp_path):
-    """A Dask fit writes no checkpoints yet: checkpoint_dir is a clear error
-    before anything trains, the estimator left as it was."""
-    X, y = digits
-    model = DaskMLPClassifier((8,), max_iter=2, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="writes no checkpoints"):
-        model.fit(*_dask(X, y, (600, 600)))
-    assert not hasattr(model, "coefs_") and not list(tmp_path.iterdir())

@@ -16,10 +16,11 @@ ends with the model of the fit that was never stopped.
 
 The file's name is keyed as ``joblib.Memory`` keys its cache: a hash of the
 estimator's class, cnn_bp's version, the parameters that shape the model
-(not ``checkpoint_dir`` nor ``verbose``) and a fingerprint of the data (X,
-y, sample_weight: each array's shape, dtype and the XXH3 hash of its bytes,
-14 GB/s, where joblib.hash's MD5 runs at 0.6 GB/s; other objects through
-joblib.hash) and, for a warm_start fit of a fitted model, of the parameters
+(not ``checkpoint_dir``, ``verbose`` nor a Dask estimator's ``client``) and
+a fingerprint of the data (X, y, sample_weight: each array's shape, dtype
+and the XXH3 hash of its bytes, 14 GB/s, where joblib.hash's MD5 runs at
+0.6 GB/s; a Dask collection's token; other objects through joblib.hash)
+and, for a warm_start fit of a fitted model, of the parameters
 it starts from. Clones in a grid search get files of their own, and a fit
 never resumes another's state.
 
@@ -47,8 +48,9 @@ from ._version import __version__
 # A fit writes its checkpoint after an epoch at most once every SECONDS
 # (and always when it ends or Ctrl-C stops it).
 SECONDS = 5.0
-# Parameters that do not shape the model, left out of the key.
-_NOT_KEYED = ("checkpoint_dir", "verbose")
+# Parameters that do not shape the model, left out of the key (a Dask
+# estimator's client among them: any cluster trains the same model).
+_NOT_KEYED = ("checkpoint_dir", "verbose", "client")
 
 
 def key(model, X, y, sample_weight):
@@ -76,8 +78,13 @@ def key(model, X, y, sample_weight):
 
 def _fingerprint(value):
     """What keys the data `value`: an array's (or a CSR/CSC matrix's arrays')
-    shape, dtype and XXH3-128 of its bytes; anything else (a list, a
-    dataframe) as it is, for joblib.hash."""
+    shape, dtype and XXH3-128 of its bytes; a Dask collection's token (its
+    graph's name, which Dask derives from the data it was made from);
+    anything else (a list, a dataframe) as it is, for joblib.hash."""
+    if hasattr(value, "__dask_graph__"):  # dask is imported where one exists
+        import dask.base
+
+        return ("dask", type(value).__name__, dask.base.tokenize(value))
     if sp.issparse(value) and value.format in ("csr", "csc"):
         return (value.format, value.shape,
                 [_fingerprint(a) for a in (value.data, value.indices, value.indptr)])

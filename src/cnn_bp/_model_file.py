@@ -82,7 +82,8 @@ def contents(model, extra=None):
     the header as its "extra" field (load ignores it)."""
     name = getattr(model, "_local_class", type(model)).__name__  # Dask: the local class
     engine = model._engine
-    raw_params = model.get_params()
+    # a Dask estimator's client is a live connection, not part of the model
+    raw_params = {k: v for k, v in model.get_params().items() if k != "client"}
     params = {k: _plain(v) for k, v in raw_params.items()}
     if not (params["random_state"] is None or isinstance(params["random_state"], int)):
         params["random_state"] = None

@@ -30,6 +30,15 @@ Two schemes, by solver:
   trained. With one worker, or one partition, that is exactly the
   in-memory fit with ``shuffle=False`` over those rows.
 
+Lost workers: everything a fit sends to the workers is a task of the
+graph, never scattered data, so the scheduler recomputes what a lost worker
+held and the fit goes on (an L-BFGS evaluation gives the same sums; an
+epoch trains the lost shard again elsewhere from the parameters at its
+start; each epoch spreads the partitions over the workers live then, new
+ones included). Every wait is watched (`_gather`): RuntimeError only when
+no worker can run a partition. With ``checkpoint_dir``, the client writes
+the checkpoints.
+
 Early stopping validates on ``X_val``/``y_val`` (numpy, scored on the
 client, or Dask collections, scored on the workers) or on whole partitions
 held out from the collection (``validation_fraction`` of them, drawn from
@@ -40,6 +49,7 @@ then None or ``"loss"``.
 import copy
 import inspect
 import time
+import warnings
 from concurrent.futures import CancelledError
 
 import numpy as np
@@ -51,6 +61,7 @@ try:
     import dask.array as da
     import dask.dataframe as dd
     from distributed import default_client, wait
+    from distributed.scheduler import KilledWorker
 except ImportError as error:  # pragma: no cover - the extra is missing
     raise ImportError(
         "cnn_bp.dask needs Dask's array, dataframe and distributed packages: "
@@ -71,8 +82,8 @@ __all__ = ["DaskMLPClassifier", "DaskMLPRegressor"]
 FAN_IN = 4
 # While waiting for tasks, check this often that no worker has left.
 WATCH_SECONDS = 1.0
-# After a connection error, wait this long for the scheduler to notice a
-# worker that died mid-call before taking the error for something else.
+# With no worker in the cluster, wait this long for one (a nanny restarting
+# a killed worker) before the fit gives up.
 LOST_SECONDS = 10.0
 
 
@@ -254,53 +265,77 @@ def _predict_block(X, model, method, empty):
 
 
 class _Partitions:
-    """Futures of prepared partitions (_block), the worker each is held by,
-    their rows, and the collections they came from."""
+    """Futures of prepared partitions (_block), computed from their graph
+    (so the scheduler recomputes one a lost worker held), with the index of
+    each in the collection, their rows, and the collections they came from."""
 
-    def __init__(self, client, blocks, workers, rows, X, y):
-        self.client, self.blocks, self.workers = client, blocks, workers
+    def __init__(self, client, blocks, indices, rows, X, y):
+        self.client, self.blocks, self.indices = client, blocks, indices
         self.rows, self.X, self.y = rows, X, y
 
-    def subset(self, indices):
-        return _Partitions(self.client, *([part[i] for i in indices] for part in
-                                          (self.blocks, self.workers, self.rows)),
+    def subset(self, positions):
+        return _Partitions(self.client, *([part[i] for i in positions] for part in
+                                          (self.blocks, self.indices, self.rows)),
                            self.X, self.y)
+
+    def label(self, positions=None):
+        """The partitions at `positions` (default: all) by their indices."""
+        indices = self.indices if positions is None else [self.indices[i] for i in positions]
+        return f"partition{'s' * (len(indices) > 1)} {', '.join(map(str, indices))}"
 
 
 class _ShardEpochs:
     """The epochs of a Dask fit: iterative parameter mixing (module docstring)
-    over shards, each worker's partitions concatenated on that worker."""
+    over shards, each a worker's partitions concatenated on that worker.
+
+    Each epoch spreads the partitions over the workers live as it starts
+    (_spread), so a worker that joined trains from the next epoch on. Its
+    tasks start from a recomputable future of the parameters at its start
+    (_put): a worker lost mid-epoch has its shard rebuilt from the
+    partitions' graph and trained again on another worker, and the epoch
+    goes on. A lost or new worker changes the shards of later epochs, and
+    so the model, as any other spread over workers would."""
 
     def __init__(self, model, parts):
-        self.model, self.client = model, parts.client
-        by_worker = {}
-        for block, worker, rows in zip(parts.blocks, parts.workers, parts.rows):
-            by_worker.setdefault(worker, []).append((block, rows))
-        self.shards = [
-            (worker, self.client.submit(_concatenate, *[b for b, _ in held],
-                                        workers=[worker], pure=False),
-             sum(rows for _, rows in held))
-            for worker, held in sorted(by_worker.items())
-        ]
-        self.n_samples = sum(rows for _, _, rows in self.shards)
+        self.model, self.client, self.parts = model, parts.client, parts
+        self.n_samples = sum(parts.rows)
         self.hook_data = dict(X=parts.X, y=lambda: parts.y)
+        self._spread, self._shards = None, None  # the last epoch's
         # per epoch: (its seconds on the client, the slowest worker's seconds
         # of training): the rest is communication and averaging
         self.timings = []
+
+    def shards(self):
+        """[(worker, future of its block, its rows, its label)] for an epoch
+        starting now, built anew only when the live workers changed."""
+        parts, client = self.parts, self.client
+        held = _spread(len(parts.blocks), _workers_now(client, parts.label()))
+        if held != self._spread:
+            by_worker = {}
+            for position, worker in enumerate(held):
+                by_worker.setdefault(worker, []).append(position)
+            self._spread, self._shards = held, [
+                (worker, client.submit(_concatenate, *[parts.blocks[i] for i in positions],
+                                       workers=[worker], allow_other_workers=True, pure=False),
+                 sum(parts.rows[i] for i in positions), parts.label(positions))
+                for worker, positions in by_worker.items()
+            ]
+        return self._shards
 
     def run(self, batch_size, n_threads):
         model, client, engine = self.model, self.client, self.model._engine
         start = time.perf_counter()
         seed = int(model._random_state.randint(2**31 - 1)) if model.shuffle else 0
-        workers = [worker for worker, _, _ in self.shards]
-        state = _scatter(client, engine, workers)
+        shards = self.shards()
+        state = _put(client, engine)
         results = _gather(client, [
             client.submit(_train_shard, state, shard, k, seed, model.shuffle, batch_size,
-                          model.alpha, model.alpha_l1, workers=[worker], pure=False)
-            for k, (worker, shard, _) in enumerate(self.shards)
-        ], workers)
+                          model.alpha, model.alpha_l1, workers=[worker],
+                          allow_other_workers=True, pure=False)
+            for k, (worker, shard, _, _) in enumerate(shards)
+        ], [f"the epoch of {label}" for _, _, _, label in shards])
         trained = [(e, total) for e, total, _ in results]
-        weights = np.array([rows for _, _, rows in self.shards], float) / self.n_samples
+        weights = np.array([rows for _, _, rows, _ in shards], float) / self.n_samples
         engine.params[...] = sum(w * e.params for w, (e, _) in zip(weights, trained))
         engine.running[...] = sum(w * e.running for w, (e, _) in zip(weights, trained))
         settings = trained[0][0].optimizer_settings()
@@ -314,12 +349,24 @@ class _ShardEpochs:
         self.timings.append((time.perf_counter() - start, max(r[2] for r in results)))
         return sum(total for _, total in trained)
 
+    def skip(self, epochs):
+        """Draw what `epochs` epochs draw (their shuffling seeds) without
+        training them: a resumed fit's random state after those epochs."""
+        if self.model.shuffle:
+            for _ in range(epochs):
+                self.model._random_state.randint(2**31 - 1)
+
 
 def _live_workers(client):
     """The addresses of the cluster's workers now; RuntimeError naming the
     cause when the client was closed or lost its scheduler (whose empty
     report surfaced as KeyError: 'workers')."""
-    info = {} if client.status in ("closing", "closed") else client.scheduler_info()
+    info = {}
+    if client.status not in ("closing", "closed"):
+        try:  # every worker (distributed 2025.x reported 5 unless asked for all)
+            info = client.scheduler_info(n_workers=-1)
+        except TypeError:  # older: no n_workers, and every worker
+            info = client.scheduler_info()
     if "workers" not in info:
         raise RuntimeError(
             f"the Dask client is {client.status} (closed during the fit, or its scheduler "
@@ -328,62 +375,103 @@ def _live_workers(client):
     return info["workers"]
 
 
-def _raise_if_lost(client, workers, error, futures=()):
-    """RuntimeError (cancelling `futures`) if one of `workers`, those holding
-    the partitions, has left the cluster: its partitions are gone, and tasks
-    bound to it would wait for ever. After a connection error the scheduler
-    is given LOST_SECONDS to notice a worker that died mid-call."""
-    # CommClosedError is an OSError; so is the TimeoutError of a wait, which is
-    # no sign. Tasks whose data a dead worker held are cancelled.
-    sign = isinstance(error, (OSError, CancelledError)) and not isinstance(error, TimeoutError)
-    deadline = time.monotonic() + (LOST_SECONDS if sign else 0)
+def _workers_now(client, what):
+    """The sorted addresses of the live workers, waiting up to LOST_SECONDS
+    for one (a nanny restarting a killed worker); RuntimeError naming
+    `what` when none comes."""
+    deadline = time.monotonic() + LOST_SECONDS
     while True:
-        lost = set(workers) - set(_live_workers(client))
-        if lost:
-            client.cancel(list(futures))
-            raise RuntimeError(
-                f"Dask worker(s) {sorted(lost)} left the cluster during training, "
-                "with the partitions they held; the estimator is left as it was "
-                "(fit again to train on the workers there are now)"
-            ) from error
+        workers = sorted(_live_workers(client))
+        if workers:
+            return workers
         if time.monotonic() >= deadline:
-            if isinstance(error, CancelledError):
-                raise RuntimeError("a task of the fit was cancelled (by hand, or by a closed "
-                                   "client); the estimator is left as it was") from error
-            return
+            raise RuntimeError(f"no Dask worker is left to run {what}; the estimator is "
+                               "left as it was")
         time.sleep(0.25)
 
 
-def _scatter(client, data, workers):
-    """A future of `data` on a worker (scatter without broadcast: a broadcast
-    waits for every worker, a dead one too), or _raise_if_lost's error."""
-    try:
-        return client.scatter(data, hash=False)
-    except Exception as error:
-        _raise_if_lost(client, workers, error)
-        raise
+def _spread(n, workers):
+    """The worker of each of `n` partitions: contiguous runs, partition i on
+    worker i W // n of the W sorted workers (fits of the same data on the
+    same workers train the same shards, whatever the scheduler did before)."""
+    return [workers[i * len(workers) // n] for i in range(n)]
 
 
-def _gather(client, futures, workers):
-    """The futures' results, or _raise_if_lost's RuntimeError as soon as one
-    of `workers` has left the cluster."""
+def _identity(data):
+    return data
+
+
+def _put(client, data):
+    """A future of `data` that the cluster can recompute: a task that
+    returns it (the value kept in the scheduler's graph), not scattered data,
+    which a lost worker takes with it for good (distributed PR #9261).
+    Models over 10 MB would make each call warn of a large graph: that
+    warning is the point of the design, so it is filtered here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        return client.submit(_identity, data, pure=False)
+
+
+def _gather(client, futures, labels, results=True):
+    """The results of `futures` (what each computes: `labels`; with
+    `results` False, only wait for them), in a watched wait. A lost worker
+    is the scheduler's to recover from: it recomputes lost partitions from
+    their graph and re-runs the lost worker's tasks on the others, and the
+    wait goes on. RuntimeError naming what it waited for (the futures
+    cancelled) when no worker is left for LOST_SECONDS, when a task killed
+    every worker that ran it (``KilledWorker``: Dask's ``allowed-failures``),
+    when data cannot be recomputed or a task was cancelled, or when the
+    client is closed."""
+    alone_since = None
     while True:
         try:
-            with client.as_current():  # wait() asks for the default client
-                wait(futures, timeout=WATCH_SECONDS)
-            return client.gather(futures)
-        except Exception as error:
-            _raise_if_lost(client, workers, error, futures)
-            if not isinstance(error, TimeoutError):
-                raise
+            try:
+                with client.as_current():  # wait() asks for the default client
+                    wait(futures, timeout=WATCH_SECONDS)
+                # each with a timeout: a result lost after the wait is computed again
+                return [future.result(timeout=WATCH_SECONDS) for future in futures
+                        ] if results else None
+            except OSError:  # a timeout, a connection lost with a worker: watch
+                for future in futures:  # an erred task's error now: others may never end
+                    if future.status == "error":
+                        future.result()
+        except KilledWorker as error:
+            client.cancel(list(futures))
+            erred = [label for future, label in zip(futures, labels) if future.status == "error"]
+            raise RuntimeError(
+                f"{', '.join(erred) or _pending(futures, labels)}: every worker that ran its "
+                f"task {error.task!r} died ({error.allowed_failures + 1} times, Dask's "
+                "distributed.scheduler.allowed-failures); the estimator is left as it was"
+            ) from error
+        except CancelledError as error:
+            _live_workers(client)  # a closed client is named as such
+            raise RuntimeError(
+                f"{_pending(futures, labels)}: a task was cancelled (by hand, or its data held "
+                "by a lost worker cannot be recomputed: scattered data); the estimator is "
+                "left as it was"
+            ) from error
+        if _live_workers(client):
+            alone_since = None
+        elif alone_since is None:
+            alone_since = time.monotonic()
+        elif time.monotonic() - alone_since >= LOST_SECONDS:
+            client.cancel(list(futures))
+            raise RuntimeError(f"no Dask worker is left to run {_pending(futures, labels)}; "
+                               "the estimator is left as it was")
 
 
-def _tree_sum(client, parts, workers):
+def _pending(futures, labels):
+    """The labels of the futures not done, in one phrase."""
+    left = [label for future, label in zip(futures, labels) if not future.done()]
+    return ", ".join(left or labels)
+
+
+def _tree_sum(client, parts, label):
     """The sum of futures of tuples, added FAN_IN at a time (_gather)."""
     while len(parts) > 1:
         parts = [client.submit(_add, *parts[i:i + FAN_IN], pure=False)
                  for i in range(0, len(parts), FAN_IN)]
-    return _gather(client, parts, workers)[0]
+    return _gather(client, parts, [label])[0]
 
 
 class _ClusterTrainer(Trainer):
@@ -397,9 +485,8 @@ class _ClusterTrainer(Trainer):
 
     def fit(self, X, y, sample_weight, given):
         model = self.model
-        if model.checkpoint_dir is not None:
-            raise ValueError("checkpoint_dir: a fit on a Dask cluster writes no checkpoints "
-                             "yet; leave it None")
+        # keyed by the collections as given (their dask tokens), written here, on the client
+        self.checkpoints = self.checkpoints_of(X, y, sample_weight, False)
         X, y, sample_weight = _collections(X, y, sample_weight)
         stochastic = model.solver in STOCHASTIC_SOLVERS
         if is_classifier(model) and y.ndim != 1:
@@ -427,7 +514,7 @@ class _ClusterTrainer(Trainer):
         if is_classifier(self.model):
             client = self.client
             classes = np.unique(_gather(client, [client.compute(da.unique(y))],
-                                        list(_live_workers(client)))[0])
+                                        ["the classes of y"])[0])
             meta_X, meta_y = np.zeros((len(classes), X.shape[1]), dtype), classes
         else:
             n_outputs = 1 if y.ndim == 1 else y.shape[1]
@@ -436,51 +523,60 @@ class _ClusterTrainer(Trainer):
         network.prepare(self.model, meta_X, meta_y, None, False)
 
     def _blocks(self, X, y, sample_weight):
-        """Futures of the partitions as the engine takes them, prepared and
-        kept on the workers in contiguous runs (partition i of P on worker
-        i W // P of the W workers, sorted by address): fits of the same data
-        on the same cluster train the same shards, whatever the scheduler
-        did before. Empty partitions (common after filtering) hold no rows
-        and are left out, so the fit is the one without them."""
+        """Futures of the partitions as the engine takes them, prepared on
+        the workers in contiguous runs (_spread) and computed from their
+        graph, so that the scheduler recomputes those a lost worker held.
+        Empty partitions (common after filtering) hold no rows and are left
+        out, so the fit is the one without them."""
         client, model = self.client, _for_workers(self.model)
         sws = (sample_weight.to_delayed().ravel() if sample_weight is not None
                else [None] * X.numblocks[0])
         rows = list(X.chunks[0])
         kept = [i for i, n in enumerate(rows) if n > 0]
+        labels = [f"partition {i}" for i in kept]
         Xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
-        workers = sorted(_live_workers(client))
-        if not workers:
+        if not _live_workers(client):
             raise ValueError("the Dask cluster has no workers")
         if is_classifier(model) and model.class_weight is not None:
             counts = None
-            if model.class_weight == "balanced":  # a watched wait, as every wait here
+            if model.class_weight == "balanced":
                 counts = sum(_gather(client, client.compute([
-                    dask.delayed(_class_counts)(model, ys[i], sws[i]) for i in kept]), workers))
+                    dask.delayed(_class_counts)(model, ys[i], sws[i]) for i in kept]), labels))
             model._class_weight_table_ = network.class_weight_table(model, counts)
-        model_future = _scatter(client, model, workers)
+        model_future = _put(client, model)
         tasks = [dask.delayed(_block, pure=False)(model_future, Xs[i], ys[i], sws[i], i)
                  for i in kept]
-        held = [workers[k * len(workers) // len(tasks)] for k in range(len(tasks))]
-        blocks = [client.compute(task, workers=[worker], allow_other_workers=False)
+        held = _spread(len(tasks), _workers_now(client, "the fit's partitions"))
+        blocks = [client.compute(task, workers=[worker], allow_other_workers=True)
                   for task, worker in zip(tasks, held)]
-        _gather(client, blocks, held)  # raise a partition's error now
-        return _Partitions(client, blocks, held, [rows[i] for i in kept], X, y)
+        _gather(client, blocks, labels, results=False)  # a partition's error now
+        return _Partitions(client, blocks, kept, [rows[i] for i in kept], X, y)
 
     def _fit_lbfgs(self, parts):
+        """L-BFGS on the cluster's sums. An evaluation that loses a worker
+        waits until the scheduler has recomputed its partitions elsewhere:
+        each partition's sums do not depend on the worker that computed
+        them, so the model is the one without the loss."""
+        done, finished = self.resume()
+        if finished:
+            return  # a finished fit's checkpoint: its model
         client, model, engine = self.client, self.model, self.model._engine
-        template = _scatter(client, engine, parts.workers)
+        template = _put(client, engine)
+        label = f"the loss and gradient of {parts.label()}"
 
         def loss_and_gradient(params):
-            p = _scatter(client, params.astype(engine.dtype), parts.workers)
+            p = _put(client, params.astype(engine.dtype))
             data_loss, weight, grads = _tree_sum(client, [
                 client.submit(_loss_gradient_sums, template, p, block, pure=False)
-                for block in parts.blocks], parts.workers)
+                for block in parts.blocks], label)
             engine.params[...] = params  # the penalty's terms are the iterate's
             engine.grads[...] = grads
             loss = engine.finish_loss_gradient(data_loss, weight, model.alpha, model.alpha_l1)
             return loss, engine.grads.astype(np.float64)
 
-        self.minimize_lbfgs(loss_and_gradient)
+        self.minimize_lbfgs(loss_and_gradient, done)
+        if self.checkpoints is not None:
+            self.checkpoints.finished(model.n_iter_)
 
     def _split_by_partition(self, parts, given):
         """(train, validation) for fit_stochastic: the training partitions,
@@ -512,11 +608,11 @@ class _ClusterTrainer(Trainer):
         if not isinstance(validation, _Partitions):
             return super().validation_metrics(validation)
         client, model = self.client, self.model
-        model_future = _scatter(client, _for_workers(model), validation.workers)
-        p = _scatter(client, model._engine.params.copy(), validation.workers)
+        model_future = _put(client, _for_workers(model))
+        p = _put(client, model._engine.params.copy())
         data_loss, weight, sums = _tree_sum(client, [
             client.submit(_validation_sums, model_future, p, block, pure=False)
-            for block in validation.blocks], validation.workers)
+            for block in validation.blocks], f"the validation of {validation.label()}")
         loss = data_loss / weight
         if model.scoring == "loss":
             return loss, -loss
