@@ -18,6 +18,7 @@
 #ifndef CNN_BP_H
 #define CNN_BP_H
 
+#include <math.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,28 @@
 /* What a kernel whose switch meets a code it has no case for returns (the
  * engine checks every code it is given this way: Engine in _engine.pyx). */
 #define CNNBP_UNKNOWN_CODE (-1)
+
+/* An optimizer: its settings and state. The flat state buffers s1 and s2
+ * mirror the parameters' layout (sgd: the velocity; adam, adamw, nadam: the
+ * moments m and v; rmsprop: v; adagrad: the sum of squared gradients). */
+typedef struct {
+    int kind;                  /* CNNBP_SOLVER_* code */
+    double learning_rate;      /* sgd: the current rate; others: learning_rate_init */
+    cnnbp_hyperparameters h;   /* momentum, beta_1, ... */
+    double clip_norm;          /* clip the gradient to this global norm; 0: off */
+    double max_norm;           /* cap each unit's incoming weight norm; 0: off */
+    long long t;               /* update steps taken so far */
+    double mu_product;         /* nadam: the product of its momentum schedule so far */
+    void *s1;
+    void *s2;
+} cnnbp_optim;
+
+/* NAdam's momentum at step t, Dozat's schedule (torch's momentum_decay =
+ * 0.004): mu_t = beta_1 (1 - 0.96^(0.004 t) / 2). */
+static inline double cnnbp_nadam_mu(double beta_1, long long t)
+{
+    return beta_1 * (1 - 0.5 * pow(0.96, 0.004 * (double)t));
+}
 
 /* Every kernel below exists for float (_f32) and double (_f64). The build
  * reads these macros (tools/generate.py) to declare both to Cython with one
@@ -78,6 +101,14 @@
                                  const T *restrict sw, T *restrict z_inout,    \
                                  T *restrict delta_out);                       \
     /* optimizers.c */                                                         \
+    /* Step opt->t of the optimizer opt->kind on parameters [lo, hi): every  \
+     * rule is element-wise, so ranges are updated apart; the weights, which \
+     * adamw decays, are [0, n_coefs). Returns 0, or CNNBP_UNKNOWN_CODE for  \
+     * a solver code without a case. */                                      \
+    int cnnbp_optimizer_step_##S(const cnnbp_optim *opt, ptrdiff_t n_coefs,    \
+                                 ptrdiff_t lo, ptrdiff_t hi,                   \
+                                 const T *restrict grad,                       \
+                                 T *restrict param_inout);                     \
     /* SGD with momentum mu (Polyak, or Nesterov's in Sutskever et al. 2013's \
      * form): u = mu v - lr g; v := u; p += nesterov ? mu v - lr g : u. */     \
     void cnnbp_sgd_update_##S(ptrdiff_t size, double lr, double momentum,      \

@@ -122,4 +122,46 @@ void FN(adagrad_update)(ptrdiff_t size, double lr, double epsilon,
     }
 }
 
+int FN(optimizer_step)(const cnnbp_optim *opt, ptrdiff_t n_coefs, ptrdiff_t lo,
+                       ptrdiff_t hi, const T *restrict g, T *restrict p)
+{
+    const double lr = opt->learning_rate, b1 = opt->h.beta_1, b2 = opt->h.beta_2;
+    const double eps = opt->h.epsilon, t = (double)opt->t;
+    const double c1 = 1 - pow(b1, t), c2 = 1 - pow(b2, t);
+    const ptrdiff_t n = hi - lo;
+    T *s1 = opt->s1 == NULL ? NULL : (T *)opt->s1 + lo;
+    T *s2 = opt->s2 == NULL ? NULL : (T *)opt->s2 + lo;
+    g += lo;
+    p += lo;
+    switch (opt->kind) {
+    case CNNBP_SOLVER_SGD:
+        FN(sgd_update)(n, lr, opt->h.momentum, opt->h.nesterovs_momentum, g, s1, p);
+        return 0;
+    case CNNBP_SOLVER_ADAM:  /* bias correction folded into the rate (Kingma & Ba, Sec. 2) */
+        FN(adam_update)(n, lr * sqrt(c2) / c1, b1, b2, eps, g, s1, s2, p);
+        return 0;
+    case CNNBP_SOLVER_ADAMW: {
+        const ptrdiff_t decayed = n_coefs - lo;
+        FN(adamw_update)(n, decayed < 0 ? 0 : decayed < n ? decayed : n, lr, b1, b2, eps,
+                         opt->h.weight_decay, c1, c2, g, s1, s2, p);
+        return 0;
+    }
+    case CNNBP_SOLVER_NADAM: {
+        const double mu = cnnbp_nadam_mu(b1, opt->t);
+        const double mu_next = cnnbp_nadam_mu(b1, opt->t + 1);
+        FN(nadam_update)(n, b1, b2, eps, c2, lr * (1 - mu) / (1 - opt->mu_product),
+                         lr * mu_next / (1 - opt->mu_product * mu_next), g, s1, s2, p);
+        return 0;
+    }
+    case CNNBP_SOLVER_RMSPROP:
+        FN(rmsprop_update)(n, lr, opt->h.rho, eps, g, s1, p);
+        return 0;
+    case CNNBP_SOLVER_ADAGRAD:
+        FN(adagrad_update)(n, lr, eps, g, s1, p);
+        return 0;
+    default:
+        return CNNBP_UNKNOWN_CODE;
+    }
+}
+
 #endif

@@ -33,6 +33,7 @@ ALLOWED = {
     "_model_file": {"_archive", "_network", "_version"},
     "_network": {"_compat", "_engine", "_registry"},
     "_docstrings": {"_registry"},
+    "_threads": {"_engine", "_version"},
 }
 
 
@@ -48,6 +49,15 @@ def _package_imports(name):
 @pytest.mark.parametrize("name", sorted(ALLOWED))
 def test_each_module_imports_only_the_layers_below(name):
     assert _package_imports(name) <= ALLOWED[name]
+
+
+def test_the_engine_imports_nothing_of_the_thread_count():
+    """_threads owns the thread count and the process set-up, and imports
+    the engine; the engine imports nothing of it (no import cycle)."""
+    from cnn_bp import _engine
+
+    assert not [name for name, value in vars(_engine).items()
+                if getattr(value, "__module__", None) == "cnn_bp._threads"]
 
 
 def _estimator_private_methods():

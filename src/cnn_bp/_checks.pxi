@@ -100,15 +100,13 @@ def solver_codes():
 
 
 def check_solver(str solver):
-    """The code of stochastic solver `solver`, once `_step` is seen to have
-    a case for it (run on an empty range: its default returns
-    CNNBP_UNKNOWN_CODE); ValueError otherwise."""
-    cdef Net net
+    """The code of stochastic solver `solver`, once the optimizer's step
+    (csrc/optimizers.c) is seen to have a case for it (run on an empty
+    range: its default returns CNNBP_UNKNOWN_CODE); ValueError otherwise."""
     cdef Optim opt
-    memset(&net, 0, sizeof(Net))
     memset(&opt, 0, sizeof(Optim))
     opt.kind = solver_code(solver)
-    if _step[double](&net, &opt, NULL, NULL, 0, 0) == CNNBP_UNKNOWN_CODE:
+    if cnnbp_optimizer_step_f64(&opt, 0, 0, 0, NULL, NULL) == CNNBP_UNKNOWN_CODE:
         raise ValueError(f"the compiled core has no update step for solver {solver!r}")
     return opt.kind
 

@@ -2,7 +2,7 @@
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
 
-from ._kernels cimport Hyperparameters, cnnbp_lockstep
+from ._kernels cimport cnnbp_lockstep, cnnbp_optim
 
 
 cdef struct Net:
@@ -32,18 +32,9 @@ cdef struct Net:
     void *grads                  # n_params values, same layout
 
 
-cdef struct Optim:
-    # Optimizer settings and state; the flat state buffers mirror params.
-    int kind                     # CNNBP_SOLVER_* code (cnn_bp._registry.SOLVERS)
-    double learning_rate         # sgd: current rate; others: learning_rate_init
-    Hyperparameters h            # momentum, beta_1, ... (_registry.HYPERPARAMETERS)
-    double clip_norm             # clip the gradient to this global norm; 0: off
-    double max_norm              # cap each unit's incoming weight norm; 0: off
-    long long t                  # update steps taken so far
-    double mu_product            # nadam: product of its momentum schedule so far
-    void *s1                     # sgd: velocity; adam(w)/nadam: m; rmsprop: v;
-                                 # adagrad: the sum of squared gradients
-    void *s2                     # adam(w)/nadam: second moment v
+# The optimizer's settings and state (csrc/cnn_bp.h), stepped by
+# cnnbp_optimizer_step (csrc/optimizers.c).
+ctypedef cnnbp_optim Optim
 
 
 cdef struct Rows:

@@ -55,7 +55,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._registry import HYPERPARAMETERS, solver_code
-from ._threads import register_with_threadpoolctl, thread_blas
 
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
@@ -70,27 +69,26 @@ from cython cimport floating
 from ._kernels cimport (
     cnnbp_thread_blas, cnnbp_blas_enter, cnnbp_blas_leave, cnnbp_sgemm_fn, cnnbp_dgemm_fn,
     cnnbp_sdot_fn, cnnbp_ddot_fn, cnnbp_sasum_fn, cnnbp_dasum_fn,
-    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, CNNBP_SOLVER_SGD,
-    CNNBP_SOLVER_ADAM, CNNBP_SOLVER_ADAMW, CNNBP_SOLVER_NADAM, CNNBP_SOLVER_RMSPROP,
-    CNNBP_SOLVER_ADAGRAD, CNNBP_UNKNOWN_CODE, registry_codes, adagrad_update, adam_update,
-    adamw_update, add, batch_norm_apply, batch_norm_backward, batch_norm_train,
+    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, CNNBP_SOLVER_NADAM,
+    CNNBP_UNKNOWN_CODE, registry_codes, adam_update,
+    add, batch_norm_apply, batch_norm_backward, batch_norm_train,
     batch_norm_moments, batch_norm_combine, batch_norm_normalise,
     batch_norm_backward_sums, batch_norm_backward_combine, batch_norm_backward_apply,
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
     cnnbp_row_argmax_f32, cnnbp_row_argmax_f64, cnnbp_bias_activation_f64,
-    cnnbp_delta_derivative_f64, cnnbp_output_loss_f64,
-    cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
+    cnnbp_delta_derivative_f64, cnnbp_output_loss_f64, cnnbp_optimizer_step_f64,
+    cnnbp_nadam_mu, cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
     CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_jobs, cnnbp_helpers_release,
-    cnnbp_get_num_threads, CNNBP_SPLIT_ROWS, CNNBP_ROW_BATCH, CNNBP_ROW_ALONE,
-    CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team, cnnbp_team_begin,
-    cnnbp_team_split, cnnbp_team_run, cnnbp_team_end, cnnbp_team_cancel,
+    cnnbp_get_num_threads, cnnbp_available_cores, CNNBP_SPLIT_ROWS, CNNBP_ROW_BATCH,
+    CNNBP_ROW_ALONE, CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team,
+    cnnbp_team_begin, cnnbp_team_split, cnnbp_team_run, cnnbp_team_end, cnnbp_team_cancel,
     cnnbp_team_cancelled, team_reduce, cnnbp_range_fn,
     cnnbp_row_mode, cnnbp_split_inputs, cnnbp_lockstep_init, cnnbp_lockstep_helpers,
     cnnbp_lockstep_learn, csr_matmul,
     csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
-    gather_rows, gemm, all_finite as is_finite, max_norm_columns, multiply, nadam_update,
-    output_loss, row_product,
-    rmsprop_update, sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
+    gather_rows, gemm, all_finite as is_finite, max_norm_columns, multiply,
+    optimizer_step, output_loss, row_product,
+    sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
 )
 
 cnp.import_array()

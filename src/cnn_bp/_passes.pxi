@@ -467,52 +467,12 @@ cdef void _advance(Optim *opt) noexcept nogil:
     """Count one more update step (and move nadam's momentum product)."""
     opt.t += 1
     if opt.kind == CNNBP_SOLVER_NADAM:
-        # Dozat's momentum schedule (torch's momentum_decay = 0.004)
-        opt.mu_product *= opt.h.beta_1 * (1 - 0.5 * pow(0.96, 0.004 * opt.t))
-
-
-cdef int _step(const Net *net, const Optim *opt, floating *p, const floating *g,
-               ptrdiff_t lo, ptrdiff_t hi) noexcept nogil:
-    """The optimizer's update of parameters [lo, hi), step opt.t (counted
-    by _advance). Every rule is element-wise, so ranges can be updated
-    apart. Returns 0, or CNNBP_UNKNOWN_CODE for a solver code without a
-    case (set_optimizer checks on an empty range)."""
-    cdef double lr = opt.learning_rate, b1 = opt.h.beta_1, b2 = opt.h.beta_2
-    cdef double eps = opt.h.epsilon
-    cdef double c1 = 1 - pow(b1, <double> opt.t), c2 = 1 - pow(b2, <double> opt.t)
-    cdef double mu, mu_next
-    cdef ptrdiff_t n = hi - lo
-    cdef floating *s1 = NULL if opt.s1 == NULL else <floating *> opt.s1 + lo
-    cdef floating *s2 = NULL if opt.s2 == NULL else <floating *> opt.s2 + lo
-    p += lo
-    g += lo
-    if opt.kind == CNNBP_SOLVER_SGD:
-        sgd_update(n, lr, opt.h.momentum, opt.h.nesterovs_momentum, g, s1, p)
-    elif opt.kind == CNNBP_SOLVER_ADAM:
-        # Bias correction folded into the step size (Kingma & Ba, Sec. 2).
-        adam_update(n, lr * sqrt(c2) / c1, b1, b2, eps, g, s1, s2, p)
-    elif opt.kind == CNNBP_SOLVER_ADAMW:
-        # the weights, [0, n_coefs), decay
-        adamw_update(n, min(max(net.n_coefs - lo, 0), n), lr, b1, b2, eps,
-                     opt.h.weight_decay, c1, c2, g, s1, s2, p)
-    elif opt.kind == CNNBP_SOLVER_NADAM:
-        mu = b1 * (1 - 0.5 * pow(0.96, 0.004 * opt.t))
-        mu_next = b1 * (1 - 0.5 * pow(0.96, 0.004 * (opt.t + 1)))
-        nadam_update(n, b1, b2, eps, c2,
-                     lr * (1 - mu) / (1 - opt.mu_product),
-                     lr * mu_next / (1 - opt.mu_product * mu_next), g, s1, s2, p)
-    elif opt.kind == CNNBP_SOLVER_RMSPROP:
-        rmsprop_update(n, lr, opt.h.rho, eps, g, s1, p)
-    elif opt.kind == CNNBP_SOLVER_ADAGRAD:
-        adagrad_update(n, lr, eps, g, s1, p)
-    else:
-        return CNNBP_UNKNOWN_CODE
-    return 0
+        opt.mu_product *= cnnbp_nadam_mu(opt.h.beta_1, opt.t)
 
 
 cdef double _finish_step(const Net *net, const Optim *opt, floating *p, floating *g,
                          double s, ptrdiff_t lo, ptrdiff_t hi) noexcept nogil:
-    """_finish_range, then _step, on parameters [lo, hi), STEP_CHUNK values
+    """_finish_range, then the optimizer's step, on parameters [lo, hi), STEP_CHUNK values
     at a time: the step finds the finished gradient and the parameters
     still in cache (one pass over memory, not two). Returns the range's
     _penalty."""
@@ -521,7 +481,7 @@ cdef double _finish_step(const Net *net, const Optim *opt, floating *p, floating
     while a < hi:
         b = min(a + STEP_CHUNK, hi)
         penalty += _finish_range(net, p, g, s, a, b)
-        _step(net, opt, p, g, a, b)
+        optimizer_step(opt, net.n_coefs, a, b, g, p)
         a = b
     return penalty
 
@@ -542,7 +502,7 @@ cdef double _finish_update(const Net *net, Optim *opt, floating *p, floating *g,
         if norm > opt.clip_norm:  # g := g clip_norm / ||g|| (Pascanu et al. 2013)
             finish_gradient(n, 0.0, 0.0, norm / opt.clip_norm, <floating *> NULL, g)
         _advance(opt)
-        _step(net, opt, p, g, 0, n)
+        optimizer_step(opt, net.n_coefs, 0, n, g, p)
     else:
         _advance(opt)
         loss = data_loss / s + _finish_step(net, opt, p, g, s, 0, n) / s

@@ -1,11 +1,13 @@
-# The process-wide set-up done once when the engine loads (the private
-# one-thread BLAS, threadpoolctl, OMP_NUM_THREADS) and the tuning constants
-# the passes read. Included by _engine.pyx (one extension module).
+# The tuning constants the passes read, and the process-wide state the
+# engine keeps: the private one-thread BLAS (set by cnn_bp._threads, which
+# owns the thread count and the set-up: this module imports nothing of it).
+# Included by _engine.pyx (one extension module).
 
-def _set_thread_blas():
-    """Point cnnbp_thread_blas at the private one-thread OpenBLAS
-    (cnn_bp._threads.thread_blas); left NULL, batches are not shared."""
-    addresses = thread_blas()
+def set_thread_blas(addresses):
+    """Point cnnbp_thread_blas at the private one-thread OpenBLAS: a dict of
+    the addresses of its sgemm, dgemm, sdot, ddot, sasum and dasum
+    (cnn_bp._threads.thread_blas). Not called, or None: batches are not
+    shared."""
     if addresses is None:
         return
     cdef size_t[6] a
@@ -19,8 +21,6 @@ def _set_thread_blas():
     cnnbp_thread_blas.dasum = <cnnbp_dasum_fn> a[5]
 
 
-_set_thread_blas()
-register_with_threadpoolctl()
 cnnbp_get_num_threads()  # OMP_NUM_THREADS is read now, as OpenMP reads it at load
 
 cdef char NO_TRANS = b'N'
@@ -122,3 +122,9 @@ def num_threads():
     (threadpool_limits), else OMP_NUM_THREADS, else the cores this process
     may run on."""
     return cnnbp_get_num_threads()
+
+
+def available_cores():
+    """How many cores this process may run on (its affinity mask; the one
+    count of cores, the pool's own: csrc/pool.c)."""
+    return cnnbp_available_cores()

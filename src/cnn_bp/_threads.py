@@ -31,6 +31,8 @@ import importlib.util
 import os
 import sys
 
+from . import _engine
+
 # Sharing pays when the fit is longer than waking the helper and handing
 # work over costs: rows x parameters x epochs >= 2^27 is ~15 ms of training.
 MIN_SHARED_WORK = 1 << 27
@@ -40,11 +42,9 @@ _thread_blas = None  # the loaded library (kept alive), once loaded
 
 
 def available_cores():
-    """How many cores this process may run on (its affinity mask)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """How many cores this process may run on (its affinity mask), as the
+    pool counts them (the engine's ``available_cores``: one count)."""
+    return _engine.available_cores()
 
 
 def _library_path():
@@ -145,12 +145,16 @@ def training_threads(work):
     docstring), or 1 when the private BLAS could not be loaded or the
     process's BLAS is limited to one thread. Nothing is changed for it.
     """
-    from ._engine import num_threads
-
-    threads = num_threads()
+    threads = _engine.num_threads()
     if (threads < 2 or work < MIN_SHARED_WORK or _thread_blas is None
             or min(process_blas_threads(), default=2) < 2):
         yield 1
         return
     keep_thread_blas_single()
     yield threads
+
+
+# The process-wide set-up, once, when cnn_bp loads: the engine's products on
+# the private BLAS, and the pool listed by threadpoolctl.
+_engine.set_thread_blas(thread_blas())
+register_with_threadpoolctl()
