@@ -13,9 +13,9 @@
  * of T (fits running side by side split T between them, the split made
  * anew at every slice), and none ever waits for another. Between the
  * jobs of an epoch (two per batch, microseconds to milliseconds apart) a
- * helper spins so that a job starts within a microsecond; after ~2 ms
- * without one it sleeps on a condition variable (waking takes tens of
- * microseconds, on a busy machine milliseconds, so a prediction that finds
+ * helper spins so that a job starts at once; after a short while
+ * without one it sleeps on a condition variable (waking takes far longer,
+ * on a busy machine much longer, so a prediction that finds
  * its helper asleep nudges it awake and works alone). Helpers block all
  * signals (Python handles them in the main thread); a forked child starts
  * afresh, with no helpers and none held.

@@ -26,7 +26,7 @@
 
 /* Values that only ever shrink (probabilities of confident predictions, the
  * optimizer's decaying moments) sink into subnormal numbers, on which x86
- * arithmetic is ~100x slower; that slowed late epochs by 60 %. They carry no
+ * arithmetic is far slower (figures: docs/performance.md, "Figures behind the code"). They carry no
  * information at that size, so they are set to zero: a change below
  * 1e-31 (float) or 1e-292 (double), invisible next to round-off. */
 #define FLUSH(x) (FABS(x) < T_TINY ? (T)0 : (x))

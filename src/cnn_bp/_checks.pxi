@@ -12,7 +12,7 @@ def all_finite(X):
 
     One vectorised pass over C-contiguous X (other layouts: numpy's
     isfinite); unlike ``isfinite(X.sum())`` it is exact when the sum of
-    finite values overflows. About 0.3 us for a 784-value row.
+    finite values overflows.
 
     Raises
     ------
@@ -43,8 +43,8 @@ def row_argmax(Y):
 
     The same indices as numpy's (the first of equal maxima; a row's first
     NaN, if it has one) in one pass over a C-contiguous Y, without numpy's
-    per-row loop set-up: 10,000 rows of 10 probabilities take 60-80 us,
-    not 160-290 (other dtypes and layouts: numpy's argmax).
+    per-row loop set-up, which dominates for few columns (other dtypes
+    and layouts: numpy's argmax; figures: docs/performance.md, "Figures behind the code").
 
     Parameters
     ----------
@@ -142,9 +142,9 @@ def aligned_empty(shape, dtype, zero=False):
     ALIGNMENT-byte boundary (zeroed with `zero`).
 
     numpy aligns large allocations to 16 bytes only, so every 32-byte
-    vector load of a row of W^l could straddle two cache lines; on Zen 3
-    such split loads made a one-row product over a 16-byte-offset W^l take
-    25 % longer (2 MB of float32 weights, one thread: 38.5 against 30.8 us).
+    vector load of a row of W^l could straddle two cache lines, and such
+    split loads slow a one-row product measurably (figures:
+    docs/performance.md, "Figures behind the code").
     """
     dtype = np.dtype(dtype)
     shape = shape if isinstance(shape, tuple) else (shape,)
@@ -204,7 +204,7 @@ cdef ptrdiff_t _dense_rows(Rows *rows, X, int typenum, ptrdiff_t n_features):
     (n, n_features) ndarray of `typenum`, C-contiguous, aligned and in
     native byte order, with 0 < n < 2^31; else 0, for _set_rows to check
     fully (or raise). The prediction fast path: numpy's C API, where
-    _set_rows' attribute lookups cost ~1 us of a ~10 us one-row prediction."""
+    _set_rows' attribute lookups are a tenth of a one-row prediction."""
     if not (cnp.PyArray_CheckExact(X) and cnp.PyArray_TYPE(X) == typenum
             and cnp.PyArray_NDIM(X) == 2 and cnp.PyArray_ISCARRAY_RO(X)
             and cnp.PyArray_DIM(X, 1) == n_features

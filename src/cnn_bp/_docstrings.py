@@ -235,7 +235,7 @@ _NOTES_DOC = """
     X (scikit-learn upcasts), and ``solver='lbfgs'`` keeps float32 weights
     float32 (scikit-learn's become float64). During training, probabilities
     and optimizer moments below smallest-normal / epsilon (about 1e-31 in
-    float32) are set to zero, as subnormal arithmetic is ~100x slower."""
+    float32) are set to zero, as subnormal arithmetic is far slower."""
 
 
 CLASSIFIER = f"""Multi-layer perceptron classifier trained by backpropagation.

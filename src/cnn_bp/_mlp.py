@@ -201,7 +201,7 @@ or (n_val, n_outputs), default=None
         """Predictions for X: labels (classifier) or values (regressor)."""
 
     def _check_fitted(self):
-        """check_is_fitted, without its cost (2.5 us, a tenth of a 1-row
+        """check_is_fitted, without its cost (a tenth of a 1-row
         prediction) for a fitted model."""
         if not self.__sklearn_is_fitted__():
             check_is_fitted(self)
@@ -331,8 +331,8 @@ or (n_val, n_outputs), default=None
         """Whether X is already what validate_data would return, but for
         finiteness: a plain 2-D float ndarray, non-empty, of the fitted
         width, for a model fitted without feature names. This is the
-        prediction fast path (validate_data costs ~90 us, 10x a 1-row forward
-        pass): the engine checks X (through X W^1) for inf and NaN, and on
+        prediction fast path (validate_data costs ten 1-row forward
+        passes): the engine checks X (through X W^1) for inf and NaN, and on
         any, validate_data raises scikit-learn's error; anything else goes
         through validate_data first."""
         return (

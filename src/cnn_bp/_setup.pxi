@@ -64,16 +64,14 @@ FULL_BATCH_ROWS = 4096
 # A one-row prediction is shared with the helper thread (half of each
 # layer's inputs each, see _forward) when the largest W^l of its network
 # takes this many bytes (from, to): a row's product streams the weights, so
-# bytes, not weights, say what sharing saves. Measured on Zen 4 (Engine.predict,
-# shared / alone, medians of 7 x 2000 rows): 784-100-10 0.63-0.71 in float64
-# (627 KB), 0.86-1.11 in float32 (314 KB: not worth it); 784-512-256-10
-# 0.54-0.88; 784-1024-512-10 0.58-0.85; 784-2048-10 0.89-1.17 (6.4 and 12.8
-# MB: two cores stream memory no faster than OpenBLAS's two threads).
+# bytes, not weights, say what sharing saves. Below the range a row is too
+# short to share; above it two cores stream memory no faster than OpenBLAS's
+# two threads (figures: docs/performance.md, "Figures behind the code").
 SHARED_ROW_BYTES = (1 << 19, 1 << 23)
 cdef ptrdiff_t _SHARED_ROW_MIN = SHARED_ROW_BYTES[0]
 cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_BYTES[1]
 # A layer of fewer weights is left to BLAS in a shared row: its product
-# takes about as long as the hand-over (~1 us), and OpenBLAS runs a gemv that
+# takes about as long as the hand-over, and OpenBLAS runs a gemv that
 # small on the calling thread (interface/gemv.c: under 2304 x
 # GEMM_MULTITHREAD_THRESHOLD), so a shared row never wakes OpenBLAS's threads.
 cdef enum:

@@ -34,7 +34,8 @@ import sys
 from . import _engine
 
 # Sharing pays when the fit is longer than waking the helper and handing
-# work over costs: rows x parameters x epochs >= 2^27 is ~15 ms of training.
+# work over costs: rows x parameters x epochs >= 2^27 (figures:
+# docs/performance.md, "Figures behind the code").
 MIN_SHARED_WORK = 1 << 27
 
 _SYMBOLS = ("sgemm", "dgemm", "sdot", "ddot", "sasum", "dasum")
@@ -99,7 +100,7 @@ _process_blas = None  # threadpoolctl's controllers of the process's BLAS, found
 def process_blas_threads():
     """The thread count of each BLAS of the process (threadpoolctl), cnn_bp's
     private one left out. The libraries are found once (a scan of the loaded
-    libraries takes ~2 ms); their counts are read on each call."""
+    libraries is slow next to an epoch); their counts are read on each call."""
     global _process_blas
     if _process_blas is None:
         from threadpoolctl import ThreadpoolController

@@ -159,7 +159,7 @@ def _shuffle(data, random_state):
     """``sklearn.utils.shuffle`` of the row order, in place: the same draws
     and result (shuffle's swaps depend on positions only, so shuffling the
     order is indexing rows by the shuffled arange), without its input
-    checks (0.4 ms, a fifth of a digits epoch) or copies."""
+    checks (a fifth of a digits epoch) or copies."""
     data.shuffle(random_state)
 
 
