@@ -35,7 +35,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "cnn_bp.h"
+#include "parallel.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

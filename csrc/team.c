@@ -24,7 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "cnn_bp.h"
+#include "kernels.h"
+#include "parallel.h"
 
 /* The first row of W^1 in part k's ranges (part `parts`: n_0, the end):
  * equal shares; CSR's all part 0's, whose dW^1 is one pass over the sparse

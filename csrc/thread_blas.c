@@ -1,5 +1,5 @@
 /*
- * thread_blas.c -- the one definition of cnnbp_thread_blas (cnn_bp.h): the
+ * thread_blas.c -- the one definition of cnnbp_thread_blas (thread_blas.h): the
  * GEMM the threads sharing a batch call, set once from Python; and the work
  * buffers that BLAS needs, mapped before an epoch's threads call it.
  *
@@ -20,7 +20,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include "cnn_bp.h"
+#include "parallel.h"
+#include "thread_blas.h"
 
 cnnbp_blas cnnbp_thread_blas = {NULL, NULL, NULL, NULL, NULL, NULL};
 

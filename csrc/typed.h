@@ -12,7 +12,7 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
-#include "cnn_bp.h"
+#include "kernels.h"
 #include "exp.h"
 
 /* Memory-bound loops get an AVX2 clone chosen at load time (GCC's ifunc

@@ -180,11 +180,12 @@ def _generate_module():
 
 
 def test_every_c_kernel_is_declared_to_cython_once():
-    """The kernels read off csrc/cnn_bp.h's CNNBP_DECLARE macros are exactly
+    """The kernels read off the CNNBP_DECLARE macros of csrc/kernels.h and
+    csrc/parallel.h are exactly
     the functions the kernel files define for both dtypes (FN(name)), and
     the installed _kernels.pxd is what the templates make of them."""
     generate = _generate_module()
-    kernels = generate.parse_kernels((ROOT / "csrc" / "cnn_bp.h").read_text())
+    kernels = generate.read_kernels()
     names = [k.name for k in kernels]
     assert len(names) == len(set(names))
     defined = set()

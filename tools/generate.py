@@ -9,8 +9,8 @@ inside Cython, as scikit-learn's ``*.pyx.tp``) are rendered:
   position is its code) and the switches that read the registry's columns
   (``cnnbp_derivative_needs_z``, ``cnnbp_loss_activation``);
 - ``src/cnn_bp/_kernels.pxd.tp`` -> ``src/cnn_bp/_kernels.pxd``: the Cython
-  declarations of those enums, of every kernel that ``csrc/cnn_bp.h``
-  declares for both dtypes (in its ``CNNBP_DECLARE*(T, S)`` macros: each
+  declarations of those enums, of every kernel that ``csrc/kernels.h``
+  and ``csrc/parallel.h`` declare for both dtypes (in its ``CNNBP_DECLARE*(T, S)`` macros: each
   becomes two externs, ``_f32`` and ``_f64``, and one fused-type wrapper
   without the ``cnnbp_`` prefix), and of the solvers' hyperparameters.
 
@@ -26,7 +26,8 @@ import sys
 from Cython import Tempita
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEADER = os.path.join(ROOT, "csrc", "cnn_bp.h")
+# the headers whose CNNBP_DECLARE*(T, S) macros declare the typed kernels
+HEADERS = [os.path.join(ROOT, "csrc", name) for name in ("kernels.h", "parallel.h")]
 TEMPLATES = [
     os.path.join(ROOT, "csrc", "registry.h.tp"),
     os.path.join(ROOT, "src", "cnn_bp", "_kernels.pxd.tp"),
@@ -79,15 +80,23 @@ def parse_kernels(header_text):
                 args.append((am.group(1).strip(), am.group(2)))
             kernels.append(Kernel(" ".join(ret.split()), name, args))
     if not kernels:
-        raise ValueError("no CNNBP_DECLARE(T, S) macro found in csrc/cnn_bp.h")
+        raise ValueError("no CNNBP_DECLARE(T, S) macro found in csrc/kernels.h")
     return kernels
+
+
+def read_kernels():
+    """The kernels that HEADERS declare (parse_kernels)."""
+    text = ""
+    for header in HEADERS:
+        with open(header) as f:
+            text += f.read()
+    return parse_kernels(text)
 
 
 def namespace():
     """What the templates see: the registry's tables and the kernels."""
     registry = load_registry()
-    with open(HEADER) as f:
-        kernels = parse_kernels(f.read())
+    kernels = read_kernels()
     return dict(registry=registry, c_name=registry.c_name, kernels=kernels, dtypes=DTYPES)
 
 

@@ -32,7 +32,7 @@ cdef struct Net:
     void *grads                  # n_params values, same layout
 
 
-# The optimizer's settings and state (csrc/cnn_bp.h), stepped by
+# The optimizer's settings and state (csrc/kernels.h), stepped by
 # cnnbp_optimizer_step (csrc/optimizers.c).
 ctypedef cnnbp_optim Optim
 
