@@ -46,6 +46,7 @@ the random state; at least one, and one left to train on); ``scoring`` is
 then None or ``"loss"``.
 """
 
+import contextlib
 import copy
 import inspect
 import time
@@ -436,8 +437,11 @@ def _gather(client, futures, labels, results=True):
                     if future.status == "error":
                         future.result()
         except KilledWorker as error:
-            client.cancel(list(futures))
+            with contextlib.suppress(Exception):  # the other failures come in too
+                with client.as_current():
+                    wait(futures, timeout=2 * WATCH_SECONDS)
             erred = [label for future, label in zip(futures, labels) if future.status == "error"]
+            client.cancel(list(futures))
             raise RuntimeError(
                 f"{', '.join(erred) or _pending(futures, labels)}: every worker that ran its "
                 f"task {error.task!r} died ({error.allowed_failures + 1} times, Dask's "
