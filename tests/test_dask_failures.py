@@ -203,14 +203,15 @@ def test_no_worker_left_is_an_error_naming_the_partitions(digits, monkeypatch):
 
 def test_a_partition_that_kills_its_workers_is_named(digits):
     """Partition 2's task kills every worker process that runs it: after
-    Dask's allowed-failures (1 here), RuntimeError naming the partition."""
+    Dask's allowed-failures (0 here: the first death), RuntimeError naming
+    the partition."""
     import dask
 
     X, y, _, yd = digits
     poison = da.from_delayed(dask.delayed(os._exit, pure=True)(1), (200, X.shape[1]), X.dtype)
     Xd = da.concatenate([da.from_array(X[:400], chunks=(200, -1)), poison,
                          da.from_array(X[600:], chunks=(200, -1))])
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = _cluster(2)
     with cluster, distributed.Client(cluster, set_as_default=False) as c:
         model = DaskMLPClassifier(**LBFGS, client=c)

@@ -429,13 +429,12 @@ def _gather(client, futures, labels, results=True):
             try:
                 with client.as_current():  # wait() asks for the default client
                     wait(futures, timeout=WATCH_SECONDS)
+                _raise_erred(futures)
                 # each with a timeout: a result lost after the wait is computed again
                 return [future.result(timeout=WATCH_SECONDS) for future in futures
                         ] if results else None
             except OSError:  # a timeout, a connection lost with a worker: watch
-                for future in futures:  # an erred task's error now: others may never end
-                    if future.status == "error":
-                        future.result()
+                _raise_erred(futures)  # now: the others may never end
         except KilledWorker as error:
             with contextlib.suppress(Exception):  # the other failures come in too
                 with client.as_current():
@@ -462,6 +461,13 @@ def _gather(client, futures, labels, results=True):
             client.cancel(list(futures))
             raise RuntimeError(f"no Dask worker is left to run {_pending(futures, labels)}; "
                                "the estimator is left as it was")
+
+
+def _raise_erred(futures):
+    """The error of the first erred future, if one has."""
+    for future in futures:
+        if future.status == "error":
+            future.result()
 
 
 def _pending(futures, labels):
