@@ -2,19 +2,19 @@
 
 For T = 1, 2, ... up to the cores this process may run on (or --max-threads,
 which may exceed them), one process times an epoch of each system on the
-same data and network as benchmarks/bench.py (random 60000 x 784, float32
-and hidden (100,) unless --dtype and --hidden say otherwise, Adam, batch
-200):
+data and networks of benchmarks/bench.py (random 60000 x 784, Adam, batch
+200), for hidden (100,) and (512, 256), each in float32 and float64 (or the
+one --hidden and --dtype name):
 
 - cnn_bp with its pool limited to T threads
   (``threadpool_limits(T, user_api="cnn_bp")``; BLAS is left alone);
 - scikit-learn with BLAS limited to T threads;
 - PyTorch, when installed, with ``torch.set_num_threads(T)``.
 
-Prints seconds per epoch (best of --repeats fits of --epochs epochs, the
-systems taking turns) and each system's speed-up over its own T = 1. The
-T = 1 column is per-core efficiency, comparable across machines; the rest
-is this machine's scaling.
+Prints, per configuration, seconds per epoch (best of --repeats fits of
+--epochs epochs, the systems taking turns), each system's speed-up over its
+own T = 1 and its efficiency (speed-up / T). The T = 1 row compares the
+systems per core, across machines; the rest is this machine's scaling.
 
 Then the behaviour under load: another process spinning on one core, at the
 fit's priority and then at a higher one (nice -5, when permitted), while the
@@ -82,11 +82,13 @@ def scaling(X, y, max_threads, epochs, repeats):
                 seconds = epoch_seconds(system, threads, X, y, epochs, 1)
                 times[name][threads] = min(times[name].get(threads, np.inf), seconds)
     names = list(systems)
-    print("| T | " + " | ".join(f"{n} s/epoch | speed-up" for n in names) + " |")
-    print("|---|" + "---|---|" * len(names))
+    print("| T | " + " | ".join(f"{n} s/epoch | speed-up | efficiency" for n in names) + " |")
+    print("|---|" + "---|---|---|" * len(names))
     for threads in range(1, max_threads + 1):
-        cells = [f"{times[n][threads]:.4f} | {times[n][1] / times[n][threads]:.2f}"
-                 for n in names]
+        cells = []
+        for n in names:
+            speed_up = times[n][1] / times[n][threads]
+            cells.append(f"{times[n][threads]:.4f} | {speed_up:.2f} | {speed_up / threads:.2f}")
         print(f"| {threads} | " + " | ".join(cells) + " |")
     return times
 
@@ -131,20 +133,28 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-threads", type=int, default=available_cores())
-    parser.add_argument("--hidden", default="100", help="hidden widths, e.g. 512,256")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--hidden", help="only these hidden widths, e.g. 512,256 "
+                        "(default: 100 and 512,256)")
+    parser.add_argument("--dtype", choices=["float32", "float64"],
+                        help="only this dtype (default: both)")
     parser.add_argument("--no-load", action="store_true", help="skip the runs under load")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", ConvergenceWarning)
-    HIDDEN[0] = tuple(int(h) for h in args.hidden.split(","))
+    hiddens = ([tuple(int(h) for h in args.hidden.split(","))] if args.hidden
+               else [(100,), (512, 256)])
+    dtypes = [args.dtype] if args.dtype else ["float32", "float64"]
     n, epochs, repeats = (2000, 1, 1) if args.quick else (60000, args.epochs, args.repeats)
     rng = np.random.RandomState(0)
-    X, y = rng.rand(n, 784).astype(args.dtype), rng.randint(10, size=n)
-    print(f"random {n} x 784 {args.dtype}, hidden {HIDDEN[0]}, Adam, batch 200; "
-          f"{available_cores()} cores\n")
-    scaling(X, y, args.max_threads, epochs, repeats)
-    if not args.no_load:
-        under_load(X, y, epochs, repeats)
+    X, y = rng.rand(n, 784), rng.randint(10, size=n)
+    for hidden in hiddens:
+        HIDDEN[0] = hidden
+        for dtype in dtypes:
+            print(f"\nrandom {n} x 784 {dtype}, hidden {hidden}, Adam, batch 200; "
+                  f"{available_cores()} cores\n")
+            scaling(X.astype(dtype), y, args.max_threads, epochs, repeats)
+    if not args.no_load:  # the first configuration
+        HIDDEN[0] = hiddens[0]
+        under_load(X.astype(dtypes[0]), y, epochs, repeats)
 
 
 if __name__ == "__main__":
