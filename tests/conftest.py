@@ -1,11 +1,23 @@
 """Shared fixtures. Tests run against the installed cnn_bp (see pyproject's
 --import-mode=importlib), never the source tree's uncompiled package."""
 
+import os
 import warnings
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+
+
+@pytest.fixture(scope="module")
+def restored_environment():
+    """Dask's nanny leaves OMP_NUM_THREADS=1 and the like in this process's
+    environment (for the workers it starts): put it back after the module
+    (the Dask test modules use it)."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="session")

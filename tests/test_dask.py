@@ -1,7 +1,6 @@
 """cnn_bp.dask: one model trained where a Dask collection's partitions live,
 on a LocalCluster of two worker processes, checked against the local fit."""
 
-import os
 import pickle
 import time
 import weakref
@@ -19,15 +18,7 @@ import cnn_bp  # noqa: E402
 from cnn_bp import MLPClassifier, MLPRegressor  # noqa: E402
 from cnn_bp.dask import DaskMLPClassifier, DaskMLPRegressor  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _environment():
-    """Dask's nanny leaves OMP_NUM_THREADS=1 and the like in this process's
-    environment (for the workers it starts): put it back for later tests."""
-    before = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(before)
+pytestmark = pytest.mark.usefixtures("restored_environment")
 
 
 @pytest.fixture(scope="module")

@@ -33,14 +33,7 @@ ADAM = dict(hidden_layer_sizes=(32,), batch_size=50, learning_rate_init=0.01, ma
             random_state=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _environment():
-    """Dask's nanny leaves OMP_NUM_THREADS=1 and the like in this process's
-    environment (for the workers it starts): put it back for later tests."""
-    before = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(before)
+pytestmark = pytest.mark.usefixtures("restored_environment")
 
 
 def _cluster(n_workers, **config):
