@@ -44,54 +44,70 @@ int cnnbp_start_thread(pthread_t *thread, size_t stack, void *(*fn)(void *), voi
  * CLOCK_THREAD_CPUTIME_ID). */
 double cnnbp_seconds(int clock);
 
-/* team.c: the parallel layer. A training slice's team is the caller and
- * the helpers it could take; each batch is split among `parts` of them in
- * shares of rows and of parameters, run in two hand-overs (phase 0: rows
- * forward and back, each into its own gradient sums; phase 1: split dW^1,
- * the reduction and the update, by parameter ranges). */
-#define CNNBP_SPLIT_ROWS 64  /* batches of fewer rows are not shared: parts
-                                have at least CNNBP_SPLIT_ROWS / 2 rows */
+/* team.c: the parallel layer. A fit's plan (cnnbp_plan_parts) splits each
+ * batch into `parts` shares of rows and of parameters, run in two
+ * hand-overs (phase 0: rows forward and back, each into its own gradient
+ * sums; phase 1: split dW^1, the reduction and the update, by parameter
+ * ranges). The plan depends on T and the batch's rows only: a slice's team
+ * (the caller and the helpers it could take) runs its parts, a thread
+ * taking several when fewer are free, and the sums are added in the
+ * plan's order, so the model does not depend on the threads that ran it. */
+#define CNNBP_MIN_PART_ROWS 3  /* rows of a part, at least (docs/performance.md) */
+#define CNNBP_MAX_PARTS (CNNBP_MAX_HELPERS + 1)
+/* The parts a batch of m rows is split into for T threads: T, at most
+ * m / CNNBP_MIN_PART_ROWS and CNNBP_MAX_PARTS, at least 1. The one place
+ * the split is decided. */
+int cnnbp_plan_parts(int threads, ptrdiff_t m);
 typedef struct cnnbp_share cnnbp_share;
 typedef void (*cnnbp_share_fn)(void *batch, cnnbp_share *s);
-struct cnnbp_share {           /* one thread's share of a batch */
-    int tid;                   /* 0 (the caller) .. parts - 1 */
-    int parts;                 /* threads sharing the batch */
+struct cnnbp_share {           /* one part of a batch */
+    int tid;                   /* the part: 0 (always the caller's) .. parts - 1 */
+    int parts;                 /* parts of the batch */
     int phase;                 /* the hand-over: 0 or 1 */
     ptrdiff_t m;               /* the batch's rows */
-    ptrdiff_t r0, mr;          /* this share's rows: r0 .. r0 + mr - 1 */
+    ptrdiff_t r0, mr;          /* this part's rows: r0 .. r0 + mr - 1 */
     ptrdiff_t w1[2];           /* its rows of W^1 [w1[0], w1[1]) of a split dW^1 */
     ptrdiff_t u[4];            /* its parameters [u[0], u[1]) and [u[2], u[3]) */
     double out[2];             /* what its job returns to the engine */
-    double cpu;                /* CPU seconds its thread spent in its jobs */
+    double cpu;                /* CPU seconds spent in its jobs */
     cnnbp_share_fn fn;         /* the job running: fn(batch, this) */
     void *batch;
 };
+typedef struct {               /* what one of the team's threads runs */
+    cnnbp_share *share;        /* parts tid, tid + stride, ... < parts */
+    int tid, stride, parts;
+} cnnbp_turn;
 typedef struct {
     ptrdiff_t n_in, n1;        /* the widths of W^1 */
     ptrdiff_t n_params;
-    ptrdiff_t g0;              /* helpers' sums start at parameter g0 (0, or n_in n1:
+    ptrdiff_t g0;              /* parts' sums start at parameter g0 (0, or n_in n1:
                                   dW^1 split by rows in phase 1) */
     int csr;                   /* X is CSR: dW^1 is one pass, part 0's */
+    int plan;                  /* the plan's parts for a full batch */
     int asked;                 /* helpers were asked for (and must be released) */
     int got;                   /* helpers held */
     int ranged;                /* parts the shares' ranges were made for */
-    cnnbp_share *share;        /* got + 1 shares */
+    cnnbp_share *share;        /* plan shares */
+    cnnbp_turn *turn;          /* got + 1 threads' turns */
     double shared;             /* seconds of the shared hand-overs */
     double cpu;                /* out of cnnbp_team_end: CPU seconds of its threads */
     int cancelled;             /* the batch is dropped (cnnbp_team_cancel) */
     int ids[CNNBP_MAX_HELPERS];
 } cnnbp_team;
-/* Takes up to `want` helpers (as cnnbp_helpers_acquire) for a slice of an
- * epoch; returns the team's threads (1 + helpers), or 0 when no memory for
- * its records. Every call is paired with cnnbp_team_end. */
-int cnnbp_team_begin(cnnbp_team *t, int want, ptrdiff_t n_in, ptrdiff_t n1,
+/* A team for a slice of an epoch whose batches are split into at most
+ * `plan` parts: takes up to min(want, plan - 1) helpers (as
+ * cnnbp_helpers_acquire); returns the team's threads (1 + helpers), or 0
+ * when no memory for its records. Every call is paired with
+ * cnnbp_team_end. */
+int cnnbp_team_begin(cnnbp_team *t, int plan, int want, ptrdiff_t n_in, ptrdiff_t n1,
                      ptrdiff_t n_params, ptrdiff_t g0, int csr);
-/* Splits a batch of m rows among as many threads as have min_rows each
- * (up to the team's) and returns how many: parts. */
-int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows);
-/* fn(batch, share k) on thread k, k = 0..parts - 1 (0: the caller), for
- * the hand-over `phase`; returns when all are done (t->shared adds the
- * seconds of hand-overs of more than one part). */
+/* Splits a batch of m rows into its parts, cnnbp_plan_parts(plan, m), and
+ * returns how many. */
+int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m);
+/* fn(batch, share k), k = 0..parts - 1, for the hand-over `phase`, on the
+ * team's threads: thread j (0: the caller) runs parts j, j + threads, ...
+ * in turn; returns when all are done (t->shared adds the seconds of
+ * hand-overs on more than one thread). */
 void cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
                     void *batch);
 void cnnbp_team_end(cnnbp_team *t);

@@ -63,6 +63,8 @@ static helper_t H[CNNBP_MAX_HELPERS];
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int thread_limit;  /* threadpoolctl's limit; 0: none set */
 static atomic_int callers;       /* callers holding (or having asked for) helpers */
+static atomic_int awake;         /* helpers not asleep */
+static int cores;                /* cnnbp_available_cores(), counted when the pool starts */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 double cnnbp_seconds(int clock)
@@ -93,10 +95,12 @@ static void reset_in_child(void)
     init_helpers();
     pthread_mutex_init(&start_lock, NULL);
     atomic_store(&callers, 0);
+    atomic_store(&awake, 0);
 }
 
 static void init_pool(void)
 {
+    cores = cnnbp_available_cores();
     init_helpers();
     pthread_atfork(NULL, NULL, reset_in_child);
 }
@@ -106,18 +110,24 @@ static void *serve(void *arg)
     helper_t *h = arg;
     unsigned seen = 0;
     for (;;) {
-        /* spin for a while, then sleep until a job is posted */
+        /* spin for a while, then sleep until a job is posted; at once when
+         * more threads are awake than there are cores (T forced above them):
+         * a spinning thread would hold a core the others' parts wait for */
         double until = cnnbp_seconds(CLOCK_MONOTONIC) + SPIN_SECONDS;
         unsigned spins = 0;
         while (atomic_load_explicit(&h->posted, memory_order_acquire) == seen) {
             CPU_RELAX();
-            if (++spins % 256 == 0 && cnnbp_seconds(CLOCK_MONOTONIC) > until) {
+            if (++spins % 256 == 0
+                && (atomic_load(&awake) + atomic_load(&callers) > cores
+                    || cnnbp_seconds(CLOCK_MONOTONIC) > until)) {
                 pthread_mutex_lock(&h->lock);
                 h->sleeping = 1;
+                atomic_fetch_sub(&awake, 1);
                 while (atomic_load_explicit(&h->posted, memory_order_acquire) == seen
                        && !h->nudged)
                     pthread_cond_wait(&h->wake, &h->lock);
                 h->sleeping = h->nudged = 0;
+                atomic_fetch_add(&awake, 1);
                 pthread_mutex_unlock(&h->lock);
                 until = cnnbp_seconds(CLOCK_MONOTONIC) + SPIN_SECONDS;  /* spin again */
             }
@@ -157,6 +167,7 @@ static int start(int i)
         ok = cnnbp_start_thread(&thread, 0, serve, &H[i]);
         if (ok) {
             pthread_detach(thread);
+            atomic_fetch_add(&awake, 1);
             atomic_store_explicit(&H[i].started, 1, memory_order_release);
         }
     }
@@ -170,7 +181,7 @@ int cnnbp_helpers_acquire(int want, int *ids)
     /* fits side by side share the T threads: each caller, itself included,
      * takes at most T / (callers now) of them (rebalanced at every slice) */
     int active = atomic_fetch_add(&callers, 1) + 1;
-    int share = cnnbp_get_num_threads() / active - 1;
+    int share = cnnbp_get_num_threads() / (active > 1 ? active : 1) - 1;
     if (want > share)
         want = share;
     int got = 0;

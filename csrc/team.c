@@ -6,16 +6,25 @@
  * per-thread gradient sums, and learns when threads in lockstep wait for
  * cores taken by other work.
  *
+ * The plan: a batch of m rows is split into cnnbp_plan_parts(T, m) parts,
+ * a number fixed by T and m alone. Part k's rows, its rows of W^1 and its
+ * parameter ranges follow from k and the number of parts; its gradient
+ * sums go to a buffer of its own; the reduction adds the parts' sums in
+ * the order of k. A team runs the parts on the threads it has, a thread
+ * taking several in turn when fewer are free (other fits, a busy machine,
+ * the back-off), so for a given T the model is the same, to the bit,
+ * whichever threads ran it.
+ *
  * A shared batch takes two hand-overs (cnnbp_team_run), whatever the depth
  * (the engine adds two more at each batch-normalised layer, where it
- * combines the shares' statistics):
- *   rows     each thread takes its rows r0..r0 + mr - 1 forward and back,
+ * combines the parts' statistics):
+ *   rows     each part takes its rows r0..r0 + mr - 1 forward and back,
  *            summing their gradient in a buffer of its own (dW^1 of a large
- *            first layer excepted: see cnnbp_team_begin's g0);
+ *            first layer excepted: see the engine's g0);
  *   update   each computes its rows w1 of dW^1 (when excepted), adds the
  *            others' sums to its parameter ranges u (cnnbp_team_reduce_*)
  *            and updates them: the reduction and the update split by
- *            parameter ranges, each thread its own slice (LIBXSMM's
+ *            parameter ranges, each part its own slice (LIBXSMM's
  *            fully-connected layers split their weight gradient likewise).
  */
 #define _GNU_SOURCE
@@ -59,7 +68,17 @@ static void make_ranges(cnnbp_team *t, int parts)
     t->ranged = parts;
 }
 
-int cnnbp_team_begin(cnnbp_team *t, int want, ptrdiff_t n_in, ptrdiff_t n1,
+int cnnbp_plan_parts(int threads, ptrdiff_t m)
+{
+    ptrdiff_t most = m / CNNBP_MIN_PART_ROWS;
+    if (most > CNNBP_MAX_PARTS)
+        most = CNNBP_MAX_PARTS;
+    if (threads > most)
+        threads = (int)most;
+    return threads > 1 ? threads : 1;
+}
+
+int cnnbp_team_begin(cnnbp_team *t, int plan, int want, ptrdiff_t n_in, ptrdiff_t n1,
                      ptrdiff_t n_params, ptrdiff_t g0, int csr)
 {
     memset(t, 0, offsetof(cnnbp_team, ids));
@@ -68,27 +87,26 @@ int cnnbp_team_begin(cnnbp_team *t, int want, ptrdiff_t n_in, ptrdiff_t n1,
     t->n_params = n_params;
     t->g0 = g0;
     t->csr = csr;
+    t->plan = plan = plan > 1 ? (plan < CNNBP_MAX_PARTS ? plan : CNNBP_MAX_PARTS) : 1;
+    if (want > plan - 1)
+        want = plan - 1;
     t->asked = want > 0;
     if (t->asked)
         t->got = cnnbp_helpers_acquire(want, t->ids);
-    t->share = calloc((size_t)t->got + 1, sizeof(cnnbp_share));
-    if (t->share == NULL && t->asked) {  /* no memory for its records: one thread */
-        cnnbp_helpers_release(t->got, t->ids);
-        t->asked = 0;
-        t->got = 0;
-        t->share = calloc(1, sizeof(cnnbp_share));
-    }
-    if (t->share == NULL)
+    t->share = calloc((size_t)plan, sizeof(cnnbp_share));
+    t->turn = calloc((size_t)t->got + 1, sizeof(cnnbp_turn));
+    if (t->share == NULL || t->turn == NULL) {  /* no memory for its records */
+        cnnbp_team_end(t);
         return 0;
-    for (int k = 0; k <= t->got; k++)
+    }
+    for (int k = 0; k < plan; k++)
         t->share[k].tid = k;
     return t->got + 1;
 }
 
-int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows)
+int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m)
 {
-    ptrdiff_t most = m / (min_rows > 0 ? min_rows : 1);
-    int parts = (int)(most < t->got + 1 ? (most > 1 ? most : 1) : t->got + 1);
+    int parts = cnnbp_plan_parts(t->plan, m);
     for (int k = 0; k < parts; k++) {
         cnnbp_share *s = &t->share[k];
         s->parts = parts;
@@ -101,33 +119,38 @@ int cnnbp_team_split(cnnbp_team *t, ptrdiff_t m, ptrdiff_t min_rows)
     return parts;
 }
 
-/* What a helper runs: its share's job, its CPU time counted. */
-static void share_job(void *arg)
+/* What a thread runs in a hand-over: its parts in turn, their CPU time
+ * counted. */
+static void turn_job(void *arg)
 {
-    cnnbp_share *s = arg;
+    cnnbp_turn *r = arg;
     double c0 = cnnbp_seconds(CLOCK_THREAD_CPUTIME_ID);
-    s->fn(s->batch, s);
-    s->cpu += cnnbp_seconds(CLOCK_THREAD_CPUTIME_ID) - c0;
+    for (int k = r->tid; k < r->parts; k += r->stride)
+        r->share[k].fn(r->share[k].batch, &r->share[k]);
+    r->share[r->tid].cpu += cnnbp_seconds(CLOCK_THREAD_CPUTIME_ID) - c0;
 }
 
 void cnnbp_team_run(cnnbp_team *t, int parts, int phase, cnnbp_share_fn fn,
                     void *batch)
 {
+    int threads = parts < t->got + 1 ? parts : t->got + 1;
     for (int k = 0; k < parts; k++) {
         t->share[k].phase = phase;
         t->share[k].fn = fn;
         t->share[k].batch = batch;
     }
-    if (parts == 1) {  /* the caller alone: not a hand-over, not timed */
-        fn(batch, &t->share[0]);
+    for (int j = 0; j < threads; j++)
+        t->turn[j] = (cnnbp_turn){t->share, j, threads, parts};
+    if (threads == 1) {  /* the caller alone: not a hand-over, not timed */
+        turn_job(&t->turn[0]);
         return;
     }
     double begin = cnnbp_seconds(CLOCK_MONOTONIC);
-    for (int k = 1; k < parts; k++)
-        cnnbp_helper_post(t->ids[k - 1], share_job, &t->share[k]);
-    share_job(&t->share[0]);
-    for (int k = 1; k < parts; k++)
-        cnnbp_helper_wait(t->ids[k - 1]);
+    for (int j = 1; j < threads; j++)
+        cnnbp_helper_post(t->ids[j - 1], turn_job, &t->turn[j]);
+    turn_job(&t->turn[0]);
+    for (int j = 1; j < threads; j++)
+        cnnbp_helper_wait(t->ids[j - 1]);
     t->shared += cnnbp_seconds(CLOCK_MONOTONIC) - begin;
 }
 
@@ -137,10 +160,12 @@ void cnnbp_team_end(cnnbp_team *t)
         cnnbp_helpers_release(t->got, t->ids);
     t->cpu = 0;
     if (t->share != NULL)
-        for (int k = 0; k <= t->got; k++)
+        for (int k = 0; k < t->plan; k++)
             t->cpu += t->share[k].cpu;
     free(t->share);
+    free(t->turn);
     t->share = NULL;
+    t->turn = NULL;
     t->asked = 0;
 }
 

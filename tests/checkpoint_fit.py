@@ -4,7 +4,8 @@ tests/test_checkpoints.py, which kills it and runs it again.
     python checkpoint_fit.py DIRECTORY CONFIG [KILL_AFTER_EPOCH]
 
 CONFIG: "adam", "sgd" (with dropout and early stopping) or "lbfgs" (its
-iterations count as epochs). With the environment variable
+iterations count as epochs); "adam-4-threads": adam with its batches split
+among T = 4 threads (threadpool_limits), small as the fit is. With the environment variable
 CNN_BP_SCHEDULER (a Dask scheduler's address), the fit is a
 DaskMLPClassifier's on that cluster, the digits in partitions of 300 rows,
 and this process is its client. Checkpoints are
@@ -35,6 +36,8 @@ CONFIGS = {
                 random_state=0),
     "lbfgs": dict(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=40, random_state=0),
 }
+CONFIGS["adam-4-threads"] = CONFIGS["adam"]
+THREADS = {"adam-4-threads": 4}
 
 
 def main(directory, config, kill_after=None):
@@ -66,6 +69,13 @@ def main(directory, config, kill_after=None):
             model = cnn_bp.MLPClassifier(**CONFIGS[config], checkpoint_dir=directory or None,
                                          verbose=True)
             data = X, y
+        if config in THREADS:
+            from threadpoolctl import threadpool_limits
+
+            from cnn_bp import _threads
+
+            _threads.MIN_SHARED_WORK = 0  # share even this small fit's batches
+            stack.enter_context(threadpool_limits(THREADS[config], user_api="cnn_bp"))
         with contextlib.redirect_stdout(out), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(*data)

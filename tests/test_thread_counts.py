@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from cnn_bp import MLPClassifier, MLPRegressor, _threads
 from cnn_bp import _engine as engine_module
 
-THREADS = [2, 3, 4, 8]
+THREADS = [2, 3, 4, 8, 16, 64]
 RTOL = {np.float32: 1e-4, np.float64: 1e-6}
 
 

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from cnn_bp._engine import SPLIT_ROWS, Engine
+from cnn_bp._engine import MIN_PART_ROWS, Engine
 from threadpoolctl import threadpool_limits
 
 from cnn_bp import MLPClassifier, MLPRegressor
@@ -121,15 +121,17 @@ def test_every_solver_updates_as_one_thread(solver, options, w1_mode):
 
 
 def test_small_batches_stay_on_one_thread():
-    """Batches under SPLIT_ROWS rows, and a final remainder under it, run on
-    the caller's thread alone (through the private one-thread BLAS: the
-    one-thread result to round-off); the helper does no job for them."""
-    X, Y, _, order = _data(np.float64, n=SPLIT_ROWS * 3 + 5)
-    for batch in (SPLIT_ROWS - 1, SPLIT_ROWS):
+    """A batch under 2 MIN_PART_ROWS rows, and a final remainder under it,
+    is one part, run on the caller's thread alone (through the private
+    one-thread BLAS: the one-thread result to round-off); no helper runs a
+    job for it."""
+    X, Y, _, order = _data(np.float64, n=MIN_PART_ROWS * 6 + 1)
+    for batch in (2 * MIN_PART_ROWS - 1, 2 * MIN_PART_ROWS):
         one = _train(_engine(np.float64), X, Y, None, order, batch, 1)
         jobs = engine_module.helper_jobs()
         two = _train(_engine(np.float64), X, Y, None, order, batch, 2)
-        assert (engine_module.helper_jobs() == jobs) == (batch < SPLIT_ROWS) or not TWO_CORES
+        shared = engine_module.helper_jobs() > jobs
+        assert shared == (batch >= 2 * MIN_PART_ROWS) or not TWO_CORES
         np.testing.assert_allclose(two[0], one[0], rtol=1e-11, atol=1e-11)
 
 
@@ -235,7 +237,7 @@ def test_more_threads_than_two_give_the_one_thread_model(dtype, n_threads, w1_mo
     turns): the parameters and losses of the one-thread pass, to round-off,
     in both ways of taking dW^1, with a remainder batch of fewer parts."""
     X, Y, sw, order = _data(dtype, n=1000)
-    for batch in (256, 200):  # up to 8 parts of 32 rows, the remainder 232 in 7; 6
+    for batch in (256, 200, 20):  # 8 parts, the remainder 232 too; 6 parts of 3 rows
         _assert_same_training(lambda: _engine(dtype), X, Y, sw, order, batch, dtype,
                               n_threads=n_threads)
 

@@ -28,8 +28,11 @@ batch normalisation of A^{l-1} W^l before f and inverted dropout of A^l
 after it (csrc/layers.c; training passes draw masks and use batch statistics,
 prediction uses neither dropout nor batch statistics).
 
-Threads: a training slice (_epoch) takes a team of T threads, the caller and
-up to T - 1 helpers, and each batch is split among them (csrc/team.c): each
+Threads: each batch is split into the plan's parts (cnnbp_plan_parts: T
+parts, fixed by T and the batch size, csrc/team.c), which a training slice
+(_epoch) runs on the caller and up to T - 1 helpers, a thread taking several
+parts when fewer are free (the same sums in the same order, whichever thread
+ran them: the model depends on T alone). Each part
 takes its rows forward and back (_share: SHARE_START, with a stop at every
 batch-normalised layer for the whole batch's statistics, SHARE_ON), then its
 share of the reduction and the update by parameter ranges (SHARE_UPDATE);
@@ -79,8 +82,8 @@ from ._kernels cimport (
     cnnbp_delta_derivative_f64, cnnbp_output_loss_f64, cnnbp_optimizer_step_f64,
     cnnbp_nadam_mu, cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
     CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_jobs, cnnbp_helpers_release,
-    cnnbp_get_num_threads, cnnbp_available_cores, CNNBP_SPLIT_ROWS, CNNBP_ROW_BATCH,
-    CNNBP_ROW_ALONE, CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team,
+    cnnbp_get_num_threads, cnnbp_available_cores, CNNBP_MIN_PART_ROWS, cnnbp_plan_parts,
+    CNNBP_ROW_BATCH, CNNBP_ROW_ALONE, CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team,
     cnnbp_team_begin, cnnbp_team_split, cnnbp_team_run, cnnbp_team_end, cnnbp_team_cancel,
     cnnbp_team_cancelled, team_reduce, cnnbp_range_fn,
     cnnbp_row_mode, cnnbp_split_inputs, cnnbp_lockstep_init, cnnbp_lockstep_helpers,
@@ -210,8 +213,8 @@ cdef class Engine:
         GIL-free section, read inside it: intervals of two threads can only
         overlap if neither holds the GIL there.
     last_threads : int
-        Threads the last `run_epoch` shared its batches among (1 + the helpers
-        it could take).
+        Threads the last `run_epoch` ran its batches' parts on (1 + the
+        helpers it could take; its plan's parts are fixed by T).
     stopped_at : int
         Where the last `run_epoch` stopped: the `start` of the next slice of
         the same epoch, or n_samples when the epoch is complete.
@@ -619,8 +622,11 @@ cdef class Engine:
               double alpha_l1=0.0, int n_threads=1, Py_ssize_t start=0, double total=0.0,
               seconds=None):
         """An epoch of mini-batch training over `data`, or a time slice of
-        one, in one nogil call; up to T - 1 free helper threads share each
-        batch of at least `SPLIT_ROWS` rows (one thread's result, to round-off).
+        one, in one nogil call. Each batch is split into T parts of rows (at
+        most one per `MIN_PART_ROWS` rows: the plan, fixed by T and
+        `batch_size`), run by this thread and up to T - 1 free helper threads;
+        for a given T the parameters are the same to the bit whichever
+        threads ran the parts (and those of T = 1 to round-off).
 
         Parameters
         ----------
@@ -629,7 +635,8 @@ cdef class Engine:
         batch_size : int
             Rows per mini-batch (the last batch may be smaller), >= 1.
         alpha, alpha_l1, n_threads : float, float, int
-            L2 and L1 penalties; T >= 1, the threads to share batches among.
+            L2 and L1 penalties; T >= 1, the threads to share batches among
+            (T > 1 needs the private one-thread BLAS).
         start : int
             The first batch's position in the order: 0 or the last `stopped_at`.
         total : float
@@ -660,36 +667,38 @@ cdef class Engine:
         cdef double budget = np.inf if seconds is None else float(seconds)
         batch_size = min(batch_size, n)
         # products on each thread alone, T = 1 included (BLAS's own threads
-        # would compete with the other fits that T leaves the cores to);
-        # parts of at least SPLIT_ROWS / 2 rows
+        # would compete with the other fits that T leaves the cores to)
         cdef bint single = cnnbp_thread_blas.sgemm != NULL
-        cdef int threads = n_threads if single else 1
-        threads = min(threads, max(1, batch_size // (CNNBP_SPLIT_ROWS // 2)))
+        if n_threads > 1 and not single:
+            raise ValueError("n_threads > 1 needs the private one-thread BLAS "
+                             "(the scipy-openblas32 package), which did not load")
+        # the plan: each batch in parts of rows, fixed by T and the batch size
+        cdef int parts = cnnbp_plan_parts(n_threads, batch_size)
         self._claim()
         try:
             self._reserve(batch_size, data.order is not None and data.rows.x != NULL,
-                          threads - 1, single)
+                          parts - 1, single)
             self._set_penalties(alpha, alpha_l1)
             # the private BLAS's work buffers for these threads, mapped now:
             # where memory lacks, OpenBLAS would end the process mid-epoch
-            if single and not cnnbp_blas_enter(threads):
+            if single and not cnnbp_blas_enter(parts):
                 raise MemoryError(
-                    f"not enough memory for the BLAS work buffers of {threads} training "
+                    f"not enough memory for the BLAS work buffers of {parts} training "
                     f"threads (about 100 MiB of address space each, mapped once per "
                     f"process): free memory, or train on fewer threads "
                     f"(threadpoolctl.threadpool_limits)")
             try:
                 total = self._run(&data.rows, data.Y, data.sample_weight, data.order,
-                                  n, batch_size, threads, start, total, budget)
+                                  n, batch_size, parts, start, total, budget)
             finally:
                 if single:
-                    cnnbp_blas_leave(threads)
+                    cnnbp_blas_leave(parts)
         finally:
             self._release()
         return total
 
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
-                     ptrdiff_t batch_size, int threads, ptrdiff_t start,
+                     ptrdiff_t batch_size, int parts, ptrdiff_t start,
                      double total, double budget) except? -1:
         """run_epoch's nogil part, on checked arguments and reserved blocks."""
         cdef const ptrdiff_t *rows = NULL if order is None else <ptrdiff_t *> _data(order)
@@ -698,8 +707,8 @@ cdef class Engine:
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double t0, t1
         cdef Slice sl
-        sl.start, sl.total, sl.helpers = start, total, cnnbp_lockstep_helpers(
-            &self._lockstep, threads - 1)
+        sl.start, sl.total, sl.parts = start, total, parts
+        sl.helpers = cnnbp_lockstep_helpers(&self._lockstep, parts - 1)
         sl.block = _signal_block(&self.net, SIGNAL_WORK)
         sl.signals = threading.current_thread() is threading.main_thread()
         sl.exc = NULL
@@ -722,7 +731,7 @@ cdef class Engine:
             _raise(sl.exc)
         if sl.used == 0:
             raise MemoryError("no memory for the records of an epoch's threads")
-        cnnbp_lockstep_learn(&self._lockstep, threads - 1, sl.used - 1, sl.cpu,
+        cnnbp_lockstep_learn(&self._lockstep, parts - 1, sl.used - 1, sl.cpu,
                              sl.shared)
         return sl.total
 

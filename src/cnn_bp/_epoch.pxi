@@ -233,7 +233,8 @@ cdef struct Slice:
     ptrdiff_t start              # in: the row to start at; out: to go on from
     double total                 # in: the epoch's total so far; out: with this slice's
     double deadline              # in: stop after the batch that ends past it (_now)
-    int helpers                  # in: helpers to share batches with, at most
+    int parts                    # in: the plan's parts of a batch (cnnbp_plan_parts)
+    int helpers                  # in: helpers to run them with, at most
     int used                     # out: threads it had (1 + helpers; 0: no memory)
     double shared                # out: seconds of its shared hand-overs
     double cpu                   # out: CPU seconds its threads spent in them
@@ -286,7 +287,7 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     cdef cnnbp_share_fn share = _share_f32 if floating is float else _share_f64
     cdef double data_loss = 0, s = 0, penalty = 0
     cdef int k
-    cdef int parts = cnnbp_team_split(team, m, CNNBP_SPLIT_ROWS // 2)
+    cdef int parts = cnnbp_team_split(team, m)
     b.start, b.opt = start, NULL
     b.sums = w.sums if parts > 1 else NULL
     b.stop = 0
@@ -321,13 +322,13 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
 
 cdef ptrdiff_t _signal_block(const Net *net, ptrdiff_t work) noexcept nogil:
     """Rows per block of a large batch (Batch.block): about `work`
-    multiply-adds of its forward pass, at least CNNBP_SPLIT_ROWS; 0 for a
+    multiply-adds of its forward pass, at least _MIN_SIGNAL_BLOCK; 0 for a
     batch-normalised network, whose statistics need the batch's rows at once."""
     cdef ptrdiff_t l
     for l in range(1, net.n_layers):
         if _normalised(net, l):
             return 0
-    return max(CNNBP_SPLIT_ROWS, work // net.n_params)
+    return max(_MIN_SIGNAL_BLOCK, work // net.n_params)
 
 
 cdef int _raise(PyObject *exc) except -1:
@@ -348,20 +349,22 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     is complete), in sl.used the threads it had (1 + its helpers; 0, and a
     NaN total: no memory for its records), and in sl.shared and sl.cpu the
     seconds its shared hand-overs took and the CPU seconds its threads spent
-    in them (cnnbp_lockstep_learn). With sl.helpers > 0 (as many as are
-    free, up to it, the buffers w.n_g2 and this caller's share of T), each
-    batch is split among a team of threads (_batch)."""
+    in them (cnnbp_lockstep_learn). With sl.parts > 1 (the buffers w.n_g2
+    hold their sums), each batch is split into the plan's parts (_batch),
+    run by this thread and the helpers it can take (as many as are free, up
+    to sl.helpers and this caller's share of T), each thread taking several
+    parts in turn when fewer are free: the same sums whatever ran them."""
     cdef floating *p = <floating *> net.params
     cdef ptrdiff_t start = sl.start, m
     cdef double total = sl.total, loss
     cdef cnnbp_team team
     cdef Batch b
-    cdef int want = min(sl.helpers, <int> w.n_g2) if w.g2 != NULL else 0
+    cdef int plan = min(sl.parts, <int> w.n_g2 + 1) if w.g2 != NULL else 1
     cdef const Optim *split_update = NULL
     if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
         split_update = opt
-    sl.used = cnnbp_team_begin(&team, want, net.units[0], net.units[1], net.n_params,
-                               w.g0, X.x == NULL)
+    sl.used = cnnbp_team_begin(&team, plan, sl.helpers, net.units[0], net.units[1],
+                               net.n_params, w.g0, X.x == NULL)
     if sl.used == 0:
         cnnbp_team_end(&team)
         sl.total, sl.shared, sl.cpu = NAN, 0, 0

@@ -85,10 +85,14 @@ cdef enum:
 # keeps off BLAS too: OpenBLAS would wake its worker for such a row, which
 # then spins for ~0.1 s on the core the helper needs for the rows that follow.
 
-# Training batches of at least this many rows are shared among threads
-# (parts of at least half as many; csrc/team.c): for smaller ones the
-# hand-over costs more than it saves.
-SPLIT_ROWS = CNNBP_SPLIT_ROWS
+# The plan's parts of a training batch have at least this many rows
+# (cnnbp_plan_parts, csrc/team.c; the cost of small parts is measured in
+# benchmarks/bench_scaling.py, docs/performance.md).
+MIN_PART_ROWS = CNNBP_MIN_PART_ROWS
+
+# A large batch's rows go forward and back in blocks of at least this many
+# rows, between which the main thread looks for signals (_signal_block).
+cdef ptrdiff_t _MIN_SIGNAL_BLOCK = 64
 
 # A shared batch's threads each sum the gradient of their own rows, each
 # helper in a buffer of its own, so that a batch takes two hand-overs
@@ -126,3 +130,10 @@ def available_cores():
     """How many cores this process may run on (its affinity mask; the one
     count of cores, the pool's own: csrc/pool.c)."""
     return cnnbp_available_cores()
+
+
+def plan_parts(int threads, Py_ssize_t rows):
+    """The parts a batch of `rows` rows is split into for T = `threads`
+    (cnnbp_plan_parts, csrc/team.c: T, at most one per MIN_PART_ROWS rows):
+    the plan, fixed by T and the batch size alone."""
+    return cnnbp_plan_parts(threads, rows)

@@ -1,0 +1,155 @@
+"""One plan per fit: a batch's parts are fixed by T and the batch size.
+
+The plan (cnnbp_plan_parts, csrc/team.c) splits each batch into T parts of
+rows; the threads a slice gets run them, a thread taking several in turn
+when fewer are free, and the parts' gradient sums are added in the plan's
+order. So for a given T the model is the same to the bit whether the fit
+runs alone, beside other fits, with its helpers taken by others, or on a
+machine busy with another process; and under ``threadpool_limits(k)`` a fit
+runs k threads at once (on these 2 cores too, taking turns).
+"""
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from cnn_bp import MLPClassifier, _threads
+from cnn_bp import _engine as engine_module
+
+RUNS = 20
+
+
+@pytest.fixture(autouse=True)
+def _share_every_fit(monkeypatch):
+    """Share these small fits' batches (MIN_SHARED_WORK skips fits too small
+    to pay for the hand-overs)."""
+    if _threads._thread_blas is None:
+        pytest.skip("the private one-thread BLAS (scipy-openblas32) is not installed")
+    monkeypatch.setattr(_threads, "MIN_SHARED_WORK", 0)
+
+
+def _data(dtype, n=1200, n_features=40, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, n_features)).astype(dtype)
+    y = (X[:, :3] @ rng.normal(size=3) > 0) + 2 * (X[:, 5] > 0.5)
+    return X, y
+
+
+def _fit(X, y, seed=0, epochs=8):
+    return MLPClassifier((64, 32), max_iter=epochs, tol=0, random_state=seed).fit(X, y)
+
+
+def _coefs(model):
+    return [a.copy() for a in model.coefs_ + model.intercepts_]
+
+
+def _assert_bitwise(coefs, reference):
+    for a, b in zip(coefs, reference):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("rows", [1, 5, 6, 200, 10_000])
+@pytest.mark.parametrize("threads", [1, 2, 3, 16, 64, 1000])
+def test_the_plan_is_t_parts_of_at_least_min_part_rows(threads, rows):
+    parts = engine_module.plan_parts(threads, rows)
+    most = max(1, min(rows // engine_module.MIN_PART_ROWS, 256))
+    assert parts == min(threads, most)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 8, 16, 64])
+def test_a_default_batch_runs_on_k_threads_at_once(k):
+    """Under threadpool_limits(k) a slice of 200-row batches takes k
+    threads (the caller and k - 1 helpers), forced above the cores."""
+    X, y = _data(np.float64, n=400)
+    engine = _fit(X, y, epochs=1)._engine
+    fresh = type(engine)(engine.layer_units, engine.hidden_activation, engine.loss,
+                         np.float64)
+    fresh.set_optimizer("adam", 1e-3)
+    Y = np.eye(engine.layer_units[-1])[y]
+    with threadpool_limits(limits=k, user_api="cnn_bp"):
+        jobs = engine_module.helper_jobs()
+        fresh.run_epoch(X, Y, None, None, 200, 0.0, n_threads=k)  # one slice
+    assert engine_module.plan_parts(k, 200) == k
+    assert fresh.last_threads == k
+    assert engine_module.helper_jobs() - jobs == 2 * 2 * (k - 1)  # 2 hand-overs a batch
+
+
+def _beside(make, others):
+    """make() while `others` fits train in threads of their own."""
+    stop = threading.Event()
+
+    def train(seed):
+        X, y = _data(np.float32, seed=seed)
+        while not stop.is_set():
+            _fit(X, y, seed=seed, epochs=2)
+
+    threads = [threading.Thread(target=train, args=(seed,)) for seed in range(1, others + 1)]
+    for t in threads:
+        t.start()
+    try:
+        return make()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
+@pytest.fixture
+def busy_core():
+    """Another process spinning on one core while the test runs."""
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        spin.kill()
+        spin.wait()
+
+
+def _helpers_taken(make):
+    """make() while another caller holds every helper but the fit's share
+    (T / 2 threads, itself included): its parts run several to a thread."""
+    held = engine_module.py_take_helpers(255)
+    try:
+        return make()
+    finally:
+        engine_module.py_give_helpers(held)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_fit_is_bitwise_the_same_alone_beside_fits_and_on_a_busy_machine(dtype, busy_core):
+    """20 runs each, T = 4: alone, beside two other fits in threads, with
+    the helpers taken by another caller, all while another process spins
+    on a core (busy_core, which also sets off the back-off). Every run's
+    parameters are the first run's, bit for bit."""
+    X, y = _data(dtype)
+    with threadpool_limits(limits=4, user_api="cnn_bp"):
+        reference = _coefs(_fit(X, y))
+        for _ in range(RUNS):
+            _assert_bitwise(_coefs(_fit(X, y)), reference)
+            _assert_bitwise(_beside(lambda: _coefs(_fit(X, y)), 2), reference)
+            _assert_bitwise(_helpers_taken(lambda: _coefs(_fit(X, y))), reference)
+
+
+@pytest.mark.parametrize("k", [2, 8])
+def test_fewer_threads_than_parts_give_the_same_bits(k):
+    """A T = k fit whose slices find no helper free (another caller holds
+    them) runs all k parts on its own thread: the same parameters, bit for
+    bit, as when k threads ran them."""
+    X, y = _data(np.float64)
+    with threadpool_limits(limits=k, user_api="cnn_bp"):
+        jobs = engine_module.helper_jobs()
+        reference = _coefs(_fit(X, y))
+        assert engine_module.helper_jobs() > jobs
+    with threadpool_limits(limits=256, user_api="cnn_bp"):
+        held = engine_module.py_take_helpers(255)
+    try:
+        with threadpool_limits(limits=k, user_api="cnn_bp"):
+            model = _fit(X, y)
+    finally:
+        engine_module.py_give_helpers(held)
+    assert model._engine.last_threads == 1
+    _assert_bitwise(_coefs(model), reference)
