@@ -9,6 +9,7 @@ machine busy with another process; and under ``threadpool_limits(k)`` a fit
 runs k threads at once (on these 2 cores too, taking turns).
 """
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -98,9 +99,9 @@ def _beside(make, others):
             t.join()
 
 
-@pytest.fixture
-def busy_core():
-    """Another process spinning on one core while the test runs."""
+@contextlib.contextmanager
+def _busy_core():
+    """Another process spinning on one core meanwhile."""
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         yield
@@ -120,17 +121,22 @@ def _helpers_taken(make):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_fit_is_bitwise_the_same_alone_beside_fits_and_on_a_busy_machine(dtype, busy_core):
-    """20 runs each, T = 4: alone, beside two other fits in threads, with
-    the helpers taken by another caller, all while another process spins
-    on a core (busy_core, which also sets off the back-off). Every run's
+def test_a_fit_is_bitwise_the_same_alone_beside_fits_and_on_a_busy_machine(dtype):
+    """T = 4, 20 runs each: alone; beside two other fits training in
+    threads; while another process spins on a core (which also sets off
+    the back-off); with the helpers taken by another caller. Every run's
     parameters are the first run's, bit for bit."""
     X, y = _data(dtype)
     with threadpool_limits(limits=4, user_api="cnn_bp"):
         reference = _coefs(_fit(X, y))
         for _ in range(RUNS):
             _assert_bitwise(_coefs(_fit(X, y)), reference)
+        for _ in range(RUNS):
             _assert_bitwise(_beside(lambda: _coefs(_fit(X, y)), 2), reference)
+        with _busy_core():
+            for _ in range(RUNS):
+                _assert_bitwise(_coefs(_fit(X, y)), reference)
+        for _ in range(RUNS):
             _assert_bitwise(_helpers_taken(lambda: _coefs(_fit(X, y))), reference)
 
 
