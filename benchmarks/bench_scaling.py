@@ -16,13 +16,19 @@ Prints, per configuration, seconds per epoch (best of --repeats fits of
 own T = 1 and its efficiency (speed-up / T). The T = 1 row compares the
 systems per core, across machines; the rest is this machine's scaling.
 
+Then what a plan of many parts costs (a batch split into T parts of rows,
+csrc/team.c): on one core (a child process pinned to it), the T = 16 plan's
+parts run one after another against the one-thread epoch, which shows the
+work the split adds; and T = 16 forced on this machine against T = 2
+(oversubscription, when it has fewer than 16 cores).
+
 Then the behaviour under load: another process spinning on one core, at the
 fit's priority and then at a higher one (nice -5, when permitted), while the
 default fit (T = all cores) and a one-thread fit run; their ratio should stay
 near 1 (the default fit's waiting threads spin briefly, then sleep).
 
     python benchmarks/bench_scaling.py [--quick] [--max-threads N]
-        [--hidden 512,256] [--dtype float64] [--no-load]
+        [--hidden 512,256] [--dtype float64] [--no-load] [--no-plan]
 """
 
 import argparse
@@ -93,6 +99,35 @@ def scaling(X, y, max_threads, epochs, repeats):
     return times
 
 
+PLAN_PARTS = 16
+
+
+def _one_core_child(X, y, epochs, repeats):
+    """In a child pinned to one core before any thread of cnn_bp starts:
+    seconds per epoch at T = 1 and T = PLAN_PARTS (whose threads then take
+    turns on that core), printed as two numbers."""
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    one = epoch_seconds(_cnn_bp, 1, X, y, epochs, repeats)
+    many = epoch_seconds(_cnn_bp, PLAN_PARTS, X, y, epochs, repeats)
+    print(one, many)
+
+
+def plan_costs(hidden, dtype, n, epochs, repeats, X, y):
+    """One row of the plan's costs: on one core, T = PLAN_PARTS / T = 1; on
+    this machine, T = PLAN_PARTS / T = 2."""
+    one_core = None
+    if hasattr(os, "sched_setaffinity"):
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--one-core-child", "--hidden",
+             ",".join(map(str, hidden)), "--dtype", dtype, "--epochs", str(epochs),
+             "--repeats", str(repeats), "--rows", str(n)],
+            capture_output=True, text=True, check=True).stdout.split()
+        one_core = float(out[-2]), float(out[-1])
+    two = epoch_seconds(_cnn_bp, 2, X, y, epochs, repeats)
+    many = epoch_seconds(_cnn_bp, PLAN_PARTS, X, y, epochs, repeats)
+    return one_core, two, many
+
+
 def _spinner(nice):
     """A process spinning on one core at `nice` (relative to this one)."""
     code = "import os, time\nos.nice(%d)\nwhile True: pass" % nice
@@ -138,20 +173,45 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=["float32", "float64"],
                         help="only this dtype (default: both)")
     parser.add_argument("--no-load", action="store_true", help="skip the runs under load")
+    parser.add_argument("--no-plan", action="store_true", help="skip the plan's costs")
+    parser.add_argument("--one-core-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", ConvergenceWarning)
     hiddens = ([tuple(int(h) for h in args.hidden.split(","))] if args.hidden
                else [(100,), (512, 256)])
     dtypes = [args.dtype] if args.dtype else ["float32", "float64"]
     n, epochs, repeats = (2000, 1, 1) if args.quick else (60000, args.epochs, args.repeats)
+    n = args.rows or n
     rng = np.random.RandomState(0)
     X, y = rng.rand(n, 784), rng.randint(10, size=n)
+    if args.one_core_child:
+        HIDDEN[0] = hiddens[0]
+        _one_core_child(X.astype(dtypes[0]), y, epochs, repeats)
+        return
     for hidden in hiddens:
         HIDDEN[0] = hidden
         for dtype in dtypes:
             print(f"\nrandom {n} x 784 {dtype}, hidden {hidden}, Adam, batch 200; "
                   f"{available_cores()} cores\n")
             scaling(X.astype(dtype), y, args.max_threads, epochs, repeats)
+    if not args.no_plan:
+        print(f"\nthe plan's cost: T = {PLAN_PARTS} parts of each 200-row batch; on one "
+              f"core (its parts one after another) and on this machine's "
+              f"{available_cores()} cores (threads above them take turns)\n")
+        print(f"| hidden | dtype | one core: T = 1 s/epoch | T = {PLAN_PARTS} s/epoch | ratio "
+              f"| here: T = 2 s/epoch | T = {PLAN_PARTS} s/epoch | ratio |")
+        print("|---|---|---|---|---|---|---|---|")
+        for hidden in hiddens:
+            HIDDEN[0] = hidden
+            for dtype in dtypes:
+                one_core, two, many = plan_costs(hidden, dtype, n, epochs, repeats,
+                                                 X.astype(dtype), y)
+                cells = ("– | – | –" if one_core is None else
+                         f"{one_core[0]:.4f} | {one_core[1]:.4f} | "
+                         f"{one_core[1] / one_core[0]:.2f}")
+                print(f"| {hidden} | {dtype} | {cells} | {two:.4f} | {many:.4f} | "
+                      f"{many / two:.2f} |")
     if not args.no_load:  # the first configuration
         HIDDEN[0] = hiddens[0]
         under_load(X.astype(dtypes[0]), y, epochs, repeats)

@@ -50,7 +50,9 @@ def _assert_same(model, reference, dtype):
     for a, b in zip(model.coefs_ + model.intercepts_,
                     reference.coefs_ + reference.intercepts_):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
-    np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=rtol)
+    if hasattr(reference, "loss_curve_"):  # (not L-BFGS's)
+        np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=rtol)
+    np.testing.assert_allclose(model.loss_, reference.loss_, rtol=rtol)
 
 
 def _check(make, dtype, threads, X=None, y=None, **fit_params):
@@ -131,18 +133,15 @@ def test_batch_norm_shares_its_batches(threads, hidden, weighted, dtype):
         np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
-@pytest.mark.parametrize("threads", [2, 8])
-def test_lbfgs_keeps_to_one_thread_and_its_model(threads):
-    """L-BFGS's full-batch products stay on BLAS's threads: the thread count
-    leaves it unchanged."""
-    X, y, _ = _data(np.float64)
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("n", [1000, 9000])  # one block of rows; three (FULL_BATCH_ROWS)
+def test_lbfgs_shares_its_full_batch(threads, n):
+    """L-BFGS's full-batch loss and gradient run on the pool: each block of
+    rows split into the plan's parts, the blocks' sums added in order."""
     def make():
         return MLPClassifier((32,), solver="lbfgs", max_iter=20, tol=0, random_state=0)
 
-    reference = _fit(make, 1, X, y)
-    model = _fit(make, threads, X, y)
-    for a, b in zip(model.coefs_, reference.coefs_):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    _check(make, np.float64, threads, *_data(np.float64, n=n)[:2])
 
 
 def test_threadpoolctl_lists_and_limits_the_pool():

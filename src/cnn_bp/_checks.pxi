@@ -285,3 +285,63 @@ cdef class TrainingData:
             raise ValueError("these training data take rows as stored: no order to shuffle")
         random_state.shuffle(self.order)
         _check_order(self.order, self.n_samples)
+
+
+def _engine_arguments(layer_units, hidden_activation, int loss, dtype,
+                      double negative_slope, double huber_delta):
+    """Engine's arguments checked: (units, one activation code per hidden
+    layer, dtype); ValueError or TypeError naming what is wrong."""
+    units = tuple(int(u) for u in layer_units)
+    if len(units) < 2 or min(units) < 1:
+        raise ValueError(f"layer_units must be >= 2 positive widths, got {units}")
+    if max(units) > BLAS_INT_MAX:
+        raise ValueError(f"layer widths must be < 2**31, got {max(units)}")
+    codes = ((int(hidden_activation),) * (len(units) - 2)
+             if np.ndim(hidden_activation) == 0
+             else tuple(int(c) for c in hidden_activation))
+    if len(codes) != len(units) - 2:
+        raise ValueError(f"{len(codes)} hidden activations for {len(units) - 2} hidden layers")
+    if not negative_slope >= 0:
+        raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
+    if not huber_delta > 0:
+        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+    _check_codes(codes, loss)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return units, codes, dtype
+
+
+def _parameter_layout(units, bint batch_norm, dtype):
+    """Where each W^l, b^l and gamma^l lies in the flat buffer, and each
+    layer's block in the work blocks: (sizes of the W^l, number of weights,
+    number of parameters, w_off, b_off, blk_off, gamma_off (-1: none));
+    MemoryError before anything is allocated if the parameters, gradient
+    and optimizer state cannot fit in this machine's memory."""
+    L = len(units) - 1
+    sizes = [units[l] * units[l + 1] for l in range(L)]
+    if max(sizes) > BLAS_INT_MAX:
+        raise ValueError("a weight matrix has 2**31 or more entries")
+    n_coefs = sum(sizes)
+    n_params = n_coefs + sum(units[1:])
+    gamma_off = [-1] * L
+    if batch_norm:
+        for l in range(L - 1):
+            gamma_off[l] = n_params
+            n_params += units[l + 1]
+    needed = 4 * n_params * dtype.itemsize  # parameters, gradient, two state vectors
+    if needed > _physical_memory():
+        raise MemoryError(
+            f"a network of {n_params:,} parameters needs {needed / 2**30:.1f} GiB for "
+            f"its parameters, gradient and optimizer state; this machine has "
+            f"{_physical_memory() / 2**30:.1f} GiB")
+    w_off, b_off, blk_off = [], [], [0]
+    w_at, b_at, blk_at = 0, n_coefs, 0
+    for l in range(L):
+        w_off.append(w_at)
+        b_off.append(b_at)
+        blk_off.append(blk_at)
+        w_at += sizes[l]
+        b_at += units[l + 1]
+        blk_at += units[l + 1]
+    return sizes, n_coefs, n_params, w_off, b_off, blk_off, gamma_off

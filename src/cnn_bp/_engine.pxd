@@ -1,6 +1,7 @@
 # cython: language_level=3
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
+from cpython.ref cimport PyObject
 
 from ._kernels cimport cnnbp_lockstep, cnnbp_optim
 
@@ -81,6 +82,24 @@ cdef struct Work:
     int helper                   # a shared one-row prediction's helper (pool.c id)
 
 
+cdef struct Slice:
+    # One pass on a team of threads: a slice of an epoch (_epoch) or the
+    # gradient's full batch (_full_gradient), and what it did.
+    ptrdiff_t start              # in: the row to start at; out: to go on from
+    double total                 # in: the epoch's total so far; out: with this slice's
+    double deadline              # in: stop after the batch that ends past it (_now)
+    int parts                    # in: the plan's parts of a batch (cnnbp_plan_parts)
+    int helpers                  # in: helpers to run them with, at most
+    int used                     # out: threads it had (1 + helpers; 0: no memory)
+    double shared                # out: seconds of its shared hand-overs
+    double cpu                   # out: CPU seconds its threads spent in them
+    ptrdiff_t block              # in: rows per block of a large batch (Batch.block)
+    bint signals                 # in: look for signals between those blocks (the
+                                 # caller is Python's main thread)
+    PyObject *exc                # out: the exception a signal's handler raised
+                                 # within a batch (a reference), or NULL
+
+
 cdef class TrainingData:
     cdef Rows rows               # X as the passes read it
     cdef readonly Py_ssize_t n_samples
@@ -103,6 +122,7 @@ cdef class Engine:
     cdef object _work            # arrays backing the Work blocks, or None
     cdef object _g2              # the array backing work.g2, or None
     cdef object _sums            # the array backing work.sums, or None
+    cdef object _acc             # L-BFGS's sum over blocks (_full_gradient), or None
     cdef readonly object dtype
     cdef int _typenum            # dtype's numpy type number (NPY_FLOAT / NPY_DOUBLE)
     cdef readonly tuple layer_units
@@ -114,7 +134,7 @@ cdef class Engine:
     cdef readonly tuple intercepts
     cdef readonly object last_nogil_interval
     cdef readonly Py_ssize_t stopped_at  # row where the last run_epoch stopped
-    cdef readonly int last_threads       # threads the last run_epoch took
+    cdef readonly int last_threads       # threads the last pass took
     cdef readonly long long rows_trained  # rows of all run_epoch calls, summed
     cdef bint _busy              # a training pass is running on the buffers
     cdef object __weakref__      # for _passes_running
@@ -122,11 +142,16 @@ cdef class Engine:
     cdef _claim(self)
     cdef _release(self)
     cdef _idle(self)
+    cdef int _plan(self, int n_threads, ptrdiff_t rows) except -1
+    cdef _enter_blas(self, bint single, int parts)
+    cdef Slice _slice(self, int parts)
+    cdef _slice_ended(self, Slice *sl)
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
-                     ptrdiff_t batch_size, int threads, ptrdiff_t start,
+                     ptrdiff_t batch_size, int parts, ptrdiff_t start,
                      double total, double budget) except? -1
     cdef double _full_pass(self, const Rows *x, Y, sample_weight, ptrdiff_t n,
-                           bint gradient, bint training, double *weight) except? -1
+                           bint gradient, bint training, int parts,
+                           double *weight) except? -1
     cdef int _predict_rows(self, const Rows *x, ptrdiff_t n, out, work, ptrdiff_t cap,
                            ptrdiff_t at, bint check) except -1
     cdef _set_penalties(self, double alpha, double alpha_l1)

@@ -103,66 +103,6 @@ include "_passes.pxi"
 include "_epoch.pxi"
 
 
-def _engine_arguments(layer_units, hidden_activation, int loss, dtype,
-                      double negative_slope, double huber_delta):
-    """Engine's arguments checked: (units, one activation code per hidden
-    layer, dtype); ValueError or TypeError naming what is wrong."""
-    units = tuple(int(u) for u in layer_units)
-    if len(units) < 2 or min(units) < 1:
-        raise ValueError(f"layer_units must be >= 2 positive widths, got {units}")
-    if max(units) > BLAS_INT_MAX:
-        raise ValueError(f"layer widths must be < 2**31, got {max(units)}")
-    codes = ((int(hidden_activation),) * (len(units) - 2)
-             if np.ndim(hidden_activation) == 0
-             else tuple(int(c) for c in hidden_activation))
-    if len(codes) != len(units) - 2:
-        raise ValueError(f"{len(codes)} hidden activations for {len(units) - 2} hidden layers")
-    if not negative_slope >= 0:
-        raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
-    if not huber_delta > 0:
-        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
-    _check_codes(codes, loss)
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return units, codes, dtype
-
-
-def _parameter_layout(units, bint batch_norm, dtype):
-    """Where each W^l, b^l and gamma^l lies in the flat buffer, and each
-    layer's block in the work blocks: (sizes of the W^l, number of weights,
-    number of parameters, w_off, b_off, blk_off, gamma_off (-1: none));
-    MemoryError before anything is allocated if the parameters, gradient
-    and optimizer state cannot fit in this machine's memory."""
-    L = len(units) - 1
-    sizes = [units[l] * units[l + 1] for l in range(L)]
-    if max(sizes) > BLAS_INT_MAX:
-        raise ValueError("a weight matrix has 2**31 or more entries")
-    n_coefs = sum(sizes)
-    n_params = n_coefs + sum(units[1:])
-    gamma_off = [-1] * L
-    if batch_norm:
-        for l in range(L - 1):
-            gamma_off[l] = n_params
-            n_params += units[l + 1]
-    needed = 4 * n_params * dtype.itemsize  # parameters, gradient, two state vectors
-    if needed > _physical_memory():
-        raise MemoryError(
-            f"a network of {n_params:,} parameters needs {needed / 2**30:.1f} GiB for "
-            f"its parameters, gradient and optimizer state; this machine has "
-            f"{_physical_memory() / 2**30:.1f} GiB")
-    w_off, b_off, blk_off = [], [], [0]
-    w_at, b_at, blk_at = 0, n_coefs, 0
-    for l in range(L):
-        w_off.append(w_at)
-        b_off.append(b_at)
-        blk_off.append(blk_at)
-        w_at += sizes[l]
-        b_at += units[l + 1]
-        blk_at += units[l + 1]
-    return sizes, n_coefs, n_params, w_off, b_off, blk_off, gamma_off
-
-
 cdef class Engine:
     """All buffers of one multi-layer perceptron and the compiled passes over them.
 
@@ -666,27 +606,14 @@ cdef class Engine:
         _check_slice(n, batch_size, n_threads, start)
         cdef double budget = np.inf if seconds is None else float(seconds)
         batch_size = min(batch_size, n)
-        # products on each thread alone, T = 1 included (BLAS's own threads
-        # would compete with the other fits that T leaves the cores to)
+        cdef int parts = self._plan(n_threads, batch_size)
         cdef bint single = cnnbp_thread_blas.sgemm != NULL
-        if n_threads > 1 and not single:
-            raise ValueError("n_threads > 1 needs the private one-thread BLAS "
-                             "(the scipy-openblas32 package), which did not load")
-        # the plan: each batch in parts of rows, fixed by T and the batch size
-        cdef int parts = cnnbp_plan_parts(n_threads, batch_size)
         self._claim()
         try:
             self._reserve(batch_size, data.order is not None and data.rows.x != NULL,
                           parts - 1, single)
             self._set_penalties(alpha, alpha_l1)
-            # the private BLAS's work buffers for these threads, mapped now:
-            # where memory lacks, OpenBLAS would end the process mid-epoch
-            if single and not cnnbp_blas_enter(parts):
-                raise MemoryError(
-                    f"not enough memory for the BLAS work buffers of {parts} training "
-                    f"threads (about 100 MiB of address space each, mapped once per "
-                    f"process): free memory, or train on fewer threads "
-                    f"(threadpoolctl.threadpool_limits)")
+            self._enter_blas(single, parts)
             try:
                 total = self._run(&data.rows, data.Y, data.sample_weight, data.order,
                                   n, batch_size, parts, start, total, budget)
@@ -697,6 +624,52 @@ cdef class Engine:
             self._release()
         return total
 
+    cdef int _plan(self, int n_threads, ptrdiff_t rows) except -1:
+        """The plan's parts of a batch of `rows` rows for T = n_threads
+        (cnnbp_plan_parts: fixed by T and the rows alone). Every product runs
+        on the calling thread alone, T = 1 included, through the private
+        one-thread BLAS (BLAS's own threads would compete with the other fits
+        that T leaves the cores to, and would not survive a fork); without
+        it, only T = 1."""
+        if n_threads > 1 and cnnbp_thread_blas.sgemm == NULL:
+            raise ValueError("n_threads > 1 needs the private one-thread BLAS "
+                             "(the scipy-openblas32 package), which did not load")
+        return cnnbp_plan_parts(n_threads, rows)
+
+    cdef _enter_blas(self, bint single, int parts):
+        """The private BLAS's work buffers for `parts` threads, mapped now:
+        where memory lacks, OpenBLAS would end the process mid-pass."""
+        if single and not cnnbp_blas_enter(parts):
+            raise MemoryError(
+                f"not enough memory for the BLAS work buffers of {parts} training "
+                f"threads (about 100 MiB of address space each, mapped once per "
+                f"process): free memory, or train on fewer threads "
+                f"(threadpoolctl.threadpool_limits)")
+
+    cdef Slice _slice(self, int parts):
+        """A pass's Slice: the plan's parts, the helpers the back-off allows,
+        Ctrl-C looked for between blocks of a large batch (in the main
+        thread)."""
+        cdef Slice sl
+        sl.start, sl.total, sl.parts = 0, 0.0, parts
+        sl.helpers = cnnbp_lockstep_helpers(&self._lockstep, parts - 1)
+        sl.block = _signal_block(&self.net, SIGNAL_WORK)
+        sl.signals = threading.current_thread() is threading.main_thread()
+        sl.exc = NULL
+        return sl
+
+    cdef _slice_ended(self, Slice *sl):
+        """After a pass: raise what a signal's handler raised in it (its
+        batch dropped), or MemoryError when the team had no records; else
+        let the back-off learn from the pass's threads."""
+        self.last_threads = sl.used
+        if sl.exc != NULL:
+            _raise(sl.exc)
+        if sl.used == 0:
+            raise MemoryError("no memory for the records of a pass's threads")
+        cnnbp_lockstep_learn(&self._lockstep, sl.parts - 1, sl.used - 1, sl.cpu,
+                             sl.shared)
+
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
                      ptrdiff_t batch_size, int parts, ptrdiff_t start,
                      double total, double budget) except? -1:
@@ -706,12 +679,8 @@ cdef class Engine:
         cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double t0, t1
-        cdef Slice sl
-        sl.start, sl.total, sl.parts = start, total, parts
-        sl.helpers = cnnbp_lockstep_helpers(&self._lockstep, parts - 1)
-        sl.block = _signal_block(&self.net, SIGNAL_WORK)
-        sl.signals = threading.current_thread() is threading.main_thread()
-        sl.exc = NULL
+        cdef Slice sl = self._slice(parts)
+        sl.start, sl.total = start, total
         cdef bint double = self.dtype == np.float64
         with nogil:
             t0 = _now()
@@ -726,13 +695,7 @@ cdef class Engine:
         self.last_nogil_interval = (t0, t1)
         self.rows_trained += sl.start - start
         self.stopped_at = sl.start
-        self.last_threads = sl.used
-        if sl.exc != NULL:  # a signal's exception (Ctrl-C): its batch was dropped
-            _raise(sl.exc)
-        if sl.used == 0:
-            raise MemoryError("no memory for the records of an epoch's threads")
-        cnnbp_lockstep_learn(&self._lockstep, parts - 1, sl.used - 1, sl.cpu,
-                             sl.shared)
+        self._slice_ended(&sl)
         return sl.total
 
     cdef _claim(self):
@@ -758,7 +721,7 @@ cdef class Engine:
 
     def loss_gradient(self, X, Y, sample_weight, double alpha, params=None,
                       double alpha_l1=0.0, bint gradient=True, bint training=False,
-                      bint finish=True):
+                      bint finish=True, int n_threads=1):
         """Full-batch loss; the gradient is left in `grads`.
 
         Parameters
@@ -783,6 +746,12 @@ cdef class Engine:
             gradient's sums over the rows (no penalty, not divided) in
             `grads`: sums over parts of the data add up, and
             `finish_loss_gradient` gives one call's result (cnn_bp.dask).
+        n_threads : int
+            T >= 1: each block of rows of the gradient's pass is split into
+            the plan's T parts, as `train` splits a batch, run by this thread
+            and up to T - 1 helpers (T > 1 needs the private one-thread
+            BLAS). Every product runs on the private one-thread BLAS when it
+            loaded, never on the process's BLAS threads.
 
         Returns
         -------
@@ -794,7 +763,10 @@ cdef class Engine:
         ------
         ValueError
             For a gradient of a network with dropout or batch normalisation
-            without `training`, or data the engine cannot take.
+            without `training`, data the engine cannot take, or a bad T.
+        KeyboardInterrupt
+            Ctrl-C in the main thread during the gradient's pass (the
+            gradient is then not computed).
         """
         if gradient and not training and (self.batch_norm or any(self.dropout)):
             raise ValueError("a network with dropout or batch normalisation has a "
@@ -802,14 +774,25 @@ cdef class Engine:
         cdef Rows x
         cdef list keep = []
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
+        cdef ptrdiff_t cap = min(n, FULL_BATCH_ROWS)
+        cdef int parts = self._plan(n_threads, cap) if gradient else 1
+        cdef bint single = cnnbp_thread_blas.sgemm != NULL
         cdef double data_loss, weight
         self._claim()
         try:
             if params is not None:
                 self.params[...] = np.asarray(params).reshape(self.params.shape)
-            self._reserve(min(n, FULL_BATCH_ROWS), False)
+            self._reserve(cap, False, parts - 1, single)
+            if gradient and n > cap and self._acc is None:
+                self._acc = aligned_empty(self.params.size, self.dtype)
             self._set_penalties(alpha, alpha_l1)
-            data_loss = self._full_pass(&x, Y, sample_weight, n, gradient, training, &weight)
+            self._enter_blas(single, parts)
+            try:
+                data_loss = self._full_pass(&x, Y, sample_weight, n, gradient, training,
+                                            parts, &weight)
+            finally:
+                if single:
+                    cnnbp_blas_leave(parts)
         finally:
             self._release()
         if not finish:
@@ -817,20 +800,32 @@ cdef class Engine:
         return self.finish_loss_gradient(data_loss, weight, alpha, alpha_l1, gradient)
 
     cdef double _full_pass(self, const Rows *x, Y, sample_weight, ptrdiff_t n,
-                           bint gradient, bint training, double *weight) except? -1:
-        """loss_gradient's nogil part (_full_loss_gradient), on checked data."""
+                           bint gradient, bint training, int parts,
+                           double *weight) except? -1:
+        """loss_gradient's nogil part (_full_gradient, or _full_loss for the
+        loss alone), on checked data and reserved blocks."""
         cdef void *y = _data(Y)
         cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
+        cdef void *acc = NULL if self._acc is None else _data(self._acc)
         cdef bint double = self.dtype == np.float64
         cdef double data_loss
+        cdef Slice sl = self._slice(parts)
         with nogil:
-            if double:
-                data_loss = _full_loss_gradient(&self.net, &self.work, x, y, y_u8,
-                                                <double *> sw, n, gradient, training, weight)
+            if not gradient and double:
+                data_loss = _full_loss(&self.net, &self.work, x, y, y_u8, <double *> sw,
+                                       n, training, weight)
+            elif not gradient:
+                data_loss = _full_loss(&self.net, &self.work, x, y, y_u8, <float *> sw,
+                                       n, training, weight)
+            elif double:
+                data_loss = _full_gradient(&self.net, &self.work, x, y, y_u8, <double *> sw,
+                                           n, <double *> acc, &sl, weight)
             else:
-                data_loss = _full_loss_gradient(&self.net, &self.work, x, y, y_u8,
-                                                <float *> sw, n, gradient, training, weight)
+                data_loss = _full_gradient(&self.net, &self.work, x, y, y_u8, <float *> sw,
+                                           n, <float *> acc, &sl, weight)
+        if gradient:
+            self._slice_ended(&sl)
         return data_loss
 
     def finish_loss_gradient(self, double data_loss, double weight, double alpha,

@@ -228,23 +228,6 @@ cdef void _share_f64(void *b, cnnbp_share *s) noexcept nogil:
     _share(<Batch *> b, s, <double *> NULL)
 
 
-cdef struct Slice:
-    # One call of _epoch: a slice of an epoch, and what it did.
-    ptrdiff_t start              # in: the row to start at; out: to go on from
-    double total                 # in: the epoch's total so far; out: with this slice's
-    double deadline              # in: stop after the batch that ends past it (_now)
-    int parts                    # in: the plan's parts of a batch (cnnbp_plan_parts)
-    int helpers                  # in: helpers to run them with, at most
-    int used                     # out: threads it had (1 + helpers; 0: no memory)
-    double shared                # out: seconds of its shared hand-overs
-    double cpu                   # out: CPU seconds its threads spent in them
-    ptrdiff_t block              # in: rows per block of a large batch (Batch.block)
-    bint signals                 # in: look for signals between those blocks (the
-                                 # caller is Python's main thread)
-    PyObject *exc                # out: the exception a signal's handler raised
-                                 # within a batch (a reference), or NULL
-
-
 cdef void _combine(const Net *net, const Work *w, const Batch *b,
                    const cnnbp_team *team, int parts, floating *g) noexcept nogil:
     """The parts' sums at normalised layer b.stop, combined. Forward: the
@@ -273,16 +256,20 @@ cdef void _combine(const Net *net, const Work *w, const Batch *b,
 
 cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
                    cnnbp_team *team, ptrdiff_t start, ptrdiff_t m,
-                   const Optim *split_update, floating *p) noexcept nogil:
+                   const Optim *split_update, floating *p, double *weight) noexcept nogil:
     """Train on the m rows of batch b (b.rows, from row `start`); returns
-    its loss x m. The team's threads share it (csrc/team.c) in two
-    hand-overs of _share: rows forward and back, then split dW^1, the
-    reduction and the update by parameter ranges (`split_update`: the
-    optimizer, when the update may be split); a batch-normalised network
-    adds one at every normalised layer forward and one back, after which
-    this thread combines the parts' sums (_combine). The parameters are
-    those of the one-thread pass to round-off (sums in parts; OpenBLAS
-    rounds an ulp differently for other shapes)."""
+    its loss x m. The team's threads run the plan's parts of it
+    (csrc/team.c) in two hand-overs of _share: rows forward and back, then
+    split dW^1, the reduction and the update by parameter ranges
+    (`split_update`: the optimizer, when the update may be split); a
+    batch-normalised network adds one at every normalised layer forward and
+    one back, after which this thread combines the parts' sums (_combine).
+    The parameters are those of the one-thread pass to round-off (sums in
+    parts; OpenBLAS rounds an ulp differently for other shapes). With no
+    `opt` (a block of L-BFGS's full batch): no update; returns the block's
+    weighted data loss sum_i sw_i C_i and leaves its gradient's sums in
+    net.grads. Either way *weight = the batch's weight sum; NaN when a
+    signal dropped the batch."""
     cdef floating *g = <floating *> net.grads
     cdef cnnbp_share_fn share = _share_f32 if floating is float else _share_f64
     cdef double data_loss = 0, s = 0, penalty = 0
@@ -312,6 +299,9 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
         if split_update != NULL:
             _advance(opt)
         cnnbp_team_run(team, parts, SHARE_UPDATE, share, b)
+    weight[0] = s
+    if opt == NULL:
+        return data_loss
     if parts > 1 and split_update != NULL:
         for k in range(parts):
             penalty += team.share[k].out[0]
@@ -356,7 +346,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     parts in turn when fewer are free: the same sums whatever ran them."""
     cdef floating *p = <floating *> net.params
     cdef ptrdiff_t start = sl.start, m
-    cdef double total = sl.total, loss
+    cdef double total = sl.total, loss, weight
     cdef cnnbp_team team
     cdef Batch b
     cdef int plan = min(sl.parts, <int> w.n_g2 + 1) if w.g2 != NULL else 1
@@ -383,7 +373,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
             b.rows.x = w.x
         else:
             b.rows.rows = order + start
-        loss = _batch(net, opt, w, &b, &team, start, m, split_update, p)
+        loss = _batch(net, opt, w, &b, &team, start, m, split_update, p, &weight)
         if cnnbp_team_cancelled(&team):
             break  # the batch was dropped: the caller raises b.exc
         total += loss
@@ -392,18 +382,16 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     sl.start, sl.total, sl.shared, sl.cpu = start, total, team.shared, team.cpu
 
 
-cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
-                                const void *Y, bint y_u8, const floating *SW,
-                                ptrdiff_t n, bint gradient, bint training,
-                                double *weight) noexcept nogil:
-    """The weighted data loss sum_i sw_i C_i over all n rows, and (if
-    `gradient`) its gradient's sums in net.grads, in blocks of w.cap rows
-    whose sums accumulate (the full-batch objective of L-BFGS before
-    _finish; batch statistics, when `training`, are those of each block);
-    the rows' weight sum s in *weight."""
+cdef double _full_loss(const Net *net, const Work *w, const Rows *X, const void *Y,
+                       bint y_u8, const floating *SW, ptrdiff_t n, bint training,
+                       double *weight) noexcept nogil:
+    """The weighted data loss sum_i sw_i C_i over all n rows, forward only,
+    in blocks of w.cap rows, on this thread (batch statistics, when
+    `training`, are those of each block); the rows' weight sum s in
+    *weight."""
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
     cdef ptrdiff_t start = 0, m
-    cdef double data_loss = 0, s
+    cdef double data_loss = 0
     cdef const floating *swb = NULL
     cdef Rows xb
     while start < n:
@@ -414,9 +402,55 @@ cdef double _full_loss_gradient(const Net *net, const Work *w, const Rows *X,
         data_loss += _loss_gradient(net, &xb,
                                     _target_rows(Y, y_u8, NULL, start, m, n_out,
                                                  <floating *> w.y),
-                                    swb, m, w, start > 0, gradient, training)
+                                    swb, m, w, start > 0, False, training)
         start += m
     weight[0] = n if SW == NULL else _weight_sum(SW, n)
+    return data_loss
+
+
+cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const void *Y,
+                           bint y_u8, const floating *SW, ptrdiff_t n, floating *acc,
+                           Slice *sl, double *weight) noexcept nogil:
+    """The weighted data loss sum_i sw_i C_i over all n rows and its
+    gradient's sums in net.grads (the full-batch objective of L-BFGS before
+    _finish), in blocks of w.cap rows, each a batch of the plan's parts
+    (sl.parts) on this thread and up to sl.helpers helpers, as _epoch's
+    (_batch, without an update); the blocks' sums added in order in `acc`
+    (n_params values; used when n > w.cap). The rows' weight sum s in
+    *weight; sl.used, sl.exc as _epoch leaves them (NaN: a signal dropped a
+    block, or no memory for the team's records)."""
+    cdef floating *p = <floating *> net.params
+    cdef floating *g = <floating *> net.grads
+    cdef ptrdiff_t start = 0, m
+    cdef double data_loss = 0, s
+    cdef cnnbp_team team
+    cdef Batch b
+    cdef int plan = min(sl.parts, <int> w.n_g2 + 1) if w.g2 != NULL else 1
+    weight[0] = 0
+    sl.used = cnnbp_team_begin(&team, plan, sl.helpers, net.units[0], net.units[1],
+                               net.n_params, w.g0, X.x == NULL)
+    if sl.used == 0:
+        cnnbp_team_end(&team)
+        return NAN
+    b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
+    b.SW, b.order = SW, NULL
+    b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
+    while start < n:
+        m = min(w.cap, n - start)
+        b.rows = _block_rows(X, start, net.units[0], p)
+        data_loss += _batch(net, NULL, w, &b, &team, start, m, NULL, p, &s)
+        if cnnbp_team_cancelled(&team):
+            data_loss = NAN
+            break
+        weight[0] += s
+        if start > 0:
+            add(net.n_params, g, acc)
+        elif m < n:
+            memcpy(acc, g, net.n_params * sizeof(floating))
+        start += m
+    if start > w.cap and start == n:
+        memcpy(g, acc, net.n_params * sizeof(floating))
+    cnnbp_team_end(&team)
     return data_loss
 
 

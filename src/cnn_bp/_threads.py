@@ -1,8 +1,10 @@
 """How many threads a training epoch uses, and the BLAS they call.
 
 A fit shares each batch among T threads, itself and T - 1 helper threads
-(csrc/pool.c; ``Engine.run_epoch(n_threads=T)``: each its rows forward and
-back, their gradient summed apart, each its share of the update). T is the
+(csrc/pool.c; ``Engine.run_epoch(n_threads=T)``: the batch split into the
+plan's T parts of rows, each forward and back, their gradient summed apart,
+each its share of the update; L-BFGS's full batch likewise,
+``Engine.loss_gradient(n_threads=T)``). T is the
 number of cores the process may run on, or OMP_NUM_THREADS (read when cnn_bp
 loads), or what
 ``threadpoolctl.threadpool_limits`` sets: cnn_bp registers its pool with
@@ -138,7 +140,8 @@ def register_with_threadpoolctl():
 
 @contextlib.contextmanager
 def training_threads(work):
-    """Context for the epochs of a fit; yields `Engine.run_epoch`'s ``n_threads``.
+    """Context for the epochs of a fit; yields T, `Engine.run_epoch`'s and
+    `Engine.loss_gradient`'s ``n_threads``: the one place T is decided.
 
     `work` is rows x parameters x (at most) epochs of the fit; below
     MIN_SHARED_WORK (a partial_fit of a small chunk, a tiny network) the

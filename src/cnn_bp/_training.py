@@ -571,13 +571,15 @@ class Trainer:
             return  # a finished fit's checkpoint: its model
         model, engine = self.model, self.model._engine
         Y = network.targets(model, Y)
+        work = X.shape[0] * engine.params.size * (model.max_iter - done)
+        with training_threads(work) as n_threads:
 
-        def loss_and_gradient(params):
-            loss = engine.loss_gradient(X, Y, sample_weight, model.alpha, params,
-                                        alpha_l1=model.alpha_l1)
-            return loss, engine.grads.astype(np.float64)
+            def loss_and_gradient(params):
+                loss = engine.loss_gradient(X, Y, sample_weight, model.alpha, params,
+                                            alpha_l1=model.alpha_l1, n_threads=n_threads)
+                return loss, engine.grads.astype(np.float64)
 
-        self.minimize_lbfgs(loss_and_gradient, done)
+            self.minimize_lbfgs(loss_and_gradient, done)
         if self.checkpoints is not None:
             self.checkpoints.finished(model.n_iter_)
 
