@@ -200,6 +200,22 @@ def test_every_c_kernel_is_declared_to_cython_once():
         assert installed.read_text() == generate.render(template, generate.namespace())
 
 
+def test_the_parallel_api_is_declared_to_cython_from_its_headers():
+    """The functions and constants of csrc/parallel.h and csrc/thread_blas.h
+    reach Cython from the headers (tools/generate.py's read_api), none of
+    them also by hand in the template."""
+    generate = _generate_module()
+    prototypes, constants = generate.read_api()
+    names = {re.search(r"(cnnbp_\w+)\(", line).group(1) for line in prototypes}
+    assert {"cnnbp_plan_parts", "cnnbp_team_begin", "cnnbp_team_run", "cnnbp_helpers_acquire",
+            "cnnbp_blas_enter", "cnnbp_lockstep_learn"} <= names
+    assert {"CNNBP_MAX_HELPERS", "CNNBP_MIN_PART_ROWS", "CNNBP_ROW_SHARED"} <= set(constants)
+    assert "cnnbp_start_thread" not in names  # pthread_t: not a type Cython is told of
+    template = (ROOT / "src" / "cnn_bp" / "_kernels.pxd.tp").read_text()
+    for name in names | set(constants):
+        assert not re.search(rf"\b{name}\b", template), name
+
+
 def test_every_activation_and_solver_beyond_scikit_learn_names_its_source():
     for entry in registry.ACTIVATIONS + registry.SOLVERS:
         if not (entry.sklearn or getattr(entry, "output", False)):

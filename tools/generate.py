@@ -12,9 +12,14 @@ inside Cython, as scikit-learn's ``*.pyx.tp``) are rendered:
   declarations of those enums, of every kernel that ``csrc/kernels.h``
   and ``csrc/parallel.h`` declare for both dtypes (in its ``CNNBP_DECLARE*(T, S)`` macros: each
   becomes two externs, ``_f32`` and ``_f64``, and one fused-type wrapper
-  without the ``cnnbp_`` prefix), and of the solvers' hyperparameters.
+  without the ``cnnbp_`` prefix), of the solvers' hyperparameters, and of the
+  parallel layer's and the private BLAS's functions and constants
+  (``csrc/parallel.h``, ``csrc/thread_blas.h``: every ``cnnbp_`` prototype
+  whose types Cython is told of, every ``CNNBP_`` constant and enum).
 
-So a kernel is declared once, in C, and a name once, in the registry.
+So a kernel or function is declared once, in C, and a name once, in the
+registry; the template keeps only the structs' fields the engine reads and
+the callback types.
 Outputs are written only when their text changes (no needless rebuilds).
 """
 
@@ -33,6 +38,12 @@ TEMPLATES = [
     os.path.join(ROOT, "src", "cnn_bp", "_kernels.pxd.tp"),
 ]
 DTYPES = (("float", "f32"), ("double", "f64"))
+# the headers whose plain prototypes and constants are declared to Cython
+API_HEADERS = [os.path.join(ROOT, "csrc", name) for name in ("parallel.h", "thread_blas.h")]
+# the types a declared prototype may use: C's and the template's typedefs
+CYTHON_TYPES = {"int", "unsigned", "double", "void", "ptrdiff_t", "char", "const",
+                "cnnbp_team", "cnnbp_share", "cnnbp_share_fn", "cnnbp_range_fn",
+                "cnnbp_lockstep"}
 
 
 def load_registry():
@@ -93,11 +104,50 @@ def read_kernels():
     return parse_kernels(text)
 
 
+def parse_api(header_text):
+    """(prototypes, constants) of a header outside its macros: each
+    ``cnnbp_`` function declaration whose types are all in CYTHON_TYPES, as
+    one line, and the names of its ``#define CNNBP_*`` integers and of its
+    ``enum { CNNBP_* }`` members."""
+    text = re.sub(r"/\*.*?\*/", " ", header_text, flags=re.S)
+    text = re.sub(r"#define \w+\([^)]*\)(?:[^\n]*\\\n)*[^\n]*", " ", text)  # macros
+    constants = [name for name, value in  # integers (enum: in Cython), not header guards
+                 re.findall(r"^#define (CNNBP_[A-Z0-9_]+)[ \t]+([^\n]+)", text, re.M)
+                 if "." not in value]
+    for body in re.findall(r"\benum\s*\{([^}]*)\}", text):
+        constants += [name.strip() for name in body.split(",") if name.strip()]
+    prototypes = []
+    for ret, name, args in re.findall(
+            r"^(\w[\w ]*?[\s*]+)(cnnbp_\w+)\s*\(([^;{]*?)\)\s*;", text, re.M):
+        if ret.strip().startswith(("typedef", "extern", "return")):
+            continue
+        line = f"{' '.join(ret.split())} {name}({' '.join(args.split())})".replace("* ", "*")
+        words = set(re.findall(r"[A-Za-z_]\w*", re.sub(r"\b\w+\s*(?=[,)])", "", line[
+            line.index("(") :] + ")"))) | {ret.replace("*", " ").split()[-1]}
+        if words <= CYTHON_TYPES:
+            prototypes.append(line.replace("(void)", "()"))
+    return prototypes, constants
+
+
+def read_api():
+    """The prototypes and constants that API_HEADERS declare (parse_api)."""
+    prototypes, constants = [], []
+    for header in API_HEADERS:
+        with open(header) as f:
+            p, c = parse_api(f.read())
+        prototypes += p
+        constants += c
+    return prototypes, constants
+
+
 def namespace():
-    """What the templates see: the registry's tables and the kernels."""
+    """What the templates see: the registry's tables, the kernels and the
+    parallel layer's API."""
     registry = load_registry()
     kernels = read_kernels()
-    return dict(registry=registry, c_name=registry.c_name, kernels=kernels, dtypes=DTYPES)
+    prototypes, constants = read_api()
+    return dict(registry=registry, c_name=registry.c_name, kernels=kernels, dtypes=DTYPES,
+                prototypes=prototypes, constants=constants)
 
 
 def render(template, ns):
