@@ -259,7 +259,10 @@ void cnnbp_lockstep_learn(cnnbp_lockstep *l, int wanted, int had, double cpu,
     if (had < 1 || seconds <= 0)
         return;
     if (cpu < CNNBP_LOCKSTEP_EFFICIENCY * (had + 1) * seconds) {
-        l->cap = had - 1;
+        /* as many threads as the cores its threads had (cpu / seconds, up),
+         * and at least one fewer: far above the cores, it gets there at once */
+        int cores_had = (int)(cpu / seconds) + 1;
+        l->cap = cores_had - 1 < had - 1 ? cores_had - 1 : had - 1;
         l->probe_at = cnnbp_seconds(CLOCK_MONOTONIC) + l->probe_every;
         l->probe_every = 2 * l->probe_every < 64 * CNNBP_PROBE_SECONDS
                              ? 2 * l->probe_every : 64 * CNNBP_PROBE_SECONDS;
