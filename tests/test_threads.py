@@ -98,6 +98,37 @@ def test_every_network_shape_trains_as_one_thread(units, w1_mode):
                           X, Y, None, order, 130, np.float64)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["gathered", "in place", "weighted"])
+@pytest.mark.parametrize("n_threads", [4, 8])
+def test_a_wide_first_layer_is_made_by_column_tiles(dtype, layout, n_threads, monkeypatch):
+    """A first layer wider than the batch (300 units, batches of 100), whose
+    dW^1 is split by rows: each part makes its columns of Z^1 over all the
+    batch's rows (two more hand-overs a batch: the rows gathered, then the
+    columns), and the model is the one-thread model to round-off."""
+    monkeypatch.setattr(engine_module, "SHARED_W1_BYTES", 0)
+    X, Y, sw, order = _data(dtype, n=400)
+    sw = sw if layout == "weighted" else None
+    order = None if layout == "in place" else order
+    make = lambda: _engine(dtype, units=(20, 300, 40, 5))  # noqa: E731
+    one = _train(make(), X, Y, sw, order, 100, 1)
+    engine = make()
+    with threadpool_limits(limits=n_threads, user_api="cnn_bp"):
+        jobs = engine_module.helper_jobs()
+        two = _train(engine, X, Y, sw, order, 100, n_threads, epochs=1)
+        jobs = engine_module.helper_jobs() - jobs
+    handovers = 4 if order is not None else 3  # gather, columns of Z^1, rows, update
+    if engine.last_threads == n_threads:
+        assert jobs == 4 * handovers * (n_threads - 1)  # 4 batches
+    with threadpool_limits(limits=2, user_api="cnn_bp"):  # 2 parts: by rows
+        jobs = engine_module.helper_jobs()
+        _train(make(), X, Y, sw, order, 100, 2, epochs=1)
+        assert engine_module.helper_jobs() - jobs in (0, 4 * 2)
+    two = _train(engine, X, Y, sw, order, 100, n_threads, epochs=2)
+    tol = 1e-4 if dtype == np.float32 else RTOL[dtype]  # float32: the rows' split differs
+    np.testing.assert_allclose(two[0], one[0], rtol=tol, atol=tol)  # as much (2.6e-5)
+
+
 @pytest.mark.parametrize("activation", ["relu", "silu", "gelu", "softplus", "elu"])
 def test_every_activation_trains_as_one_thread(activation):
     """Derivatives read off Z (silu, gelu, ...) keep each part's Z rows."""

@@ -29,11 +29,13 @@ cdef struct Batch:
                                  # this many (0: all at once; _share_blocks)
     bint signals                 # share 0 looks for signals between its blocks
     bint w1_apart                # SHARE_W1 computes the split dW^1, in blocks
+    bint columns                 # Z^1 by column tiles (_columns): SHARE_GATHER, SHARE_L1
     PyObject **exc               # where it keeps the exception a signal raised
 
 
 # _share's phases (a team's hand-overs, cnnbp_team_run): a part's rows forward
-# and back; then, in a batch-normalised network, on from each normalised
+# and back (a batch whose Z^1 is made by column tiles, _columns: first its
+# rows gathered, then its columns of Z^1 over all rows, then the rest); then, in a batch-normalised network, on from each normalised
 # layer once the caller combined the parts' sums there; for a large batch
 # whose dW^1 is split by rows of W^1, those rows, in blocks of the batch's
 # rows; then the reduction and the update by parameter ranges.
@@ -42,6 +44,8 @@ cdef enum:
     SHARE_UPDATE = 1
     SHARE_ON = 2
     SHARE_W1 = 3
+    SHARE_GATHER = 4
+    SHARE_L1 = 5
 
 
 cdef Rows _rows_from(const Rows *x, ptrdiff_t j, ptrdiff_t n_in, const floating *sw) noexcept nogil:
@@ -133,6 +137,45 @@ cdef void _split_w1(Batch *b, const cnnbp_share *s, floating *g) noexcept nogil:
         j += mb
 
 
+cdef bint _columns(const Net *net, const Work *w, const Batch *b, int parts,
+                   ptrdiff_t m) noexcept nogil:
+    """Whether the batch's Z^1 = X W^1 is made by column tiles (the parts'
+    columns of W^1 over all m rows: _columns_of_z1) rather than by each
+    part over its rows. A part's product packs all of its operand W^1 (BLAS
+    copies each operand into its blocked layout), so parts of rows pack
+    W^1 `parts` times, (n_0, n_1) each, and column tiles pack the batch's
+    rows of X `parts` times, (m, n_0) each: columns pay when n_1 > m, and
+    measurably from _COLUMN_PARTS parts on (docs/performance.md). Made so
+    for dense X, a first layer without dropout, batch normalisation or kept
+    Z, whose dW^1 is split by rows (w.g0 > 0), and parts of rows that each
+    fit one block (b.block)."""
+    return (parts >= _COLUMN_PARTS and w.g0 > 0 and b.block > 0 and b.X.x != NULL and net.n_layers > 1
+            and w.z == NULL and not _drops(net, 1, True) and net.units[1] > m
+            and (m + parts - 1) // parts <= b.block)
+
+
+cdef void _columns_of_z1(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
+    """SHARE_L1 of share s: A^1 = f(X W^1 + b^1) on its columns of W^1 (an
+    equal share, cut at multiples of 16 values), over all the batch's
+    rows."""
+    cdef const Net *net = b.net
+    cdef const Work *w = b.w
+    cdef ptrdiff_t n_in = net.units[0], n1 = net.units[1], r
+    cdef ptrdiff_t line = ~(<ptrdiff_t> 15)
+    cdef ptrdiff_t c0 = (n1 * s.tid // s.parts) & line
+    cdef ptrdiff_t c1 = n1 if s.tid == s.parts - 1 else (n1 * (s.tid + 1) // s.parts) & line
+    cdef const floating *p = <const floating *> net.params
+    cdef floating *z = <floating *> w.a + w.cap * net.blk_off[1]
+    cdef floating one = 1, zero = 0
+    if c1 <= c0:
+        return
+    gemm(w.single, NO_TRANS, NO_TRANS, s.m, c1 - c0, n_in, one,
+         <const floating *> b.rows.x, n_in, p + net.w_off[0] + c0, n1, zero, z + c0, n1)
+    for r in range(s.m):
+        bias_activation(1, c1 - c0, net.activation[0], net.slope, p + net.b_off[0] + c0,
+                        z + r * n1 + c0)
+
+
 cdef void _share_update(Batch *b, cnnbp_share *s, floating *g, bint split_w1) noexcept nogil:
     """SHARE_UPDATE of share s: its rows s.w1 of dW^1 when split (unless
     SHARE_W1 computed them), the others' sums added on its parameter ranges
@@ -182,6 +225,9 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     if s.phase == SHARE_W1:
         _split_w1(b, s, g)
         return
+    if s.phase == SHARE_L1:
+        _columns_of_z1(b, s, g)
+        return
     # this share's rows of the batch
     if SW != NULL:
         swb = (<const floating *> w.sw if b.order != NULL else SW + b.start) + s.r0
@@ -190,12 +236,16 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
         g, g0 = <floating *> w.g2 + (s.tid - 1) * size, w.g0
     st.sums = NULL if b.sums == NULL else <floating *> b.sums + s.tid * w.sums_stride
     st.at = 0
-    if s.phase == SHARE_START:
+    st.done = 1 if b.columns else 0
+    if s.phase == SHARE_GATHER or (s.phase == SHARE_START and not b.columns):
         if b.order != NULL and b.X.x != NULL:
             gather_rows(s.mr, n_in, <const floating *> b.X.x, b.order + b.start + s.r0,
                         <floating *> w.x + s.r0 * n_in)
         if SW != NULL and b.order != NULL:
             gather_rows(s.mr, 1, SW, b.order + b.start + s.r0, <floating *> w.sw + s.r0)
+        if s.phase == SHARE_GATHER:
+            return
+    if s.phase == SHARE_START:
         s.out[1] = s.mr if swb == NULL else _weight_sum(swb, s.mr)
         if b.block > 0 and s.mr > b.block:
             memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
@@ -278,6 +328,11 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     b.start, b.opt = start, NULL
     b.sums = w.sums if parts > 1 else NULL
     b.stop = 0
+    b.columns = _columns(net, w, b, parts, m)
+    if b.columns:  # Z^1 by column tiles, over every row of the batch
+        if b.order != NULL:
+            cnnbp_team_run(team, parts, SHARE_GATHER, share, b)
+        cnnbp_team_run(team, parts, SHARE_L1, share, b)
     cnnbp_team_run(team, parts, SHARE_START, share, b)
     if cnnbp_team_cancelled(team):
         return NAN  # Ctrl-C within the batch: dropped
@@ -362,6 +417,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, order
     b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
+    b.columns = False
     while start < n:
         if start > sl.start and _now() >= sl.deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
@@ -435,6 +491,7 @@ cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const v
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, NULL
     b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
+    b.columns = False
     while start < n:
         m = min(w.cap, n - start)
         b.rows = _block_rows(X, start, net.units[0], p)

@@ -128,6 +128,8 @@ cdef struct Stage:
                                  # the whole batch is here, no stop
     ptrdiff_t at                 # in: 0, from the start; l: go on at layer l, its
                                  # sums combined; out: 0 done, l stopped at layer l
+    ptrdiff_t done               # in: layers 1..done are computed already (A^1 of a
+                                 # batch whose Z^1 the parts made by columns, _columns)
 
 
 cdef inline bint _normalised(const Net *net, ptrdiff_t l) noexcept nogil:
@@ -245,6 +247,8 @@ cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
     cdef floating *z
     cdef ptrdiff_t l, n_out, L = net.n_layers
     cdef ptrdiff_t first = 1 if st == NULL or st.at == 0 else st.at
+    if st != NULL and st.done >= first:
+        first = st.done + 1
     for l in range(first, last + 1):
         n_out = net.units[l]
         z = a + cap * net.blk_off[l] + r0 * n_out

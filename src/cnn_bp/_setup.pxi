@@ -90,6 +90,11 @@ cdef enum:
 # benchmarks/bench_scaling.py, docs/performance.md).
 MIN_PART_ROWS = CNNBP_MIN_PART_ROWS
 
+# A batch of this many parts or more makes a wide first layer's Z^1 by
+# column tiles (_columns); with fewer, the two hand-overs that takes cost
+# about what it saves (docs/performance.md, "Figures behind the code").
+cdef int _COLUMN_PARTS = 4
+
 # A large batch's rows go forward and back in blocks of at least this many
 # rows, between which the main thread looks for signals (_signal_block).
 cdef ptrdiff_t _MIN_SIGNAL_BLOCK = 64
