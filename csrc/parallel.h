@@ -137,11 +137,12 @@ void cnnbp_split_inputs(int helper, ptrdiff_t n, cnnbp_range_fn fn, void *ctx);
 
 /* Threads in lockstep are as fast as the slowest: on a machine busy with
  * other work, one waiting for a core holds up the rest, and fewer threads
- * finish sooner. When a slice's threads ran less than LOCKSTEP_EFFICIENCY
- * of its hand-overs' time, the next slices take one helper fewer (or as
- * many threads as the cores they had, when that is fewer still), trying
- * one more after PROBE_SECONDS, a wait that doubles (up to 64 x) while the
- * try fails; a try that runs well restores the number. */
+ * finish sooner. When a slice had more threads than the process has
+ * cores (T forced above them), the next slices take as many as there are
+ * cores; when its threads ran less than LOCKSTEP_EFFICIENCY of its
+ * hand-overs' time, one helper fewer. Either way they try one more after
+ * PROBE_SECONDS, a wait that doubles (up to 64 x) while the try fails; a
+ * try that runs well restores the number. */
 #define CNNBP_LOCKSTEP_EFFICIENCY 0.6
 #define CNNBP_PROBE_SECONDS 0.25
 typedef struct {

@@ -258,16 +258,20 @@ void cnnbp_lockstep_learn(cnnbp_lockstep *l, int wanted, int had, double cpu,
 {
     if (had < 1 || seconds <= 0)
         return;
-    if (cpu < CNNBP_LOCKSTEP_EFFICIENCY * (had + 1) * seconds) {
-        /* as many threads as the cores its threads had (cpu / seconds, up),
-         * and at least one fewer: far above the cores, it gets there at once */
-        int cores_had = (int)(cpu / seconds) + 1;
-        l->cap = cores_had - 1 < had - 1 ? cores_had - 1 : had - 1;
-        l->probe_at = cnnbp_seconds(CLOCK_MONOTONIC) + l->probe_every;
+    double now = cnnbp_seconds(CLOCK_MONOTONIC);
+    /* threads above the cores never run at once: the parts they would take
+     * run sooner on the threads that have a core, so down to those at once */
+    int cores = cnnbp_available_cores();
+    int cap = had + 1 > cores ? cores - 1
+              : cpu < CNNBP_LOCKSTEP_EFFICIENCY * (had + 1) * seconds ? had - 1 : -2;
+    if (cap > -2) {
+        l->cap = cap;
+        l->probe_at = now + l->probe_every;
         l->probe_every = 2 * l->probe_every < 64 * CNNBP_PROBE_SECONDS
                              ? 2 * l->probe_every : 64 * CNNBP_PROBE_SECONDS;
-    } else if (l->cap >= 0 && had > l->cap) {
+    } else if (l->cap >= 0 && had > l->cap) {  /* a try that ran well */
         l->cap = had >= wanted ? -1 : had;
         l->probe_every = CNNBP_PROBE_SECONDS;
+        l->probe_at = now + l->probe_every;
     }
 }
