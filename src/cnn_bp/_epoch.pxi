@@ -313,7 +313,9 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     split dW^1, the reduction and the update by parameter ranges
     (`split_update`: the optimizer, when the update may be split); a
     batch-normalised network adds one at every normalised layer forward and
-    one back, after which this thread combines the parts' sums (_combine).
+    one back, after which this thread combines the parts' sums (_combine);
+    a wide first layer made by column tiles (_columns) adds two before the
+    rows' (the rows gathered, then each part's columns of Z^1).
     The parameters are those of the one-thread pass to round-off (sums in
     parts; OpenBLAS rounds an ulp differently for other shapes). With no
     `opt` (a block of L-BFGS's full batch): no update; returns the block's
