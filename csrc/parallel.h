@@ -63,7 +63,7 @@ typedef void (*cnnbp_share_fn)(void *batch, cnnbp_share *s);
 struct cnnbp_share {           /* one part of a batch */
     int tid;                   /* the part: 0 (always the caller's) .. parts - 1 */
     int parts;                 /* parts of the batch */
-    int phase;                 /* the hand-over: 0 or 1 */
+    int phase;                 /* the hand-over (the engine's phases) */
     ptrdiff_t m;               /* the batch's rows */
     ptrdiff_t r0, mr;          /* this part's rows: r0 .. r0 + mr - 1 */
     ptrdiff_t w1[2];           /* its rows of W^1 [w1[0], w1[1]) of a split dW^1 */

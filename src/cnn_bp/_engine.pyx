@@ -32,12 +32,14 @@ Threads: each batch is split into the plan's parts (cnnbp_plan_parts: T
 parts, fixed by T and the batch size, csrc/team.c), which a training slice
 (_epoch) runs on the caller and up to T - 1 helpers, a thread taking several
 parts when fewer are free (the same sums in the same order, whichever thread
-ran them: the model depends on T alone). Each part
-takes its rows forward and back (_share: SHARE_START, with a stop at every
-batch-normalised layer for the whole batch's statistics, SHARE_ON), then its
-share of the reduction and the update by parameter ranges (SHARE_UPDATE);
-dropout masks are drawn at each row's place in the batch's stream. Each thread's
-products run on that thread alone (w.single: a private OpenBLAS kept at one
+ran them: the model depends on T alone). Each part takes its rows forward
+and back (_share: SHARE_START, with a stop at every batch-normalised layer
+for the whole batch's statistics, SHARE_ON; a wide first layer's Z^1 made
+first by column tiles, SHARE_L1), then its share of the reduction and the
+update by parameter ranges (SHARE_UPDATE); dropout masks are drawn at each
+row's place in the batch's stream. L-BFGS's full batch is split the same
+way, block by block (_full_gradient). Each thread's products run on that
+thread alone (w.single: a private OpenBLAS kept at one
 thread, cnn_bp._threads.thread_blas; the process's BLAS and its thread
 count, a process-wide setting, are never touched). Matrix products of a
 200-row batch are too small for BLAS's own threads to pay; this way the

@@ -35,8 +35,9 @@ cdef struct Batch:
 
 # _share's phases (a team's hand-overs, cnnbp_team_run): a part's rows forward
 # and back (a batch whose Z^1 is made by column tiles, _columns: first its
-# rows gathered, then its columns of Z^1 over all rows, then the rest); then, in a batch-normalised network, on from each normalised
-# layer once the caller combined the parts' sums there; for a large batch
+# rows gathered, then its columns of Z^1 over all rows, then the rest); then,
+# in a batch-normalised network, on from each normalised layer once the
+# caller combined the parts' sums there; for a large batch
 # whose dW^1 is split by rows of W^1, those rows, in blocks of the batch's
 # rows; then the reduction and the update by parameter ranges.
 cdef enum:
@@ -149,9 +150,9 @@ cdef bint _columns(const Net *net, const Work *w, const Batch *b, int parts,
     for dense X, a first layer without dropout, batch normalisation or kept
     Z, whose dW^1 is split by rows (w.g0 > 0), and parts of rows that each
     fit one block (b.block)."""
-    return (parts >= _COLUMN_PARTS and w.g0 > 0 and b.block > 0 and b.X.x != NULL and net.n_layers > 1
-            and w.z == NULL and not _drops(net, 1, True) and net.units[1] > m
-            and (m + parts - 1) // parts <= b.block)
+    return (parts >= _COLUMN_PARTS and w.g0 > 0 and b.block > 0 and b.X.x != NULL
+            and net.n_layers > 1 and w.z == NULL and not _drops(net, 1, True)
+            and net.units[1] > m and (m + parts - 1) // parts <= b.block)
 
 
 cdef void _columns_of_z1(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
@@ -475,8 +476,8 @@ cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const v
     (sl.parts) on this thread and up to sl.helpers helpers, as _epoch's
     (_batch, without an update); the blocks' sums added in order in `acc`
     (n_params values; used when n > w.cap). The rows' weight sum s in
-    *weight; sl.used, sl.exc as _epoch leaves them (NaN: a signal dropped a
-    block, or no memory for the team's records)."""
+    *weight; sl.used, sl.shared, sl.cpu and sl.exc as _epoch leaves them
+    (NaN: a signal dropped a block, or no memory for the team's records)."""
     cdef floating *p = <floating *> net.params
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t start = 0, m
@@ -489,6 +490,7 @@ cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const v
                                net.n_params, w.g0, X.x == NULL)
     if sl.used == 0:
         cnnbp_team_end(&team)
+        sl.shared, sl.cpu = 0, 0
         return NAN
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, NULL
@@ -510,6 +512,7 @@ cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const v
     if start > w.cap and start == n:
         memcpy(g, acc, net.n_params * sizeof(floating))
     cnnbp_team_end(&team)
+    sl.shared, sl.cpu = team.shared, team.cpu
     return data_loss
 
 
