@@ -17,9 +17,9 @@
  *
  * A shared batch takes two hand-overs (cnnbp_team_run), whatever the depth
  * (the engine adds two more at each batch-normalised layer, where it
- * combines the parts' statistics, and two before them when it makes a wide
- * first layer's Z^1 by column tiles: the batch's rows gathered, then each
- * part's columns of W^1 over all of them):
+ * combines the parts' statistics, and one before them to gather the batch's
+ * rows and one for each first layer wider than the batch that it makes by
+ * column tiles, each part its columns of W^l over all the rows):
  *   rows     each part takes its rows r0..r0 + mr - 1 forward and back,
  *            summing their gradient in a buffer of its own (dW^1 of a large
  *            first layer excepted: see the engine's g0);

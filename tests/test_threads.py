@@ -101,23 +101,25 @@ def test_every_network_shape_trains_as_one_thread(units, w1_mode):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["gathered", "in place", "weighted"])
 @pytest.mark.parametrize("n_threads", [4, 8])
-def test_a_wide_first_layer_is_made_by_column_tiles(dtype, layout, n_threads, monkeypatch):
-    """A first layer wider than the batch (300 units, batches of 100), whose
-    dW^1 is split by rows: each part makes its columns of Z^1 over all the
-    batch's rows (two more hand-overs a batch: the rows gathered, then the
-    columns), and the model is the one-thread model to round-off."""
-    monkeypatch.setattr(engine_module, "SHARED_W1_BYTES", 0)
+@pytest.mark.parametrize("units", [(20, 300, 40, 5), (20, 300, 150, 5)], ids=["one", "two"])
+def test_wide_first_layers_are_made_by_column_tiles(dtype, layout, n_threads, units, w1_mode):
+    """Hidden layers wider than the batch (300 and 150 units, batches of
+    100), from the first on: each part makes its columns of each such layer
+    over all the batch's rows (one hand-over to gather the rows, one per
+    such layer), and the model is the one-thread model to round-off, in both
+    ways of taking dW^1."""
     X, Y, sw, order = _data(dtype, n=400)
     sw = sw if layout == "weighted" else None
     order = None if layout == "in place" else order
-    make = lambda: _engine(dtype, units=(20, 300, 40, 5))  # noqa: E731
+    wide = sum(1 for width in units[1:-1] if width > 100)
+    make = lambda: _engine(dtype, units=units)  # noqa: E731
     one = _train(make(), X, Y, sw, order, 100, 1)
     engine = make()
     with threadpool_limits(limits=n_threads, user_api="cnn_bp"):
         jobs = engine_module.helper_jobs()
         two = _train(engine, X, Y, sw, order, 100, n_threads, epochs=1)
         jobs = engine_module.helper_jobs() - jobs
-    handovers = 4 if order is not None else 3  # gather, columns of Z^1, rows, update
+    handovers = wide + 2 + (order is not None)  # (gather,) columns per layer, rows, update
     if engine.last_threads == n_threads:
         assert jobs == 4 * handovers * (n_threads - 1)  # 4 batches
     with threadpool_limits(limits=2, user_api="cnn_bp"):  # 2 parts: by rows

@@ -34,8 +34,8 @@ parts, fixed by T and the batch size, csrc/team.c), which a training slice
 parts when fewer are free (the same sums in the same order, whichever thread
 ran them: the model depends on T alone). Each part takes its rows forward
 and back (_share: SHARE_START, with a stop at every batch-normalised layer
-for the whole batch's statistics, SHARE_ON; a wide first layer's Z^1 made
-first by column tiles, SHARE_L1), then its share of the reduction and the
+for the whole batch's statistics, SHARE_ON; first layers wider than the
+batch made first by column tiles, SHARE_COLUMNS), then its share of the reduction and the
 update by parameter ranges (SHARE_UPDATE); dropout masks are drawn at each
 row's place in the batch's stream. L-BFGS's full batch is split the same
 way, block by block (_full_gradient). Each thread's products run on that

@@ -29,13 +29,16 @@ cdef struct Batch:
                                  # this many (0: all at once; _share_blocks)
     bint signals                 # share 0 looks for signals between its blocks
     bint w1_apart                # SHARE_W1 computes the split dW^1, in blocks
-    bint columns                 # Z^1 by column tiles (_columns): SHARE_GATHER, SHARE_L1
+    ptrdiff_t columns            # layers 1..columns made by column tiles (_columns;
+                                 # SHARE_GATHER, SHARE_COLUMNS), or 0
+    ptrdiff_t layer              # SHARE_COLUMNS: the layer
     PyObject **exc               # where it keeps the exception a signal raised
 
 
 # _share's phases (a team's hand-overs, cnnbp_team_run): a part's rows forward
-# and back (a batch whose Z^1 is made by column tiles, _columns: first its
-# rows gathered, then its columns of Z^1 over all rows, then the rest); then,
+# and back (a batch whose first layers are made by column tiles, _columns:
+# first its rows gathered, then its columns of each such layer over all
+# rows, then the rest); then,
 # in a batch-normalised network, on from each normalised layer once the
 # caller combined the parts' sums there; for a large batch
 # whose dW^1 is split by rows of W^1, those rows, in blocks of the batch's
@@ -46,7 +49,7 @@ cdef enum:
     SHARE_ON = 2
     SHARE_W1 = 3
     SHARE_GATHER = 4
-    SHARE_L1 = 5
+    SHARE_COLUMNS = 5
 
 
 cdef Rows _rows_from(const Rows *x, ptrdiff_t j, ptrdiff_t n_in, const floating *sw) noexcept nogil:
@@ -138,43 +141,52 @@ cdef void _split_w1(Batch *b, const cnnbp_share *s, floating *g) noexcept nogil:
         j += mb
 
 
-cdef bint _columns(const Net *net, const Work *w, const Batch *b, int parts,
-                   ptrdiff_t m) noexcept nogil:
-    """Whether the batch's Z^1 = X W^1 is made by column tiles (the parts'
-    columns of W^1 over all m rows: _columns_of_z1) rather than by each
-    part over its rows. A part's product packs all of its operand W^1 (BLAS
-    copies each operand into its blocked layout), so parts of rows pack
-    W^1 `parts` times, (n_0, n_1) each, and column tiles pack the batch's
-    rows of X `parts` times, (m, n_0) each: columns pay when n_1 > m, and
-    measurably from _COLUMN_PARTS parts on (docs/performance.md). Made so
-    for dense X, a first layer without dropout, batch normalisation or kept
-    Z, whose dW^1 is split by rows (w.g0 > 0), and parts of rows that each
-    fit one block (b.block)."""
-    return (parts >= _COLUMN_PARTS and w.g0 > 0 and b.block > 0 and b.X.x != NULL
-            and net.n_layers > 1 and w.z == NULL and not _drops(net, 1, True)
-            and net.units[1] > m and (m + parts - 1) // parts <= b.block)
+cdef ptrdiff_t _columns(const Net *net, const Work *w, const Batch *b, int parts,
+                        ptrdiff_t m) noexcept nogil:
+    """How many of the first layers are made by column tiles (each part its
+    columns of W^l over all m rows: _columns_of_z) rather than by each part
+    over its rows; 0 for none. A part's product packs all of its operand
+    W^l (BLAS copies each operand into its blocked layout), so parts of rows
+    pack W^l `parts` times, (n_{l-1}, n_l) each, and column tiles pack the
+    batch's A^{l-1} `parts` times, (m, n_{l-1}) each: columns pay when
+    n_l > m, and measurably from _COLUMN_PARTS parts on
+    (docs/performance.md). Made so for hidden layers without dropout, batch
+    normalisation or kept Z, from dense X, when the parts of rows each fit
+    one block (b.block); the layers after the first that does not qualify
+    go by rows."""
+    cdef ptrdiff_t l = 0
+    if (parts < _COLUMN_PARTS or b.block <= 0 or b.X.x == NULL or w.z != NULL
+            or (m + parts - 1) // parts > b.block):
+        return 0
+    while l + 1 < net.n_layers and net.units[l + 1] > m and not _drops(net, l + 1, True):
+        l += 1
+    return l
 
 
-cdef void _columns_of_z1(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
-    """SHARE_L1 of share s: A^1 = f(X W^1 + b^1) on its columns of W^1 (an
-    equal share, cut at multiples of 16 values), over all the batch's
-    rows."""
+cdef void _columns_of_z(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
+    """SHARE_COLUMNS of share s at layer l = b.layer: A^l = f(A^{l-1} W^l +
+    b^l) on its columns of W^l (an equal share, cut at multiples of 16
+    values), over all the batch's rows (A^0: its rows of X)."""
     cdef const Net *net = b.net
     cdef const Work *w = b.w
-    cdef ptrdiff_t n_in = net.units[0], n1 = net.units[1], r
+    cdef ptrdiff_t l = b.layer, r
+    cdef ptrdiff_t n_in = net.units[l - 1], n = net.units[l]
     cdef ptrdiff_t line = ~(<ptrdiff_t> 15)
-    cdef ptrdiff_t c0 = (n1 * s.tid // s.parts) & line
-    cdef ptrdiff_t c1 = n1 if s.tid == s.parts - 1 else (n1 * (s.tid + 1) // s.parts) & line
+    cdef ptrdiff_t c0 = (n * s.tid // s.parts) & line
+    cdef ptrdiff_t c1 = n if s.tid == s.parts - 1 else (n * (s.tid + 1) // s.parts) & line
     cdef const floating *p = <const floating *> net.params
-    cdef floating *z = <floating *> w.a + w.cap * net.blk_off[1]
+    cdef floating *a = <floating *> w.a
+    cdef const floating *x = (<const floating *> b.rows.x if l == 1
+                              else a + w.cap * net.blk_off[l - 1])
+    cdef floating *z = a + w.cap * net.blk_off[l]
     cdef floating one = 1, zero = 0
     if c1 <= c0:
         return
-    gemm(w.single, NO_TRANS, NO_TRANS, s.m, c1 - c0, n_in, one,
-         <const floating *> b.rows.x, n_in, p + net.w_off[0] + c0, n1, zero, z + c0, n1)
+    gemm(w.single, NO_TRANS, NO_TRANS, s.m, c1 - c0, n_in, one, x, n_in,
+         p + net.w_off[l - 1] + c0, n, zero, z + c0, n)
     for r in range(s.m):
-        bias_activation(1, c1 - c0, net.activation[0], net.slope, p + net.b_off[0] + c0,
-                        z + r * n1 + c0)
+        bias_activation(1, c1 - c0, net.activation[l - 1], net.slope,
+                        p + net.b_off[l - 1] + c0, z + r * n + c0)
 
 
 cdef void _share_update(Batch *b, cnnbp_share *s, floating *g, bint split_w1) noexcept nogil:
@@ -226,8 +238,8 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     if s.phase == SHARE_W1:
         _split_w1(b, s, g)
         return
-    if s.phase == SHARE_L1:
-        _columns_of_z1(b, s, g)
+    if s.phase == SHARE_COLUMNS:
+        _columns_of_z(b, s, g)
         return
     # this share's rows of the batch
     if SW != NULL:
@@ -237,8 +249,8 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
         g, g0 = <floating *> w.g2 + (s.tid - 1) * size, w.g0
     st.sums = NULL if b.sums == NULL else <floating *> b.sums + s.tid * w.sums_stride
     st.at = 0
-    st.done = 1 if b.columns else 0
-    if s.phase == SHARE_GATHER or (s.phase == SHARE_START and not b.columns):
+    st.done = b.columns
+    if s.phase == SHARE_GATHER or (s.phase == SHARE_START and b.columns == 0):
         if b.order != NULL and b.X.x != NULL:
             gather_rows(s.mr, n_in, <const floating *> b.X.x, b.order + b.start + s.r0,
                         <floating *> w.x + s.r0 * n_in)
@@ -315,8 +327,8 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     (`split_update`: the optimizer, when the update may be split); a
     batch-normalised network adds one at every normalised layer forward and
     one back, after which this thread combines the parts' sums (_combine);
-    a wide first layer made by column tiles (_columns) adds two before the
-    rows' (the rows gathered, then each part's columns of Z^1).
+    first layers wider than the batch, made by column tiles (_columns), add
+    one before the rows' to gather them and one for each such layer.
     The parameters are those of the one-thread pass to round-off (sums in
     parts; OpenBLAS rounds an ulp differently for other shapes). With no
     `opt` (a block of L-BFGS's full batch): no update; returns the block's
@@ -327,15 +339,18 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     cdef cnnbp_share_fn share = _share_f32 if floating is float else _share_f64
     cdef double data_loss = 0, s = 0, penalty = 0
     cdef int k
+    cdef ptrdiff_t l
     cdef int parts = cnnbp_team_split(team, m)
     b.start, b.opt = start, NULL
     b.sums = w.sums if parts > 1 else NULL
     b.stop = 0
     b.columns = _columns(net, w, b, parts, m)
-    if b.columns:  # Z^1 by column tiles, over every row of the batch
+    if b.columns > 0:  # the first layers by column tiles, over every row of the batch
         if b.order != NULL:
             cnnbp_team_run(team, parts, SHARE_GATHER, share, b)
-        cnnbp_team_run(team, parts, SHARE_L1, share, b)
+        for l in range(1, b.columns + 1):
+            b.layer = l
+            cnnbp_team_run(team, parts, SHARE_COLUMNS, share, b)
     cnnbp_team_run(team, parts, SHARE_START, share, b)
     if cnnbp_team_cancelled(team):
         return NAN  # Ctrl-C within the batch: dropped
@@ -420,7 +435,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, order
     b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
-    b.columns = False
+    b.columns = 0
     while start < n:
         if start > sl.start and _now() >= sl.deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
@@ -495,7 +510,7 @@ cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const v
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, NULL
     b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
-    b.columns = False
+    b.columns = 0
     while start < n:
         m = min(w.cap, n - start)
         b.rows = _block_rows(X, start, net.units[0], p)

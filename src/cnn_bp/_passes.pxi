@@ -128,8 +128,8 @@ cdef struct Stage:
                                  # the whole batch is here, no stop
     ptrdiff_t at                 # in: 0, from the start; l: go on at layer l, its
                                  # sums combined; out: 0 done, l stopped at layer l
-    ptrdiff_t done               # in: layers 1..done are computed already (A^1 of a
-                                 # batch whose Z^1 the parts made by columns, _columns)
+    ptrdiff_t done               # in: layers 1..done are computed already (A^l of the
+                                 # layers the parts made by columns, _columns)
 
 
 cdef inline bint _normalised(const Net *net, ptrdiff_t l) noexcept nogil:

@@ -90,8 +90,8 @@ cdef enum:
 # benchmarks/bench_scaling.py, docs/performance.md).
 MIN_PART_ROWS = CNNBP_MIN_PART_ROWS
 
-# A batch of this many parts or more makes a wide first layer's Z^1 by
-# column tiles (_columns); with fewer, the two hand-overs that takes cost
+# A batch of this many parts or more makes its first layers wider than the
+# batch by column tiles (_columns); with fewer, the hand-overs that takes cost
 # about what it saves (docs/performance.md, "Figures behind the code").
 cdef int _COLUMN_PARTS = 4
 
