@@ -458,7 +458,7 @@ def test_blocks_change_no_model(case, monkeypatch):
     else:
         X = X.astype(np.float32)
     models = {}
-    for block_work in (1, 1 << 40):  # blocks of CNNBP_SPLIT_ROWS (64) rows; none
+    for block_work in (1, 1 << 40):  # blocks of _MIN_SIGNAL_BLOCK (64) rows; none
         monkeypatch.setattr(engine, "SIGNAL_WORK", block_work)
         for threads in (1, 2):
             with threadpool_limits(threads, user_api="cnn_bp"), warnings.catch_warnings():
