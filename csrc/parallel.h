@@ -116,11 +116,12 @@ void cnnbp_team_end(cnnbp_team *t);
 void cnnbp_team_cancel(cnnbp_team *t);
 int cnnbp_team_cancelled(const cnnbp_team *t);
 #define CNNBP_DECLARE_TEAM(T, S)                                               \
-    /* Phase 1's reduction: g[i] += the other parts' sums over s's ranges   \
-     * (sums: part k's, k > 0, at (k - 1) (n_params - g0), parameter i at   \
-     * [i - g0]). */                                                         \
+    /* Phase 1's reduction: g[i] += the other parts' sums over s's ranges,  \
+     * i >= lo (the parameters below g0 and lo the parts do not sum:        \
+     * a split dW^1, the engine's tiles) (sums: part k's, k > 0, at         \
+     * (k - 1) (n_params - g0), parameter i at [i - g0]). */                \
     void cnnbp_team_reduce_##S(const cnnbp_team *t, const cnnbp_share *s,      \
-                               const T *sums, T *g);
+                               ptrdiff_t lo, const T *sums, T *g);
 CNNBP_DECLARE_TEAM(float, f32)
 CNNBP_DECLARE_TEAM(double, f64)
 

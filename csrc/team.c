@@ -181,18 +181,20 @@ int cnnbp_team_cancelled(const cnnbp_team *t)
     return __atomic_load_n(&t->cancelled, __ATOMIC_RELAXED);
 }
 
-/* g[i] += the other parts' sums of parameter i, over s's ranges; part k's
- * sums (k > 0) are at sums + (k - 1) (n_params - g0), parameter i at
- * [i - g0]. */
+/* g[i] += the other parts' sums of parameter i, over s's ranges from
+ * parameters lo and g0 on; part k's sums (k > 0) are at sums + (k - 1)
+ * (n_params - g0), parameter i at [i - g0]. */
 #define CNNBP_REDUCE(T, S)                                                     \
     void cnnbp_team_reduce_##S(const cnnbp_team *t, const cnnbp_share *s,     \
-                               const T *sums, T *g)                            \
+                               ptrdiff_t lo, const T *sums, T *g)              \
     {                                                                          \
         ptrdiff_t size = t->n_params - t->g0;                                  \
+        if (lo < t->g0)                                                        \
+            lo = t->g0;                                                        \
         for (int r = 0; r < 4; r += 2) {                                       \
-            ptrdiff_t lo = s->u[r] > t->g0 ? s->u[r] : t->g0, hi = s->u[r + 1]; \
-            for (int j = 0; hi > lo && j < s->parts - 1; j++)                  \
-                cnnbp_add_##S(hi - lo, sums + j * size + (lo - t->g0), g + lo); \
+            ptrdiff_t a = s->u[r] > lo ? s->u[r] : lo, hi = s->u[r + 1];       \
+            for (int j = 0; hi > a && j < s->parts - 1; j++)                   \
+                cnnbp_add_##S(hi - a, sums + j * size + (a - t->g0), g + a);   \
         }                                                                      \
     }
 CNNBP_REDUCE(float, f32)

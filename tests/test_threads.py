@@ -101,12 +101,15 @@ def test_every_network_shape_trains_as_one_thread(units, w1_mode):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["gathered", "in place", "weighted"])
 @pytest.mark.parametrize("n_threads", [4, 8])
-@pytest.mark.parametrize("units", [(20, 300, 40, 5), (20, 300, 150, 5)], ids=["one", "two"])
+@pytest.mark.parametrize("units", [(20, 300, 40, 5), (20, 300, 150, 5), (20, 300, 150, 40, 5)],
+                         ids=["one", "two", "two of three"])
 def test_wide_first_layers_are_made_by_column_tiles(dtype, layout, n_threads, units, w1_mode):
     """Hidden layers wider than the batch (300 and 150 units, batches of
     100), from the first on: each part makes its columns of each such layer
     over all the batch's rows (one hand-over to gather the rows, one per
-    such layer), and the model is the one-thread model to round-off, in both
+    such layer), and back, its columns of their deltas and its rows of the
+    weight gradients (one hand-over per such layer below the output's
+    inputs), and the model is the one-thread model to round-off, in both
     ways of taking dW^1."""
     X, Y, sw, order = _data(dtype, n=400)
     sw = sw if layout == "weighted" else None
@@ -119,7 +122,9 @@ def test_wide_first_layers_are_made_by_column_tiles(dtype, layout, n_threads, un
         jobs = engine_module.helper_jobs()
         two = _train(engine, X, Y, sw, order, 100, n_threads, epochs=1)
         jobs = engine_module.helper_jobs() - jobs
-    handovers = wide + 2 + (order is not None)  # (gather,) columns per layer, rows, update
+    back = min(wide + 1, len(units) - 2) - 1  # delta^{l-1} and dW^l, l = 2..wide + 1 < L
+    assert back == (1 if len(units) == 4 else 2)
+    handovers = wide + 2 + back + (order is not None)  # (gather,) columns, rows, back, update
     if engine.last_threads == n_threads:
         assert jobs == 4 * handovers * (n_threads - 1)  # 4 batches
     with threadpool_limits(limits=2, user_api="cnn_bp"):  # 2 parts: by rows

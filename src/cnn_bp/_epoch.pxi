@@ -31,14 +31,18 @@ cdef struct Batch:
     bint w1_apart                # SHARE_W1 computes the split dW^1, in blocks
     ptrdiff_t columns            # layers 1..columns made by column tiles (_columns;
                                  # SHARE_GATHER, SHARE_COLUMNS), or 0
-    ptrdiff_t layer              # SHARE_COLUMNS: the layer
+    ptrdiff_t tiles              # with columns: dW^l, l <= tiles, and delta^{l-1},
+                                 # 2 <= l <= tiles, by column tiles too (SHARE_BACK,
+                                 # SHARE_UPDATE's _split_w1); 0 without
+    ptrdiff_t layer              # SHARE_COLUMNS, SHARE_BACK: the layer
     PyObject **exc               # where it keeps the exception a signal raised
 
 
 # _share's phases (a team's hand-overs, cnnbp_team_run): a part's rows forward
 # and back (a batch whose first layers are made by column tiles, _columns:
 # first its rows gathered, then its columns of each such layer over all
-# rows, then the rest); then,
+# rows, then the rest forward and back to the first of them, then its
+# columns of each such layer's delta over all rows, last to first); then,
 # in a batch-normalised network, on from each normalised layer once the
 # caller combined the parts' sums there; for a large batch
 # whose dW^1 is split by rows of W^1, those rows, in blocks of the batch's
@@ -50,6 +54,7 @@ cdef enum:
     SHARE_W1 = 3
     SHARE_GATHER = 4
     SHARE_COLUMNS = 5
+    SHARE_BACK = 6
 
 
 cdef Rows _rows_from(const Rows *x, ptrdiff_t j, ptrdiff_t n_in, const floating *sw) noexcept nogil:
@@ -153,7 +158,10 @@ cdef ptrdiff_t _columns(const Net *net, const Work *w, const Batch *b, int parts
     (docs/performance.md). Made so for hidden layers without dropout, batch
     normalisation or kept Z, from dense X, when the parts of rows each fit
     one block (b.block); the layers after the first that does not qualify
-    go by rows."""
+    go by rows. Backward, the same reckoning for delta^{l-1} = delta^l
+    (W^l)^T and dW^l (parts of rows pack W^l and sum a dW^l each, column
+    tiles pack delta^l, (m, n_l)) makes the same layers' delta by columns:
+    see _columns_of_delta."""
     cdef ptrdiff_t l = 0
     if (parts < _COLUMN_PARTS or b.block <= 0 or b.X.x == NULL or w.z != NULL
             or (m + parts - 1) // parts > b.block):
@@ -163,17 +171,21 @@ cdef ptrdiff_t _columns(const Net *net, const Work *w, const Batch *b, int parts
     return l
 
 
+cdef inline ptrdiff_t _column(ptrdiff_t n, const cnnbp_share *s, int k) noexcept nogil:
+    """The first of part k's columns of n (k = s.parts: n, the end): equal
+    shares, cut at multiples of 16 values (cache lines)."""
+    return n if k == s.parts else (n * k // s.parts) & ~(<ptrdiff_t> 15)
+
+
 cdef void _columns_of_z(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
     """SHARE_COLUMNS of share s at layer l = b.layer: A^l = f(A^{l-1} W^l +
-    b^l) on its columns of W^l (an equal share, cut at multiples of 16
-    values), over all the batch's rows (A^0: its rows of X)."""
+    b^l) on its columns of W^l (_column), over all the batch's rows (A^0:
+    its rows of X)."""
     cdef const Net *net = b.net
     cdef const Work *w = b.w
     cdef ptrdiff_t l = b.layer, r
     cdef ptrdiff_t n_in = net.units[l - 1], n = net.units[l]
-    cdef ptrdiff_t line = ~(<ptrdiff_t> 15)
-    cdef ptrdiff_t c0 = (n * s.tid // s.parts) & line
-    cdef ptrdiff_t c1 = n if s.tid == s.parts - 1 else (n * (s.tid + 1) // s.parts) & line
+    cdef ptrdiff_t c0 = _column(n, s, s.tid), c1 = _column(n, s, s.tid + 1)
     cdef const floating *p = <const floating *> net.params
     cdef floating *a = <floating *> w.a
     cdef const floating *x = (<const floating *> b.rows.x if l == 1
@@ -189,6 +201,37 @@ cdef void _columns_of_z(Batch *b, const cnnbp_share *s, floating *dummy) noexcep
                         p + net.b_off[l - 1] + c0, z + r * n + c0)
 
 
+cdef void _columns_of_delta(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
+    """SHARE_BACK of share s at layer l = b.layer (2 <= l <= b.tiles), over
+    all the batch's m rows, on its columns c0..c1 - 1 of n_{l-1} (_column):
+    rows c0.. of dW^l = (A^{l-1})^T delta^l; delta^{l-1}[:, c0:c1] =
+    (delta^l (W^l)^T)[:, c0:c1] * f'(Z^{l-1}); and db^{l-1}[c0:c1], its
+    column sums. Written into net.grads (part 0's sums: the other parts
+    leave these at 0, and the reduction starts after W^{b.tiles}). The
+    layers so made have no dropout and no kept Z (_columns)."""
+    cdef const Net *net = b.net
+    cdef const Work *w = b.w
+    cdef ptrdiff_t l = b.layer, r, n_in = net.units[l - 1], n = net.units[l]
+    cdef ptrdiff_t c0 = _column(n_in, s, s.tid), c1 = _column(n_in, s, s.tid + 1)
+    cdef const floating *p = <const floating *> net.params
+    cdef floating *g = <floating *> net.grads
+    cdef floating *a_prev = <floating *> w.a + w.cap * net.blk_off[l - 1]
+    cdef floating *d_prev = <floating *> w.delta + w.cap * net.blk_off[l - 1]
+    cdef const floating *d = <floating *> w.delta + w.cap * net.blk_off[l]
+    cdef floating one = 1, zero = 0
+    if c1 <= c0:
+        return
+    gemm(w.single, TRANS, NO_TRANS, c1 - c0, n, s.m, one, a_prev + c0, n_in, d, n,
+         zero, g + net.w_off[l - 1] + c0 * n, n)
+    gemm(w.single, NO_TRANS, TRANS, s.m, c1 - c0, n, one, d, n,
+         p + net.w_off[l - 1] + c0 * n, n, zero, d_prev + c0, n_in)
+    for r in range(s.m):
+        delta_derivative(c1 - c0, net.activation[l - 2], net.slope,
+                         a_prev + r * n_in + c0, <const floating *> NULL,
+                         d_prev + r * n_in + c0)
+        column_sums(1, c1 - c0, d_prev + r * n_in + c0, g + net.b_off[l - 2] + c0)
+
+
 cdef void _share_update(Batch *b, cnnbp_share *s, floating *g, bint split_w1) noexcept nogil:
     """SHARE_UPDATE of share s: its rows s.w1 of dW^1 when split (unless
     SHARE_W1 computed them), the others' sums added on its parameter ranges
@@ -199,7 +242,8 @@ cdef void _share_update(Batch *b, cnnbp_share *s, floating *g, bint split_w1) no
     cdef int k
     if split_w1 and not b.w1_apart:
         _split_w1(b, s, g)
-    team_reduce(b.team, s, <floating *> w.g2, g)
+    team_reduce(b.team, s, net.w_off[b.tiles] if b.tiles > 0 else 0,
+                <floating *> w.g2, g)
     s.out[0] = 0
     for k in range(0, 4, 2):
         if b.opt != NULL:
@@ -214,7 +258,8 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     an order) and weights; s.out[1] = their weight sum; the forward pass,
     the output delta (s.out[0] = the rows' weighted loss) and the backward
     pass over its rows into its own gradient sums (zeroed first; share 0:
-    net.grads, share k > 0: buffer k - 1 of w.g2, from parameter w.g0 on).
+    net.grads, share k > 0: buffer k - 1 of w.g2, from parameter w.g0 on;
+    the parameters of a split dW^1 and of b.tiles are left out).
     A share of all m rows ends there, its sums being the gradient. With
     b.sums (batch normalisation, shared), the passes stop at each
     normalised layer, leaving the share's sums there (Stage), and go on in
@@ -224,8 +269,9 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     cdef const Work *w = b.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
     cdef ptrdiff_t size = net.n_params - w.g0
-    cdef bint split_w1 = s.parts > 1 and w.g0 > 0
-    cdef ptrdiff_t first = w.g0 if split_w1 else 0  # its backward sums [first, n_params)
+    cdef bint split_w1 = s.parts > 1 and (w.g0 > 0 or b.tiles > 0)
+    # its backward sums: [first, n_params)
+    cdef ptrdiff_t first = net.w_off[b.tiles] if b.tiles > 0 else w.g0 if split_w1 else 0
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t g0 = 0
     cdef const floating *SW = <const floating *> b.SW
@@ -241,6 +287,9 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     if s.phase == SHARE_COLUMNS:
         _columns_of_z(b, s, g)
         return
+    if s.phase == SHARE_BACK:
+        _columns_of_delta(b, s, g)
+        return
     # this share's rows of the batch
     if SW != NULL:
         swb = (<const floating *> w.sw if b.order != NULL else SW + b.start) + s.r0
@@ -250,6 +299,7 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     st.sums = NULL if b.sums == NULL else <floating *> b.sums + s.tid * w.sums_stride
     st.at = 0
     st.done = b.columns
+    st.bottom = max(1, b.tiles)
     if s.phase == SHARE_GATHER or (s.phase == SHARE_START and b.columns == 0):
         if b.order != NULL and b.X.x != NULL:
             gather_rows(s.mr, n_in, <const floating *> b.X.x, b.order + b.start + s.r0,
@@ -278,7 +328,8 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
                                                   <floating *> w.y + s.r0 * n_out),
                                 swb, w, s.r0, s.mr)
         memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
-    _backward(net, &xb, w, s.r0, s.mr, 2 if split_w1 else 1, True, g, g0, &st)
+    _backward(net, &xb, w, s.r0, s.mr, b.tiles + 1 if b.tiles > 0 else 2 if split_w1 else 1,
+              True, g, g0, &st)
     if st.at != 0 and s.tid == 0:
         b.stop, b.stop_back = st.at, True
 
@@ -328,7 +379,9 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     batch-normalised network adds one at every normalised layer forward and
     one back, after which this thread combines the parts' sums (_combine);
     first layers wider than the batch, made by column tiles (_columns), add
-    one before the rows' to gather them and one for each such layer.
+    one before the rows' to gather them and one for each such layer, and
+    one after the rows' for each such layer but the first and the output
+    (_columns_of_delta).
     The parameters are those of the one-thread pass to round-off (sums in
     parts; OpenBLAS rounds an ulp differently for other shapes). With no
     `opt` (a block of L-BFGS's full batch): no update; returns the block's
@@ -345,6 +398,9 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     b.sums = w.sums if parts > 1 else NULL
     b.stop = 0
     b.columns = _columns(net, w, b, parts, m)
+    # their deltas too, but the output layer's (narrow: the rows' pass takes
+    # it back at no cost worth a hand-over)
+    b.tiles = min(b.columns + 1, net.n_layers - 1) if b.columns > 0 else 0
     if b.columns > 0:  # the first layers by column tiles, over every row of the batch
         if b.order != NULL:
             cnnbp_team_run(team, parts, SHARE_GATHER, share, b)
@@ -358,13 +414,16 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
         _combine(net, w, b, team, parts, g)
         b.at, b.back, b.stop = b.stop, b.stop_back, 0
         cnnbp_team_run(team, parts, SHARE_ON, share, b)
+    for l in range(b.tiles, 1, -1):  # their deltas by column tiles, back to delta^1
+        b.layer = l
+        cnnbp_team_run(team, parts, SHARE_BACK, share, b)
     _spend_masks(net, m)
     for k in range(parts):
         data_loss += team.share[k].out[0]
         s += team.share[k].out[1]
     if parts > 1:  # the others' sums added, and the update split too when it can be
         b.s, b.opt = s, split_update
-        b.w1_apart = w.g0 > 0 and b.block > 0 and m > b.block
+        b.w1_apart = (w.g0 > 0 or b.tiles > 0) and b.block > 0 and m > b.block
         if b.w1_apart:  # a large batch's dW^1 first, where Ctrl-C may drop the batch
             cnnbp_team_run(team, parts, SHARE_W1, share, b)
             if cnnbp_team_cancelled(team):
@@ -435,7 +494,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, order
     b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
-    b.columns = 0
+    b.columns = b.tiles = 0
     while start < n:
         if start > sl.start and _now() >= sl.deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
@@ -510,7 +569,7 @@ cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const v
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, NULL
     b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
-    b.columns = 0
+    b.columns = b.tiles = 0
     while start < n:
         m = min(w.cap, n - start)
         b.rows = _block_rows(X, start, net.units[0], p)

@@ -130,6 +130,9 @@ cdef struct Stage:
                                  # sums combined; out: 0 done, l stopped at layer l
     ptrdiff_t done               # in: layers 1..done are computed already (A^l of the
                                  # layers the parts made by columns, _columns)
+    ptrdiff_t bottom             # in: the backward pass ends at layer bottom's bias
+                                 # sums (>= 1; the layers below are made by column
+                                 # tiles, _columns_of_delta)
 
 
 cdef inline bint _normalised(const Net *net, ptrdiff_t l) noexcept nogil:
@@ -375,20 +378,21 @@ cdef void _backward(const Net *net, const Rows *x, const Work *w, ptrdiff_t r0,
                     ptrdiff_t m, ptrdiff_t first, bint training, floating *g,
                     ptrdiff_t g0, Stage *st) noexcept nogil:
     """The backward pass over rows r0..r0 + m - 1 of the blocks (x: those
-    rows of A^0), after _forward and _output_loss: for l = L, ..., 1, adds
-    their sums of delta^l and, for l >= first, of (A^{l-1})^T delta^l into g
-    (g[i - g0]: parameter i's gradient), and takes delta^{l-1} back. A part
-    of a shared, batch-normalised batch (`st`, else NULL) stops at each
-    normalised layer (st.at, see _bias_gradient) and goes on from there
-    when called again."""
+    rows of A^0), after _forward and _output_loss: for l = L, ..., 1
+    (st.bottom with a Stage), adds their sums of delta^l and, for l >= first,
+    of (A^{l-1})^T delta^l into g (g[i - g0]: parameter i's gradient), and
+    takes delta^{l-1} back. A part of a shared, batch-normalised batch
+    (`st`, else NULL) stops at each normalised layer (st.at, see
+    _bias_gradient) and goes on from there when called again."""
     cdef ptrdiff_t l
     cdef ptrdiff_t top = net.n_layers if st == NULL or st.at == 0 else st.at
-    for l in range(top, 0, -1):
+    cdef ptrdiff_t bottom = 1 if st == NULL else st.bottom
+    for l in range(top, bottom - 1, -1):
         if not _bias_gradient(net, x, w, r0, m, l, g, g0, st):
             return  # stopped at st.at
         if l >= first:
             _weight_gradient(net, x, w, r0, m, l, 0, net.units[l - 1], training, g, g0)
-        if l > 1:
+        if l > bottom:
             _delta_back(net, w, l, r0, m, training, g)
     if st != NULL:
         st.at = 0
