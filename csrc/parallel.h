@@ -141,9 +141,9 @@ void cnnbp_split_inputs(int helper, ptrdiff_t n, cnnbp_range_fn fn, void *ctx);
  * finish sooner. When a slice had more threads than the process has
  * cores (T forced above them), the next slices take as many as there are
  * cores; when its threads ran less than LOCKSTEP_EFFICIENCY of its
- * hand-overs' time, one helper fewer. Either way they try one more after
- * PROBE_SECONDS, a wait that doubles (up to 64 x) while the try fails; a
- * try that runs well restores the number. */
+ * hand-overs' time, one helper fewer. Either way they try one more (up to
+ * the cores) after PROBE_SECONDS, a wait that doubles (up to 64 x) while
+ * the try fails; a try that runs well restores the number. */
 #define CNNBP_LOCKSTEP_EFFICIENCY 0.6
 #define CNNBP_PROBE_SECONDS 0.25
 typedef struct {

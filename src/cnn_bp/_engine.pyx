@@ -64,7 +64,7 @@ from ._registry import HYPERPARAMETERS, solver_code
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
-from libc.math cimport NAN, isnan, pow, sqrt
+from libc.math cimport INFINITY, NAN, isnan, pow, sqrt
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, memset
@@ -586,7 +586,9 @@ cdef class Engine:
         seconds : float or None
             Return after the first batch that ends this many seconds after
             the call began (None: at the end of the epoch), `stopped_at`
-            telling where to go on: slices let the caller see Ctrl-C.
+            telling where to go on: slices let the caller see Ctrl-C. A
+            slice with more threads than cores returns after one batch (the
+            back-off then takes the next slices down to the cores).
 
         Returns
         -------
@@ -684,6 +686,9 @@ cdef class Engine:
         cdef Slice sl = self._slice(parts)
         sl.start, sl.total = start, total
         cdef bint double = self.dtype == np.float64
+        if budget < INFINITY and sl.helpers + 1 > cnnbp_available_cores():
+            budget = 0  # threads above the cores (T forced so) for one batch: the
+            # back-off then takes them down to the cores (cnnbp_lockstep_learn)
         with nogil:
             t0 = _now()
             sl.deadline = t0 + budget
