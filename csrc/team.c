@@ -19,10 +19,12 @@
  * (the engine adds two more at each batch-normalised layer, where it
  * combines the parts' statistics, and one before them to gather the batch's
  * rows and one for each first layer wider than the batch that it makes by
- * column tiles, each part its columns of W^l over all the rows):
+ * column tiles, each part its columns of W^l over all the rows, and one
+ * after them for each such layer's delta, back):
  *   rows     each part takes its rows r0..r0 + mr - 1 forward and back,
  *            summing their gradient in a buffer of its own (dW^1 of a large
- *            first layer excepted: see the engine's g0);
+ *            first layer and the dW^l of column tiles excepted: see the
+ *            engine's g0 and tiles);
  *   update   each computes its rows w1 of dW^1 (when excepted), adds the
  *            others' sums to its parameter ranges u (cnnbp_team_reduce_*)
  *            and updates them: the reduction and the update split by

@@ -124,11 +124,11 @@ cdef double _share_blocks(Batch *b, const cnnbp_share *s, const Rows *xb,
 
 
 cdef void _split_w1(Batch *b, const cnnbp_share *s, floating *g) noexcept nogil:
-    """Share s's rows s.w1 of dW^1 (w.g0 > 0: summed by no share in its
-    backward pass) over the batch's m rows (every share's delta^1 is there);
-    with b.w1_apart (SHARE_W1, a large batch), in blocks of b.block rows,
-    share 0 looking for a signal between two and every share stopping once
-    the batch is cancelled."""
+    """Share s's rows s.w1 of dW^1 (w.g0 > 0 or b.tiles: summed by no
+    share in its backward pass) over the batch's m rows (every share's
+    delta^1 is there); with b.w1_apart (SHARE_W1, a large batch), in blocks
+    of b.block rows, share 0 looking for a signal between two and every
+    share stopping once the batch is cancelled."""
     cdef const Net *net = b.net
     cdef ptrdiff_t n_in = net.units[0], n1 = net.units[1], j = 0, mb
     cdef ptrdiff_t block = b.block if b.w1_apart else s.m
