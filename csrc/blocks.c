@@ -90,9 +90,9 @@ void FN(column_sums)(ptrdiff_t m, ptrdiff_t n, const T *restrict x,
 /* z_out := x W for one row x (k,) and W (k, n) row-major: the rows of W
  * scaled by x_i and summed, four at a time so that z is read and written
  * once per four rows. A one-row product reads each weight once, so it runs
- * at the speed memory delivers W; this loop does (OpenBLAS's gemv reached
- * 60-70 % of it here, see _forward). No factor is skipped: inf or NaN in x
- * gives NaN or inf in z, as in BLAS. */
+ * at the speed memory delivers W; this loop does, and OpenBLAS's gemv did
+ * not (docs/performance.md, "Figures behind the code"). No factor is
+ * skipped: inf or NaN in x gives NaN or inf in z, as in BLAS. */
 CNNBP_VECTOR_LOOP
 void FN(row_product)(ptrdiff_t k, ptrdiff_t n, const T *restrict x,
                      const T *restrict w, T *restrict z_out)

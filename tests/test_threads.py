@@ -136,6 +136,31 @@ def test_wide_first_layers_are_made_by_column_tiles(dtype, layout, n_threads, un
     np.testing.assert_allclose(two[0], one[0], rtol=tol, atol=tol)  # as much (2.6e-5)
 
 
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu", "leaky_relu",
+                                        "elu", "selu", "softplus", "gelu", "silu"])
+def test_column_tiles_take_every_activation_back(activation):
+    """A batch's deltas by column tiles (_columns_of_delta) take f' off A^l;
+    a derivative that needs Z (kept per row) keeps the rows' split. Either
+    way the model is the one-thread model (float64, T = 4, (20, 300, 150, 5),
+    batches of 100)."""
+    X, Y, _, order = _data(np.float64, n=400)
+    make = lambda: _engine(np.float64, units=(20, 300, 150, 5), activation=activation)  # noqa: E731
+    one = _train(make(), X, Y, None, order, 100, 1)
+    engine = make()
+    with threadpool_limits(limits=4, user_api="cnn_bp"):
+        jobs = engine_module.helper_jobs()
+        four = _train(engine, X, Y, None, order, 100, 4, epochs=1)
+        jobs = engine_module.helper_jobs() - jobs
+    tiles = not engine_module.derivative_needs_z(act.activation_code(activation))
+    # gather, 2 layers' columns, rows, 1 layer's deltas, update; or rows, update
+    handovers = 6 if tiles else 2
+    if engine.last_threads == 4:
+        assert jobs == 4 * handovers * 3  # 4 batches, 3 helpers
+    four = _train(engine, X, Y, None, order, 100, 4, epochs=2)
+    np.testing.assert_allclose(four[0], one[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(four[1], one[1][1:], rtol=1e-9)  # epochs 2 and 3
+
+
 @pytest.mark.parametrize("activation", ["relu", "silu", "gelu", "softplus", "elu"])
 def test_every_activation_trains_as_one_thread(activation):
     """Derivatives read off Z (silu, gelu, ...) keep each part's Z rows."""

@@ -18,8 +18,8 @@ The file's name is keyed as ``joblib.Memory`` keys its cache: a hash of the
 estimator's class, cnn_bp's version, the parameters that shape the model
 (not ``checkpoint_dir``, ``verbose`` nor a Dask estimator's ``client``) and
 a fingerprint of the data (X, y, sample_weight: each array's shape, dtype
-and the XXH3 hash of its bytes, some 20 times faster than joblib.hash's
-MD5; a Dask collection's token; other objects through joblib.hash)
+and the XXH3 hash of its bytes, far faster than joblib.hash's MD5
+(docs/performance.md); a Dask collection's token; other objects through joblib.hash)
 and, for a warm_start fit of a fitted model, of the parameters
 it starts from. Clones in a grid search get files of their own, and a fit
 never resumes another's state.
