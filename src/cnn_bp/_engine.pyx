@@ -586,9 +586,8 @@ cdef class Engine:
         seconds : float or None
             Return after the first batch that ends this many seconds after
             the call began (None: at the end of the epoch), `stopped_at`
-            telling where to go on: slices let the caller see Ctrl-C. A
-            slice with more threads than cores returns after one batch (the
-            back-off then takes the next slices down to the cores).
+            telling where to go on: slices let the caller see Ctrl-C (one
+            batch with more threads than cores, then the back-off's cores).
 
         Returns
         -------
@@ -687,8 +686,7 @@ cdef class Engine:
         sl.start, sl.total = start, total
         cdef bint double = self.dtype == np.float64
         if budget < INFINITY and sl.helpers + 1 > cnnbp_available_cores():
-            budget = 0  # threads above the cores (T forced so) for one batch: the
-            # back-off then takes them down to the cores (cnnbp_lockstep_learn)
+            budget = 0  # one batch above the cores; the back-off then takes the cores
         with nogil:
             t0 = _now()
             sl.deadline = t0 + budget
