@@ -255,7 +255,8 @@ int cnnbp_lockstep_helpers(const cnnbp_lockstep *l, int wanted)
     if (l->cap < 0 || l->cap >= wanted)
         return wanted;
     /* a try above the cores could not run better (cnnbp_lockstep_learn) */
-    if (l->cap + 1 < cnnbp_available_cores() && cnnbp_seconds(CLOCK_MONOTONIC) >= l->probe_at)
+    if (l->cap + 1 < cnnbp_available_cores()
+        && cnnbp_seconds(CLOCK_MONOTONIC) >= l->probe_at)
         return l->cap + 1;
     return l->cap;
 }

@@ -35,12 +35,12 @@ parts when fewer are free (the same sums in the same order, whichever thread
 ran them: the model depends on T alone). Each part takes its rows forward
 and back (_share: SHARE_START, with a stop at every batch-normalised layer
 for the whole batch's statistics, SHARE_ON; first layers wider than the
-batch made first by column tiles, SHARE_COLUMNS), then its share of the reduction and the
-update by parameter ranges (SHARE_UPDATE); dropout masks are drawn at each
-row's place in the batch's stream. L-BFGS's full batch is split the same
-way, block by block (_full_gradient). Each thread's products run on that
-thread alone (w.single: a private OpenBLAS kept at one
-thread, cnn_bp._threads.thread_blas; the process's BLAS and its thread
+batch are made by column tiles, forward and back: SHARE_COLUMNS,
+SHARE_BACK), then its share of the reduction and the update by parameter
+ranges (SHARE_UPDATE); dropout masks are drawn at each row's place in the
+batch's stream. L-BFGS's full batch is split the same way, block by block
+(_full_gradient). Each thread's products run on that thread alone
+(w.single: a private OpenBLAS kept at one thread, cnn_bp._threads.thread_blas; the process's BLAS and its thread
 count, a process-wide setting, are never touched). Matrix products of a
 200-row batch are too small for BLAS's own threads to pay; this way the
 element-wise work, the row gathering and the optimizer run on every core

@@ -28,6 +28,8 @@ cdef struct Batch:
     ptrdiff_t block              # a share's rows go forward and back in blocks of
                                  # this many (0: all at once; _share_blocks)
     bint signals                 # share 0 looks for signals between its blocks
+    bint split_w1                # dW^1 by rows of W^1 over all rows (_split_w1), not
+                                 # by the parts: a large W^1 (w.g0) or column tiles
     bint w1_apart                # SHARE_W1 computes the split dW^1, in blocks
     ptrdiff_t columns            # layers 1..columns made by column tiles (_columns;
                                  # SHARE_GATHER, SHARE_COLUMNS), or 0
@@ -232,7 +234,7 @@ cdef void _columns_of_delta(Batch *b, const cnnbp_share *s, floating *dummy) noe
         column_sums(1, c1 - c0, d_prev + r * n_in + c0, g + net.b_off[l - 2] + c0)
 
 
-cdef void _share_update(Batch *b, cnnbp_share *s, floating *g, bint split_w1) noexcept nogil:
+cdef void _share_update(Batch *b, cnnbp_share *s, floating *g) noexcept nogil:
     """SHARE_UPDATE of share s: its rows s.w1 of dW^1 when split (unless
     SHARE_W1 computed them), the others' sums added on its parameter ranges
     s.u and, with b.opt, the gradient finished and those parameters
@@ -240,10 +242,9 @@ cdef void _share_update(Batch *b, cnnbp_share *s, floating *g, bint split_w1) no
     cdef const Net *net = b.net
     cdef const Work *w = b.w
     cdef int k
-    if split_w1 and not b.w1_apart:
+    if b.split_w1 and not b.w1_apart:
         _split_w1(b, s, g)
-    team_reduce(b.team, s, net.w_off[b.tiles] if b.tiles > 0 else 0,
-                <floating *> w.g2, g)
+    team_reduce(b.team, s, net.w_off[b.tiles], <floating *> w.g2, g)  # after W^tiles
     s.out[0] = 0
     for k in range(0, 4, 2):
         if b.opt != NULL:
@@ -269,9 +270,9 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     cdef const Work *w = b.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
     cdef ptrdiff_t size = net.n_params - w.g0
-    cdef bint split_w1 = s.parts > 1 and (w.g0 > 0 or b.tiles > 0)
-    # its backward sums: [first, n_params)
-    cdef ptrdiff_t first = net.w_off[b.tiles] if b.tiles > 0 else w.g0 if split_w1 else 0
+    # the first layer whose dW^l the parts sum, and its backward sums [first, n_params)
+    cdef ptrdiff_t w_first = b.tiles + 1 if b.tiles > 0 else 2 if b.split_w1 else 1
+    cdef ptrdiff_t first = net.w_off[w_first - 1]
     cdef floating *g = <floating *> net.grads
     cdef ptrdiff_t g0 = 0
     cdef const floating *SW = <const floating *> b.SW
@@ -279,7 +280,7 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     cdef Rows xb
     cdef Stage st
     if s.phase == SHARE_UPDATE:
-        _share_update(b, s, g, split_w1)
+        _share_update(b, s, g)
         return
     if s.phase == SHARE_W1:
         _split_w1(b, s, g)
@@ -312,7 +313,7 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
         s.out[1] = s.mr if swb == NULL else _weight_sum(swb, s.mr)
         if b.block > 0 and s.mr > b.block:
             memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
-            s.out[0] = _share_blocks(b, s, &xb, swb, g, g0, 2 if split_w1 else 1)
+            s.out[0] = _share_blocks(b, s, &xb, swb, g, g0, w_first)
             return
     else:
         st.at = b.at
@@ -328,8 +329,7 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
                                                   <floating *> w.y + s.r0 * n_out),
                                 swb, w, s.r0, s.mr)
         memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
-    _backward(net, &xb, w, s.r0, s.mr, b.tiles + 1 if b.tiles > 0 else 2 if split_w1 else 1,
-              True, g, g0, &st)
+    _backward(net, &xb, w, s.r0, s.mr, w_first, True, g, g0, &st)
     if st.at != 0 and s.tid == 0:
         b.stop, b.stop_back = st.at, True
 
@@ -401,6 +401,7 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     # their deltas too, but the output layer's (narrow: the rows' pass takes
     # it back at no cost worth a hand-over)
     b.tiles = min(b.columns + 1, net.n_layers - 1) if b.columns > 0 else 0
+    b.split_w1 = parts > 1 and (w.g0 > 0 or b.tiles > 0)
     if b.columns > 0:  # the first layers by column tiles, over every row of the batch
         if b.order != NULL:
             cnnbp_team_run(team, parts, SHARE_GATHER, share, b)
@@ -423,7 +424,7 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
         s += team.share[k].out[1]
     if parts > 1:  # the others' sums added, and the update split too when it can be
         b.s, b.opt = s, split_update
-        b.w1_apart = (w.g0 > 0 or b.tiles > 0) and b.block > 0 and m > b.block
+        b.w1_apart = b.split_w1 and b.block > 0 and m > b.block
         if b.w1_apart:  # a large batch's dW^1 first, where Ctrl-C may drop the batch
             cnnbp_team_run(team, parts, SHARE_W1, share, b)
             if cnnbp_team_cancelled(team):
