@@ -42,17 +42,51 @@ static int buffers;  /* threads the library has served at once: its buffers */
 static int calling;  /* threads of the epochs running now */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+/* The fork gate: calls hold it to read, a fork to write. Writers first (where
+ * glibc offers it), so a stream of calls on many threads cannot keep a fork
+ * waiting. */
+#ifdef PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
+#define GATE_INITIALIZER PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
+#else
+#define GATE_INITIALIZER PTHREAD_RWLOCK_INITIALIZER
+#endif
+static pthread_rwlock_t gate = GATE_INITIALIZER;
+
+static void close_gate(void)
+{
+    pthread_rwlock_wrlock(&gate);
+}
+
+static void open_gate(void)
+{
+    pthread_rwlock_unlock(&gate);
+}
+
 /* In a forked child only the forking thread runs: none calls, the buffers
- * (mappings) are inherited, and the lock may have been held. */
+ * (mappings) are inherited, and the lock may have been held. The gate was
+ * closed by the fork: a fresh one. */
 static void reset_in_child(void)
 {
+    pthread_rwlock_t fresh = GATE_INITIALIZER;
+    gate = fresh;
     pthread_mutex_init(&lock, NULL);
     calling = 0;
 }
 
 static void init(void)
 {
-    pthread_atfork(NULL, NULL, reset_in_child);
+    pthread_atfork(close_gate, open_gate, reset_in_child);
+}
+
+void cnnbp_blas_call_begin(void)
+{
+    pthread_once(&once, init);
+    pthread_rwlock_rdlock(&gate);
+}
+
+void cnnbp_blas_call_end(void)
+{
+    pthread_rwlock_unlock(&gate);
 }
 
 /* Whether `used` bytes of memory (charged as OpenBLAS's buffers and the
@@ -98,8 +132,10 @@ static void *warm(void *arg)
     while (atomic_load(&w->waiting) > 0)
         sched_yield();
     do {
+        cnnbp_blas_call_begin();
         cnnbp_thread_blas.sgemm("T", "N", &n, &n, &k, &one, w->a, &k, w->a, &k, &zero,
                                 w->c + (size_t)p->k * WARM_N * WARM_N, &n);
+        cnnbp_blas_call_end();
         if (first)
             atomic_fetch_sub(&w->unserved, 1);
         first = 0;

@@ -39,5 +39,12 @@ extern cnnbp_blas cnnbp_thread_blas;
  * paired with cnnbp_blas_leave(threads) when those threads are done. */
 int cnnbp_blas_enter(int threads);
 void cnnbp_blas_leave(int threads);
+/* The fork gate: every call of cnnbp_thread_blas is made between these two.
+ * A fork (its pthread_atfork handler) waits for the calls under way, each a
+ * bounded product, and holds new ones until it is done: a child never starts
+ * with one of OpenBLAS's own locks (its buffer table's) held by a thread it
+ * does not have, which would hang its first product. */
+void cnnbp_blas_call_begin(void);
+void cnnbp_blas_call_end(void);
 
 #endif /* CNNBP_THREAD_BLAS_H */

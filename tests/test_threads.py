@@ -706,6 +706,41 @@ def test_a_child_forked_during_a_fit_can_fit_that_estimator():
     assert held == 20  # every fork came while the parent's fit ran
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_for_the_private_blas_calls_under_way():
+    """The fork gate: a fork while another thread is inside a call of the
+    private BLAS returns only after that call has ended (a child must not
+    start with OpenBLAS's buffer-table lock held by a thread it lacks: its
+    first product would wait for ever), and the child's gate is open."""
+    held_at = []
+    hold = threading.Thread(target=engine_module.py_hold_blas_gate,
+                            args=(0.5, lambda: held_at.append(time.monotonic())))
+    hold.start()
+    while not held_at:
+        time.sleep(0.001)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            engine_module.py_hold_blas_gate(0.0, lambda: None)
+            MLPClassifier((8,), max_iter=2).fit(np.eye(4), [0, 1, 0, 1])
+            status = 0
+        finally:
+            os._exit(status)
+    forked_at = time.monotonic()
+    hold.join()
+    for _ in range(6000):  # the child has 60 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:  # pragma: no cover - a hung child
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert forked_at - held_at[0] >= 0.5
+    assert done and os.waitstatus_to_exitcode(status) == 0
+
+
 @needs_two
 def test_two_fits_in_two_threads_run_at_once(chosen):
     """Both fits share their batches (one with the helper, the other alone

@@ -72,7 +72,8 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cython cimport floating
 
 from ._kernels cimport (
-    cnnbp_thread_blas, cnnbp_blas_enter, cnnbp_blas_leave, cnnbp_sgemm_fn, cnnbp_dgemm_fn,
+    cnnbp_thread_blas, cnnbp_blas_enter, cnnbp_blas_leave, cnnbp_blas_call_begin,
+    cnnbp_blas_call_end, cnnbp_sgemm_fn, cnnbp_dgemm_fn,
     cnnbp_sdot_fn, cnnbp_ddot_fn, cnnbp_sasum_fn, cnnbp_dasum_fn,
     CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, CNNBP_SOLVER_NADAM,
     CNNBP_UNKNOWN_CODE, registry_codes, adam_update,

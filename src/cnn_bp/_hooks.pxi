@@ -1,6 +1,9 @@
 # Test-only hooks: thin wrappers so tests reach the C kernels and the
 # helper threads directly. Included by _engine.pyx (one extension module).
 
+from posix.unistd cimport usleep
+
+
 def shared_row_bytes(lo=None, hi=None):
     """The range of SHARED_ROW_BYTES in force, (lo, hi); with arguments,
     set it first (tests and benchmarks compare the shared and the unshared
@@ -33,6 +36,26 @@ def helper_jobs():
     """Jobs the helper threads have finished in this process (tests: whether
     a pass was shared)."""
     return cnnbp_helper_jobs()
+
+
+def py_hold_blas_gate(double seconds, held):
+    """Hold the fork gate as a call of the private BLAS does
+    (csrc/thread_blas.h), for `seconds` after calling held() in it (tests:
+    a fork waits for the calls under way)."""
+    cdef timespec now
+    cdef double end
+    with nogil:
+        cnnbp_blas_call_begin()
+    try:
+        held()
+    finally:
+        with nogil:
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            end = now.tv_sec + now.tv_nsec * 1e-9 + seconds
+            while now.tv_sec + now.tv_nsec * 1e-9 < end:
+                usleep(1000)
+                clock_gettime(CLOCK_MONOTONIC, &now)
+            cnnbp_blas_call_end()
 
 
 
