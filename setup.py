@@ -1,4 +1,4 @@
-"""Build the compiled core: one extension, the Cython engine plus the C99 kernels.
+"""Build the compiled core: the Cython engine plus the C99 kernels, and the tests' hooks.
 
 First tools/generate.py writes what the registry (src/cnn_bp/_registry.py)
 and the kernel header determine: csrc/registry.h and src/cnn_bp/_kernels.pxd.
@@ -14,6 +14,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# the stateless C kernels, which any extension may link
 KERNELS = [
     "csrc/activations.c",
     "csrc/losses.c",
@@ -21,6 +22,11 @@ KERNELS = [
     "csrc/blocks.c",
     "csrc/layers.c",
     "csrc/sparse.c",
+]
+# the parallel layer and the private BLAS: process-wide state (the helper
+# threads, the BLAS's buffers and fork gate), linked into the engine alone;
+# other extensions reach it through what _engine.pxd exports
+PARALLEL = [
     "csrc/pool.c",
     "csrc/team.c",
     "csrc/thread_blas.c",
@@ -37,17 +43,27 @@ if os.environ.get("CNN_BP_NATIVE") == "1":
 runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools", "generate.py"),
                run_name="__main__")
 
+common = dict(
+    include_dirs=[numpy.get_include(), "csrc"],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=compile_args,
+    extra_link_args=["-pthread"],
+)
 extensions = [
     Extension(
         "cnn_bp._engine",
-        sources=["src/cnn_bp/_engine.pyx", *KERNELS],
+        sources=["src/cnn_bp/_engine.pyx", *KERNELS, *PARALLEL],
         # a changed header rebuilds the kernels; the engine's parts are included
         depends=sorted(glob.glob("csrc/*.h") + glob.glob("src/cnn_bp/*.pxi")),
-        include_dirs=[numpy.get_include(), "csrc"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=compile_args,
-        extra_link_args=["-pthread"],
-    )
+        **common,
+    ),
+    # the tests' wrappers of the kernels, the helper threads and the fork gate
+    Extension(
+        "cnn_bp._hooks",
+        sources=["src/cnn_bp/_hooks.pyx", *KERNELS],
+        depends=sorted(glob.glob("csrc/*.h") + ["src/cnn_bp/_engine.pxd"]),
+        **common,
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}))

@@ -5,6 +5,7 @@ import pytest
 from scipy.special import xlogy
 
 from cnn_bp import _engine
+from cnn_bp import _hooks as hooks
 
 import reference as act
 
@@ -21,7 +22,7 @@ def test_unknown_names_are_errors_not_fallbacks():
     with pytest.raises(ValueError, match="unknown loss"):
         act.loss_code("hinge")
     with pytest.raises(ValueError, match="activation"):
-        _engine.py_bias_activation(np.zeros((1, 2)), np.zeros(2), 99)
+        hooks.py_bias_activation(np.zeros((1, 2)), np.zeros(2), 99)
 
 
 @pytest.mark.parametrize("name", act.ACTIVATIONS)
@@ -30,16 +31,16 @@ def test_bias_activation_matches_numpy(name):
     z = rng.normal(scale=3, size=(7, 5))
     b = rng.normal(size=5)
     expected = act.forward(name, z + b)
-    _engine.py_bias_activation(z, b, act.activation_code(name))
+    hooks.py_bias_activation(z, b, act.activation_code(name))
     np.testing.assert_allclose(z, expected, rtol=1e-13, atol=1e-15)
 
 
 def test_relu_propagates_nan_and_softmax_survives_large_inputs():
     z = np.array([[np.nan, -1.0, 2.0]])
-    _engine.py_bias_activation(z, np.zeros(3), act.activation_code("relu"))
+    hooks.py_bias_activation(z, np.zeros(3), act.activation_code("relu"))
     assert np.isnan(z[0, 0]) and z[0, 1] == 0 and z[0, 2] == 2
     z = np.array([[1000.0, 1001.0, -1000.0]])
-    _engine.py_bias_activation(z, np.zeros(3), act.activation_code("softmax"))
+    hooks.py_bias_activation(z, np.zeros(3), act.activation_code("softmax"))
     np.testing.assert_allclose(z.sum(), 1.0)
     assert np.all(np.isfinite(z))
 
@@ -48,7 +49,7 @@ def _exp(x):
     """The kernels' exp (csrc/exp.h) of a float32/float64 array, through the
     'exp' output activation with a zero bias."""
     z = np.ascontiguousarray(x).reshape(1, -1).copy()
-    _engine.py_bias_activation(z, np.zeros(z.shape[1], z.dtype), act.activation_code("exp"))
+    hooks.py_bias_activation(z, np.zeros(z.shape[1], z.dtype), act.activation_code("exp"))
     return z.ravel()
 
 
@@ -101,7 +102,7 @@ def test_softmax_of_many_rows_matches_numpy(dtype, rtol, shape):
     z = rng.normal(scale=4, size=shape).astype(dtype)
     b = rng.normal(size=shape[1]).astype(dtype)
     expected = act.forward("softmax", (z + b).astype(np.float64))
-    _engine.py_bias_activation(z, b, act.activation_code("softmax"))
+    hooks.py_bias_activation(z, b, act.activation_code("softmax"))
     assert z.dtype == dtype
     np.testing.assert_allclose(z, expected, rtol=rtol, atol=1e-30)
     np.testing.assert_allclose(z.sum(axis=1), 1, rtol=rtol * 10)
@@ -116,7 +117,7 @@ def test_delta_derivative_matches_numpy(name):
         a[:5] = 0.0  # inactive units must get exactly zero
     delta = rng.normal(size=40)
     expected = delta * act.derivative(name, a, z)
-    _engine.py_delta_derivative(a, z, delta, act.activation_code(name))
+    hooks.py_delta_derivative(a, z, delta, act.activation_code(name))
     np.testing.assert_allclose(delta, expected, rtol=1e-13, atol=1e-14)
     if name == "relu":
         assert np.all(delta[:5] == 0)
@@ -137,10 +138,10 @@ def test_numpy_derivatives_are_those_of_the_numpy_activations(name):
 def test_leaky_relu_slope_reaches_the_kernels(slope):
     code = act.activation_code("leaky_relu")
     z = np.array([[-2.0, -0.5, 0.0, 3.0]])
-    _engine.py_bias_activation(z, np.zeros(4), code, slope)
+    hooks.py_bias_activation(z, np.zeros(4), code, slope)
     np.testing.assert_array_equal(z, [[-2 * slope, -0.5 * slope, 0.0, 3.0]])
     delta = np.ones(4)
-    _engine.py_delta_derivative(z[0].copy(), z[0].copy(), delta, code, slope)
+    hooks.py_delta_derivative(z[0].copy(), z[0].copy(), delta, code, slope)
     np.testing.assert_array_equal(delta, [slope, slope, slope, 1.0])
 
 
@@ -196,7 +197,7 @@ def test_output_loss_and_delta_match_numpy(loss, weighted):
     w = np.ones(m) if sw is None else sw
     a_expected = act.forward(act.OUTPUT_ACTIVATION[loss], z + b)
     delta = np.empty_like(z)
-    total = _engine.py_output_loss(z, b, y, sw, delta, act.loss_code(loss), HUBER_DELTA)
+    total = hooks.py_output_loss(z, b, y, sw, delta, act.loss_code(loss), HUBER_DELTA)
     np.testing.assert_allclose(z, a_expected, rtol=1e-14)
     r = a_expected - y
     d_expected = {"huber": np.clip(r, -HUBER_DELTA, HUBER_DELTA),
@@ -213,7 +214,7 @@ def test_sgd_update_follows_the_published_equations(nesterov):
     # Sutskever et al. (2013): v <- mu v - lr g; Nesterov looks ahead once more
     v_new = mu * v - lr * g
     p_new = p + (mu * v_new - lr * g if nesterov else v_new)
-    _engine.py_sgd_update(p, g, v, lr, mu, nesterov)
+    hooks.py_sgd_update(p, g, v, lr, mu, nesterov)
     np.testing.assert_allclose(v, v_new, rtol=1e-15)
     np.testing.assert_allclose(p, p_new, rtol=1e-15)
 
@@ -227,7 +228,7 @@ def test_adam_update_follows_the_published_equations():
     m_new = b1 * m + (1 - b1) * g
     v_new = b2 * v + (1 - b2) * g**2
     p_new = p - lr_t * m_new / (np.sqrt(v_new) + eps)
-    _engine.py_adam_update(p, g, m, v, lr_t, b1, b2, eps)
+    hooks.py_adam_update(p, g, m, v, lr_t, b1, b2, eps)
     np.testing.assert_allclose(m, m_new, rtol=1e-15)
     np.testing.assert_allclose(v, v_new, rtol=1e-15)
     np.testing.assert_allclose(p, p_new, rtol=1e-14)
@@ -240,10 +241,10 @@ def test_training_output_flushes_negligible_probabilities_prediction_keeps_them(
     b = np.zeros(3)
     y = np.array([[0.0, 0.0, 1.0]])
     kept = z.copy()
-    _engine.py_bias_activation(kept, b, act.activation_code("softmax"))
+    hooks.py_bias_activation(kept, b, act.activation_code("softmax"))
     assert 0 < kept[0, 1] < 1e-300
     delta = np.empty_like(z)
-    _engine.py_output_loss(z, b, y, None, delta, act.loss_code("log_loss"))
+    hooks.py_output_loss(z, b, y, None, delta, act.loss_code("log_loss"))
     assert z[0, 1] == 0 and delta[0, 1] == 0
     np.testing.assert_allclose(z[0, [0, 2]], kept[0, [0, 2]], rtol=1e-15)
 

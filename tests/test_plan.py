@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from cnn_bp import MLPClassifier, _threads
 from cnn_bp import _engine as engine_module
+from cnn_bp import _hooks as hooks
 
 RUNS = 20
 
@@ -75,11 +76,11 @@ def test_a_default_batch_runs_on_k_threads_at_once(k):
     fresh.set_optimizer("adam", 1e-3)
     Y = np.eye(engine.layer_units[-1])[y]
     with threadpool_limits(limits=k, user_api="cnn_bp"):
-        jobs = engine_module.helper_jobs()
+        jobs = hooks.helper_jobs()
         fresh.run_epoch(X, Y, None, None, 200, 0.0, n_threads=k)  # one slice
     assert engine_module.plan_parts(k, 200) == k
     assert fresh.last_threads == k
-    assert engine_module.helper_jobs() - jobs == 2 * 2 * (k - 1)  # 2 hand-overs a batch
+    assert hooks.helper_jobs() - jobs == 2 * 2 * (k - 1)  # 2 hand-overs a batch
 
 
 def _beside(make, others):
@@ -116,11 +117,11 @@ def _busy_core():
 def _helpers_taken(make):
     """make() while another caller holds every helper but the fit's share
     (T / 2 threads, itself included): its parts run several to a thread."""
-    held = engine_module.py_take_helpers(255)
+    held = hooks.py_take_helpers(255)
     try:
         return make()
     finally:
-        engine_module.py_give_helpers(held)
+        hooks.py_give_helpers(held)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -150,16 +151,16 @@ def test_fewer_threads_than_parts_give_the_same_bits(k):
     bit, as when k threads ran them."""
     X, y = _data(np.float64)
     with threadpool_limits(limits=k, user_api="cnn_bp"):
-        jobs = engine_module.helper_jobs()
+        jobs = hooks.helper_jobs()
         reference = _coefs(_fit(X, y))
-        assert engine_module.helper_jobs() > jobs
+        assert hooks.helper_jobs() > jobs
     with threadpool_limits(limits=256, user_api="cnn_bp"):
-        held = engine_module.py_take_helpers(255)
+        held = hooks.py_take_helpers(255)
     try:
         with threadpool_limits(limits=k, user_api="cnn_bp"):
             model = _fit(X, y)
     finally:
-        engine_module.py_give_helpers(held)
+        hooks.py_give_helpers(held)
     assert model._engine.last_threads == 1
     _assert_bitwise(_coefs(model), reference)
 
@@ -195,10 +196,10 @@ def test_a_fork_during_a_fit_is_safe(solver):
         warnings.simplefilter("ignore", ConvergenceWarning)
         for run in range(RUNS):
             model = MLPClassifier((64,), solver=solver, max_iter=15, tol=0, random_state=run)
-            jobs = engine_module.helper_jobs()
+            jobs = hooks.helper_jobs()
             fit = threading.Thread(target=model.fit, args=(X, y))
             fit.start()
-            while engine_module.helper_jobs() == jobs and fit.is_alive():
+            while hooks.helper_jobs() == jobs and fit.is_alive():
                 time.sleep(0.0005)  # until its first shared pass
             parent_end, child_end = context.Pipe()
             child = context.Process(target=_fit_new_model_in_child, args=(solver, child_end))

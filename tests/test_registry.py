@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits
 
 import cnn_bp
 from cnn_bp import _engine
+from cnn_bp import _hooks as hooks
 from cnn_bp import _network as _mlp
 from cnn_bp import _registry as registry
 from cnn_bp.__main__ import _parse_args
@@ -160,12 +161,12 @@ def test_unknown_codes_from_the_public_path_raise_and_leave_the_model(monkeypatc
 def test_the_kernel_kinds_reject_unknown_codes_directly():
     z = np.zeros((1, 2))
     with pytest.raises(ValueError, match="unknown activation code"):
-        _engine.py_bias_activation(z, np.zeros(2), registry.activation_code("exp") + 1)
+        hooks.py_bias_activation(z, np.zeros(2), registry.activation_code("exp") + 1)
     with pytest.raises(ValueError, match="unknown hidden activation code"):
-        _engine.py_delta_derivative(np.zeros(2), np.zeros(2), np.ones(2),
+        hooks.py_delta_derivative(np.zeros(2), np.zeros(2), np.ones(2),
                                     registry.activation_code("softmax"))
     with pytest.raises(ValueError, match="unknown loss code"):
-        _engine.py_output_loss(z, np.zeros(2), z.copy(), None, z.copy(), len(registry.LOSSES))
+        hooks.py_output_loss(z, np.zeros(2), z.copy(), None, z.copy(), len(registry.LOSSES))
 
 
 def _generate_module():

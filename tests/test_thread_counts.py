@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from cnn_bp import MLPClassifier, MLPRegressor, _threads
 from cnn_bp import _engine as engine_module
+from cnn_bp import _hooks as hooks
 
 THREADS = [2, 3, 4, 8, 16, 64]
 RTOL = {np.float32: 1e-4, np.float64: 1e-6}
@@ -59,9 +60,9 @@ def _check(make, dtype, threads, X=None, y=None, **fit_params):
     if X is None:
         X, y, _ = _data(dtype)
     reference = _fit(make, 1, X, y, **fit_params)
-    jobs = engine_module.helper_jobs()
+    jobs = hooks.helper_jobs()
     model = _fit(make, threads, X, y, **fit_params)
-    assert engine_module.helper_jobs() > jobs  # the batches really were shared
+    assert hooks.helper_jobs() > jobs  # the batches really were shared
     _assert_same(model, reference, dtype)
 
 
@@ -160,10 +161,10 @@ def test_fits_side_by_side_split_the_threads():
     """Each caller takes at most T / (callers now) threads, itself included:
     under T = 4 a lone caller gets 3 helpers, a second one meanwhile 1."""
     with threadpool_limits(limits=4, user_api="cnn_bp"):
-        first = engine_module.py_take_helpers(8)
-        second = engine_module.py_take_helpers(8)
-        engine_module.py_give_helpers(second)
-        engine_module.py_give_helpers(first)
+        first = hooks.py_take_helpers(8)
+        second = hooks.py_take_helpers(8)
+        hooks.py_give_helpers(second)
+        hooks.py_give_helpers(first)
         assert (len(first), len(second)) == (3, 1)
         assert not set(first) & set(second)
         fitted = MLPClassifier((32,), max_iter=1, random_state=0).fit(*_data(np.float64)[:2])

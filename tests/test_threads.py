@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from cnn_bp import MLPClassifier, MLPRegressor
 from cnn_bp import _engine as engine_module
+from cnn_bp import _hooks as hooks
 from cnn_bp._threads import MIN_SHARED_WORK, training_threads
 
 import reference as act
@@ -119,18 +120,18 @@ def test_wide_first_layers_are_made_by_column_tiles(dtype, layout, n_threads, un
     one = _train(make(), X, Y, sw, order, 100, 1)
     engine = make()
     with threadpool_limits(limits=n_threads, user_api="cnn_bp"):
-        jobs = engine_module.helper_jobs()
+        jobs = hooks.helper_jobs()
         two = _train(engine, X, Y, sw, order, 100, n_threads, epochs=1)
-        jobs = engine_module.helper_jobs() - jobs
+        jobs = hooks.helper_jobs() - jobs
     back = min(wide + 1, len(units) - 2) - 1  # delta^{l-1} and dW^l, l = 2..wide + 1 < L
     assert back == (1 if len(units) == 4 else 2)
     handovers = wide + 2 + back + (order is not None)  # (gather,) columns, rows, back, update
     if engine.last_threads == n_threads:
         assert jobs == 4 * handovers * (n_threads - 1)  # 4 batches
     with threadpool_limits(limits=2, user_api="cnn_bp"):  # 2 parts: by rows
-        jobs = engine_module.helper_jobs()
+        jobs = hooks.helper_jobs()
         _train(make(), X, Y, sw, order, 100, 2, epochs=1)
-        assert engine_module.helper_jobs() - jobs in (0, 4 * 2)
+        assert hooks.helper_jobs() - jobs in (0, 4 * 2)
     two = _train(engine, X, Y, sw, order, 100, n_threads, epochs=2)
     tol = 1e-4 if dtype == np.float32 else RTOL[dtype]  # float32: the rows' split differs
     np.testing.assert_allclose(two[0], one[0], rtol=tol, atol=tol)  # as much (2.6e-5)
@@ -148,9 +149,9 @@ def test_column_tiles_take_every_activation_back(activation):
     one = _train(make(), X, Y, None, order, 100, 1)
     engine = make()
     with threadpool_limits(limits=4, user_api="cnn_bp"):
-        jobs = engine_module.helper_jobs()
+        jobs = hooks.helper_jobs()
         four = _train(engine, X, Y, None, order, 100, 4, epochs=1)
-        jobs = engine_module.helper_jobs() - jobs
+        jobs = hooks.helper_jobs() - jobs
     tiles = not engine_module.derivative_needs_z(act.activation_code(activation))
     # gather, 2 layers' columns, rows, 1 layer's deltas, update; or rows, update
     handovers = 6 if tiles else 2
@@ -191,9 +192,9 @@ def test_small_batches_stay_on_one_thread():
     X, Y, _, order = _data(np.float64, n=MIN_PART_ROWS * 6 + 1)
     for batch in (2 * MIN_PART_ROWS - 1, 2 * MIN_PART_ROWS):
         one = _train(_engine(np.float64), X, Y, None, order, batch, 1)
-        jobs = engine_module.helper_jobs()
+        jobs = hooks.helper_jobs()
         two = _train(_engine(np.float64), X, Y, None, order, batch, 2)
-        shared = engine_module.helper_jobs() > jobs
+        shared = hooks.helper_jobs() > jobs
         assert shared == (batch >= 2 * MIN_PART_ROWS) or not TWO_CORES
         np.testing.assert_allclose(two[0], one[0], rtol=1e-11, atol=1e-11)
 
@@ -204,9 +205,9 @@ def _dropout_or_batch_norm(options, n_threads, sw=None):
                     act.loss_code("log_loss"), np.float64, **options)
     engine.params[...] = np.random.RandomState(0).uniform(-0.3, 0.3, engine.params.size)
     engine.set_optimizer("adam", 0.01)
-    jobs = engine_module.helper_jobs()
+    jobs = hooks.helper_jobs()
     params = _train(engine, X, Y, sw, order, 200, n_threads)[0]
-    return params, engine_module.helper_jobs() - jobs, engine
+    return params, hooks.helper_jobs() - jobs, engine
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -401,12 +402,12 @@ TWO_CORES = len(os.sched_getaffinity(0)) >= 2
 @contextlib.contextmanager
 def _row_bytes(lo, hi):
     """SHARED_ROW_BYTES set to (lo, hi) for the block (lo > hi: no sharing)."""
-    before = engine_module.shared_row_bytes()
-    engine_module.shared_row_bytes(lo, hi)
+    before = hooks.shared_row_bytes()
+    hooks.shared_row_bytes(lo, hi)
     try:
         yield
     finally:
-        engine_module.shared_row_bytes(*before)
+        hooks.shared_row_bytes(*before)
 
 
 @pytest.fixture
@@ -433,9 +434,9 @@ def _shared(predict, rows, jobs_per_row):
     for row in rows:
         deadline = time.monotonic() + 5
         while True:
-            jobs = engine_module.helper_jobs()
+            jobs = hooks.helper_jobs()
             result = predict(row)
-            jobs = engine_module.helper_jobs() - jobs
+            jobs = hooks.helper_jobs() - jobs
             if jobs or not jobs_per_row or time.monotonic() > deadline:
                 break
         assert jobs == jobs_per_row
@@ -479,9 +480,9 @@ def test_row_that_finds_the_helper_asleep_is_computed_alone(share_rows, dtype):
     batch = engine.predict(X)
     for i in range(len(X)):
         time.sleep(0.05)
-        jobs = engine_module.helper_jobs()
+        jobs = hooks.helper_jobs()
         row = engine.predict(X[i : i + 1])
-        assert engine_module.helper_jobs() == jobs
+        assert hooks.helper_jobs() == jobs
         np.testing.assert_allclose(row[0], batch[i], rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
@@ -563,16 +564,16 @@ def test_default_sharing_range(units, dtype, jobs):
     784-100-10 in float64 (627 KB of W^1), not of 784-100-10 in float32
     (314 KB: too little to share) or 784-2048-10 in float64 (12.8 MB:
     OpenBLAS's threads stream it as fast)."""
-    assert engine_module.shared_row_bytes() == engine_module.SHARED_ROW_BYTES
+    assert hooks.shared_row_bytes() == engine_module.SHARED_ROW_BYTES
     engine = _engine(dtype, units=units)
     rows = np.random.RandomState(3).uniform(size=(3, units[0])).astype(dtype)
     if jobs:
         _shared(engine.predict, [rows[i : i + 1] for i in range(3)], jobs)
     else:  # for 0.3 s of rows: long enough for a sleeping helper to wake
-        before, deadline = engine_module.helper_jobs(), time.monotonic() + 0.3
+        before, deadline = hooks.helper_jobs(), time.monotonic() + 0.3
         while time.monotonic() < deadline:
             engine.predict(rows[:1])
-        assert engine_module.helper_jobs() == before
+        assert hooks.helper_jobs() == before
 
 # -- the process's BLAS is never changed (issue: faults of a global limit) ---
 
@@ -604,9 +605,9 @@ def test_an_overlapping_threadpool_limit_leaves_blas_as_it_was(chosen):
     fit.join()
     kmeans.join()
     assert _blas_threads() == before
-    jobs = engine_module.helper_jobs()
+    jobs = hooks.helper_jobs()
     MLPClassifier((256,), max_iter=1, random_state=0).fit(X[:5000], y[:5000])
-    assert chosen[-1] == 2 and engine_module.helper_jobs() > jobs
+    assert chosen[-1] == 2 and hooks.helper_jobs() > jobs
 
 
 @needs_two
@@ -636,9 +637,9 @@ def _fit_in_child(conn):
     """In a forked child: a fit that must share its batches."""
     try:
         X, y = _random_fit_data(n=4000, seed=1)
-        jobs = engine_module.helper_jobs()
+        jobs = hooks.helper_jobs()
         MLPClassifier((256,), max_iter=2, random_state=0).fit(X, y)
-        conn.send(("ok", engine_module.helper_jobs() - jobs, _blas_threads()))
+        conn.send(("ok", hooks.helper_jobs() - jobs, _blas_threads()))
     except BaseException as exc:  # pragma: no cover - reported to the parent
         conn.send(("error", repr(exc), None))
 
@@ -713,7 +714,7 @@ def test_a_fork_waits_for_the_private_blas_calls_under_way():
     start with OpenBLAS's buffer-table lock held by a thread it lacks: its
     first product would wait for ever), and the child's gate is open."""
     held_at = []
-    hold = threading.Thread(target=engine_module.py_hold_blas_gate,
+    hold = threading.Thread(target=hooks.py_hold_blas_gate,
                             args=(0.5, lambda: held_at.append(time.monotonic())))
     hold.start()
     while not held_at:
@@ -722,7 +723,7 @@ def test_a_fork_waits_for_the_private_blas_calls_under_way():
     if pid == 0:  # pragma: no cover - the child
         status = 1
         try:
-            engine_module.py_hold_blas_gate(0.0, lambda: None)
+            hooks.py_hold_blas_gate(0.0, lambda: None)
             MLPClassifier((8,), max_iter=2).fit(np.eye(4), [0, 1, 0, 1])
             status = 0
         finally:

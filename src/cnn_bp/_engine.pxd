@@ -159,3 +159,14 @@ cdef class Engine:
     cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z)
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1
+
+
+# The process-wide state this extension alone holds (csrc/pool.c's helper
+# threads, csrc/thread_blas.c's fork gate, the one-row sharing range), for
+# other extensions: cnn_bp._hooks, the tests' wrappers.
+cdef int take_helpers(int want, int *ids) noexcept nogil
+cdef void give_helpers(int n, const int *ids) noexcept nogil
+cdef unsigned finished_helper_jobs() noexcept nogil
+cdef void blas_call_begin() noexcept nogil
+cdef void blas_call_end() noexcept nogil
+cdef (ptrdiff_t, ptrdiff_t) shared_row_range(ptrdiff_t lo, ptrdiff_t hi, bint set) noexcept

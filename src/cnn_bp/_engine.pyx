@@ -995,6 +995,3 @@ def _restore(layer_units, hidden_activation, loss, dtype, params, optimizer,
     if optimizer is not None:
         engine.set_optimizer(**optimizer)
     return engine
-
-
-include "_hooks.pxi"

@@ -142,3 +142,31 @@ def plan_parts(int threads, Py_ssize_t rows):
     (cnnbp_plan_parts, csrc/team.c: T, at most one per MIN_PART_ROWS rows):
     the plan, fixed by T and the batch size alone."""
     return cnnbp_plan_parts(threads, rows)
+
+
+# The state above and the C layer's, for other extensions (_engine.pxd).
+cdef int take_helpers(int want, int *ids) noexcept nogil:
+    return cnnbp_helpers_acquire(want, ids)
+
+
+cdef void give_helpers(int n, const int *ids) noexcept nogil:
+    cnnbp_helpers_release(n, ids)
+
+
+cdef unsigned finished_helper_jobs() noexcept nogil:
+    return cnnbp_helper_jobs()
+
+
+cdef void blas_call_begin() noexcept nogil:
+    cnnbp_blas_call_begin()
+
+
+cdef void blas_call_end() noexcept nogil:
+    cnnbp_blas_call_end()
+
+
+cdef (ptrdiff_t, ptrdiff_t) shared_row_range(ptrdiff_t lo, ptrdiff_t hi, bint set) noexcept:
+    global _SHARED_ROW_MIN, _SHARED_ROW_MAX
+    if set:
+        _SHARED_ROW_MIN, _SHARED_ROW_MAX = lo, hi
+    return _SHARED_ROW_MIN, _SHARED_ROW_MAX

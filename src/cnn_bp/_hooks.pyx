@@ -1,24 +1,37 @@
-# Test-only hooks: thin wrappers so tests reach the C kernels and the
-# helper threads directly. Included by _engine.pyx (one extension module).
-
+# cython: language_level=3
+"""Test-only hooks: thin wrappers so tests reach the C kernels, the helper
+threads and the fork gate directly. An extension of its own, not the engine:
+the process-wide state it touches is the engine's (cimported from
+_engine.pxd), the kernels are stateless C.
+"""
+from cython cimport floating
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport usleep
+
+from ._engine cimport (
+    blas_call_begin, blas_call_end, finished_helper_jobs, give_helpers, shared_row_range,
+    take_helpers,
+)
+from ._kernels cimport (
+    CNNBP_MAX_HELPERS, CNNBP_UNKNOWN_CODE, adam_update, bias_activation, cnnbp_loss_activation,
+    delta_derivative, output_loss, sgd_update,
+)
 
 
 def shared_row_bytes(lo=None, hi=None):
     """The range of SHARED_ROW_BYTES in force, (lo, hi); with arguments,
     set it first (tests and benchmarks compare the shared and the unshared
     one-row paths; lo > hi turns sharing off)."""
-    global _SHARED_ROW_MIN, _SHARED_ROW_MAX
-    if lo is not None:
-        _SHARED_ROW_MIN, _SHARED_ROW_MAX = lo, hi
-    return _SHARED_ROW_MIN, _SHARED_ROW_MAX
+    if lo is None:
+        return shared_row_range(0, 0, False)
+    return shared_row_range(lo, hi, True)
 
 
 def py_take_helpers(int want):
     """Helpers a caller would take now (cnnbp_helpers_acquire), for tests;
     give them back with py_give_helpers."""
     cdef int ids[CNNBP_MAX_HELPERS]
-    cdef int got = cnnbp_helpers_acquire(min(want, CNNBP_MAX_HELPERS), ids)
+    cdef int got = take_helpers(min(want, CNNBP_MAX_HELPERS), ids)
     return [ids[k] for k in range(got)]
 
 
@@ -29,13 +42,13 @@ def py_give_helpers(list ids):
         raise ValueError(f"not helper ids from py_take_helpers: {ids}")
     for k, i in enumerate(ids):
         c_ids[k] = i
-    cnnbp_helpers_release(len(ids), c_ids)
+    give_helpers(len(ids), c_ids)
 
 
 def helper_jobs():
     """Jobs the helper threads have finished in this process (tests: whether
     a pass was shared)."""
-    return cnnbp_helper_jobs()
+    return finished_helper_jobs()
 
 
 def py_hold_blas_gate(double seconds, held):
@@ -45,7 +58,7 @@ def py_hold_blas_gate(double seconds, held):
     cdef timespec now
     cdef double end
     with nogil:
-        cnnbp_blas_call_begin()
+        blas_call_begin()
     try:
         held()
     finally:
@@ -55,8 +68,7 @@ def py_hold_blas_gate(double seconds, held):
             while now.tv_sec + now.tv_nsec * 1e-9 < end:
                 usleep(1000)
                 clock_gettime(CLOCK_MONOTONIC, &now)
-            cnnbp_blas_call_end()
-
+            blas_call_end()
 
 
 # ---------------------------------------------------------------------------
