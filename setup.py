@@ -1,4 +1,4 @@
-"""Build the compiled core: the Cython engine plus the C99 kernels, and the tests' hooks.
+"""Build the compiled core: the passes, the engine, the tests' hooks, and the C99 kernels.
 
 First tools/generate.py writes what the registry (src/cnn_bp/_registry.py)
 and the kernel header determine: csrc/registry.h and src/cnn_bp/_kernels.pxd.
@@ -14,7 +14,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-# the stateless C kernels, which any extension may link
+# the stateless C: kernels and thread starting, which any extension may link
 KERNELS = [
     "csrc/activations.c",
     "csrc/losses.c",
@@ -22,15 +22,13 @@ KERNELS = [
     "csrc/blocks.c",
     "csrc/layers.c",
     "csrc/sparse.c",
+    "csrc/threads.c",
 ]
-# the parallel layer and the private BLAS: process-wide state (the helper
-# threads, the BLAS's buffers and fork gate), linked into the engine alone;
-# other extensions reach it through what _engine.pxd exports
-PARALLEL = [
-    "csrc/pool.c",
-    "csrc/team.c",
-    "csrc/thread_blas.c",
-]
+# process-wide state, each file linked into one extension alone (others reach
+# it through that extension's .pxd): the parallel layer (the helper threads)
+# into the engine, the private BLAS (its buffers and fork gate) into the passes
+PARALLEL = ["csrc/pool.c", "csrc/team.c"]
+PRIVATE_BLAS = ["csrc/thread_blas.c"]
 
 # -fno-trapping-math lets GCC if-convert the flush-to-zero selects (FLUSH in
 # csrc/typed.h) next to float<->double conversions, so the float32 Adam loop
@@ -49,19 +47,27 @@ common = dict(
     extra_compile_args=compile_args,
     extra_link_args=["-pthread"],
 )
+headers = sorted(glob.glob("csrc/*.h"))
 extensions = [
+    # the nogil mathematics of one part, and the BLAS its products run on
+    Extension(
+        "cnn_bp._passes",
+        sources=["src/cnn_bp/_passes.pyx", *KERNELS, *PRIVATE_BLAS],
+        depends=headers,
+        **common,
+    ),
+    # Engine, its checks and the plan's passes over many rows (the .pxi it includes)
     Extension(
         "cnn_bp._engine",
         sources=["src/cnn_bp/_engine.pyx", *KERNELS, *PARALLEL],
-        # a changed header rebuilds the kernels; the engine's parts are included
-        depends=sorted(glob.glob("csrc/*.h") + glob.glob("src/cnn_bp/*.pxi")),
+        depends=headers + sorted(glob.glob("src/cnn_bp/*.pxi")) + ["src/cnn_bp/_passes.pxd"],
         **common,
     ),
     # the tests' wrappers of the kernels, the helper threads and the fork gate
     Extension(
         "cnn_bp._hooks",
         sources=["src/cnn_bp/_hooks.pyx", *KERNELS],
-        depends=sorted(glob.glob("csrc/*.h") + ["src/cnn_bp/_engine.pxd"]),
+        depends=headers + ["src/cnn_bp/_engine.pxd", "src/cnn_bp/_passes.pxd"],
         **common,
     ),
 ]

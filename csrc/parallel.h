@@ -35,7 +35,8 @@ int cnnbp_get_num_threads(void);
 void cnnbp_set_num_threads(int n);  /* n <= 0: no limit */
 /* The cores this process may run on (its affinity mask), at least 1. */
 int cnnbp_available_cores(void);
-/* Start a joinable thread running fn(arg) with every signal blocked (Python
+/* threads.c (no state: linked into each extension that needs it). Start a
+ * joinable thread running fn(arg) with every signal blocked (Python
  * handles signals in its main thread), on a stack of `stack` bytes (0: the
  * default); 1 if it started. pool.c's helpers and thread_blas.c's warming
  * threads are started so. */

@@ -29,7 +29,6 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,13 +65,6 @@ static atomic_int callers;       /* callers holding (or having asked for) helper
 static atomic_int awake;         /* helpers not asleep */
 static int cores;                /* cnnbp_available_cores(), counted when the pool starts */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-
-double cnnbp_seconds(int clock)
-{
-    struct timespec t;
-    clock_gettime((clockid_t)clock, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void init_helpers(void)
 {
@@ -137,22 +129,6 @@ static void *serve(void *arg)
         atomic_store_explicit(&h->finished, seen, memory_order_release);
     }
     return NULL;
-}
-
-int cnnbp_start_thread(pthread_t *thread, size_t stack, void *(*fn)(void *), void *arg)
-{
-    pthread_attr_t attr;
-    sigset_t all, old;
-    if (pthread_attr_init(&attr) != 0)
-        return 0;
-    if (stack > 0)
-        pthread_attr_setstacksize(&attr, stack);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);  /* the thread inherits it */
-    int ok = pthread_create(thread, &attr, fn, arg) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    return ok;
 }
 
 /* Start helper i's thread if it has none (its owner is held). */

@@ -253,3 +253,21 @@ def test_no_source_file_is_over_1000_lines():
     lines = {f.name: len(f.read_text().splitlines()) for f in files}
     assert {"team.c", "pool.c", "_engine.pyx", "_epoch.pxi"} <= set(lines)
     assert {name: n for name, n in lines.items() if n > 1000} == {}
+
+
+def test_the_passes_know_no_threads():
+    """_passes.pyx (its own extension) calls nothing of the parallel layer:
+    none of parallel.h's functions but the stateless ones of threads.c, which
+    every extension links (a shared one-row prediction's split comes in
+    Work.split, set by the engine). The engine, which runs the plan, does."""
+    parse_api = _generate_module().parse_api
+    prototypes, _ = parse_api((ROOT / "csrc" / "parallel.h").read_text())
+    parallel = {re.search(r"(cnnbp_\w+)\(", line).group(1) for line in prototypes}
+    assert {"cnnbp_team_run", "cnnbp_helpers_acquire", "cnnbp_split_inputs"} <= parallel
+    threads_c = (ROOT / "csrc" / "threads.c").read_text()
+    package = ROOT / "src" / "cnn_bp"
+    passes = (package / "_passes.pyx").read_text() + (package / "_passes.pxd").read_text()
+    plan = (package / "_epoch.pxi").read_text()
+    called = {name for name in parallel if re.search(rf"\b{name}\(", passes)}
+    assert called <= {name for name in parallel if f"{name}(" in threads_c}
+    assert "cnnbp_team_run(" in plan and "cnnbp_split_inputs" in plan

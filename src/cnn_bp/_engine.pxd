@@ -3,83 +3,8 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
 from cpython.ref cimport PyObject
 
-from ._kernels cimport cnnbp_lockstep, cnnbp_optim
-
-
-cdef struct Net:
-    # Read-only description of a network plus pointers to its parameters.
-    ptrdiff_t n_layers           # L: number of weight layers
-    const ptrdiff_t *units       # L + 1 widths: n_0 (features) .. n_L (outputs)
-    const ptrdiff_t *w_off       # L offsets of W^1..W^L (fan_in x fan_out) in params
-    const ptrdiff_t *b_off       # L offsets of b^1..b^L in params
-    const ptrdiff_t *blk_off     # L + 1: A^l / delta^l block starts, in rows of width 1
-    ptrdiff_t n_coefs            # number of weights (the L2-penalised part)
-    ptrdiff_t n_params           # weights + biases
-    const int *activation        # L - 1 cnnbp_activation codes, hidden layer l at l - 1
-    double slope                 # leaky_relu's negative slope
-    int loss                     # cnnbp_loss code (fixes the output activation)
-    double huber_delta           # Huber loss's d
-    double alpha                 # L2 penalty
-    double alpha_l1              # L1 penalty
-    const ptrdiff_t *gamma_off   # L offsets of the batch-norm scales gamma^l in
-                                 # params, hidden layer l at l - 1; -1: none
-    void *running                # batch norm's running means (width values,
-                                 # layer l at blk_off[l]), then running variances
-    const double *dropout        # L dropout rates, hidden layer l at l - 1 (0: none)
-    uint64_t *rng                # dropout's generator: seed, then the stream
-                                 # position, advanced by every mask drawn
-    void *params                 # n_params values: W^1..W^L, b^1..b^L, then the
-                                 # gamma^l of batch-normalised layers
-    void *grads                  # n_params values, same layout
-
-
-# The optimizer's settings and state (csrc/kernels.h), stepped by
-# cnnbp_optimizer_step (csrc/optimizers.c).
-ctypedef cnnbp_optim Optim
-
-
-cdef struct Rows:
-    # The input rows of one block: dense, or rows of a CSR matrix.
-    const void *x                # (m, n_0) row-major block, or NULL when sparse
-    const void *data             # CSR values / column indices / row pointers
-    const ptrdiff_t *indices
-    const ptrdiff_t *indptr
-    const ptrdiff_t *rows        # CSR row of block row i, or NULL: first_row + i
-    ptrdiff_t first_row
-    const void *sw               # the block rows' sample weights, or NULL (for
-                                 # batch statistics; set by the training passes)
-
-
-cdef struct Work:
-    # Preallocated blocks for `cap` rows; nothing is allocated inside an epoch.
-    ptrdiff_t cap                # rows each block holds
-    void *a                      # A^1..A^L, block l at cap * blk_off[l]
-    void *delta                  # delta^1..delta^L, same places
-    void *x                      # gathered batch rows of X (cap, n_0)
-    void *y                      # gathered batch rows of Y (cap, n_L)
-    void *sw                     # gathered batch sample weights (cap,)
-    void *z                      # Z^1..Z^L kept (inspection; derivatives that need
-                                 # z, see cnnbp_derivative_needs_z), or NULL
-    void *zhat                   # batch norm: Zhat^l of the batch, as a; or NULL
-    void *bn                     # batch norm: 1/sqrt(var + eps) per unit (at blk_off),
-                                 # then 2 x width scratch values; or NULL
-    void *mask                   # dropout: each element's 0 or 1/(1 - rate), as a
-    void *kept                   # dropout: A^l * mask, what layer l + 1 reads
-    void *g2                     # shared epochs: parts 1..n_g2's partial gradients
-                                 # of parameters [g0, n_params), one after the
-                                 # other (part k's: g2 + (k - 1) (n_params - g0),
-                                 # parameter i at [i - g0]), or NULL
-    ptrdiff_t g0
-    ptrdiff_t n_g2               # how many such buffers g2 holds
-    void *sums                   # shared batch-normalised epochs: parts 0..n_g2's
-                                 # sums at a normalised layer (2 n_l values each,
-                                 # part k's at k sums_stride), or NULL
-    ptrdiff_t sums_stride
-    void *part                   # shared one-row prediction: the helper's part of
-                                 # Z^l (up to n_l values, see _forward), or NULL
-    bint single                  # products on the calling thread alone (the
-                                 # private BLAS): passes whose threads share a batch
-    int helper                   # a shared one-row prediction's helper (pool.c id)
+from ._kernels cimport cnnbp_lockstep
+from ._passes cimport Net, Optim, Rows, Work
 
 
 cdef struct Slice:
@@ -162,11 +87,9 @@ cdef class Engine:
 
 
 # The process-wide state this extension alone holds (csrc/pool.c's helper
-# threads, csrc/thread_blas.c's fork gate, the one-row sharing range), for
-# other extensions: cnn_bp._hooks, the tests' wrappers.
+# threads, the one-row sharing range), for other extensions: cnn_bp._hooks,
+# the tests' wrappers.
 cdef int take_helpers(int want, int *ids) noexcept nogil
 cdef void give_helpers(int n, const int *ids) noexcept nogil
 cdef unsigned finished_helper_jobs() noexcept nogil
-cdef void blas_call_begin() noexcept nogil
-cdef void blas_call_end() noexcept nogil
 cdef (ptrdiff_t, ptrdiff_t) shared_row_range(ptrdiff_t lo, ptrdiff_t hi, bint set) noexcept

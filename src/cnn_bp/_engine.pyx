@@ -6,8 +6,10 @@ GIL, a whole epoch of mini-batches per call.
 Layering, calls going one way:
     C kernels (csrc/: element-wise loops, no Python, no allocation; dropout's
         masks from a counter-based generator, SplitMix64)
-    -> this engine (owns the buffers, calls BLAS, runs nogil; the mathematics
-        over row ranges and parameter ranges, which knows no threads)
+    -> the passes (_passes.pyx, an extension of its own: the nogil
+        mathematics over row ranges and parameter ranges, which knows no
+        threads, and the private BLAS its products run on)
+    -> this engine (owns the buffers, runs the passes nogil, by the plan)
     -> the network binding (cnn_bp/_network.py: parameters <-> engine, data
         checked once), the trainer (_training.py: RNG, the epoch loop,
         warnings) and the estimators (_mlp.py: validation, attributes)
@@ -72,37 +74,33 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cython cimport floating
 
 from ._kernels cimport (
-    cnnbp_thread_blas, cnnbp_blas_enter, cnnbp_blas_leave, cnnbp_blas_call_begin,
-    cnnbp_blas_call_end, cnnbp_sgemm_fn, cnnbp_dgemm_fn,
-    cnnbp_sdot_fn, cnnbp_ddot_fn, cnnbp_sasum_fn, cnnbp_dasum_fn,
-    CNNBP_POISSON, CNNBP_HUBER, CNNBP_ABSOLUTE_ERROR, CNNBP_SOLVER_NADAM,
-    CNNBP_UNKNOWN_CODE, registry_codes, adam_update,
-    add, batch_norm_apply, batch_norm_backward, batch_norm_train,
-    batch_norm_moments, batch_norm_combine, batch_norm_normalise,
-    batch_norm_backward_sums, batch_norm_backward_combine, batch_norm_backward_apply,
+    CNNBP_UNKNOWN_CODE, registry_codes,
+    add, batch_norm_combine, batch_norm_backward_combine,
     bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
     cnnbp_row_argmax_f32, cnnbp_row_argmax_f64, cnnbp_bias_activation_f64,
     cnnbp_delta_derivative_f64, cnnbp_output_loss_f64, cnnbp_optimizer_step_f64,
-    cnnbp_nadam_mu, cnnbp_derivative_needs_z, cnnbp_loss_activation, column_sums,
+    cnnbp_derivative_needs_z, cnnbp_loss_activation,
     CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_jobs, cnnbp_helpers_release,
     cnnbp_get_num_threads, cnnbp_available_cores, CNNBP_MIN_PART_ROWS, cnnbp_plan_parts,
-    CNNBP_ROW_BATCH, CNNBP_ROW_ALONE, CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team,
+    CNNBP_ROW_BATCH, CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team,
     cnnbp_team_begin, cnnbp_team_split, cnnbp_team_run, cnnbp_team_end, cnnbp_team_cancel,
-    cnnbp_team_cancelled, team_reduce, cnnbp_range_fn,
+    cnnbp_team_cancelled, team_reduce,
     cnnbp_row_mode, cnnbp_split_inputs, cnnbp_lockstep_init, cnnbp_lockstep_helpers,
-    cnnbp_lockstep_learn, csr_matmul,
-    csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient,
-    gather_rows, gemm, all_finite as is_finite, max_norm_columns, multiply,
-    optimizer_step, output_loss, row_product,
-    sgd_update, sum_of_abs, sum_of_squares, targets_from_u8,
+    cnnbp_lockstep_learn, gather_rows,
 )
+from ._passes cimport (
+    Stage, _drops, _width, _normalised, blas_loaded, blas_enter, blas_leave,
+    _spend_masks, _forward, _output_loss, _weight_gradient, _backward, _loss_gradient,
+    _penalty, _finish, _advance, _finish_step, _finish_update, _weight_sum, _block_rows,
+    _target_rows, _column_tile, _column_tile_back,
+)
+from ._passes import BN_EPSILON, BN_MOMENTUM, set_thread_blas
 
 cnp.import_array()
 
 
 include "_setup.pxi"
 include "_checks.pxi"
-include "_passes.pxi"
 include "_epoch.pxi"
 
 
@@ -611,7 +609,7 @@ cdef class Engine:
         cdef double budget = np.inf if seconds is None else float(seconds)
         batch_size = min(batch_size, n)
         cdef int parts = self._plan(n_threads, batch_size)
-        cdef bint single = cnnbp_thread_blas.sgemm != NULL
+        cdef bint single = blas_loaded()
         self._claim()
         try:
             self._reserve(batch_size, data.order is not None and data.rows.x != NULL,
@@ -623,7 +621,7 @@ cdef class Engine:
                                   n, batch_size, parts, start, total, budget)
             finally:
                 if single:
-                    cnnbp_blas_leave(parts)
+                    blas_leave(parts)
         finally:
             self._release()
         return total
@@ -635,7 +633,7 @@ cdef class Engine:
         one-thread BLAS (BLAS's own threads would compete with the other fits
         that T leaves the cores to, and would not survive a fork); without
         it, only T = 1."""
-        if n_threads > 1 and cnnbp_thread_blas.sgemm == NULL:
+        if n_threads > 1 and not blas_loaded():
             raise ValueError("n_threads > 1 needs the private one-thread BLAS "
                              "(the scipy-openblas32 package), which did not load")
         return cnnbp_plan_parts(n_threads, rows)
@@ -643,7 +641,7 @@ cdef class Engine:
     cdef _enter_blas(self, bint single, int parts):
         """The private BLAS's work buffers for `parts` threads, mapped now:
         where memory lacks, OpenBLAS would end the process mid-pass."""
-        if single and not cnnbp_blas_enter(parts):
+        if single and not blas_enter(parts):
             raise MemoryError(
                 f"not enough memory for the BLAS work buffers of {parts} training "
                 f"threads (about 100 MiB of address space each, mapped once per "
@@ -782,7 +780,7 @@ cdef class Engine:
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
         cdef ptrdiff_t cap = min(n, FULL_BATCH_ROWS)
         cdef int parts = self._plan(n_threads, cap) if gradient else 1
-        cdef bint single = cnnbp_thread_blas.sgemm != NULL
+        cdef bint single = blas_loaded()
         cdef double data_loss, weight
         self._claim()
         try:
@@ -798,7 +796,7 @@ cdef class Engine:
                                             parts, &weight)
             finally:
                 if single:
-                    cnnbp_blas_leave(parts)
+                    blas_leave(parts)
         finally:
             self._release()
         if not finish:

@@ -1,7 +1,7 @@
 # The passes over many rows: a training slice whose batches a team of
 # threads shares (csrc/team.c), the full-batch loss and gradient, the trace,
-# prediction. The only Cython that calls the parallel C layer. Included by
-# _engine.pyx (one extension module).
+# prediction. The only Cython that calls the parallel C layer; the
+# mathematics of each part is _passes.pyx's. Included by _engine.pyx.
 
 cdef struct Batch:
     # One training batch, as every thread's share of it reads it (_share;
@@ -180,58 +180,24 @@ cdef inline ptrdiff_t _column(ptrdiff_t n, const cnnbp_share *s, int k) noexcept
 
 
 cdef void _columns_of_z(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
-    """SHARE_COLUMNS of share s at layer l = b.layer: A^l = f(A^{l-1} W^l +
-    b^l) on its columns of W^l (_column), over all the batch's rows (A^0:
-    its rows of X)."""
-    cdef const Net *net = b.net
-    cdef const Work *w = b.w
-    cdef ptrdiff_t l = b.layer, r
-    cdef ptrdiff_t n_in = net.units[l - 1], n = net.units[l]
+    """SHARE_COLUMNS of share s at layer l = b.layer: A^l on its columns of
+    W^l (_column), over all the batch's rows (_column_tile)."""
+    cdef ptrdiff_t n = b.net.units[b.layer]
     cdef ptrdiff_t c0 = _column(n, s, s.tid), c1 = _column(n, s, s.tid + 1)
-    cdef const floating *p = <const floating *> net.params
-    cdef floating *a = <floating *> w.a
-    cdef const floating *x = (<const floating *> b.rows.x if l == 1
-                              else a + w.cap * net.blk_off[l - 1])
-    cdef floating *z = a + w.cap * net.blk_off[l]
-    cdef floating one = 1, zero = 0
-    if c1 <= c0:
-        return
-    gemm(w.single, NO_TRANS, NO_TRANS, s.m, c1 - c0, n_in, one, x, n_in,
-         p + net.w_off[l - 1] + c0, n, zero, z + c0, n)
-    for r in range(s.m):
-        bias_activation(1, c1 - c0, net.activation[l - 1], net.slope,
-                        p + net.b_off[l - 1] + c0, z + r * n + c0)
+    if c1 > c0:
+        _column_tile(b.net, b.w, <const floating *> b.rows.x, b.layer, s.m, c0, c1)
 
 
 cdef void _columns_of_delta(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
     """SHARE_BACK of share s at layer l = b.layer (2 <= l <= b.tiles), over
-    all the batch's m rows, on its columns c0..c1 - 1 of n_{l-1} (_column):
-    rows c0.. of dW^l = (A^{l-1})^T delta^l; delta^{l-1}[:, c0:c1] =
-    (delta^l (W^l)^T)[:, c0:c1] * f'(Z^{l-1}); and db^{l-1}[c0:c1], its
-    column sums. Written into net.grads (part 0's sums: the other parts
-    leave these at 0, and the reduction starts after W^{b.tiles}). The
-    layers so made have no dropout and no kept Z (_columns)."""
-    cdef const Net *net = b.net
-    cdef const Work *w = b.w
-    cdef ptrdiff_t l = b.layer, r, n_in = net.units[l - 1], n = net.units[l]
+    all the batch's m rows, on its columns of n_{l-1} (_column): its rows of
+    dW^l, columns of delta^{l-1} and of db^{l-1} (_column_tile_back), written
+    into net.grads (part 0's sums: the other parts leave these at 0, and the
+    reduction starts after W^{b.tiles})."""
+    cdef ptrdiff_t n_in = b.net.units[b.layer - 1]
     cdef ptrdiff_t c0 = _column(n_in, s, s.tid), c1 = _column(n_in, s, s.tid + 1)
-    cdef const floating *p = <const floating *> net.params
-    cdef floating *g = <floating *> net.grads
-    cdef floating *a_prev = <floating *> w.a + w.cap * net.blk_off[l - 1]
-    cdef floating *d_prev = <floating *> w.delta + w.cap * net.blk_off[l - 1]
-    cdef const floating *d = <floating *> w.delta + w.cap * net.blk_off[l]
-    cdef floating one = 1, zero = 0
-    if c1 <= c0:
-        return
-    gemm(w.single, TRANS, NO_TRANS, c1 - c0, n, s.m, one, a_prev + c0, n_in, d, n,
-         zero, g + net.w_off[l - 1] + c0 * n, n)
-    gemm(w.single, NO_TRANS, TRANS, s.m, c1 - c0, n, one, d, n,
-         p + net.w_off[l - 1] + c0 * n, n, zero, d_prev + c0, n_in)
-    for r in range(s.m):
-        delta_derivative(c1 - c0, net.activation[l - 2], net.slope,
-                         a_prev + r * n_in + c0, <const floating *> NULL,
-                         d_prev + r * n_in + c0)
-        column_sums(1, c1 - c0, d_prev + r * n_in + c0, g + net.b_off[l - 2] + c0)
+    if c1 > c0:
+        _column_tile_back(b.net, b.w, b.layer, s.m, c0, c1, <floating *> b.net.grads)
 
 
 cdef void _share_update(Batch *b, cnnbp_share *s, floating *g) noexcept nogil:
@@ -644,6 +610,7 @@ cdef bint _predict(const Net *net, const Rows *X, ptrdiff_t start, ptrdiff_t n,
                              _SHARED_ROW_MAX, &w.helper)
     w.cap = cap
     w.part = a + cap * _width(net)
+    w.split = cnnbp_split_inputs
     while finite and start < n:
         m = min(cap, n - start)
         xb = _block_rows(X, start, n_in, out)

@@ -1,39 +1,17 @@
-# The tuning constants the passes read, and the process-wide state the
-# engine keeps: the private one-thread BLAS (set by cnn_bp._threads, which
-# owns the thread count and the set-up: this module imports nothing of it).
-# Included by _engine.pyx (one extension module).
-
-def set_thread_blas(addresses):
-    """Point cnnbp_thread_blas at the private one-thread OpenBLAS: a dict of
-    the addresses of its sgemm, dgemm, sdot, ddot, sasum and dasum
-    (cnn_bp._threads.thread_blas). Not called, or None: batches are not
-    shared."""
-    if addresses is None:
-        return
-    cdef size_t[6] a
-    for i, name in enumerate(("sgemm", "dgemm", "sdot", "ddot", "sasum", "dasum")):
-        a[i] = addresses[name]
-    cnnbp_thread_blas.sgemm = <cnnbp_sgemm_fn> a[0]
-    cnnbp_thread_blas.dgemm = <cnnbp_dgemm_fn> a[1]
-    cnnbp_thread_blas.sdot = <cnnbp_sdot_fn> a[2]
-    cnnbp_thread_blas.ddot = <cnnbp_ddot_fn> a[3]
-    cnnbp_thread_blas.sasum = <cnnbp_sasum_fn> a[4]
-    cnnbp_thread_blas.dasum = <cnnbp_dasum_fn> a[5]
-
+# The engine's tuning constants and the process-wide state it keeps (the
+# private BLAS is _passes.pyx's). Included by _engine.pyx.
 
 cnnbp_get_num_threads()  # OMP_NUM_THREADS is read now, as OpenMP reads it at load
 
-cdef char NO_TRANS = b'N'
-cdef char TRANS = b'T'
+
+# Batch normalisation's constants (_passes.pyx's), as the parts' sums are
+# combined here.
+cdef double _BN_EPSILON = BN_EPSILON
+cdef double _BN_MOMENTUM = BN_MOMENTUM
 
 # BLAS takes 32-bit integer sizes.
 cdef ptrdiff_t BLAS_INT_MAX = 2147483647
 
-# Batch normalisation's constants: PyTorch's BatchNorm1d defaults.
-BN_EPSILON = 1e-5   # added to the variance
-BN_MOMENTUM = 0.1   # weight of each batch in the running estimates
-cdef double _BN_EPSILON = BN_EPSILON
-cdef double _BN_MOMENTUM = BN_MOMENTUM
 
 # Rows per block when predicting: as many as PREDICT_BYTES hold of input
 # rows and their activations (8 MiB stay in the L3 cache, so the check of a
@@ -47,15 +25,7 @@ PREDICT_MIN_ROWS = 256
 # training batch is taken forward and back in blocks of about this many rows
 # x parameters, the caller looking for a pending signal between two.
 SIGNAL_WORK = 1 << 26
-# ... and Z^1 is checked, and activated, this many bytes at a time (_activate).
-cdef enum:
-    CHECK_BYTES = 16384
 
-# The update finishes the gradient and steps this many parameters at a time
-# (_finish_step): 4096 values of the parameters, gradient and two moments
-# stay in L2 cache between the two.
-cdef enum:
-    STEP_CHUNK = 4096
 
 # Rows per block of the full-batch loss and gradient (L-BFGS): large enough
 # for efficient products, small enough to bound the work memory.
@@ -70,12 +40,6 @@ FULL_BATCH_ROWS = 4096
 SHARED_ROW_BYTES = (1 << 19, 1 << 23)
 cdef ptrdiff_t _SHARED_ROW_MIN = SHARED_ROW_BYTES[0]
 cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_BYTES[1]
-# A layer of fewer weights is left to BLAS in a shared row: its product
-# takes about as long as the hand-over, and OpenBLAS runs a gemv that
-# small on the calling thread (interface/gemv.c: under 2304 x
-# GEMM_MULTITHREAD_THRESHOLD), so a shared row never wakes OpenBLAS's threads.
-cdef enum:
-    SHARED_LAYER_WEIGHTS = 9216
 
 # How _forward runs a one-row prediction's products (cnnbp_row_mode):
 # BLAS on the block (CNNBP_ROW_BATCH); or, for one dense row of a network in
@@ -144,7 +108,7 @@ def plan_parts(int threads, Py_ssize_t rows):
     return cnnbp_plan_parts(threads, rows)
 
 
-# The state above and the C layer's, for other extensions (_engine.pxd).
+# The state above and the parallel layer's, for other extensions (_engine.pxd).
 cdef int take_helpers(int want, int *ids) noexcept nogil:
     return cnnbp_helpers_acquire(want, ids)
 
@@ -155,14 +119,6 @@ cdef void give_helpers(int n, const int *ids) noexcept nogil:
 
 cdef unsigned finished_helper_jobs() noexcept nogil:
     return cnnbp_helper_jobs()
-
-
-cdef void blas_call_begin() noexcept nogil:
-    cnnbp_blas_call_begin()
-
-
-cdef void blas_call_end() noexcept nogil:
-    cnnbp_blas_call_end()
 
 
 cdef (ptrdiff_t, ptrdiff_t) shared_row_range(ptrdiff_t lo, ptrdiff_t hi, bint set) noexcept:

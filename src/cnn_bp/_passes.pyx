@@ -1,6 +1,98 @@
-# The nogil mathematics of one part of a batch: forward, backward, the
-# gradient's finish and the optimizer step over row and parameter ranges.
-# Knows no threads. Included by _engine.pyx (one extension module).
+# cython: language_level=3
+"""The nogil mathematics of one part of a batch: forward, backward, the
+gradient's finish and the optimizer step over row and parameter ranges, and
+the column tiles of a layer. Knows no threads: the engine's plan (_epoch.pxi)
+says which part of which product a thread computes, and calls these.
+
+Its products run on the BLAS this module holds: the private one-thread
+OpenBLAS (csrc/thread_blas.c, set by cnn_bp._threads through the engine)
+when Work.single, else the process's (scipy's).
+"""
+from libc.math cimport INFINITY, NAN, isnan, pow, sqrt
+from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy, memset
+from cython cimport floating
+
+from ._kernels cimport (
+    cnnbp_thread_blas, cnnbp_blas_enter, cnnbp_blas_leave, cnnbp_blas_call_begin,
+    cnnbp_blas_call_end, cnnbp_sgemm_fn, cnnbp_dgemm_fn, cnnbp_sdot_fn, cnnbp_ddot_fn,
+    cnnbp_sasum_fn, cnnbp_dasum_fn, CNNBP_SOLVER_NADAM, CNNBP_ROW_BATCH, CNNBP_ROW_ALONE,
+    add, batch_norm_apply, batch_norm_backward, batch_norm_train, batch_norm_moments,
+    batch_norm_normalise, batch_norm_backward_sums, batch_norm_backward_apply,
+    bias_activation, cnnbp_nadam_mu, column_sums, cnnbp_range_fn, csr_matmul,
+    csr_transpose_matmul_add, delta_derivative, dropout, finish_gradient, gather_rows, gemm,
+    all_finite as is_finite, max_norm_columns, multiply, optimizer_step, output_loss,
+    row_product, sum_of_abs, sum_of_squares, targets_from_u8,
+)
+
+
+cdef char NO_TRANS = b'N'
+cdef char TRANS = b'T'
+
+# Batch normalisation's constants: PyTorch's BatchNorm1d defaults.
+BN_EPSILON = 1e-5   # added to the variance
+BN_MOMENTUM = 0.1   # weight of each batch in the running estimates
+cdef double _BN_EPSILON = BN_EPSILON
+cdef double _BN_MOMENTUM = BN_MOMENTUM
+
+# Z^1 is checked for NaN and inf, and activated, this many bytes at a time
+# (_activate).
+cdef enum:
+    CHECK_BYTES = 16384
+
+# The update finishes the gradient and steps this many parameters at a time
+# (_finish_step): 4096 values of the parameters, gradient and two moments
+# stay in L2 cache between the two.
+cdef enum:
+    STEP_CHUNK = 4096
+
+# A layer of fewer weights is left to BLAS in a shared row: its product
+# takes about as long as the hand-over, and OpenBLAS runs a gemv that
+# small on the calling thread (interface/gemv.c: under 2304 x
+# GEMM_MULTITHREAD_THRESHOLD), so a shared row never wakes OpenBLAS's threads.
+cdef enum:
+    SHARED_LAYER_WEIGHTS = 9216
+
+
+def set_thread_blas(addresses):
+    """Point cnnbp_thread_blas at the private one-thread OpenBLAS: a dict of
+    the addresses of its sgemm, dgemm, sdot, ddot, sasum and dasum
+    (cnn_bp._threads.thread_blas). Not called, or None: batches are not
+    shared."""
+    if addresses is None:
+        return
+    cdef size_t[6] a
+    for i, name in enumerate(("sgemm", "dgemm", "sdot", "ddot", "sasum", "dasum")):
+        a[i] = addresses[name]
+    cnnbp_thread_blas.sgemm = <cnnbp_sgemm_fn> a[0]
+    cnnbp_thread_blas.dgemm = <cnnbp_dgemm_fn> a[1]
+    cnnbp_thread_blas.sdot = <cnnbp_sdot_fn> a[2]
+    cnnbp_thread_blas.ddot = <cnnbp_ddot_fn> a[3]
+    cnnbp_thread_blas.sasum = <cnnbp_sasum_fn> a[4]
+    cnnbp_thread_blas.dasum = <cnnbp_dasum_fn> a[5]
+
+
+# The private BLAS's state, for the engine and the tests' hooks (_passes.pxd).
+cdef bint blas_loaded() noexcept nogil:
+    return cnnbp_thread_blas.sgemm != NULL
+
+
+cdef bint blas_enter(int threads) noexcept nogil:
+    return cnnbp_blas_enter(threads)
+
+
+cdef void blas_leave(int threads) noexcept nogil:
+    cnnbp_blas_leave(threads)
+
+
+cdef void blas_call_begin() noexcept nogil:
+    cnnbp_blas_call_begin()
+
+
+cdef void blas_call_end() noexcept nogil:
+    cnnbp_blas_call_end()
+
 
 cdef inline const floating *_product_input(const Net *net, const Rows *x,
                                           const Work *w, floating *a, ptrdiff_t l,
@@ -84,11 +176,6 @@ cdef void _keep_z(const floating *z, const floating *b, ptrdiff_t m,
             out[i * n + j] = z[i * n + j] + b[j]
 
 
-cdef inline bint _drops(const Net *net, ptrdiff_t l, bint training) noexcept nogil:
-    """Whether hidden layer l applies dropout in this pass."""
-    return training and l < net.n_layers and net.dropout[l - 1] > 0
-
-
 cdef ptrdiff_t _mask_values(const Net *net, ptrdiff_t l) noexcept nogil:
     """Mask values of one row in the dropout layers before layer l: a
     batch's masks are drawn layer after layer, so layer l's start at stream
@@ -112,32 +199,6 @@ cdef inline floating *_layer_output(const Net *net, const Work *w, floating *a,
     if _drops(net, l, training):
         return <floating *> w.kept + w.cap * net.blk_off[l]
     return a + w.cap * net.blk_off[l]
-
-
-cdef inline ptrdiff_t _width(const Net *net) noexcept nogil:
-    """sum of n_l over l = 1..L: the values of one row of all blocks."""
-    return net.blk_off[net.n_layers] + net.units[net.n_layers]
-
-
-cdef struct Stage:
-    # Where a thread's part of a shared, batch-normalised training pass
-    # stops and goes on: at every normalised layer, forward and back, the
-    # batch's statistics and sums need every part's rows (the caller
-    # combines the parts' sums in between, _combine).
-    void *sums                   # this part's sums there (2 n_l values), or NULL:
-                                 # the whole batch is here, no stop
-    ptrdiff_t at                 # in: 0, from the start; l: go on at layer l, its
-                                 # sums combined; out: 0 done, l stopped at layer l
-    ptrdiff_t done               # in: layers 1..done are computed already (A^l of the
-                                 # layers the parts made by columns, _columns)
-    ptrdiff_t bottom             # in: the backward pass ends at layer bottom's bias
-                                 # sums (>= 1; the layers below are made by column
-                                 # tiles, _columns_of_delta)
-
-
-cdef inline bint _normalised(const Net *net, ptrdiff_t l) noexcept nogil:
-    """Whether hidden layer l is batch-normalised."""
-    return l < net.n_layers and net.gamma_off[l - 1] >= 0
 
 
 cdef bint _normalise(const Net *net, const Work *w, const Rows *x, ptrdiff_t m,
@@ -215,7 +276,7 @@ cdef void _layer_product(const Net *net, const Rows *x, const Work *w, floating 
         _row_inputs(net, x, w, a, l, 0, net.units[l - 1], z)
     else:  # the helper sums half of the inputs into w.part
         job.net, job.x, job.w, job.a, job.l, job.z = net, x, w, a, l, z
-        cnnbp_split_inputs(w.helper, net.units[l - 1], row_range, &job)
+        w.split(w.helper, net.units[l - 1], row_range, &job)
         add(net.units[l], <const floating *> w.part, z)
 
 
@@ -559,3 +620,43 @@ cdef const floating *_target_rows(const void *Y, bint y_u8, const ptrdiff_t *row
         return <const floating *> Y + start * n_out
     gather_rows(m, n_out, <const floating *> Y, rows + start, block)
     return block
+
+
+cdef void _column_tile(const Net *net, const Work *w, const floating *x, ptrdiff_t l,
+                       ptrdiff_t m, ptrdiff_t c0, ptrdiff_t c1) noexcept nogil:
+    """A^l[:, c0:c1] = f(A^{l-1} W^l[:, c0:c1] + b^l[c0:c1]) over m rows: a
+    column tile of layer l (A^0 = x, the batch's rows of X)."""
+    cdef ptrdiff_t r, n_in = net.units[l - 1], n = net.units[l]
+    cdef const floating *p = <const floating *> net.params
+    cdef floating *a = <floating *> w.a
+    cdef const floating *a_prev = x if l == 1 else a + w.cap * net.blk_off[l - 1]
+    cdef floating *z = a + w.cap * net.blk_off[l]
+    cdef floating one = 1, zero = 0
+    gemm(w.single, NO_TRANS, NO_TRANS, m, c1 - c0, n_in, one, a_prev, n_in,
+         p + net.w_off[l - 1] + c0, n, zero, z + c0, n)
+    for r in range(m):
+        bias_activation(1, c1 - c0, net.activation[l - 1], net.slope,
+                        p + net.b_off[l - 1] + c0, z + r * n + c0)
+
+
+cdef void _column_tile_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_t m,
+                            ptrdiff_t c0, ptrdiff_t c1, floating *g) noexcept nogil:
+    """Over m rows, on columns c0..c1 - 1 of n_{l-1} (2 <= l): rows c0.. of
+    dW^l = (A^{l-1})^T delta^l; delta^{l-1}[:, c0:c1] = (delta^l
+    (W^l)^T)[:, c0:c1] * f'(Z^{l-1}) (f' off A: the layer has no dropout and
+    no kept Z); and db^{l-1}[c0:c1], its column sums; into g."""
+    cdef ptrdiff_t r, n_in = net.units[l - 1], n = net.units[l]
+    cdef const floating *p = <const floating *> net.params
+    cdef floating *a_prev = <floating *> w.a + w.cap * net.blk_off[l - 1]
+    cdef floating *d_prev = <floating *> w.delta + w.cap * net.blk_off[l - 1]
+    cdef const floating *d = <floating *> w.delta + w.cap * net.blk_off[l]
+    cdef floating one = 1, zero = 0
+    gemm(w.single, TRANS, NO_TRANS, c1 - c0, n, m, one, a_prev + c0, n_in, d, n,
+         zero, g + net.w_off[l - 1] + c0 * n, n)
+    gemm(w.single, NO_TRANS, TRANS, m, c1 - c0, n, one, d, n,
+         p + net.w_off[l - 1] + c0 * n, n, zero, d_prev + c0, n_in)
+    for r in range(m):
+        delta_derivative(c1 - c0, net.activation[l - 2], net.slope,
+                         a_prev + r * n_in + c0, <const floating *> NULL,
+                         d_prev + r * n_in + c0)
+        column_sums(1, c1 - c0, d_prev + r * n_in + c0, g + net.b_off[l - 2] + c0)
