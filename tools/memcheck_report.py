@@ -1,6 +1,6 @@
 """Summarise a valgrind memcheck XML file; exit 1 if any memory error
 (invalid read/write/free, use of uninitialised values) has a stack passing
-through cnn_bp's extension module (cnn_bp/_engine*.so). Leak records are
+through one of cnn_bp's extension modules (cnn_bp/_*.so). Leak records are
 counted, not judged: Python never frees its modules at exit, so everything
 allocated at import time shows up as "lost"."""
 
@@ -17,7 +17,7 @@ def main(path):
         kind = error.findtext("kind")
         if kind.startswith("Leak_"):
             others[f"{kind} (not judged)"] += 1
-        elif any("cnn_bp/_engine" in obj for obj in objects):
+        elif any("cnn_bp/_" in obj and ".so" in obj for obj in objects):
             ours.append(error)
         else:
             first = next((o.rsplit("/", 1)[-1] for o in objects if o), "?")
@@ -25,7 +25,7 @@ def main(path):
     print(f"valgrind memcheck: {len(errors)} error records in total")
     for what, count in others.most_common():
         print(f"  {count:6d}  {what}")
-    print(f"  memory errors through cnn_bp's extension: {len(ours)}")
+    print(f"  memory errors through cnn_bp's extensions: {len(ours)}")
     for error in ours:
         print(ET.tostring(error, encoding="unicode")[:2000])
     return 1 if ours else 0

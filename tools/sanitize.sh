@@ -18,7 +18,8 @@ copy="$(dirname "$venv")/tree"
 mkdir "$copy"
 cp -r "$root"/setup.py "$root"/pyproject.toml "$root"/MANIFEST.in "$root"/README.md \
     "$root"/csrc "$root"/src "$root"/tests "$root"/tools "$copy"/
-rm -f "$copy"/src/cnn_bp/_engine*.so "$copy"/src/cnn_bp/_engine.c
+rm -f "$copy"/src/cnn_bp/*.so "$copy"/src/cnn_bp/_engine.c "$copy"/src/cnn_bp/_passes.c \
+    "$copy"/src/cnn_bp/_hooks.c
 root="$copy"
 cd "$root"
 
