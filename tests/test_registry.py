@@ -271,3 +271,15 @@ def test_the_passes_know_no_threads():
     called = {name for name in parallel if re.search(rf"\b{name}\(", passes)}
     assert called <= {name for name in parallel if f"{name}(" in threads_c}
     assert "cnnbp_team_run(" in plan and "cnnbp_split_inputs" in plan
+
+
+def test_the_nogil_modules_compile_with_c_semantics():
+    """Both modules of nogil code take the same directives: C division (a
+    zero divisor gives inf or nan, as C does, never a ZeroDivisionError that a
+    noexcept function cannot raise) and no bounds or wrap-around checks."""
+    package = ROOT / "src" / "cnn_bp"
+    directives = {name: (package / name).read_text().splitlines()[0]
+                  for name in ("_engine.pyx", "_passes.pyx")}
+    assert len(set(directives.values())) == 1
+    assert all(d in directives["_passes.pyx"]
+               for d in ("cdivision=True", "boundscheck=False", "wraparound=False"))

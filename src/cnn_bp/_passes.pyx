@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The nogil mathematics of one part of a batch: forward, backward, the
 gradient's finish and the optimizer step over row and parameter ranges, and
 the column tiles of a layer. Knows no threads: the engine's plan (_epoch.pxi)
