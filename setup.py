@@ -1,4 +1,5 @@
-"""Build the compiled core: the passes, the engine, the tests' hooks, and the C99 kernels.
+"""Build the compiled core: the passes, the plan, the engine and its checks, the tests' hooks,
+and the C99 kernels.
 
 First tools/generate.py writes what the registry (src/cnn_bp/_registry.py)
 and the kernel header determine: csrc/registry.h and src/cnn_bp/_kernels.pxd.
@@ -26,7 +27,7 @@ KERNELS = [
 ]
 # process-wide state, each file linked into one extension alone (others reach
 # it through that extension's .pxd): the parallel layer (the helper threads)
-# into the engine, the private BLAS (its buffers and fork gate) into the passes
+# into the plan, the private BLAS (its buffers and fork gate) into the passes
 PARALLEL = ["csrc/pool.c", "csrc/team.c"]
 PRIVATE_BLAS = ["csrc/thread_blas.c"]
 
@@ -56,18 +57,33 @@ extensions = [
         depends=headers,
         **common,
     ),
-    # Engine, its checks and the plan's passes over many rows (the .pxi it includes)
+    # the plan: the passes over many rows on a team of threads, the one
+    # caller of the parallel layer
+    Extension(
+        "cnn_bp._plan",
+        sources=["src/cnn_bp/_plan.pyx", *KERNELS, *PARALLEL],
+        depends=headers + ["src/cnn_bp/_passes.pxd"],
+        **common,
+    ),
+    # the engine's checks, and the Engine (its buffers and entry points)
+    Extension(
+        "cnn_bp._checks",
+        sources=["src/cnn_bp/_checks.pyx", *KERNELS],
+        depends=headers + ["src/cnn_bp/_passes.pxd"],
+        **common,
+    ),
     Extension(
         "cnn_bp._engine",
-        sources=["src/cnn_bp/_engine.pyx", *KERNELS, *PARALLEL],
-        depends=headers + sorted(glob.glob("src/cnn_bp/*.pxi")) + ["src/cnn_bp/_passes.pxd"],
+        sources=["src/cnn_bp/_engine.pyx", *KERNELS],
+        depends=headers + ["src/cnn_bp/_checks.pxd", "src/cnn_bp/_passes.pxd",
+                           "src/cnn_bp/_plan.pxd"],
         **common,
     ),
     # the tests' wrappers of the kernels, the helper threads and the fork gate
     Extension(
         "cnn_bp._hooks",
         sources=["src/cnn_bp/_hooks.pyx", *KERNELS],
-        depends=headers + ["src/cnn_bp/_engine.pxd", "src/cnn_bp/_passes.pxd"],
+        depends=headers + ["src/cnn_bp/_plan.pxd", "src/cnn_bp/_passes.pxd"],
         **common,
     ),
 ]

@@ -143,7 +143,7 @@ def under_load(X, y, epochs, repeats):
             if spinner.poll() is not None:  # os.nice(-5) needs the privilege
                 rows.append((label, None, None))
                 continue
-            default = epoch_seconds(_cnn_bp, cnn_bp._engine.num_threads(), X, y, epochs,
+            default = epoch_seconds(_cnn_bp, cnn_bp._plan.num_threads(), X, y, epochs,
                                     repeats)
             one = epoch_seconds(_cnn_bp, 1, X, y, epochs, repeats)
             rows.append((label, default, one))
@@ -151,7 +151,7 @@ def under_load(X, y, epochs, repeats):
             spinner.kill()
             spinner.wait()
     print(f"\nunder load (another process spinning on one core; default T = "
-          f"{cnn_bp._engine.num_threads()}):\n")
+          f"{cnn_bp._plan.num_threads()}):\n")
     print("| load | default s/epoch | T = 1 s/epoch | default / T = 1 |")
     print("|---|---|---|---|")
     for label, default, one in rows:

@@ -6,9 +6,9 @@
  * blocks. They allocate nothing and call no Python; dropout's masks come
  * from a counter-based generator (SplitMix64 of seed and position, so any
  * range of a mask can be drawn apart). The Cython engine
- * (cnn_bp/_engine.pyx) owns the buffers and calls BLAS for the matrix
- * products, and the Python estimators validate everything before a kernel
- * sees it. The threads that share the work are parallel.h's; the BLAS they
+ * (cnn_bp/_engine.pyx) owns the buffers, its passes (_passes.pyx) call BLAS
+ * for the matrix products, and the Python estimators validate everything
+ * before a kernel sees it. The threads that share the work are parallel.h's; the BLAS they
  * call, thread_blas.h's.
  *
  * Every kernel exists for float (_f32) and double (_f64), generated from one
@@ -44,7 +44,7 @@
 #include "registry.h"
 
 /* What a kernel whose switch meets a code it has no case for returns (the
- * engine checks every code it is given this way: Engine in _engine.pyx). */
+ * engine checks every code it is given this way: _checks.pyx). */
 #define CNNBP_UNKNOWN_CODE (-1)
 
 /* An optimizer: its settings and state. The flat state buffers s1 and s2

@@ -1,10 +1,10 @@
 /*
  * team.c -- the parallel layer: how T threads share a training batch and a
- * one-row prediction. The engine's mathematics (_engine.pyx) takes row
- * ranges and parameter ranges and knows no threads; this file decides the
- * ranges, runs them on the caller and its helpers (pool.c), reduces the
- * per-thread gradient sums, and learns when threads in lockstep wait for
- * cores taken by other work.
+ * one-row prediction, called by the plan (_plan.pyx) alone. The mathematics
+ * (_passes.pyx) takes row ranges and parameter ranges and knows no threads;
+ * this file decides the ranges, runs them on the caller and its helpers
+ * (pool.c), reduces the per-thread gradient sums, and learns when threads in
+ * lockstep wait for cores taken by other work.
  *
  * The plan: a batch of m rows is split into cnnbp_plan_parts(T, m) parts,
  * a number fixed by T and m alone. Part k's rows, its rows of W^1 and its

@@ -1,7 +1,7 @@
 /*
  * threads.c -- starting a thread and reading a clock (parallel.h): no state,
  * so every extension that starts threads links its own copy (pool.c's
- * helpers in the engine, thread_blas.c's warming threads in the passes).
+ * helpers in the plan, thread_blas.c's warming threads in the passes).
  */
 #define _GNU_SOURCE
 #include <pthread.h>

@@ -9,7 +9,7 @@ import pytest
 from sklearn import neural_network as sk
 from sklearn.exceptions import ConvergenceWarning
 
-from cnn_bp import MLPClassifier, MLPRegressor, _engine
+from cnn_bp import MLPClassifier, MLPRegressor, _checks, _engine
 from cnn_bp import _network as network
 
 
@@ -44,7 +44,7 @@ def test_flat_buffers_start_on_a_cache_line(digits, dtype):
             assert buffer.dtype == dtype and buffer.flags.c_contiguous
             assert buffer.ctypes.data % 64 == 0
     for shape in (7, (3, 5), (2, 1001)):
-        a = _engine.aligned_empty(shape, dtype, zero=True)
+        a = _checks.aligned_empty(shape, dtype, zero=True)
         assert a.shape == (shape if isinstance(shape, tuple) else (shape,))
         assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and not a.any()
 

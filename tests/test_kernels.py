@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 from scipy.special import xlogy
 
-from cnn_bp import _engine
+from cnn_bp import _checks, _engine
 from cnn_bp import _hooks as hooks
 
 import reference as act
 
 
 def test_python_tables_mirror_the_c_enums():
-    codes = _engine.activation_codes()
+    codes = _checks.activation_codes()
     assert {name: act.ACTIVATIONS.index(name) for name in act.ACTIVATIONS} == codes
-    assert {name: act.LOSSES.index(name) for name in act.LOSSES} == _engine.loss_codes()
+    assert {name: act.LOSSES.index(name) for name in act.LOSSES} == _checks.loss_codes()
 
 
 def test_unknown_names_are_errors_not_fallbacks():
@@ -149,7 +149,7 @@ def test_only_non_monotonic_activations_read_z():
     """The derivative is read off z exactly for the activations that are
     not monotonic (f' < 0 somewhere), where a = f(z) does not fix z."""
     needs = {n for n in act.HIDDEN_ACTIVATIONS
-             if _engine.derivative_needs_z(act.activation_code(n))}
+             if _checks.derivative_needs_z(act.activation_code(n))}
     z = np.linspace(-5, 5, 1001)
     falling = {n for n in act.HIDDEN_ACTIVATIONS
                if (act.derivative(n, act.forward(n, z), z) < 0).any()}

@@ -1,4 +1,4 @@
-"""The package's layers: estimators -> trainer -> network -> engine.
+"""The package's layers: estimators -> trainer -> network -> engine -> plan -> passes.
 
 Each module imports only the layers below it, and the modules beside the
 estimators (Dask, persistence, inspection) reach the network and the trainer
@@ -24,16 +24,18 @@ from cnn_bp._registry import activation_code, loss_code
 PACKAGE = pathlib.Path(importlib.util.find_spec("cnn_bp").origin).parent
 
 # Each module and the package modules it may import (relative imports);
-# the layers from the top: estimators, trainer, network, engine.
+# the layers from the top: estimators, trainer, network, engine (_engine and
+# its checks, _checks), plan, passes.
+ENGINE = {"_engine", "_checks"}
 ALLOWED = {
-    "_mlp": {"_docstrings", "_network", "_compat", "_engine", "_registry", "_training"},
-    "_training": {"_checkpoint", "_model_file", "_network", "_compat", "_engine", "_registry",
-                  "_threads"},
+    "_mlp": {"_docstrings", "_network", "_compat", "_registry", "_training", "_passes"} | ENGINE,
+    "_training": {"_checkpoint", "_model_file", "_network", "_compat", "_registry",
+                  "_threads"} | ENGINE,
     "_checkpoint": {"_model_file", "_version"},
     "_model_file": {"_archive", "_network", "_version"},
-    "_network": {"_compat", "_engine", "_registry"},
+    "_network": {"_compat", "_registry"} | ENGINE,
     "_docstrings": {"_registry"},
-    "_threads": {"_engine", "_version"},
+    "_threads": {"_plan", "_passes", "_version"},
 }
 
 
@@ -51,13 +53,15 @@ def test_each_module_imports_only_the_layers_below(name):
     assert _package_imports(name) <= ALLOWED[name]
 
 
-def test_the_engine_imports_nothing_of_the_thread_count():
+def test_the_compiled_core_imports_nothing_of_the_thread_count():
     """_threads owns the thread count and the process set-up, and imports
-    the engine; the engine imports nothing of it (no import cycle)."""
-    from cnn_bp import _engine
+    the plan and the passes; none of the compiled modules imports anything
+    of it (no import cycle)."""
+    from cnn_bp import _checks, _engine, _passes, _plan
 
-    assert not [name for name, value in vars(_engine).items()
-                if getattr(value, "__module__", None) == "cnn_bp._threads"]
+    for module in (_engine, _checks, _plan, _passes):
+        assert not [name for name, value in vars(module).items()
+                    if getattr(value, "__module__", None) == "cnn_bp._threads"]
 
 
 def _estimator_private_methods():

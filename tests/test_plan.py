@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from cnn_bp import MLPClassifier, _threads
-from cnn_bp import _engine as engine_module
+from cnn_bp import MLPClassifier, _plan, _threads
 from cnn_bp import _hooks as hooks
 
 RUNS = 20
@@ -60,8 +59,8 @@ def _assert_bitwise(coefs, reference):
 @pytest.mark.parametrize("rows", [1, 5, 6, 200, 10_000])
 @pytest.mark.parametrize("threads", [1, 2, 3, 16, 64, 1000])
 def test_the_plan_is_t_parts_of_at_least_min_part_rows(threads, rows):
-    parts = engine_module.plan_parts(threads, rows)
-    most = max(1, min(rows // engine_module.MIN_PART_ROWS, 256))
+    parts = _plan.plan_parts(threads, rows)
+    most = max(1, min(rows // _plan.MIN_PART_ROWS, 256))
     assert parts == min(threads, most)
 
 
@@ -78,7 +77,7 @@ def test_a_default_batch_runs_on_k_threads_at_once(k):
     with threadpool_limits(limits=k, user_api="cnn_bp"):
         jobs = hooks.helper_jobs()
         fresh.run_epoch(X, Y, None, None, 200, 0.0, n_threads=k)  # one slice
-    assert engine_module.plan_parts(k, 200) == k
+    assert _plan.plan_parts(k, 200) == k
     assert fresh.last_threads == k
     assert hooks.helper_jobs() - jobs == 2 * 2 * (k - 1)  # 2 hand-overs a batch
 

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from cnn_bp._engine import all_finite, row_argmax
+from cnn_bp._checks import all_finite, row_argmax
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 

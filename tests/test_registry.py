@@ -13,7 +13,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import cnn_bp
-from cnn_bp import _engine
+from cnn_bp import _checks, _engine
 from cnn_bp import _hooks as hooks
 from cnn_bp import _network as _mlp
 from cnn_bp import _registry as registry
@@ -24,11 +24,11 @@ ESTIMATORS = [cnn_bp.MLPClassifier, cnn_bp.MLPRegressor]
 
 
 def test_the_compiled_enums_are_the_registry_in_its_order():
-    assert _engine.activation_codes() == {a.name: i for i, a in enumerate(registry.ACTIVATIONS)}
-    assert _engine.loss_codes() == {loss.name: i for i, loss in enumerate(registry.LOSSES)}
-    assert _engine.solver_codes() == {s.name: i for i, s in enumerate(registry.SOLVERS)}
+    assert _checks.activation_codes() == {a.name: i for i, a in enumerate(registry.ACTIVATIONS)}
+    assert _checks.loss_codes() == {loss.name: i for i, loss in enumerate(registry.LOSSES)}
+    assert _checks.solver_codes() == {s.name: i for i, s in enumerate(registry.SOLVERS)}
     for name in registry.ACTIVATION_NAMES:
-        needs_z = _engine.derivative_needs_z(registry.activation_code(name))
+        needs_z = _checks.derivative_needs_z(registry.activation_code(name))
         assert needs_z == (name in registry.DERIVATIVE_FROM_Z), name
 
 
@@ -149,7 +149,7 @@ def test_unknown_codes_from_the_public_path_raise_and_leave_the_model(monkeypatc
         model.fit(X, y)
     monkeypatch.undo()
 
-    monkeypatch.setattr(_engine, "solver_code", lambda name: 7)
+    monkeypatch.setattr(_checks, "solver_code", lambda name: 7)
     with pytest.raises(ValueError, match="no update step for solver 'adam'"):
         model.fit(X, y)
     monkeypatch.undo()
@@ -245,41 +245,49 @@ def test_the_docs_tables_come_from_the_registry():
 
 
 def test_no_source_file_is_over_1000_lines():
-    """Each C file and each Cython source stays under 1,000 lines: the one
-    place of a piece of logic is found in a file a reader can hold."""
+    """Each C file and each Cython module stays under 1,000 lines: the one
+    place of a piece of logic is found in a file a reader can hold. (No
+    module includes another file: a .pyx is the whole module.)"""
     package = ROOT / "src" / "cnn_bp"
     files = sorted(ROOT.glob("csrc/*.[ch]")) + sorted(package.glob("*.pyx"))
-    files += sorted(package.glob("*.pxi")) + sorted(package.glob("*.pxd"))
+    files += sorted(package.glob("*.pxd"))
     lines = {f.name: len(f.read_text().splitlines()) for f in files}
-    assert {"team.c", "pool.c", "_engine.pyx", "_epoch.pxi"} <= set(lines)
+    assert {"team.c", "pool.c", "_engine.pyx", "_plan.pyx", "_passes.pyx"} <= set(lines)
+    assert not list(package.glob("*.pxi"))
+    assert not any(re.search(r"^include ", f.read_text(), re.M) for f in files)
     assert {name: n for name, n in lines.items() if n > 1000} == {}
 
 
-def test_the_passes_know_no_threads():
-    """_passes.pyx (its own extension) calls nothing of the parallel layer:
-    none of parallel.h's functions but the stateless ones of threads.c, which
-    every extension links (a shared one-row prediction's split comes in
-    Work.split, set by the engine). The engine, which runs the plan, does."""
+def test_only_the_plan_calls_the_parallel_layer():
+    """Of the Cython modules, _plan.pyx alone calls parallel.h's functions
+    (but the stateless ones of threads.c, which every extension links): the
+    passes know no threads (a shared one-row prediction's split comes in
+    Work.split, set by the plan), and the engine and its checks run
+    everything threaded through the plan."""
     parse_api = _generate_module().parse_api
     prototypes, _ = parse_api((ROOT / "csrc" / "parallel.h").read_text())
     parallel = {re.search(r"(cnnbp_\w+)\(", line).group(1) for line in prototypes}
     assert {"cnnbp_team_run", "cnnbp_helpers_acquire", "cnnbp_split_inputs"} <= parallel
-    threads_c = (ROOT / "csrc" / "threads.c").read_text()
+    stateless = {name for name in parallel
+                 if f"{name}(" in (ROOT / "csrc" / "threads.c").read_text()}
     package = ROOT / "src" / "cnn_bp"
-    passes = (package / "_passes.pyx").read_text() + (package / "_passes.pxd").read_text()
-    plan = (package / "_epoch.pxi").read_text()
-    called = {name for name in parallel if re.search(rf"\b{name}\(", passes)}
-    assert called <= {name for name in parallel if f"{name}(" in threads_c}
+    for module in ("_passes", "_engine", "_checks"):
+        text = (package / f"{module}.pyx").read_text()
+        pxd = package / f"{module}.pxd"
+        text += pxd.read_text() if pxd.exists() else ""
+        called = {name for name in parallel if re.search(rf"\b{name}\(", text)}
+        assert called <= stateless, module
+    plan = (package / "_plan.pyx").read_text()
     assert "cnnbp_team_run(" in plan and "cnnbp_split_inputs" in plan
 
 
 def test_the_nogil_modules_compile_with_c_semantics():
-    """Both modules of nogil code take the same directives: C division (a
+    """Every module of nogil code takes the same directives: C division (a
     zero divisor gives inf or nan, as C does, never a ZeroDivisionError that a
     noexcept function cannot raise) and no bounds or wrap-around checks."""
     package = ROOT / "src" / "cnn_bp"
     directives = {name: (package / name).read_text().splitlines()[0]
-                  for name in ("_engine.pyx", "_passes.pyx")}
+                  for name in ("_engine.pyx", "_passes.pyx", "_plan.pyx", "_checks.pyx")}
     assert len(set(directives.values())) == 1
     assert all(d in directives["_passes.pyx"]
                for d in ("cdivision=True", "boundscheck=False", "wraparound=False"))

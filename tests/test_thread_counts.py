@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from cnn_bp import MLPClassifier, MLPRegressor, _threads
+from cnn_bp import MLPClassifier, MLPRegressor, _plan, _threads
 from cnn_bp import _engine as engine_module
 from cnn_bp import _hooks as hooks
 
@@ -42,7 +42,7 @@ def _data(dtype, n=1000, n_features=30, n_classes=4, seed=0):
 
 def _fit(make, threads, X, y, **fit_params):
     with threadpool_limits(limits=threads, user_api="cnn_bp"):
-        assert engine_module.num_threads() == threads
+        assert _plan.num_threads() == threads
         return make().fit(X, y, **fit_params)
 
 
@@ -147,14 +147,14 @@ def test_lbfgs_shares_its_full_batch(threads, n):
 
 def test_threadpoolctl_lists_and_limits_the_pool():
     pools = [i for i in threadpool_info() if i["user_api"] == "cnn_bp"]
-    assert len(pools) == 1 and pools[0]["num_threads"] == engine_module.num_threads()
-    default = engine_module.num_threads()
+    assert len(pools) == 1 and pools[0]["num_threads"] == _plan.num_threads()
+    default = _plan.num_threads()
     assert default >= 1
     with threadpool_limits(limits=5):
-        assert engine_module.num_threads() == 5
+        assert _plan.num_threads() == 5
         with threadpool_limits(limits=1, user_api="cnn_bp"):
-            assert engine_module.num_threads() == 1
-    assert engine_module.num_threads() == default
+            assert _plan.num_threads() == 1
+    assert _plan.num_threads() == default
 
 
 def test_fits_side_by_side_split_the_threads():
@@ -220,10 +220,10 @@ def test_omp_num_threads_sets_t_when_the_module_loads():
     code = (
         "import os\n"
         "from threadpoolctl import threadpool_info\n"
-        "from cnn_bp import _engine\n"
+        "from cnn_bp import _plan\n"
         "os.environ['OMP_NUM_THREADS'] = '1'\n"
         "pool = [i for i in threadpool_info() if i['user_api'] == 'cnn_bp']\n"
-        "print(_engine.num_threads(), pool[0]['num_threads'])\n"
+        "print(_plan.num_threads(), pool[0]['num_threads'])\n"
     )
     env = dict(os.environ, OMP_NUM_THREADS="3")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

@@ -20,10 +20,11 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from cnn_bp._engine import MIN_PART_ROWS, Engine
+from cnn_bp._engine import Engine
+from cnn_bp._plan import MIN_PART_ROWS
 from threadpoolctl import threadpool_limits
 
-from cnn_bp import MLPClassifier, MLPRegressor
+from cnn_bp import MLPClassifier, MLPRegressor, _checks, _plan
 from cnn_bp import _engine as engine_module
 from cnn_bp import _hooks as hooks
 from cnn_bp._threads import MIN_SHARED_WORK, training_threads
@@ -152,7 +153,7 @@ def test_column_tiles_take_every_activation_back(activation):
         jobs = hooks.helper_jobs()
         four = _train(engine, X, Y, None, order, 100, 4, epochs=1)
         jobs = hooks.helper_jobs() - jobs
-    tiles = not engine_module.derivative_needs_z(act.activation_code(activation))
+    tiles = not _checks.derivative_needs_z(act.activation_code(activation))
     # gather, 2 layers' columns, rows, 1 layer's deltas, update; or rows, update
     handovers = 6 if tiles else 2
     if engine.last_threads == 4:
@@ -564,7 +565,7 @@ def test_default_sharing_range(units, dtype, jobs):
     784-100-10 in float64 (627 KB of W^1), not of 784-100-10 in float32
     (314 KB: too little to share) or 784-2048-10 in float64 (12.8 MB:
     OpenBLAS's threads stream it as fast)."""
-    assert hooks.shared_row_bytes() == engine_module.SHARED_ROW_BYTES
+    assert hooks.shared_row_bytes() == _plan.SHARED_ROW_BYTES
     engine = _engine(dtype, units=units)
     rows = np.random.RandomState(3).uniform(size=(3, units[0])).astype(dtype)
     if jobs:

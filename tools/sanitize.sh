@@ -18,8 +18,9 @@ copy="$(dirname "$venv")/tree"
 mkdir "$copy"
 cp -r "$root"/setup.py "$root"/pyproject.toml "$root"/MANIFEST.in "$root"/README.md \
     "$root"/csrc "$root"/src "$root"/tests "$root"/tools "$copy"/
-rm -f "$copy"/src/cnn_bp/*.so "$copy"/src/cnn_bp/_engine.c "$copy"/src/cnn_bp/_passes.c \
-    "$copy"/src/cnn_bp/_hooks.c
+# every extension's generated C (cythonize would reuse a stale one)
+rm -f "$copy"/src/cnn_bp/*.so
+for pyx in "$copy"/src/cnn_bp/*.pyx; do rm -f "${pyx%.pyx}.c"; done
 root="$copy"
 cd "$root"
 

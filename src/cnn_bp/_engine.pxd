@@ -1,38 +1,8 @@
 # cython: language_level=3
 from libc.stddef cimport ptrdiff_t
-from libc.stdint cimport uint64_t
-from cpython.ref cimport PyObject
 
-from ._kernels cimport cnnbp_lockstep
 from ._passes cimport Net, Optim, Rows, Work
-
-
-cdef struct Slice:
-    # One pass on a team of threads: a slice of an epoch (_epoch) or the
-    # gradient's full batch (_full_gradient), and what it did.
-    ptrdiff_t start              # in: the row to start at; out: to go on from
-    double total                 # in: the epoch's total so far; out: with this slice's
-    double deadline              # in: stop after the batch that ends past it (_now)
-    int parts                    # in: the plan's parts of a batch (cnnbp_plan_parts)
-    int helpers                  # in: helpers to run them with, at most
-    int used                     # out: threads it had (1 + helpers; 0: no memory)
-    double shared                # out: seconds of its shared hand-overs
-    double cpu                   # out: CPU seconds its threads spent in them
-    ptrdiff_t block              # in: rows per block of a large batch (Batch.block)
-    bint signals                 # in: look for signals between those blocks (the
-                                 # caller is Python's main thread)
-    PyObject *exc                # out: the exception a signal's handler raised
-                                 # within a batch (a reference), or NULL
-
-
-cdef class TrainingData:
-    cdef Rows rows               # X as the passes read it
-    cdef readonly Py_ssize_t n_samples
-    cdef object Y, sample_weight
-    cdef object order            # intp row order, or None: rows as stored
-    cdef list keep               # the arrays `rows` points into
-    cdef object dtype            # the engine's dtype and layer_units it was
-    cdef tuple layer_units       # checked for
+from ._plan cimport BackOff, Slice
 
 
 cdef class Engine:
@@ -63,13 +33,11 @@ cdef class Engine:
     cdef readonly long long rows_trained  # rows of all run_epoch calls, summed
     cdef bint _busy              # a training pass is running on the buffers
     cdef object __weakref__      # for _passes_running
-    cdef cnnbp_lockstep _lockstep  # helpers the slices take on a busy machine
+    cdef BackOff _backoff        # helpers the slices take on a busy machine
     cdef _claim(self)
     cdef _release(self)
     cdef _idle(self)
-    cdef int _plan(self, int n_threads, ptrdiff_t rows) except -1
     cdef _enter_blas(self, bint single, int parts)
-    cdef Slice _slice(self, int parts)
     cdef _slice_ended(self, Slice *sl)
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
                      ptrdiff_t batch_size, int parts, ptrdiff_t start,
@@ -84,12 +52,3 @@ cdef class Engine:
     cdef list _allocate(self, ptrdiff_t cap, Work *w, bint keep_z)
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,
                                list keep) except -1
-
-
-# The process-wide state this extension alone holds (csrc/pool.c's helper
-# threads, the one-row sharing range), for other extensions: cnn_bp._hooks,
-# the tests' wrappers.
-cdef int take_helpers(int want, int *ids) noexcept nogil
-cdef void give_helpers(int n, const int *ids) noexcept nogil
-cdef unsigned finished_helper_jobs() noexcept nogil
-cdef (ptrdiff_t, ptrdiff_t) shared_row_range(ptrdiff_t lo, ptrdiff_t hi, bint set) noexcept

@@ -9,12 +9,14 @@ Layering, calls going one way:
     -> the passes (_passes.pyx, an extension of its own: the nogil
         mathematics over row ranges and parameter ranges, which knows no
         threads, and the private BLAS its products run on)
-    -> this engine (owns the buffers, runs the passes nogil, by the plan)
+    -> the plan (_plan.pyx, an extension of its own: the passes over many
+        rows run on a team of threads, the one caller of the parallel layer,
+        csrc/team.c over csrc/pool.c's helper threads)
+    -> this engine (owns the buffers and checks what it is given; runs the
+        passes nogil, through the plan)
     -> the network binding (cnn_bp/_network.py: parameters <-> engine, data
         checked once), the trainer (_training.py: RNG, the epoch loop,
         warnings) and the estimators (_mlp.py: validation, attributes)
-Beside the engine, the parallel layer (csrc/team.c over csrc/pool.c's helper
-threads) splits a training batch, and a one-row prediction, among threads.
 
 Mathematics, layers l = 1..L, a mini-batch of m rows stored row-major:
     forward    Z^l = A^{l-1} W^l + b^l,   A^l = f(Z^l),   A^0 = X
@@ -30,24 +32,14 @@ batch normalisation of A^{l-1} W^l before f and inverted dropout of A^l
 after it (csrc/layers.c; training passes draw masks and use batch statistics,
 prediction uses neither dropout nor batch statistics).
 
-Threads: each batch is split into the plan's parts (cnnbp_plan_parts: T
-parts, fixed by T and the batch size, csrc/team.c), which a training slice
-(_epoch) runs on the caller and up to T - 1 helpers, a thread taking several
-parts when fewer are free (the same sums in the same order, whichever thread
-ran them: the model depends on T alone). Each part takes its rows forward
-and back (_share: SHARE_START, with a stop at every batch-normalised layer
-for the whole batch's statistics, SHARE_ON; first layers wider than the
-batch are made by column tiles, forward and back: SHARE_COLUMNS,
-SHARE_BACK), then its share of the reduction and the update by parameter
-ranges (SHARE_UPDATE); dropout masks are drawn at each row's place in the
-batch's stream. L-BFGS's full batch is split the same way, block by block
-(_full_gradient). Each thread's products run on that thread alone
-(w.single: a private OpenBLAS kept at one thread, cnn_bp._threads.thread_blas; the process's BLAS and its thread
-count, a process-wide setting, are never touched). Matrix products of a
-200-row batch are too small for BLAS's own threads to pay; this way the
-element-wise work, the row gathering and the optimizer run on every core
-too. A one-row prediction of a mid-sized network shares each layer's inputs
-with a helper likewise (_forward, cnnbp_split_inputs).
+Threads: the plan (_plan.pyx) splits each batch, and each block of L-BFGS's
+full batch, into T parts, run by the caller and up to T - 1 helper threads;
+the model depends on T alone. Each thread's products run on that thread
+alone (w.single: a private OpenBLAS kept at one thread,
+cnn_bp._threads.thread_blas; the process's BLAS and its thread count, a
+process-wide setting, are never touched). Matrix products of a 200-row batch
+are too small for BLAS's own threads to pay; this way the element-wise work,
+the row gathering and the optimizer run on every core too.
 
 Memory: one flat parameter buffer [W^1..W^L, b^1..b^L]; `coefs` and
 `intercepts` are numpy views into it. The gradient and optimizer-state
@@ -55,53 +47,73 @@ buffers have the same layout. Every array handed in is checked (dtype,
 shape, contiguity, index range) before a pointer is taken.
 """
 import os
-import threading
 import weakref
 
 import numpy as np
-import scipy.sparse as sp
 
-from ._registry import HYPERPARAMETERS, solver_code
+from ._checks import (
+    _check_block, _check_order, _check_slice, _engine_arguments, _parameter_layout,
+    aligned_empty, check_solver,
+)
+from ._registry import HYPERPARAMETERS
 
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
-from libc.math cimport INFINITY, NAN, isnan, pow, sqrt
+from libc.math cimport INFINITY
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint64_t
-from libc.string cimport memcpy, memset
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
-from cython cimport floating
+from libc.string cimport memset
 
-from ._kernels cimport (
-    CNNBP_UNKNOWN_CODE, registry_codes,
-    add, batch_norm_combine, batch_norm_backward_combine,
-    bias_activation, cnnbp_all_finite_f32, cnnbp_all_finite_f64,
-    cnnbp_row_argmax_f32, cnnbp_row_argmax_f64, cnnbp_bias_activation_f64,
-    cnnbp_delta_derivative_f64, cnnbp_output_loss_f64, cnnbp_optimizer_step_f64,
-    cnnbp_derivative_needs_z, cnnbp_loss_activation,
-    CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_jobs, cnnbp_helpers_release,
-    cnnbp_get_num_threads, cnnbp_available_cores, CNNBP_MIN_PART_ROWS, cnnbp_plan_parts,
-    CNNBP_ROW_BATCH, CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team,
-    cnnbp_team_begin, cnnbp_team_split, cnnbp_team_run, cnnbp_team_end, cnnbp_team_cancel,
-    cnnbp_team_cancelled, team_reduce,
-    cnnbp_row_mode, cnnbp_split_inputs, cnnbp_lockstep_init, cnnbp_lockstep_helpers,
-    cnnbp_lockstep_learn, gather_rows,
-)
+from ._checks cimport TrainingData, _data, _dense_rows, _set_rows
+from ._kernels cimport cnnbp_derivative_needs_z
 from ._passes cimport (
-    Stage, _drops, _width, _normalised, blas_loaded, blas_enter, blas_leave,
-    _spend_masks, _forward, _output_loss, _weight_gradient, _backward, _loss_gradient,
-    _penalty, _finish, _advance, _finish_step, _finish_update, _weight_sum, _block_rows,
-    _target_rows, _column_tile, _column_tile_back,
+    _width, blas_loaded, blas_enter, blas_leave, _full_loss, _objective, _trace,
 )
-from ._passes import BN_EPSILON, BN_MOMENTUM, set_thread_blas
+from ._plan cimport BackOff, Slice, _epoch, _full_gradient, _now, _predict, plan
 
 cnp.import_array()
 
 
-include "_setup.pxi"
-include "_checks.pxi"
-include "_epoch.pxi"
+# Rows per block when predicting: as many as PREDICT_BYTES hold of input
+# rows and their activations (8 MiB stay in the L3 cache, so the check of a
+# block's Z^1 for NaN and inf reads it there, and the next layer's product
+# too), and at least PREDICT_MIN_ROWS for efficient products; the work
+# memory stays bounded whatever the number of rows.
+PREDICT_BYTES = 8 << 20
+PREDICT_MIN_ROWS = 256
+# Multiply-adds between two looks for Ctrl-C (a few milliseconds of work):
+# a prediction returns to Python after about this many, and a large
+# training batch is taken forward and back in blocks of about this many rows
+# x parameters, the caller looking for a pending signal between two.
+SIGNAL_WORK = 1 << 26
+
+# Rows per block of the full-batch loss and gradient (L-BFGS): large enough
+# for efficient products, small enough to bound the work memory.
+FULL_BATCH_ROWS = 4096
+
+# A shared batch's threads each sum the gradient of their own rows, each
+# helper in a buffer of its own, so that a batch takes two hand-overs
+# whatever the depth. dW^1 larger than this is the exception: summing it in
+# every buffer would add its size per thread to a fit's memory, so it is
+# split by rows after the backward pass instead (every part's delta^1 is
+# there once the first hand-over ends).
+SHARED_W1_BYTES = 1 << 18
+
+
+# Engines a training pass runs on now. A forked child has none of its
+# parent's threads, so their passes do not run there: the child frees the
+# buffers they held (os.register_at_fork), and may train those engines.
+_passes_running = weakref.WeakSet()
+
+
+def _free_in_child():
+    for engine in list(_passes_running):
+        (<Engine> engine)._busy = False
+    _passes_running.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_free_in_child)
 
 
 cdef class Engine:
@@ -228,7 +240,7 @@ cdef class Engine:
         self.solver, self.optimizer_state, self._work, self.last_nogil_interval = (
             None, None, None, None)
         self.stopped_at, self.last_threads, self.rows_trained, self._busy = 0, 1, 0, False
-        cnnbp_lockstep_init(&self._lockstep)
+        self._backoff = BackOff()
         memset(&self.opt, 0, sizeof(Optim))
         memset(&self.work, 0, sizeof(Work))
 
@@ -564,7 +576,7 @@ cdef class Engine:
               seconds=None):
         """An epoch of mini-batch training over `data`, or a time slice of
         one, in one nogil call. Each batch is split into T parts of rows (at
-        most one per `MIN_PART_ROWS` rows: the plan, fixed by T and
+        most one per `_plan.MIN_PART_ROWS` rows: the plan, fixed by T and
         `batch_size`), run by this thread and up to T - 1 free helper threads;
         for a given T the parameters are the same to the bit whichever
         threads ran the parts (and those of T = 1 to round-off).
@@ -608,7 +620,7 @@ cdef class Engine:
         _check_slice(n, batch_size, n_threads, start)
         cdef double budget = np.inf if seconds is None else float(seconds)
         batch_size = min(batch_size, n)
-        cdef int parts = self._plan(n_threads, batch_size)
+        cdef int parts = plan(n_threads, batch_size)
         cdef bint single = blas_loaded()
         self._claim()
         try:
@@ -626,18 +638,6 @@ cdef class Engine:
             self._release()
         return total
 
-    cdef int _plan(self, int n_threads, ptrdiff_t rows) except -1:
-        """The plan's parts of a batch of `rows` rows for T = n_threads
-        (cnnbp_plan_parts: fixed by T and the rows alone). Every product runs
-        on the calling thread alone, T = 1 included, through the private
-        one-thread BLAS (BLAS's own threads would compete with the other fits
-        that T leaves the cores to, and would not survive a fork); without
-        it, only T = 1."""
-        if n_threads > 1 and not blas_loaded():
-            raise ValueError("n_threads > 1 needs the private one-thread BLAS "
-                             "(the scipy-openblas32 package), which did not load")
-        return cnnbp_plan_parts(n_threads, rows)
-
     cdef _enter_blas(self, bint single, int parts):
         """The private BLAS's work buffers for `parts` threads, mapped now:
         where memory lacks, OpenBLAS would end the process mid-pass."""
@@ -648,29 +648,11 @@ cdef class Engine:
                 f"process): free memory, or train on fewer threads "
                 f"(threadpoolctl.threadpool_limits)")
 
-    cdef Slice _slice(self, int parts):
-        """A pass's Slice: the plan's parts, the helpers the back-off allows,
-        Ctrl-C looked for between blocks of a large batch (in the main
-        thread)."""
-        cdef Slice sl
-        sl.start, sl.total, sl.parts = 0, 0.0, parts
-        sl.helpers = cnnbp_lockstep_helpers(&self._lockstep, parts - 1)
-        sl.block = _signal_block(&self.net, SIGNAL_WORK)
-        sl.signals = threading.current_thread() is threading.main_thread()
-        sl.exc = NULL
-        return sl
-
     cdef _slice_ended(self, Slice *sl):
-        """After a pass: raise what a signal's handler raised in it (its
-        batch dropped), or MemoryError when the team had no records; else
-        let the back-off learn from the pass's threads."""
+        """After a pass: its threads recorded, and what it raised raised
+        (BackOff.learn)."""
         self.last_threads = sl.used
-        if sl.exc != NULL:
-            _raise(sl.exc)
-        if sl.used == 0:
-            raise MemoryError("no memory for the records of a pass's threads")
-        cnnbp_lockstep_learn(&self._lockstep, sl.parts - 1, sl.used - 1, sl.cpu,
-                             sl.shared)
+        self._backoff.learn(sl)
 
     cdef double _run(self, const Rows *x, Y, sample_weight, order, ptrdiff_t n,
                      ptrdiff_t batch_size, int parts, ptrdiff_t start,
@@ -681,14 +663,11 @@ cdef class Engine:
         cdef bint y_u8 = Y.dtype == np.uint8
         cdef void *sw = NULL if sample_weight is None else _data(sample_weight)
         cdef double t0, t1
-        cdef Slice sl = self._slice(parts)
+        cdef Slice sl = self._backoff.slice(&self.net, parts, budget, SIGNAL_WORK)
         sl.start, sl.total = start, total
         cdef bint double = self.dtype == np.float64
-        if budget < INFINITY and sl.helpers + 1 > cnnbp_available_cores():
-            budget = 0  # one batch above the cores; the back-off then takes the cores
         with nogil:
             t0 = _now()
-            sl.deadline = t0 + budget
             if double:
                 _epoch(&self.net, &self.opt, &self.work, x, y, y_u8, <double *> sw, rows,
                        n, batch_size, &sl)
@@ -779,7 +758,7 @@ cdef class Engine:
         cdef list keep = []
         cdef ptrdiff_t n = self._check_data(&x, X, Y, sample_weight, keep)
         cdef ptrdiff_t cap = min(n, FULL_BATCH_ROWS)
-        cdef int parts = self._plan(n_threads, cap) if gradient else 1
+        cdef int parts = plan(n_threads, cap) if gradient else 1
         cdef bint single = blas_loaded()
         cdef double data_loss, weight
         self._claim()
@@ -814,7 +793,7 @@ cdef class Engine:
         cdef void *acc = NULL if self._acc is None else _data(self._acc)
         cdef bint double = self.dtype == np.float64
         cdef double data_loss
-        cdef Slice sl = self._slice(parts)
+        cdef Slice sl = self._backoff.slice(&self.net, parts, INFINITY, SIGNAL_WORK)
         with nogil:
             if not gradient and double:
                 data_loss = _full_loss(&self.net, &self.work, x, y, y_u8, <double *> sw,
@@ -922,7 +901,7 @@ cdef class Engine:
         Runs without the GIL in calls of SIGNAL_WORK multiply-adds,
         between which a pending Ctrl-C raises KeyboardInterrupt. Uses its
         own work memory, so concurrent calls are safe. One dense
-        row of a network whose largest W^l takes SHARED_ROW_BYTES bytes
+        row of a network whose largest W^l takes `_plan.SHARED_ROW_BYTES` bytes
         takes the helper thread, when it is free and awake, for half of each
         layer's inputs (the same outputs to round-off).
         """

@@ -1,14 +1,14 @@
 # cython: language_level=3
 """Test-only hooks: thin wrappers so tests reach the C kernels, the helper
 threads and the fork gate directly. An extension of its own, not the engine:
-the process-wide state it touches is the engine's and the passes' (cimported
-from _engine.pxd and _passes.pxd), the kernels are stateless C.
+the process-wide state it touches is the plan's and the passes' (cimported
+from _plan.pxd and _passes.pxd), the kernels are stateless C.
 """
 from cython cimport floating
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport usleep
 
-from ._engine cimport finished_helper_jobs, give_helpers, shared_row_range, take_helpers
+from ._plan cimport finished_helper_jobs, give_helpers, shared_row_range, take_helpers
 from ._passes cimport blas_call_begin, blas_call_end
 from ._kernels cimport (
     CNNBP_MAX_HELPERS, CNNBP_UNKNOWN_CODE, adam_update, bias_activation, cnnbp_loss_activation,

@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _docstrings
 from . import _network as network
+from ._checks import all_finite
 from ._compat import (
     CallbackSupportMixin,
     Interval,
@@ -36,7 +37,7 @@ from ._compat import (
     _check_partial_fit_first_call,
     _fit_context,
 )
-from ._engine import BN_EPSILON, all_finite
+from ._passes import BN_EPSILON
 from ._registry import (
     HIDDEN_ACTIVATIONS,
     HYPERPARAMETERS,

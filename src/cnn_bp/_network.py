@@ -34,8 +34,9 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
+from ._checks import row_argmax
 from ._compat import _check_sample_weight
-from ._engine import Engine, row_argmax
+from ._engine import Engine
 from ._registry import HIDDEN_ACTIVATIONS, SOLVERS, STOCHASTIC_SOLVERS, activation_code, loss_code
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

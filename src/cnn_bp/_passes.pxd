@@ -9,7 +9,7 @@ from ._kernels cimport cnnbp_optim, cnnbp_range_fn
 
 
 # How a one-row prediction's layer inputs are split with a helper thread:
-# cnnbp_split_inputs (csrc/parallel.h), set by the engine that holds it.
+# cnnbp_split_inputs (csrc/parallel.h), set by the plan that holds it.
 ctypedef void (*SplitInputs)(int helper, ptrdiff_t n, cnnbp_range_fn fn,
                              void *ctx) noexcept nogil
 
@@ -133,7 +133,7 @@ cdef void blas_call_begin() noexcept nogil
 cdef void blas_call_end() noexcept nogil
 
 
-# What the plan runs on each part (_epoch.pxi), in the order of a batch.
+# What the plan runs on each part (_plan.pyx), in the order of a batch.
 cdef void _spend_masks(const Net *net, ptrdiff_t batch) noexcept nogil
 cdef bint _forward(const Net *net, const Rows *x, ptrdiff_t m, const Work *w,
                    floating *a, bint training, ptrdiff_t r0, ptrdiff_t batch,
@@ -147,14 +147,6 @@ cdef void _weight_gradient(const Net *net, const Rows *x, const Work *w,
 cdef void _backward(const Net *net, const Rows *x, const Work *w, ptrdiff_t r0,
                     ptrdiff_t m, ptrdiff_t first, bint training, floating *g,
                     ptrdiff_t g0, Stage *st) noexcept nogil
-cdef double _loss_gradient(const Net *net, const Rows *x, const floating *y,
-                           const floating *sw, ptrdiff_t m, const Work *w,
-                           bint accumulate, bint backward,
-                           bint training) noexcept nogil
-cdef double _penalty(const Net *net, const floating *p, ptrdiff_t lo,
-                     ptrdiff_t hi) noexcept nogil
-cdef double _finish(const Net *net, const floating *p, floating *g,
-                    double data_loss, double s) noexcept nogil
 cdef void _advance(Optim *opt) noexcept nogil
 cdef double _finish_step(const Net *net, const Optim *opt, floating *p, floating *g,
                          double s, ptrdiff_t lo, ptrdiff_t hi) noexcept nogil
@@ -170,3 +162,15 @@ cdef void _column_tile(const Net *net, const Work *w, const floating *x, ptrdiff
                        ptrdiff_t m, ptrdiff_t c0, ptrdiff_t c1) noexcept nogil
 cdef void _column_tile_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_t m,
                             ptrdiff_t c0, ptrdiff_t c1, floating *g) noexcept nogil
+
+
+# The passes of one thread over all rows, block by block, that the engine
+# calls: the full batch's loss (L-BFGS's line search), its objective
+# finished from the sums, and a traced step.
+cdef double _full_loss(const Net *net, const Work *w, const Rows *X, const void *Y,
+                       bint y_u8, const floating *SW, ptrdiff_t n, bint training,
+                       double *weight) noexcept nogil
+cdef double _objective(const Net *net, double data_loss, double s, bint gradient,
+                       floating *dummy) noexcept nogil
+cdef double _trace(const Net *net, const Rows *X, const floating *Y,
+                   const floating *SW, ptrdiff_t n, const Work *w) noexcept nogil

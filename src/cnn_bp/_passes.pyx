@@ -1,12 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The nogil mathematics of one part of a batch: forward, backward, the
 gradient's finish and the optimizer step over row and parameter ranges, and
-the column tiles of a layer. Knows no threads: the engine's plan (_epoch.pxi)
+the column tiles of a layer; and the one-thread passes over all rows (the
+full batch's loss, a traced step). Knows no threads: the plan (_plan.pyx)
 says which part of which product a thread computes, and calls these.
 
 Its products run on the BLAS this module holds: the private one-thread
-OpenBLAS (csrc/thread_blas.c, set by cnn_bp._threads through the engine)
-when Work.single, else the process's (scipy's).
+OpenBLAS (csrc/thread_blas.c, set by cnn_bp._threads) when Work.single,
+else the process's (scipy's).
 """
 from libc.math cimport INFINITY, NAN, isnan, pow, sqrt
 from libc.stddef cimport ptrdiff_t
@@ -660,3 +661,48 @@ cdef void _column_tile_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_
                          a_prev + r * n_in + c0, <const floating *> NULL,
                          d_prev + r * n_in + c0)
         column_sums(1, c1 - c0, d_prev + r * n_in + c0, g + net.b_off[l - 2] + c0)
+
+
+cdef double _full_loss(const Net *net, const Work *w, const Rows *X, const void *Y,
+                       bint y_u8, const floating *SW, ptrdiff_t n, bint training,
+                       double *weight) noexcept nogil:
+    """The weighted data loss sum_i sw_i C_i over all n rows, forward only,
+    in blocks of w.cap rows, on this thread (batch statistics, when
+    `training`, are those of each block); the rows' weight sum s in
+    *weight."""
+    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
+    cdef ptrdiff_t start = 0, m
+    cdef double data_loss = 0
+    cdef const floating *swb = NULL
+    cdef Rows xb
+    while start < n:
+        m = min(w.cap, n - start)
+        if SW != NULL:
+            swb = SW + start
+        xb = _block_rows(X, start, n_in, <floating *> NULL)
+        data_loss += _loss_gradient(net, &xb,
+                                    _target_rows(Y, y_u8, NULL, start, m, n_out,
+                                                 <floating *> w.y),
+                                    swb, m, w, start > 0, False, training)
+        start += m
+    weight[0] = n if SW == NULL else _weight_sum(SW, n)
+    return data_loss
+
+
+cdef double _objective(const Net *net, double data_loss, double s, bint gradient,
+                       floating *dummy) noexcept nogil:
+    """The loss from the data loss sum and the weight sum s, and with
+    `gradient` the gradient finished from its sums in net.grads (_finish)."""
+    if not gradient:
+        return data_loss / s + _penalty(net, <const floating *> net.params, 0, net.n_coefs) / s
+    return _finish(net, <floating *> net.params, <floating *> net.grads, data_loss, s)
+
+
+cdef double _trace(const Net *net, const Rows *X, const floating *Y,
+                   const floating *SW, ptrdiff_t n, const Work *w) noexcept nogil:
+    """One training step's forward and backward pass over all n rows in one
+    block (w.cap = n), leaving Z, A and delta of every layer in w and the
+    gradient in net.grads."""
+    cdef double data_loss = _loss_gradient(net, X, Y, SW, n, w, False, True, True)
+    return _finish(net, <floating *> net.params, <floating *> net.grads,
+                   data_loss, n if SW == NULL else _weight_sum(SW, n))

@@ -33,7 +33,7 @@ import importlib.util
 import os
 import sys
 
-from . import _engine
+from . import _passes, _plan
 
 # Sharing pays when the fit is longer than waking the helper and handing
 # work over costs: rows x parameters x epochs >= 2^27 (figures:
@@ -46,8 +46,8 @@ _thread_blas = None  # the loaded library (kept alive), once loaded
 
 def available_cores():
     """How many cores this process may run on (its affinity mask), as the
-    pool counts them (the engine's ``available_cores``: one count)."""
-    return _engine.available_cores()
+    pool counts them (the plan's ``available_cores``: one count)."""
+    return _plan.available_cores()
 
 
 def _library_path():
@@ -115,13 +115,14 @@ def process_blas_threads():
 
 def register_with_threadpoolctl():
     """Let threadpoolctl list and limit the helper pool: a controller found
-    in the engine's extension module (``_engine*``) by its symbol."""
+    in the plan's extension module (``_plan*``), which holds the pool, by
+    its symbol."""
     from threadpoolctl import LibController, register
 
     class PoolController(LibController):
         user_api = "cnn_bp"
         internal_api = "cnn_bp"
-        filename_prefixes = ("_engine",)
+        filename_prefixes = ("_plan",)
         check_symbols = ("cnnbp_get_num_threads",)
 
         def get_num_threads(self):
@@ -149,7 +150,7 @@ def training_threads(work):
     docstring), or 1 when the private BLAS could not be loaded or the
     process's BLAS is limited to one thread. Nothing is changed for it.
     """
-    threads = _engine.num_threads()
+    threads = _plan.num_threads()
     if (threads < 2 or work < MIN_SHARED_WORK or _thread_blas is None
             or min(process_blas_threads(), default=2) < 2):
         yield 1
@@ -160,5 +161,5 @@ def training_threads(work):
 
 # The process-wide set-up, once, when cnn_bp loads: the engine's products on
 # the private BLAS, and the pool listed by threadpoolctl.
-_engine.set_thread_blas(thread_blas())
+_passes.set_thread_blas(thread_blas())
 register_with_threadpoolctl()

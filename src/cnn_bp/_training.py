@@ -41,8 +41,8 @@ from sklearn.model_selection import train_test_split
 from . import _model_file
 from . import _network as network
 from ._checkpoint import Checkpoints
+from ._checks import all_finite, check_solver
 from ._compat import _check_optimize_result, _get_additional_lbfgs_options_dict
-from ._engine import all_finite, check_solver
 from ._model_file import ModelFileError
 from ._registry import STOCHASTIC_SOLVERS
 from ._threads import training_threads

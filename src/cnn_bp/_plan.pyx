@@ -1,7 +1,177 @@
-# The passes over many rows: a training slice whose batches a team of
-# threads shares (csrc/team.c), the full-batch loss and gradient, the trace,
-# prediction. The only Cython that calls the parallel C layer; the
-# mathematics of each part is _passes.pyx's. Included by _engine.pyx.
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Running the plan: the passes over many rows that a team of threads shares
+(csrc/team.c over csrc/pool.c's helper threads). A training slice (_epoch)
+splits each batch into the plan's parts (cnnbp_plan_parts: T parts, fixed by
+T and the batch size) and runs them on the caller and up to T - 1 helpers, a
+thread taking several parts when fewer are free: the same sums in the same
+order whichever thread ran them, so the model depends on T alone. Each part
+takes its rows forward and back (_share: SHARE_START, with a stop at every
+batch-normalised layer for the whole batch's statistics, SHARE_ON; first
+layers wider than the batch are made by column tiles, forward and back:
+SHARE_COLUMNS, SHARE_BACK), then its share of the reduction and the update
+by parameter ranges (SHARE_UPDATE); dropout masks are drawn at each row's
+place in the batch's stream. L-BFGS's full batch goes block by block the
+same way (_full_gradient); a one-row prediction of a mid-sized network may
+share each layer's inputs with a helper (_predict, cnnbp_split_inputs).
+
+The only Cython that calls the parallel C layer (csrc/parallel.h), and the
+extension that holds its process-wide state (the helper threads, their
+count T, which threadpoolctl reads and limits here). The mathematics of each
+part is _passes.pyx's; the buffers and the checks are the engine's.
+"""
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from libc.math cimport INFINITY, NAN
+from libc.stddef cimport ptrdiff_t
+from libc.string cimport memcpy, memset
+from cython cimport floating
+
+import threading
+
+from ._kernels cimport (
+    add, batch_norm_combine, batch_norm_backward_combine, bias_activation,
+    cnnbp_loss_activation, gather_rows, team_reduce,
+    CNNBP_MAX_HELPERS, cnnbp_helpers_acquire, cnnbp_helper_jobs, cnnbp_helpers_release,
+    cnnbp_get_num_threads, cnnbp_available_cores, CNNBP_MIN_PART_ROWS, cnnbp_plan_parts,
+    CNNBP_ROW_BATCH, CNNBP_ROW_SHARED, cnnbp_share, cnnbp_share_fn, cnnbp_team,
+    cnnbp_team_begin, cnnbp_team_split, cnnbp_team_run, cnnbp_team_end, cnnbp_team_cancel,
+    cnnbp_team_cancelled, cnnbp_row_mode, cnnbp_split_inputs, cnnbp_lockstep_init,
+    cnnbp_lockstep_helpers, cnnbp_lockstep_learn,
+)
+from ._passes cimport (
+    Stage, _drops, _width, _normalised, blas_loaded,
+    _spend_masks, _forward, _output_loss, _weight_gradient, _backward,
+    _advance, _finish_step, _finish_update, _weight_sum, _block_rows,
+    _target_rows, _column_tile, _column_tile_back,
+)
+from ._passes import BN_EPSILON, BN_MOMENTUM
+
+cnnbp_get_num_threads()  # OMP_NUM_THREADS is read now, as OpenMP reads it at load
+
+# Batch normalisation's constants (_passes.pyx's), as the parts' sums are
+# combined here (_combine).
+cdef double _BN_EPSILON = BN_EPSILON
+cdef double _BN_MOMENTUM = BN_MOMENTUM
+
+# The plan's parts of a training batch have at least this many rows
+# (cnnbp_plan_parts, csrc/team.c; the cost of small parts is measured in
+# benchmarks/bench_scaling.py, docs/performance.md).
+MIN_PART_ROWS = CNNBP_MIN_PART_ROWS
+
+# A batch of this many parts or more makes its first layers wider than the
+# batch by column tiles (_columns); with fewer, the hand-overs that takes cost
+# about what it saves (docs/performance.md, "Figures behind the code").
+cdef int _COLUMN_PARTS = 4
+
+# A large batch's rows go forward and back in blocks of at least this many
+# rows, between which the main thread looks for signals (_signal_block).
+cdef ptrdiff_t _MIN_SIGNAL_BLOCK = 64
+
+# A one-row prediction is shared with the helper thread (half of each
+# layer's inputs each, see _passes._forward) when the largest W^l of its
+# network takes this many bytes (from, to): a row's product streams the
+# weights, so bytes, not weights, say what sharing saves. Below the range a
+# row is too short to share; above it two cores stream memory no faster than
+# OpenBLAS's two threads (figures: docs/performance.md, "Figures behind the
+# code").
+SHARED_ROW_BYTES = (1 << 19, 1 << 23)
+cdef ptrdiff_t _SHARED_ROW_MIN = SHARED_ROW_BYTES[0]
+cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_BYTES[1]
+
+# How _forward runs a one-row prediction's products (cnnbp_row_mode):
+# BLAS on the block (CNNBP_ROW_BATCH); or, for one dense row of a network in
+# SHARED_ROW_BYTES, the layers of at least SHARED_LAYER_WEIGHTS weights
+# summed row by row of W^l (row_product), by this thread alone (ROW_ALONE:
+# the helper is busy or asleep) or with a helper (ROW_SHARED). ROW_ALONE
+# keeps off BLAS too: OpenBLAS would wake its worker for such a row, which
+# then spins for ~0.1 s on the core the helper needs for the rows that follow.
+
+
+def num_threads():
+    """T, the threads a fit may use: threadpoolctl's limit if one is set
+    (threadpool_limits), else OMP_NUM_THREADS, else the cores this process
+    may run on."""
+    return cnnbp_get_num_threads()
+
+
+def available_cores():
+    """How many cores this process may run on (its affinity mask; the one
+    count of cores, the pool's own: csrc/pool.c)."""
+    return cnnbp_available_cores()
+
+
+def plan_parts(int threads, Py_ssize_t rows):
+    """The parts a batch of `rows` rows is split into for T = `threads`
+    (cnnbp_plan_parts, csrc/team.c: T, at most one per MIN_PART_ROWS rows):
+    the plan, fixed by T and the batch size alone."""
+    return cnnbp_plan_parts(threads, rows)
+
+
+cdef int plan(int n_threads, ptrdiff_t rows) except -1:
+    """The plan's parts of a batch of `rows` rows for T = n_threads
+    (cnnbp_plan_parts: fixed by T and the rows alone). Every product runs
+    on the calling thread alone, T = 1 included, through the private
+    one-thread BLAS (BLAS's own threads would compete with the other fits
+    that T leaves the cores to, and would not survive a fork); without
+    it, only T = 1."""
+    if n_threads > 1 and not blas_loaded():
+        raise ValueError("n_threads > 1 needs the private one-thread BLAS "
+                         "(the scipy-openblas32 package), which did not load")
+    return cnnbp_plan_parts(n_threads, rows)
+
+
+cdef class BackOff:
+    def __cinit__(self):
+        cnnbp_lockstep_init(&self.lockstep)
+
+    cdef Slice slice(self, const Net *net, int parts, double budget, ptrdiff_t work):
+        """A pass's Slice: the plan's parts, the helpers the back-off allows,
+        Ctrl-C looked for between blocks of about `work` multiply-adds of a
+        large batch (in the main thread), a time `budget` (seconds; INFINITY:
+        none), 0 when the helpers exceed the cores (one batch, then the
+        back-off takes the cores)."""
+        cdef Slice sl
+        sl.start, sl.total, sl.parts = 0, 0.0, parts
+        sl.helpers = cnnbp_lockstep_helpers(&self.lockstep, parts - 1)
+        sl.budget = budget
+        if budget < INFINITY and sl.helpers + 1 > cnnbp_available_cores():
+            sl.budget = 0
+        sl.block = _signal_block(net, work)
+        sl.signals = threading.current_thread() is threading.main_thread()
+        sl.exc = NULL
+        return sl
+
+    cdef int learn(self, Slice *sl) except -1:
+        """After a pass: raise what a signal's handler raised in it (its
+        batch dropped), or MemoryError when the team had no records; else
+        let the back-off learn from the pass's threads."""
+        if sl.exc != NULL:
+            _raise(sl.exc)
+        if sl.used == 0:
+            raise MemoryError("no memory for the records of a pass's threads")
+        cnnbp_lockstep_learn(&self.lockstep, sl.parts - 1, sl.used - 1, sl.cpu, sl.shared)
+        return 0
+
+
+# The parallel layer's state, for other extensions (_plan.pxd).
+cdef int take_helpers(int want, int *ids) noexcept nogil:
+    return cnnbp_helpers_acquire(want, ids)
+
+
+cdef void give_helpers(int n, const int *ids) noexcept nogil:
+    cnnbp_helpers_release(n, ids)
+
+
+cdef unsigned finished_helper_jobs() noexcept nogil:
+    return cnnbp_helper_jobs()
+
+
+cdef (ptrdiff_t, ptrdiff_t) shared_row_range(ptrdiff_t lo, ptrdiff_t hi, bint set) noexcept:
+    global _SHARED_ROW_MIN, _SHARED_ROW_MAX
+    if set:
+        _SHARED_ROW_MIN, _SHARED_ROW_MAX = lo, hi
+    return _SHARED_ROW_MIN, _SHARED_ROW_MAX
+
 
 cdef struct Batch:
     # One training batch, as every thread's share of it reads it (_share;
@@ -433,8 +603,8 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                  Slice *sl) noexcept nogil:
     """A pass over n rows in mini-batches of `batch`, rows taken in `order`
     (NULL: in storage order), from row sl.start, adding sum_batches
-    loss_b * m_b to sl.total. Stops early, after a batch that ends at or past
-    sl.deadline, leaving in sl.start the row to go on from (n when the pass
+    loss_b * m_b to sl.total. Stops early, after a batch that ends sl.budget
+    seconds or more after the start, leaving in sl.start the row to go on from (n when the pass
     is complete), in sl.used the threads it had (1 + its helpers; 0, and a
     NaN total: no memory for its records), and in sl.shared and sl.cpu the
     seconds its shared hand-overs took and the CPU seconds its threads spent
@@ -450,6 +620,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     cdef Batch b
     cdef int plan = min(sl.parts, <int> w.n_g2 + 1) if w.g2 != NULL else 1
     cdef const Optim *split_update = NULL
+    cdef double deadline = _now() + sl.budget
     if opt.clip_norm == 0 and opt.max_norm == 0:  # these need the whole gradient
         split_update = opt
     sl.used = cnnbp_team_begin(&team, plan, sl.helpers, net.units[0], net.units[1],
@@ -463,7 +634,7 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
     b.columns = b.tiles = 0
     while start < n:
-        if start > sl.start and _now() >= sl.deadline:
+        if start > sl.start and _now() >= deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
         m = min(batch, n - start)
         b.rows = X[0]
@@ -480,32 +651,6 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
         start += m
     cnnbp_team_end(&team)
     sl.start, sl.total, sl.shared, sl.cpu = start, total, team.shared, team.cpu
-
-
-cdef double _full_loss(const Net *net, const Work *w, const Rows *X, const void *Y,
-                       bint y_u8, const floating *SW, ptrdiff_t n, bint training,
-                       double *weight) noexcept nogil:
-    """The weighted data loss sum_i sw_i C_i over all n rows, forward only,
-    in blocks of w.cap rows, on this thread (batch statistics, when
-    `training`, are those of each block); the rows' weight sum s in
-    *weight."""
-    cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
-    cdef ptrdiff_t start = 0, m
-    cdef double data_loss = 0
-    cdef const floating *swb = NULL
-    cdef Rows xb
-    while start < n:
-        m = min(w.cap, n - start)
-        if SW != NULL:
-            swb = SW + start
-        xb = _block_rows(X, start, n_in, <floating *> NULL)
-        data_loss += _loss_gradient(net, &xb,
-                                    _target_rows(Y, y_u8, NULL, start, m, n_out,
-                                                 <floating *> w.y),
-                                    swb, m, w, start > 0, False, training)
-        start += m
-    weight[0] = n if SW == NULL else _weight_sum(SW, n)
-    return data_loss
 
 
 cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const void *Y,
@@ -555,25 +700,6 @@ cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const v
     cnnbp_team_end(&team)
     sl.shared, sl.cpu = team.shared, team.cpu
     return data_loss
-
-
-cdef double _objective(const Net *net, double data_loss, double s, bint gradient,
-                       floating *dummy) noexcept nogil:
-    """The loss from the data loss sum and the weight sum s, and with
-    `gradient` the gradient finished from its sums in net.grads (_finish)."""
-    if not gradient:
-        return data_loss / s + _penalty(net, <const floating *> net.params, 0, net.n_coefs) / s
-    return _finish(net, <floating *> net.params, <floating *> net.grads, data_loss, s)
-
-
-cdef double _trace(const Net *net, const Rows *X, const floating *Y,
-                   const floating *SW, ptrdiff_t n, const Work *w) noexcept nogil:
-    """One training step's forward and backward pass over all n rows in one
-    block (w.cap = n), leaving Z, A and delta of every layer in w and the
-    gradient in net.grads."""
-    cdef double data_loss = _loss_gradient(net, X, Y, SW, n, w, False, True, True)
-    return _finish(net, <floating *> net.params, <floating *> net.grads,
-                   data_loss, n if SW == NULL else _weight_sum(SW, n))
 
 
 cdef ptrdiff_t _largest_weights(const Net *net, ptrdiff_t itemsize) noexcept nogil:

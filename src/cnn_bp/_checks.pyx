@@ -1,6 +1,36 @@
-# Python-facing checks and small helpers: nothing reaches the nogil core
-# unverified (codes, arrays, CSR structure, row orders; TrainingData, a
-# fit's rows checked once). Included by _engine.pyx (one extension module).
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The engine's checks: nothing reaches the nogil core unverified (codes,
+arrays, CSR structure, row orders; TrainingData, a fit's rows checked once),
+and the small array helpers the engine and the estimators share. Part of the
+engine's layer (cimported by _engine.pyx through _checks.pxd), an extension
+of its own so that each module stays one a reader can hold.
+"""
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._registry import solver_code
+
+cimport numpy as cnp
+from libc.math cimport isnan
+from libc.stddef cimport ptrdiff_t
+from libc.string cimport memset
+
+from ._kernels cimport (
+    CNNBP_UNKNOWN_CODE, registry_codes,
+    cnnbp_all_finite_f32, cnnbp_all_finite_f64,
+    cnnbp_row_argmax_f32, cnnbp_row_argmax_f64, cnnbp_bias_activation_f64,
+    cnnbp_delta_derivative_f64, cnnbp_output_loss_f64, cnnbp_optimizer_step_f64,
+    cnnbp_derivative_needs_z,
+)
+from ._passes cimport Optim, Rows
+
+cnp.import_array()
+
+# BLAS takes 32-bit integer sizes.
+cdef ptrdiff_t BLAS_INT_MAX = 2147483647
+
 
 def activation_codes():
     """The activation enum as compiled (csrc/registry.h), name -> code (for tests)."""
@@ -163,17 +193,6 @@ def _physical_memory():
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return float("inf")
-
-
-cdef double _now() noexcept nogil:
-    """CLOCK_MONOTONIC in seconds (time.monotonic's clock), callable without the GIL."""
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + 1e-9 * ts.tv_nsec
-
-
-cdef void *_data(object array):
-    return cnp.PyArray_DATA(<cnp.ndarray> array)
 
 
 def _check_block(name, array, dtype, n_rows, n_cols):
