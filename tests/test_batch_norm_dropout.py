@@ -7,7 +7,8 @@ import pickle
 
 import numpy as np
 import pytest
-from cnn_bp._engine import BN_EPSILON, BN_MOMENTUM, Engine
+from cnn_bp._engine import Engine
+from cnn_bp._passes import BN_EPSILON, BN_MOMENTUM
 from sklearn.datasets import load_digits
 
 import cnn_bp

@@ -32,7 +32,7 @@ cdef struct Slice:
 
 cdef class BackOff:
     # The helpers a fit's slices take on a busy machine: learnt from each
-    # pass's threads (cnnbp_lockstep, csrc/pool.c), one per engine.
+    # pass's threads (cnnbp_lockstep, csrc/team.c), one per engine.
     cdef cnnbp_lockstep lockstep
     cdef Slice slice(self, const Net *net, int parts, double budget, ptrdiff_t work)
     cdef int learn(self, Slice *sl) except -1

@@ -121,6 +121,11 @@ cdef int plan(int n_threads, ptrdiff_t rows) except -1:
 
 
 cdef class BackOff:
+    """The helpers one engine's passes take on a busy machine: as many as
+    the plan has parts until threads in lockstep are seen waiting for cores
+    that other work took, then fewer (cnnbp_lockstep, csrc/team.c). The
+    plan's parts stay as they are: a thread takes several."""
+
     def __cinit__(self):
         cnnbp_lockstep_init(&self.lockstep)
 
