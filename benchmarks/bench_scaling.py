@@ -20,7 +20,11 @@ Then what a plan of many parts costs (a batch split into T parts of rows,
 csrc/team.c): on one core (a child process pinned to it), the T = 16 plan's
 parts run one after another against the one-thread epoch, which shows the
 work the split adds; and T = 16 forced on this machine against T = 2
-(oversubscription, when it has fewer than 16 cores).
+(oversubscription, when it has fewer than 16 cores). And why: each product
+of a 200-row batch on the private one-thread BLAS, split 16 ways (by rows,
+by column tiles, by 4 x 4 tiles; dW by blocks of input features), its parts
+one after another, over the whole product (and the whole product by
+torch's BLAS at one thread, when torch is installed).
 
 Then the behaviour under load: another process spinning on one core, at the
 fit's priority and then at a higher one (nice -5, when permitted), while the
@@ -128,6 +132,93 @@ def plan_costs(hidden, dtype, n, epochs, repeats, X, y):
     return one_core, two, many
 
 
+# The layers (n_in, n_out) of the two networks whose products are timed split
+SPLIT_LAYERS = ((784, 100), (784, 512), (512, 256))
+
+
+def _gemm(dtype):
+    """The private one-thread BLAS's sgemm or dgemm (cnn_bp._threads),
+    called row-major: C (m, n) = A (m, k) @ B (k, n), or A^T @ B with
+    `a_t`, each operand a view with its own leading dimension."""
+    import ctypes
+
+    from cnn_bp._threads import thread_blas
+
+    scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    ref = ctypes.POINTER
+    fn = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p,
+                          *[ref(ctypes.c_int)] * 3, ref(scalar), ctypes.c_void_p,
+                          ref(ctypes.c_int), ctypes.c_void_p, ref(ctypes.c_int), ref(scalar),
+                          ctypes.c_void_p, ref(ctypes.c_int))(
+        thread_blas()["sgemm" if dtype == np.float32 else "dgemm"])
+
+    def gemm(m, n, k, A, lda, B, ldb, C, ldc, a_t=False):
+        # column-major C^T = B^T A^T: BLAS's m is our n
+        def i(v):
+            return ctypes.byref(ctypes.c_int(v))
+        fn(b"N", b"T" if a_t else b"N", i(n), i(m), i(k),
+           ctypes.byref(scalar(1)), B.ctypes.data, i(ldb), A.ctypes.data, i(lda),
+           ctypes.byref(scalar(0)), C.ctypes.data, i(ldc))
+    return gemm
+
+
+def _best_seconds(fn, repeats):
+    times = []
+    for _ in range(max(3, repeats)):
+        start = time.perf_counter()
+        for _ in range(20):
+            fn()
+        times.append((time.perf_counter() - start) / 20)
+    return min(times)
+
+
+def _cuts(n, parts, align=1):
+    """parts + 1 boundaries of n (inner ones rounded down to `align`)."""
+    return [n if k == parts else n * k // parts // align * align for k in range(parts + 1)]
+
+
+def product_splits(dtype, repeats, rows=200, parts=PLAN_PARTS):
+    """Per layer of SPLIT_LAYERS, one product of a `rows`-row batch on the
+    private one-thread BLAS, split `parts` ways and run one after another,
+    over the whole product: Z = A W by parts of rows, by column tiles (cut
+    at 16 values, as the plan cuts them), by sqrt(parts) x sqrt(parts) 2-D
+    tiles; dW = A^T delta by blocks of input features over all rows. Then
+    the whole Z by torch's BLAS at one thread, when torch is installed."""
+    gemm = _gemm(dtype)
+    rng = np.random.RandomState(0)
+    side = int(round(parts ** 0.5))
+    for n_in, n_out in SPLIT_LAYERS:
+        A, W = rng.rand(rows, n_in).astype(dtype), rng.rand(n_in, n_out).astype(dtype)
+        D = rng.rand(rows, n_out).astype(dtype)
+        Z, G = np.empty((rows, n_out), dtype), np.empty((n_in, n_out), dtype)
+        r, c, f = _cuts(rows, parts), _cuts(n_out, parts, 16), _cuts(n_in, parts, 16)
+        r2, c2 = _cuts(rows, side), _cuts(n_out, side, 16)
+
+        def z_tiles(rc, cc):
+            for a, b in zip(rc, rc[1:]):
+                for u, v in zip(cc, cc[1:]):
+                    if b > a and v > u:
+                        gemm(b - a, v - u, n_in, A[a:], n_in, W[:, u:], n_out,
+                             Z[a:, u:], n_out)
+
+        def dw_blocks(fc):
+            for a, b in zip(fc, fc[1:]):
+                if b > a:
+                    gemm(b - a, n_out, rows, A[:, a:], n_in, D, n_out, G[a:], n_out, True)
+        z = _best_seconds(lambda: z_tiles([0, rows], [0, n_out]), repeats)
+        dw = _best_seconds(lambda: dw_blocks([0, n_in]), repeats)
+        ratios = [_best_seconds(lambda: z_tiles(rc, cc), repeats) / z
+                  for rc, cc in ((r, [0, n_out]), ([0, rows], c), (r2, c2))]
+        ratios.append(_best_seconds(lambda: dw_blocks(f), repeats) / dw)
+        theirs = "–"
+        if torch is not None:  # the same whole product by torch's BLAS, one thread
+            torch.set_num_threads(1)
+            tA, tW, tZ = (torch.from_numpy(x) for x in (A, W, Z))
+            theirs = f"{_best_seconds(lambda: torch.mm(tA, tW, out=tZ), repeats) * 1e6:.0f}"
+        print(f"| {n_in} x {n_out} | {np.dtype(dtype).name} | {z * 1e6:.0f} | "
+              + " | ".join(f"{x:.2f}" for x in ratios) + f" | {dw * 1e6:.0f} | {theirs} |")
+
+
 def _spinner(nice):
     """A process spinning on one core at `nice` (relative to this one)."""
     code = "import os, time\nos.nice(%d)\nwhile True: pass" % nice
@@ -212,6 +303,17 @@ def main(argv=None):
                          f"{one_core[1] / one_core[0]:.2f}")
                 print(f"| {hidden} | {dtype} | {cells} | {two:.4f} | {many:.4f} | "
                       f"{many / two:.2f} |")
+        print(f"\nwhy: a {PLAN_PARTS}-way split of one product of a 200-row batch on the "
+              f"private one-thread BLAS, its parts one after another, over the whole "
+              f"product (each call packs its operands into OpenBLAS's blocked layout, or, "
+              f"below its small-matrix threshold, runs unpacked kernels: small parts do "
+              f"more per multiply-add either way)\n")
+        print(f"| layer | dtype | Z = A W whole (us) | by rows | by column tiles | "
+              f"{int(round(PLAN_PARTS ** 0.5))}x{int(round(PLAN_PARTS ** 0.5))} tiles | "
+              f"dW by input-feature blocks | dW whole (us) | Z whole by torch (us) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for dtype in dtypes:
+            product_splits(np.dtype(dtype).type, repeats)
     if not args.no_load:  # the first configuration
         HIDDEN[0] = hiddens[0]
         under_load(X.astype(dtypes[0]), y, epochs, repeats)

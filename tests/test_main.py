@@ -153,6 +153,19 @@ def test_thread_benchmark_smoke_run():
     assert "ratio" in result.stdout
 
 
+def test_scaling_benchmark_smoke_run():
+    result = _run_script(ROOT / "benchmarks" / "bench_scaling.py", "--quick", "--no-load",
+                         "--max-threads", "2")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    scaling = [row for row in rows if row[1].strip() in ("1", "2")]
+    plan = [row for row in rows if row[1].strip().startswith("(")]
+    splits = [row for row in rows if " x " in row[1]]
+    assert len(scaling) == 8 and len(plan) == 4 and len(splits) == 6
+    for row in plan + splits:  # every figure a positive number (torch's: where installed)
+        assert all(float(cell) > 0 for cell in row[3:-1] if cell.strip() != "–")
+
+
 def test_interrupt_benchmark_smoke_run():
     result = _run_script(ROOT / "benchmarks" / "bench_interrupt.py", "--quick")
     assert result.returncode == 0, result.stderr

@@ -12,8 +12,9 @@ Layering, calls going one way:
     -> the plan (_plan.pyx, an extension of its own: the passes over many
         rows run on a team of threads, the one caller of the parallel layer,
         csrc/team.c over csrc/pool.c's helper threads)
-    -> this engine (owns the buffers and checks what it is given; runs the
-        passes nogil, through the plan)
+    -> this engine (owns the buffers and checks what it is given, _checks.pyx;
+        runs the passes nogil: through the plan, or directly those of one
+        thread)
     -> the network binding (cnn_bp/_network.py: parameters <-> engine, data
         checked once), the trainer (_training.py: RNG, the epoch loop,
         warnings) and the estimators (_mlp.py: validation, attributes)

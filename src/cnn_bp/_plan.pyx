@@ -84,7 +84,7 @@ cdef ptrdiff_t _SHARED_ROW_MAX = SHARED_ROW_BYTES[1]
 # summed row by row of W^l (row_product), by this thread alone (ROW_ALONE:
 # the helper is busy or asleep) or with a helper (ROW_SHARED). ROW_ALONE
 # keeps off BLAS too: OpenBLAS would wake its worker for such a row, which
-# then spins for ~0.1 s on the core the helper needs for the rows that follow.
+# then spins on the core the helper needs for the rows that follow.
 
 
 def num_threads():
@@ -393,8 +393,8 @@ cdef void _share_update(Batch *b, cnnbp_share *s, floating *g) noexcept nogil:
                                      s.u[k], s.u[k + 1])
 
 
-cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
-    """The mathematics of share s of batch b.
+cdef void _share_rows(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
+    """SHARE_GATHER, SHARE_START and SHARE_ON of share s: its rows of batch b.
 
     SHARE_START: gather its rows (dense rows of X into the work block, with
     an order) and weights; s.out[1] = their weight sum; the forward pass,
@@ -405,8 +405,8 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     A share of all m rows ends there, its sums being the gradient. With
     b.sums (batch normalisation, shared), the passes stop at each
     normalised layer, leaving the share's sums there (Stage), and go on in
-    SHARE_ON from b.at once the caller has combined them. SHARE_UPDATE:
-    _share_update."""
+    SHARE_ON from b.at once the caller has combined them. SHARE_GATHER
+    gathers only (the rows of a batch whose first layers are column tiles)."""
     cdef const Net *net = b.net
     cdef const Work *w = b.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
@@ -420,18 +420,6 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     cdef const floating *swb = NULL
     cdef Rows xb
     cdef Stage st
-    if s.phase == SHARE_UPDATE:
-        _share_update(b, s, g)
-        return
-    if s.phase == SHARE_W1:
-        _split_w1(b, s, g)
-        return
-    if s.phase == SHARE_COLUMNS:
-        _columns_of_z(b, s, g)
-        return
-    if s.phase == SHARE_BACK:
-        _columns_of_delta(b, s, g)
-        return
     # this share's rows of the batch
     if SW != NULL:
         swb = (<const floating *> w.sw if b.order != NULL else SW + b.start) + s.r0
@@ -473,6 +461,21 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     _backward(net, &xb, w, s.r0, s.mr, w_first, True, g, g0, &st)
     if st.at != 0 and s.tid == 0:
         b.stop, b.stop_back = st.at, True
+
+
+cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
+    """The mathematics of share s of batch b in the team's phase s.phase."""
+    cdef floating *g = <floating *> b.net.grads
+    if s.phase == SHARE_UPDATE:
+        _share_update(b, s, g)
+    elif s.phase == SHARE_W1:
+        _split_w1(b, s, g)
+    elif s.phase == SHARE_COLUMNS:
+        _columns_of_z(b, s, g)
+    elif s.phase == SHARE_BACK:
+        _columns_of_delta(b, s, g)
+    else:
+        _share_rows(b, s, g)
 
 
 cdef void _share_f32(void *b, cnnbp_share *s) noexcept nogil:
