@@ -650,8 +650,8 @@ cdef class Engine:
                 f"(threadpoolctl.threadpool_limits)")
 
     cdef _slice_ended(self, Slice *sl):
-        """After a pass: its threads recorded, and what it raised raised
-        (BackOff.learn)."""
+        """After a pass: record its threads, then raise what a signal raised
+        in it or let the back-off learn from it (BackOff.learn)."""
         self.last_threads = sl.used
         self._backoff.learn(sl)
 
