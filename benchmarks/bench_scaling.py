@@ -22,9 +22,10 @@ parts run one after another against the one-thread epoch, which shows the
 work the split adds; and T = 16 forced on this machine against T = 2
 (oversubscription, when it has fewer than 16 cores). And why: each product
 of a 200-row batch on the private one-thread BLAS, split 16 ways (by rows,
-by column tiles, by 4 x 4 tiles; dW by blocks of input features), its parts
-one after another, over the whole product (and the whole product by
-torch's BLAS at one thread, when torch is installed).
+by column tiles, by 4 x 4 tiles; dW by blocks of input features, by 4 x 4
+tiles), its parts one after another, over the whole product, each call's
+Python overhead taken off (and the whole product by torch's BLAS at one
+thread, when torch is installed).
 
 Then the behaviour under load: another process spinning on one core, at the
 fit's priority and then at a higher one (nice -5, when permitted), while the
@@ -137,9 +138,11 @@ SPLIT_LAYERS = ((784, 100), (784, 512), (512, 256))
 
 
 def _gemm(dtype):
-    """The private one-thread BLAS's sgemm or dgemm (cnn_bp._threads),
-    called row-major: C (m, n) = A (m, k) @ B (k, n), or A^T @ B with
-    `a_t`, each operand a view with its own leading dimension."""
+    """The private one-thread BLAS's sgemm or dgemm (cnn_bp._threads) and a
+    maker of its calls, row-major: C (m, n) = A (m, k) @ B (k, n), or A^T @ B
+    with `a_t`, each operand a view with its own leading dimension. A call's
+    ctypes arguments are made once, so that timing a list of calls times the
+    BLAS and ctypes' own call, not Python building the arguments."""
     import ctypes
 
     from cnn_bp._threads import thread_blas
@@ -151,15 +154,16 @@ def _gemm(dtype):
                           ref(ctypes.c_int), ctypes.c_void_p, ref(ctypes.c_int), ref(scalar),
                           ctypes.c_void_p, ref(ctypes.c_int))(
         thread_blas()["sgemm" if dtype == np.float32 else "dgemm"])
+    one, zero = scalar(1), scalar(0)
 
-    def gemm(m, n, k, A, lda, B, ldb, C, ldc, a_t=False):
+    def call(m, n, k, A, lda, B, ldb, C, ldc, a_t=False):
         # column-major C^T = B^T A^T: BLAS's m is our n
         def i(v):
             return ctypes.byref(ctypes.c_int(v))
-        fn(b"N", b"T" if a_t else b"N", i(n), i(m), i(k),
-           ctypes.byref(scalar(1)), B.ctypes.data, i(ldb), A.ctypes.data, i(lda),
-           ctypes.byref(scalar(0)), C.ctypes.data, i(ldc))
-    return gemm
+        return (b"N", b"T" if a_t else b"N", i(n), i(m), i(k), ctypes.byref(one),
+                B.ctypes.data, i(ldb), A.ctypes.data, i(lda), ctypes.byref(zero),
+                C.ctypes.data, i(ldc))
+    return fn, call
 
 
 def _best_seconds(fn, repeats):
@@ -182,34 +186,56 @@ def product_splits(dtype, repeats, rows=200, parts=PLAN_PARTS):
     private one-thread BLAS, split `parts` ways and run one after another,
     over the whole product: Z = A W by parts of rows, by column tiles (cut
     at 16 values, as the plan cuts them), by sqrt(parts) x sqrt(parts) 2-D
-    tiles; dW = A^T delta by blocks of input features over all rows. Then
-    the whole Z by torch's BLAS at one thread, when torch is installed."""
-    gemm = _gemm(dtype)
+    tiles; dW = A^T delta by blocks of input features over all rows, and by
+    2-D tiles (input-feature block x output-feature block). The splits and
+    the whole products take turns, best of max(5, repeats) rounds each, so
+    that a slow spell of the machine falls on all of them. The time of a
+    call that returns at once (m = 0: ctypes and BLAS's argument checks) is
+    taken off each call, as the engine calls BLAS from C. Then the whole Z by
+    torch's BLAS at one thread, when torch is installed."""
+    fn, call = _gemm(dtype)
     rng = np.random.RandomState(0)
     side = int(round(parts ** 0.5))
+    cell = np.zeros((1, 1), dtype)
+    empty = [call(0, 1, 1, cell, 1, cell, 1, cell, 1)] * 64
+
+    def best(lists):
+        """Seconds of each list of calls, the lists taking turns."""
+        times = [np.inf] * len(lists)
+        for _ in range(max(5, repeats)):
+            for j, calls in enumerate(lists):
+                start = time.perf_counter()
+                for _ in range(20):
+                    for c in calls:
+                        fn(*c)
+                times[j] = min(times[j], (time.perf_counter() - start) / 20)
+        return times
     for n_in, n_out in SPLIT_LAYERS:
         A, W = rng.rand(rows, n_in).astype(dtype), rng.rand(n_in, n_out).astype(dtype)
         D = rng.rand(rows, n_out).astype(dtype)
         Z, G = np.empty((rows, n_out), dtype), np.empty((n_in, n_out), dtype)
         r, c, f = _cuts(rows, parts), _cuts(n_out, parts, 16), _cuts(n_in, parts, 16)
-        r2, c2 = _cuts(rows, side), _cuts(n_out, side, 16)
+        r2, c2, f2 = _cuts(rows, side), _cuts(n_out, side, 16), _cuts(n_in, side, 16)
 
         def z_tiles(rc, cc):
-            for a, b in zip(rc, rc[1:]):
-                for u, v in zip(cc, cc[1:]):
-                    if b > a and v > u:
-                        gemm(b - a, v - u, n_in, A[a:], n_in, W[:, u:], n_out,
-                             Z[a:, u:], n_out)
+            return [call(b - a, v - u, n_in, A[a:], n_in, W[:, u:], n_out, Z[a:, u:], n_out)
+                    for a, b in zip(rc, rc[1:]) for u, v in zip(cc, cc[1:])
+                    if b > a and v > u]
 
-        def dw_blocks(fc):
-            for a, b in zip(fc, fc[1:]):
-                if b > a:
-                    gemm(b - a, n_out, rows, A[:, a:], n_in, D, n_out, G[a:], n_out, True)
-        z = _best_seconds(lambda: z_tiles([0, rows], [0, n_out]), repeats)
-        dw = _best_seconds(lambda: dw_blocks([0, n_in]), repeats)
-        ratios = [_best_seconds(lambda: z_tiles(rc, cc), repeats) / z
-                  for rc, cc in ((r, [0, n_out]), ([0, rows], c), (r2, c2))]
-        ratios.append(_best_seconds(lambda: dw_blocks(f), repeats) / dw)
+        def dw_tiles(fc, cc):
+            return [call(b - a, v - u, rows, A[:, a:], n_in, D[:, u:], n_out, G[a:, u:],
+                         n_out, True)
+                    for a, b in zip(fc, fc[1:]) for u, v in zip(cc, cc[1:])
+                    if b > a and v > u]
+        lists = [z_tiles([0, rows], [0, n_out]), z_tiles(r, [0, n_out]),
+                 z_tiles([0, rows], c), z_tiles(r2, c2),
+                 dw_tiles([0, n_in], [0, n_out]), dw_tiles(f, [0, n_out]), dw_tiles(f2, c2),
+                 empty]
+        times = best(lists)
+        per_call = times[-1] / len(empty)
+        z, *z_splits, dw, dw_blocks, dw_2d = (t - len(calls) * per_call
+                                              for t, calls in zip(times[:-1], lists))
+        ratios = [t / z for t in z_splits] + [dw_blocks / dw, dw_2d / dw]
         theirs = "–"
         if torch is not None:  # the same whole product by torch's BLAS, one thread
             torch.set_num_threads(1)
@@ -310,8 +336,9 @@ def main(argv=None):
               f"more per multiply-add either way)\n")
         print(f"| layer | dtype | Z = A W whole (us) | by rows | by column tiles | "
               f"{int(round(PLAN_PARTS ** 0.5))}x{int(round(PLAN_PARTS ** 0.5))} tiles | "
-              f"dW by input-feature blocks | dW whole (us) | Z whole by torch (us) |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              f"dW by input-feature blocks | dW by {int(round(PLAN_PARTS ** 0.5))}x"
+              f"{int(round(PLAN_PARTS ** 0.5))} tiles | dW whole (us) | Z whole by torch (us) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for dtype in dtypes:
             product_splits(np.dtype(dtype).type, repeats)
     if not args.no_load:  # the first configuration

@@ -162,6 +162,8 @@ def test_scaling_benchmark_smoke_run():
     plan = [row for row in rows if row[1].strip().startswith("(")]
     splits = [row for row in rows if " x " in row[1]]
     assert len(scaling) == 8 and len(plan) == 4 and len(splits) == 6
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| layer"))
+    assert all(len(row) == len(header.split("|")) for row in splits)  # a figure a column
     for row in plan + splits:  # every figure a positive number (torch's: where installed)
         assert all(float(cell) > 0 for cell in row[3:-1] if cell.strip() != "–")
 
