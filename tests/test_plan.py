@@ -164,6 +164,48 @@ def test_fewer_threads_than_parts_give_the_same_bits(k):
     _assert_bitwise(_coefs(model), reference)
 
 
+@pytest.mark.parametrize("n_in, n1, parts, m, expected", [
+    (784, 100, 16, 200, True),    # parts of 12 rows, blocks of 49 features
+    (400, 64, 4, 200, True),
+    (784, 100, 2, 200, False),    # parts of 100 rows pack W^1 twice only
+    (784, 100, 32, 200, False),   # blocks of 24 features
+    (784, 300, 16, 200, False),   # wider than the batch: column tiles
+    (784, 100, 16, 4096, False),  # an L-BFGS block: parts of 256 rows
+    (784, 100, 1, 200, False),
+])
+def test_which_batches_make_z1_by_blocks_of_input_features(n_in, n1, parts, m, expected):
+    assert _plan.by_inputs(n_in, n1, parts, m) is expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [4, 8])
+@pytest.mark.parametrize("how", ["shuffled", "in order", "weighted"])
+def test_z1_by_blocks_of_input_features_keeps_the_model(dtype, k, how):
+    """Under k threads the 200-row batches of 400 features into 64 units
+    make Z^1 by blocks of input features, each part then adding up its rows
+    in the plan's order: float64 gives the one-thread model (rtol 1e-6), and
+    both dtypes the same bits on k threads, beside two other fits and on one
+    thread taking all k parts."""
+    assert _plan.by_inputs(400, 64, k, 200)
+    X, y = _data(dtype, n_features=400)
+    weight = np.random.RandomState(1).uniform(0.5, 2, size=len(y)) if how == "weighted" else None
+
+    def fit():
+        model = MLPClassifier((64, 32), max_iter=4, tol=0, random_state=0,
+                              shuffle=how != "in order")
+        return _coefs(model.fit(X, y, sample_weight=weight))
+    if dtype == np.float64:
+        one = fit()
+    with threadpool_limits(limits=k, user_api="cnn_bp"):
+        reference = fit()
+        _assert_bitwise(fit(), reference)
+        _assert_bitwise(_beside(fit, 2), reference)
+        _assert_bitwise(_helpers_taken(fit), reference)
+    if dtype == np.float64:
+        for a, b in zip(reference, one):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
 def _fit_new_model_in_child(solver, conn):
     """In a forked child: fit a new model (its own helpers, its own BLAS
     buffers) and report."""

@@ -17,6 +17,7 @@ cdef class Engine:
     cdef object _work            # arrays backing the Work blocks, or None
     cdef object _g2              # the array backing work.g2, or None
     cdef object _sums            # the array backing work.sums, or None
+    cdef object _kz              # the array backing work.kz, or None
     cdef object _acc             # L-BFGS's sum over blocks (_full_gradient), or None
     cdef readonly object dtype
     cdef int _typenum            # dtype's numpy type number (NPY_FLOAT / NPY_DOUBLE)

@@ -70,7 +70,9 @@ from ._kernels cimport cnnbp_derivative_needs_z
 from ._passes cimport (
     _width, blas_loaded, blas_enter, blas_leave, _full_loss, _objective, _trace,
 )
-from ._plan cimport BackOff, Slice, _epoch, _full_gradient, _now, _predict, plan
+from ._plan cimport (
+    BackOff, Slice, _by_inputs, _epoch, _full_gradient, _now, _predict, plan,
+)
 
 cnp.import_array()
 
@@ -486,6 +488,13 @@ cdef class Engine:
                 self._sums = aligned_empty((shared + 1) * stride, self.dtype)
                 self.work.sums = _data(self._sums)
                 self.work.sums_stride = stride
+        if _by_inputs(units[0], units[1], shared + 1, cap) and (
+                self.work.n_kz <= shared or self.work.kz_cap < cap):
+            # Z^1 of batches of up to cap rows by blocks of input features
+            # (_plan._inputs): a block of cap rows for each of shared + 1 parts
+            self._kz = aligned_empty((shared + 1) * cap * units[1], self.dtype)
+            self.work.kz = _data(self._kz)
+            self.work.n_kz, self.work.kz_cap = shared + 1, cap
         self.work.single = single
 
     cdef ptrdiff_t _check_data(self, Rows *rows, X, Y, sample_weight,

@@ -83,6 +83,12 @@ cdef struct Work:
                                  # sums at a normalised layer (2 n_l values each,
                                  # part k's at k sums_stride), or NULL
     ptrdiff_t sums_stride
+    void *kz                     # shared epochs: Z^1 of a batch by blocks of input
+                                 # features, one (m, n_1) block a part (_input_block),
+                                 # for batches of up to kz_cap rows in up to n_kz
+                                 # parts; or NULL
+    ptrdiff_t kz_cap
+    ptrdiff_t n_kz
     void *part                   # shared one-row prediction: the helper's part of
                                  # Z^l (up to n_l values, see _forward), or NULL
     bint single                  # products on the calling thread alone (the
@@ -162,6 +168,11 @@ cdef void _column_tile(const Net *net, const Work *w, const floating *x, ptrdiff
                        ptrdiff_t m, ptrdiff_t c0, ptrdiff_t c1) noexcept nogil
 cdef void _column_tile_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_t m,
                             ptrdiff_t c0, ptrdiff_t c1, floating *g) noexcept nogil
+cdef void _input_block(const Net *net, const Work *w, const floating *x, ptrdiff_t m,
+                       ptrdiff_t f0, ptrdiff_t f1, floating *out) noexcept nogil
+cdef void _input_sums(const Net *net, const Work *w, const floating *blocks,
+                      ptrdiff_t n_blocks, ptrdiff_t m, ptrdiff_t r0,
+                      ptrdiff_t mr) noexcept nogil
 
 
 # The passes of one thread over all rows, block by block, that the engine

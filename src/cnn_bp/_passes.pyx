@@ -663,6 +663,30 @@ cdef void _column_tile_back(const Net *net, const Work *w, ptrdiff_t l, ptrdiff_
         column_sums(1, c1 - c0, d_prev + r * n_in + c0, g + net.b_off[l - 2] + c0)
 
 
+cdef void _input_block(const Net *net, const Work *w, const floating *x, ptrdiff_t m,
+                       ptrdiff_t f0, ptrdiff_t f1, floating *out) noexcept nogil:
+    """out (m, n_1) = x[:, f0:f1] W^1[f0:f1, :] over m rows: input features
+    f0..f1 - 1's share of Z^1 (x: the batch's rows of X)."""
+    cdef ptrdiff_t n_in = net.units[0], n = net.units[1]
+    cdef floating one = 1, zero = 0
+    gemm(w.single, NO_TRANS, NO_TRANS, m, n, f1 - f0, one, x + f0, n_in,
+         <const floating *> net.params + net.w_off[0] + f0 * n, n, zero, out, n)
+
+
+cdef void _input_sums(const Net *net, const Work *w, const floating *blocks,
+                      ptrdiff_t n_blocks, ptrdiff_t m, ptrdiff_t r0,
+                      ptrdiff_t mr) noexcept nogil:
+    """A^1 of rows r0..r0 + mr - 1 of a batch of m rows, from Z^1 in
+    n_blocks blocks of input features (`blocks`: n_blocks (m, n_1) blocks,
+    _input_block): f(their sum, added in block order, + b^1)."""
+    cdef ptrdiff_t n = net.units[1], k
+    cdef floating *z = <floating *> w.a + w.cap * net.blk_off[1] + r0 * n
+    memcpy(z, blocks + r0 * n, mr * n * sizeof(floating))
+    for k in range(1, n_blocks):
+        add(mr * n, blocks + (k * m + r0) * n, z)
+    _activate(net, 1, mr, z, False)
+
+
 cdef double _full_loss(const Net *net, const Work *w, const Rows *X, const void *Y,
                        bint y_u8, const floating *SW, ptrdiff_t n, bint training,
                        double *weight) noexcept nogil:

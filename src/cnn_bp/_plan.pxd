@@ -39,6 +39,7 @@ cdef class BackOff:
 
 
 cdef int plan(int n_threads, ptrdiff_t rows) except -1
+cdef bint _by_inputs(ptrdiff_t n_in, ptrdiff_t n1, int parts, ptrdiff_t m) noexcept nogil
 
 cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
                  const void *Y, bint y_u8, const floating *SW,

@@ -42,7 +42,7 @@ from ._passes cimport (
     Stage, _drops, _width, _normalised, blas_loaded,
     _spend_masks, _forward, _output_loss, _weight_gradient, _backward,
     _advance, _finish_step, _finish_update, _weight_sum, _block_rows,
-    _target_rows, _column_tile, _column_tile_back,
+    _target_rows, _column_tile, _column_tile_back, _input_block, _input_sums,
 )
 from ._passes import BN_EPSILON, BN_MOMENTUM
 
@@ -62,6 +62,16 @@ MIN_PART_ROWS = CNNBP_MIN_PART_ROWS
 # batch by column tiles (_columns); with fewer, the hand-overs that takes cost
 # about what it saves (docs/performance.md, "Figures behind the code").
 cdef int _COLUMN_PARTS = 4
+
+# A first layer no wider than the batch makes Z^1 by blocks of input
+# features (by_inputs, _inputs) when its parts of rows would have fewer than
+# INPUT_ROWS rows each and each part's block at least INPUT_FEATURES
+# features: parts of few rows pack all of W^1 each, blocks of features
+# pack each row of W^1 once, and adding the parts' blocks costs little
+# beside the product of a wide input (docs/performance.md).
+cdef ptrdiff_t _INPUT_ROWS = 64
+cdef ptrdiff_t _INPUT_FEATURES = 48
+INPUT_ROWS, INPUT_FEATURES = _INPUT_ROWS, _INPUT_FEATURES
 
 # A large batch's rows go forward and back in blocks of at least this many
 # rows, between which the main thread looks for signals (_signal_block).
@@ -211,6 +221,10 @@ cdef struct Batch:
     ptrdiff_t tiles              # with columns: dW^l, l <= tiles, and delta^{l-1},
                                  # 2 <= l <= tiles, by column tiles too (SHARE_BACK,
                                  # SHARE_UPDATE's _split_w1); 0 without
+    bint full_inputs             # the slice's full batches make Z^1 by blocks of
+                                 # input features (_by_inputs), and so w.kz holds them
+    bint inputs                  # this one does (_inputs; SHARE_INPUTS), each part
+                                 # then adding up its rows
     ptrdiff_t layer              # SHARE_COLUMNS, SHARE_BACK: the layer
     PyObject **exc               # where it keeps the exception a signal raised
 
@@ -219,7 +233,9 @@ cdef struct Batch:
 # and back (a batch whose first layers are made by column tiles, _columns:
 # first its rows gathered, then its columns of each such layer over all
 # rows, then the rest forward and back to the first of them, then its
-# columns of each such layer's delta over all rows, last to first); then,
+# columns of each such layer's delta over all rows, last to first; a batch
+# whose Z^1 is made by blocks of input features, _inputs: first its block
+# over all rows, then its rows on from their sum); then,
 # in a batch-normalised network, on from each normalised layer once the
 # caller combined the parts' sums there; for a large batch
 # whose dW^1 is split by rows of W^1, those rows, in blocks of the batch's
@@ -232,6 +248,7 @@ cdef enum:
     SHARE_GATHER = 4
     SHARE_COLUMNS = 5
     SHARE_BACK = 6
+    SHARE_INPUTS = 7
 
 
 cdef Rows _rows_from(const Rows *x, ptrdiff_t j, ptrdiff_t n_in, const floating *sw) noexcept nogil:
@@ -349,9 +366,65 @@ cdef ptrdiff_t _columns(const Net *net, const Work *w, const Batch *b, int parts
 
 
 cdef inline ptrdiff_t _column(ptrdiff_t n, const cnnbp_share *s, int k) noexcept nogil:
-    """The first of part k's columns of n (k = s.parts: n, the end): equal
-    shares, cut at multiples of 16 values (cache lines)."""
+    """The first of part k's columns of n (of W^l, or of X: its input
+    features; k = s.parts: n, the end): equal shares, cut at multiples of 16
+    values (cache lines)."""
     return n if k == s.parts else (n * k // s.parts) & ~(<ptrdiff_t> 15)
+
+
+cdef bint _by_inputs(ptrdiff_t n_in, ptrdiff_t n1, int parts, ptrdiff_t m) noexcept nogil:
+    """Whether a batch of m rows in `parts` parts makes Z^1 by blocks of
+    input features (parts of fewer than INPUT_ROWS rows, blocks of at least
+    INPUT_FEATURES features, a first layer no wider than the batch); the
+    engine's buffers (w.kz) follow the same rule."""
+    return (parts > 1 and m < _INPUT_ROWS * parts and n_in >= _INPUT_FEATURES * parts
+            and n1 <= m)
+
+
+def by_inputs(n_in, n1, parts, m):
+    """_by_inputs, for tests and docs."""
+    return _by_inputs(n_in, n1, parts, m)
+
+
+cdef bint _inputs(const Net *net, const Work *w, const Batch *b, int parts,
+                  ptrdiff_t m) noexcept nogil:
+    """Whether batch b makes Z^1 by blocks of input features, each part its
+    rows of W^1 over all m rows (_inputs_of_z), and then each part
+    its rows of A^1 from the blocks' sum (_input_sums): a hidden first layer
+    without dropout, batch normalisation or kept Z, from dense X, when the
+    parts' rows each fit one block (b.block) and _by_inputs says so, for
+    this batch and the slice's full ones (b.full_inputs: what the engine
+    made w.kz for, so that the choice follows T and the shapes alone). The
+    sum is added in the order of the parts, so the model is T's whichever
+    threads ran it."""
+    return (b.full_inputs and w.kz != NULL and parts <= w.n_kz and m <= w.kz_cap
+            and b.X.x != NULL
+            and b.block > 0 and (m + parts - 1) // parts <= b.block and w.z == NULL
+            and net.n_layers > 1 and not _drops(net, 1, True) and not _normalised(net, 1)
+            and _by_inputs(net.units[0], net.units[1], parts, m))
+
+
+cdef void _inputs_of_z(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
+    """SHARE_INPUTS of share s: its block of Z^1, its input features
+    (_column: equal shares cut at multiples of 16 values, so that no two
+    parts write one cache line of a gathered row) over all the batch's m
+    rows, into its (m, n_1) block of w.kz (_input_block); for shuffled
+    rows, those features of each row gathered into w.x first (the parts'
+    features side by side make the rows)."""
+    cdef const Work *w = b.w
+    cdef ptrdiff_t n_in = b.net.units[0], n1 = b.net.units[1], i
+    cdef ptrdiff_t f0 = _column(n_in, s, s.tid), f1 = _column(n_in, s, s.tid + 1)
+    cdef const floating *X = <const floating *> b.X.x
+    cdef floating *x = <floating *> w.x
+    cdef floating *block = <floating *> w.kz + s.tid * s.m * n1
+    if f1 <= f0:  # no features (not with _by_inputs's blocks): adds nothing
+        memset(block, 0, s.m * n1 * sizeof(floating))
+        return
+    if b.order != NULL:
+        for i in range(s.m):
+            memcpy(x + i * n_in + f0, X + b.order[b.start + i] * n_in + f0,
+                   (f1 - f0) * sizeof(floating))
+    _input_block(b.net, w, <const floating *> b.rows.x, s.m, f0, f1, block)
 
 
 cdef void _columns_of_z(Batch *b, const cnnbp_share *s, floating *dummy) noexcept nogil:
@@ -406,7 +479,9 @@ cdef void _share_rows(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
     b.sums (batch normalisation, shared), the passes stop at each
     normalised layer, leaving the share's sums there (Stage), and go on in
     SHARE_ON from b.at once the caller has combined them. SHARE_GATHER
-    gathers only (the rows of a batch whose first layers are column tiles)."""
+    gathers only (the rows of a batch whose first layers are column tiles).
+    With b.inputs, its rows of A^1 come from the parts' blocks of Z^1
+    (SHARE_INPUTS gathered the rows and made them): _input_sums."""
     cdef const Net *net = b.net
     cdef const Work *w = b.w
     cdef ptrdiff_t n_in = net.units[0], n_out = net.units[net.n_layers]
@@ -428,10 +503,10 @@ cdef void _share_rows(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
         g, g0 = <floating *> w.g2 + (s.tid - 1) * size, w.g0
     st.sums = NULL if b.sums == NULL else <floating *> b.sums + s.tid * w.sums_stride
     st.at = 0
-    st.done = b.columns
+    st.done = 1 if b.inputs else b.columns
     st.bottom = max(1, b.tiles)
     if s.phase == SHARE_GATHER or (s.phase == SHARE_START and b.columns == 0):
-        if b.order != NULL and b.X.x != NULL:
+        if b.order != NULL and b.X.x != NULL and not b.inputs:
             gather_rows(s.mr, n_in, <const floating *> b.X.x, b.order + b.start + s.r0,
                         <floating *> w.x + s.r0 * n_in)
         if SW != NULL and b.order != NULL:
@@ -440,6 +515,8 @@ cdef void _share_rows(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
             return
     if s.phase == SHARE_START:
         s.out[1] = s.mr if swb == NULL else _weight_sum(swb, s.mr)
+        if b.inputs:
+            _input_sums(net, w, <const floating *> w.kz, s.parts, s.m, s.r0, s.mr)
         if b.block > 0 and s.mr > b.block:
             memset(g + (first - g0), 0, (net.n_params - first) * sizeof(floating))
             s.out[0] = _share_blocks(b, s, &xb, swb, g, g0, w_first)
@@ -474,6 +551,8 @@ cdef void _share(Batch *b, cnnbp_share *s, floating *dummy) noexcept nogil:
         _columns_of_z(b, s, g)
     elif s.phase == SHARE_BACK:
         _columns_of_delta(b, s, g)
+    elif s.phase == SHARE_INPUTS:
+        _inputs_of_z(b, s, g)
     else:
         _share_rows(b, s, g)
 
@@ -525,7 +604,8 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     first layers wider than the batch, made by column tiles (_columns), add
     one before the rows' to gather them and one for each such layer, and
     one after the rows' for each such layer but the first and the output
-    (_columns_of_delta).
+    (_columns_of_delta); a Z^1 made by blocks of input features (_inputs)
+    adds one before the rows'.
     The parameters are those of the one-thread pass to round-off (sums in
     parts; OpenBLAS rounds an ulp differently for other shapes). With no
     `opt` (a block of L-BFGS's full batch): no update; returns the block's
@@ -546,12 +626,15 @@ cdef double _batch(const Net *net, Optim *opt, const Work *w, Batch *b,
     # it back at no cost worth a hand-over)
     b.tiles = min(b.columns + 1, net.n_layers - 1) if b.columns > 0 else 0
     b.split_w1 = parts > 1 and (w.g0 > 0 or b.tiles > 0)
+    b.inputs = b.columns == 0 and _inputs(net, w, b, parts, m)
     if b.columns > 0:  # the first layers by column tiles, over every row of the batch
         if b.order != NULL:
             cnnbp_team_run(team, parts, SHARE_GATHER, share, b)
         for l in range(1, b.columns + 1):
             b.layer = l
             cnnbp_team_run(team, parts, SHARE_COLUMNS, share, b)
+    elif b.inputs:  # Z^1 by blocks of input features, over every row of the batch
+        cnnbp_team_run(team, parts, SHARE_INPUTS, share, b)
     cnnbp_team_run(team, parts, SHARE_START, share, b)
     if cnnbp_team_cancelled(team):
         return NAN  # Ctrl-C within the batch: dropped
@@ -640,7 +723,8 @@ cdef void _epoch(const Net *net, Optim *opt, const Work *w, const Rows *X,
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, order
     b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
-    b.columns = b.tiles = 0
+    b.columns = b.tiles = b.inputs = 0
+    b.full_inputs = _by_inputs(net.units[0], net.units[1], plan, min(batch, n))
     while start < n:
         if start > sl.start and _now() >= deadline:
             break  # the caller's time slice is up (it may check for Ctrl-C)
@@ -689,7 +773,8 @@ cdef double _full_gradient(const Net *net, const Work *w, const Rows *X, const v
     b.net, b.w, b.team, b.X, b.Y, b.y_u8 = net, w, &team, X, Y, y_u8
     b.SW, b.order = SW, NULL
     b.block, b.signals, b.exc, b.w1_apart = sl.block, sl.signals, &sl.exc, False
-    b.columns = b.tiles = 0
+    b.columns = b.tiles = b.inputs = 0
+    b.full_inputs = _by_inputs(net.units[0], net.units[1], plan, min(w.cap, n))
     while start < n:
         m = min(w.cap, n - start)
         b.rows = _block_rows(X, start, net.units[0], p)
