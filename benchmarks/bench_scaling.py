@@ -22,10 +22,10 @@ parts run one after another against the one-thread epoch, which shows the
 work the split adds; and T = 16 forced on this machine against T = 2
 (oversubscription, when it has fewer than 16 cores). And why: each product
 of a 200-row batch on the private one-thread BLAS, split 16 ways (by rows,
-by column tiles, by 4 x 4 tiles; dW by blocks of input features, by 4 x 4
-tiles), its parts one after another, over the whole product, each call's
-Python overhead taken off (and the whole product by torch's BLAS at one
-thread, when torch is installed).
+by column tiles, by 4 x 4 tiles, by blocks of input features and their sum;
+dW by blocks of input features, by 4 x 4 tiles), its parts one after
+another, over the whole product, each call's Python overhead taken off (and
+the whole product by torch's BLAS at one thread, when torch is installed).
 
 Then the behaviour under load: another process spinning on one core, at the
 fit's priority and then at a higher one (nice -5, when permitted), while the
@@ -186,8 +186,10 @@ def product_splits(dtype, repeats, rows=200, parts=PLAN_PARTS):
     private one-thread BLAS, split `parts` ways and run one after another,
     over the whole product: Z = A W by parts of rows, by column tiles (cut
     at 16 values, as the plan cuts them), by sqrt(parts) x sqrt(parts) 2-D
-    tiles; dW = A^T delta by blocks of input features over all rows, and by
-    2-D tiles (input-feature block x output-feature block). The splits and
+    tiles, by blocks of input features over all rows (each block's Z apart,
+    then their sum: numpy adding them, as the plan's parts add their rows);
+    dW = A^T delta by blocks of input features over all rows, and by 2-D
+    tiles (input-feature block x output-feature block). The splits and
     the whole products take turns, best of max(5, repeats) rounds each, so
     that a slow spell of the machine falls on all of them. The time of a
     call that returns at once (m = 0: ctypes and BLAS's argument checks) is
@@ -214,6 +216,7 @@ def product_splits(dtype, repeats, rows=200, parts=PLAN_PARTS):
         A, W = rng.rand(rows, n_in).astype(dtype), rng.rand(n_in, n_out).astype(dtype)
         D = rng.rand(rows, n_out).astype(dtype)
         Z, G = np.empty((rows, n_out), dtype), np.empty((n_in, n_out), dtype)
+        P = np.empty((parts, rows, n_out), dtype)  # Z by blocks of input features
         r, c, f = _cuts(rows, parts), _cuts(n_out, parts, 16), _cuts(n_in, parts, 16)
         r2, c2, f2 = _cuts(rows, side), _cuts(n_out, side, 16), _cuts(n_in, side, 16)
 
@@ -227,14 +230,17 @@ def product_splits(dtype, repeats, rows=200, parts=PLAN_PARTS):
                          n_out, True)
                     for a, b in zip(fc, fc[1:]) for u, v in zip(cc, cc[1:])
                     if b > a and v > u]
+        z_blocks = [call(rows, n_out, b - a, A[:, a:], n_in, W[a:], n_out, P[k], n_out)
+                    for k, (a, b) in enumerate(zip(f, f[1:]))]
         lists = [z_tiles([0, rows], [0, n_out]), z_tiles(r, [0, n_out]),
-                 z_tiles([0, rows], c), z_tiles(r2, c2),
+                 z_tiles([0, rows], c), z_tiles(r2, c2), z_blocks,
                  dw_tiles([0, n_in], [0, n_out]), dw_tiles(f, [0, n_out]), dw_tiles(f2, c2),
                  empty]
         times = best(lists)
         per_call = times[-1] / len(empty)
         z, *z_splits, dw, dw_blocks, dw_2d = (t - len(calls) * per_call
                                               for t, calls in zip(times[:-1], lists))
+        z_splits[-1] += _best_seconds(lambda: np.sum(P, axis=0, out=Z), repeats)
         ratios = [t / z for t in z_splits] + [dw_blocks / dw, dw_2d / dw]
         theirs = "–"
         if torch is not None:  # the same whole product by torch's BLAS, one thread
@@ -334,11 +340,12 @@ def main(argv=None):
               f"product (each call packs its operands into OpenBLAS's blocked layout, or, "
               f"below its small-matrix threshold, runs unpacked kernels: small parts do "
               f"more per multiply-add either way)\n")
+        side = int(round(PLAN_PARTS ** 0.5))
         print(f"| layer | dtype | Z = A W whole (us) | by rows | by column tiles | "
-              f"{int(round(PLAN_PARTS ** 0.5))}x{int(round(PLAN_PARTS ** 0.5))} tiles | "
-              f"dW by input-feature blocks | dW by {int(round(PLAN_PARTS ** 0.5))}x"
-              f"{int(round(PLAN_PARTS ** 0.5))} tiles | dW whole (us) | Z whole by torch (us) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              f"{side}x{side} tiles | by input-feature blocks, summed | "
+              f"dW by input-feature blocks | dW by {side}x{side} tiles | dW whole (us) | "
+              f"Z whole by torch (us) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for dtype in dtypes:
             product_splits(np.dtype(dtype).type, repeats)
     if not args.no_load:  # the first configuration
