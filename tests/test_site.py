@@ -91,6 +91,21 @@ def test_the_backpropagation_page_renders_its_math_offline():
     assert len(re.findall(r"<mjx-container", dom)) >= 40
 
 
+MATH_PAGES = ["backpropagation.html", "features.html", "inspection.html", "performance.html",
+              "auto_examples/plot_gradient_check.html",
+              "auto_examples/plot_vanishing_gradients.html"]
+
+
+@needs_browser
+@pytest.mark.parametrize("page", MATH_PAGES)
+def test_every_formula_typesets(page):
+    """Each page's formulas typeset, none in MathJax's error box (which
+    shows "Math input error" where TeX does not parse)."""
+    dom = _dom(page)
+    assert "<mjx-container" in dom
+    assert "<mjx-merror" not in dom and "Math input error" not in dom
+
+
 def _prose(html):
     """The page's article text outside math, code and scripts."""
     article = html[html.index("<article"):html.index("</article>")]
