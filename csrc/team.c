@@ -22,7 +22,7 @@
  * column tiles, each part its columns of W^l over all the rows, and one
  * after them for each such layer's delta, back; or one before them for a
  * narrow first layer of many inputs that it makes by blocks of input
- * features, each part its rows w1 of W^1 over all the rows):
+ * features, each part a block of rows of W^1 over all the rows):
  *   rows     each part takes its rows r0..r0 + mr - 1 forward and back,
  *            summing their gradient in a buffer of its own (dW^1 of a large
  *            first layer and the dW^l of column tiles excepted: see the
